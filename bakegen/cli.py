@@ -1,0 +1,125 @@
+"""Command line: parse arguments, call the library, print. Errors are mapped in :func:`main`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from bakegen import __version__
+from bakegen.build import BuildOptions, build
+from bakegen.errors import BakegenError, StackErrors, StaleError
+from bakegen.lock import write_files
+from bakegen.locker import current_locks, lock_files, lock_stacks
+from bakegen.render import render_project
+from bakegen.resolvers.python import BACKENDS, DEFAULT_INDEX, get_resolver
+from bakegen.stack import load_stacks
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
+    graph = load_stacks(args.root)
+    resolver = get_resolver(args.resolver)
+    outcomes = lock_stacks(graph, resolver, names=args.stacks, index_url=args.index_url)
+    changed = write_files(args.root, lock_files(outcomes))
+    for o in outcomes:
+        state = "locked" if o.changed else "up to date"
+        print(f"{o.stack}: {state} ({len(o.lock.python.pins)} Python packages)")
+    for path in changed:
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    graph = load_stacks(args.root)
+    files = render_project(graph, current_locks(graph))
+    if args.check:
+        stale = [p for p, text in sorted(files.items()) if not (args.root / p).exists() or (args.root / p).read_text(encoding="utf-8") != text]
+        if stale:
+            raise StaleError(f"generated files are out of date: {', '.join(stale)}", hint="run bakegen generate and commit the result")
+        print(f"{len(files)} generated files are up to date")
+        return 0
+    changed = write_files(args.root, files)
+    for path in changed:
+        print(f"wrote {path}")
+    if not changed:
+        print(f"{len(files)} generated files are up to date")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    base_images = {}
+    for item in args.base_image:
+        stack, sep, ref = item.partition("=")
+        if not sep or not stack or not ref:
+            raise BakegenError(f"--base-image {item!r} is not STACK=IMAGE", hint="for example --base-image base=python:3.13-slim")
+        base_images[stack] = ref
+    graph = load_stacks(args.root)
+    for stack in base_images:
+        if stack not in graph.stacks or graph.stacks[stack].base is None:
+            roots = [n for n in graph.order if graph.stacks[n].base]
+            raise BakegenError(f"--base-image: '{stack}' is not a stack with a base image", hint=f"root stacks: {', '.join(roots)}")
+    graph.select(args.targets)  # validates target names
+    opts = BuildOptions(
+        targets=args.targets,
+        base_images=base_images,
+        ca_bundle=args.ca_bundle or os.environ.get("BAKEGEN_CA_BUNDLE") or None,
+        registry=args.registry,
+        tag_prefix=args.tag_prefix,
+        load=args.load,
+        push=args.push,
+        progress=args.progress,
+    )
+    build(args.root, opts)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bakegen", description="Lock Jupyter image stacks and compile them to docker buildx bake.")
+    p.add_argument("--version", action="version", version=f"bakegen {__version__}")
+    p.add_argument("-C", "--directory", dest="root", type=Path, default=Path("."), help="project folder (holds stacks/)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log every external command")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    lk = sub.add_parser("lock", help="resolve stacks/*.toml into locks/<stack>/")
+    lk.add_argument("stacks", nargs="*", help="stacks to lock (with their parents); default: all")
+    lk.add_argument("--resolver", choices=sorted(BACKENDS), default=os.environ.get("BAKEGEN_RESOLVER", "uv"), help="Python resolver (default: uv)")
+    lk.add_argument("--index-url", default=os.environ.get("BAKEGEN_INDEX_URL", DEFAULT_INDEX), help=f"Python package index (default: {DEFAULT_INDEX})")
+    lk.set_defaults(func=cmd_lock)
+
+    gen = sub.add_parser("generate", help="compile locks into docker-bake.hcl and dockerfiles/")
+    gen.add_argument("--check", action="store_true", help="write nothing; exit 1 when generated files are out of date")
+    gen.set_defaults(func=cmd_generate)
+
+    bd = sub.add_parser("build", help="run docker buildx bake on the generated files")
+    bd.add_argument("targets", nargs="*", help="stacks to build (default: all)")
+    bd.add_argument("--base-image", action="append", default=[], metavar="STACK=IMAGE", help="replace a root stack's base image")
+    bd.add_argument("--ca-bundle", metavar="PEM", help="CA bundle for a TLS-intercepting proxy, passed as a BuildKit secret (env: BAKEGEN_CA_BUNDLE)")
+    bd.add_argument("--registry", help="image name prefix, e.g. ghcr.io/acme")
+    bd.add_argument("--tag-prefix", help="prepended to every tag")
+    bd.add_argument("--load", action="store_true", help="load the images into the local image store")
+    bd.add_argument("--push", action="store_true", help="push the images")
+    bd.add_argument("--progress", default="auto", choices=["auto", "plain", "tty", "quiet"], help="build output style")
+    bd.set_defaults(func=cmd_build)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(message)s")
+    args.root = args.root.resolve()
+    try:
+        return args.func(args)
+    except StackErrors as exc:
+        for err in exc.errors:
+            for line in err.lines():
+                print(line, file=sys.stderr)
+        return exc.exit_code
+    except BakegenError as exc:
+        for line in exc.lines():
+            print(line, file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

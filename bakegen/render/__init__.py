@@ -1,0 +1,44 @@
+"""Renderers: pure functions from (stacks, locks) to ``{path: text}``.
+
+Templates live in ``templates/`` and are rendered by one Jinja2 environment
+with ``StrictUndefined``, so a misspelled variable is an error, not an empty
+string.
+"""
+
+from __future__ import annotations
+
+import json
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from bakegen.lock import StackLock
+from bakegen.render.escape import dockerfile_comment, dockerfile_env_value, hcl_ident, hcl_string
+from bakegen.stack import StackGraph
+
+BAKE_FILE = "docker-bake.hcl"
+DOCKERFILE_DIR = "dockerfiles"
+
+
+def environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("bakegen.render", "templates"),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters.update(json=json.dumps, hcl=hcl_string, hcl_ident=hcl_ident, env_value=dockerfile_env_value, comment=dockerfile_comment)
+    return env
+
+
+def render_project(graph: StackGraph, locks: dict[str, StackLock]) -> dict[str, str]:
+    """Every generated file of the project: the bake file and one Dockerfile per stack."""
+    from bakegen.render.bake import render_bake
+    from bakegen.render.dockerfile import dockerfile_path, render_dockerfile
+
+    env = environment()
+    files = {BAKE_FILE: render_bake(env, graph, locks)}
+    for name in graph.order:
+        files[dockerfile_path(name)] = render_dockerfile(env, graph, name, locks[name])
+    return files

@@ -1,0 +1,45 @@
+"""One multi-stage Dockerfile per stack."""
+
+from __future__ import annotations
+
+from jinja2 import Environment
+
+from bakegen import __version__
+from bakegen.lock import GENERATED_MARKER, REQUIREMENTS, StackLock
+from bakegen.stack import DEFAULT_COMMAND, DEFAULT_PORT, StackGraph
+
+VENV = "/opt/venv"
+STAGING = "/opt/bakegen/staging"
+
+
+def dockerfile_path(name: str) -> str:
+    return f"dockerfiles/{name}/Dockerfile"
+
+
+def render_dockerfile(env: Environment, graph: StackGraph, name: str, lock: StackLock) -> str:
+    stack = graph.stacks[name]
+    parent = graph.parent(name)
+    user = graph.user(name)
+    # A child keeps its parent's command and port unless it sets its own.
+    command = stack.command
+    port = stack.port
+    if parent is None:
+        command = command or DEFAULT_COMMAND
+        port = port or DEFAULT_PORT
+    return env.get_template("Dockerfile.j2").render(
+        header=f"{GENERATED_MARKER} {__version__} from stacks/{name}.toml and locks/{name}/. Do not edit; to update, run: bakegen generate",
+        name=name,
+        description=stack.description,
+        parent=parent.name if parent else None,
+        base_default=stack.base,
+        venv=VENV,
+        staging=STAGING,
+        requirements=f"locks/{name}/{REQUIREMENTS}",
+        has_python=bool(lock.python.pins),
+        apt_packages=sorted(stack.apt_packages),
+        apt_build=sorted(stack.apt_build),
+        env=list(stack.env),
+        user=user,
+        port=port,
+        command=list(command) if command else None,
+    )

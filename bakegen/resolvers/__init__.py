@@ -1,0 +1,4 @@
+"""One resolver module per ecosystem, each behind a narrow domain interface.
+
+* :mod:`bakegen.resolvers.python`: Python requirements -> hashed pins.
+"""

@@ -1,0 +1,245 @@
+"""Resolve Python requirements to hashed pins, for the image's Python, not the host's.
+
+Two backends share one domain call, :meth:`PythonResolver.resolve`:
+
+* ``uv`` (default): ``uv pip compile`` targets any Python version and platform
+  with ``--python-version`` / ``--python-platform``;
+* ``pip-tools``: ``pip-compile`` resolves for the interpreter it runs in, so it
+  refuses a stack whose Python differs from that interpreter.
+
+Both ignore the machine's pip/uv configuration (find-links, extra indexes,
+constraints): a lock must not depend on the machine that made it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from bakegen import proc
+from bakegen.errors import BakegenError, CommandError, NetworkError, ResolutionError
+from bakegen.lock import Pin, parse_requirements
+
+DEFAULT_INDEX = "https://pypi.org/simple"
+DEFAULT_PLATFORM = "x86_64-manylinux_2_28"
+
+
+@dataclass
+class PythonRequest:
+    """What to resolve: the requirement sets of a stack chain, constrained by locked parents."""
+
+    stack: str
+    python_version: str
+    platform: str = DEFAULT_PLATFORM
+    # (label, requirement strings), e.g. ("stacks/base.toml", ["jupyterlab>=4"])
+    inputs: list[tuple[str, list[str]]] = field(default_factory=list)
+    # (label, pins), e.g. ("locks/base/requirements.txt", [...])
+    constraints: list[tuple[str, list[Pin]]] = field(default_factory=list)
+    index_url: str = DEFAULT_INDEX
+
+
+class PythonResolver(Protocol):
+    name: str
+
+    def version(self) -> str: ...
+
+    def resolve(self, request: PythonRequest) -> list[Pin]: ...
+
+
+# --- shared helpers -------------------------------------------------------------
+
+_NETWORK_PATTERNS = (
+    "Failed to fetch",
+    "error sending request",
+    "Connection refused",
+    "dns error",
+    "Name or service not known",
+    "NewConnectionError",
+    "Max retries exceeded",
+    "timed out",
+    "ProxyError",
+    "SSLError",
+    "certificate verify failed",
+    "invalid peer certificate",
+)
+
+
+def _write_inputs(tmp: Path, request: PythonRequest) -> tuple[list[str], list[str], dict[str, str]]:
+    """Write one .in file per input and one constraints file per parent; map file names back to labels."""
+    labels: dict[str, str] = {}
+    ins, cons = [], []
+    for i, (label, reqs) in enumerate(request.inputs):
+        name = f"in{i}.in"
+        (tmp / name).write_text("".join(f"{r}\n" for r in reqs))
+        labels[name] = label
+        ins.append(name)
+    for i, (label, pins) in enumerate(request.constraints):
+        name = f"c{i}.txt"
+        (tmp / name).write_text("".join(f"{p.key}=={p.version}\n" for p in pins))
+        labels[name] = label
+        cons.append(name)
+    return ins, cons, labels
+
+
+def _relabel(pins: list[Pin], labels: dict[str, str]) -> list[Pin]:
+    """Turn ``-r in0.in`` / ``-c c0.txt`` in ``# via`` comments into stack and lock paths."""
+    pattern = re.compile(r"^(-[rc])\s+(\S+)$")
+    out = []
+    for pin in pins:
+        via = []
+        for v in pin.via:
+            m = pattern.match(v)
+            if m and Path(m.group(2)).name in labels:
+                v = f"{m.group(1)} {labels[Path(m.group(2)).name]}"
+            via.append(v)
+        out.append(Pin(pin.key, pin.version, pin.hashes, tuple(via)))
+    return out
+
+
+def _classify(exc: CommandError, request: PythonRequest, backend: str) -> BakegenError:
+    out = exc.output
+    lines = [ln.strip() for ln in out.splitlines() if ln.strip()]
+    if any(p in out for p in _NETWORK_PATTERNS) and not _no_solution(out):
+        detail = next((ln for ln in lines if any(p in ln for p in _NETWORK_PATTERNS)), lines[-1] if lines else "")
+        return NetworkError(
+            f"{request.stack}: cannot reach the package index {request.index_url} ({backend}: {detail[:200]})",
+            hint="check the network or proxy; behind a TLS-intercepting proxy set SSL_CERT_FILE to its CA bundle; use --index-url for a mirror",
+        )
+    detail = _first_reason(lines)
+    return ResolutionError(
+        f"{request.stack}: cannot resolve Python packages: {detail}",
+        hint=f"check the names and versions in python.packages; a child stack cannot move a version its parent pinned (resolver: {backend})",
+    )
+
+
+def _no_solution(out: str) -> bool:
+    return any(s in out for s in ("No solution found", "ResolutionImpossible", "Could not find a version", "not found in the package registry"))
+
+
+def _first_reason(lines: list[str]) -> str:
+    for ln in lines:
+        if ln.startswith(("×", "╰─▶", "Because", "ERROR:", "error:")) or "Could not find a version" in ln:
+            text = ln.lstrip("×╰─▶ ").strip()
+            if text and not text.startswith("No solution found"):
+                return text[:300]
+    for ln in lines:
+        if "No solution found" not in ln:
+            return ln[:300]
+    return "no solution"
+
+
+def _isolated_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_")) or k in ("PIP_CERT", "PIP_DEFAULT_TIMEOUT", "UV_CACHE_DIR")}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    env.update(extra or {})
+    return env
+
+
+# --- uv ---------------------------------------------------------------------------
+
+
+class UvResolver:
+    """``uv pip compile`` for any target Python version and platform."""
+
+    name = "uv"
+
+    def __init__(self, uv: str | None = None):
+        self._uv = uv
+
+    @property
+    def uv(self) -> str:
+        if self._uv is None:
+            try:
+                from uv import find_uv_bin  # type: ignore[import-not-found]
+
+                self._uv = find_uv_bin()
+            except (ImportError, FileNotFoundError):
+                raise BakegenError("uv is not installed", hint="pip install uv, or choose --resolver pip-tools") from None
+        return self._uv
+
+    def version(self) -> str:
+        out = proc.run([self.uv, "--version"], env=_isolated_env()).stdout.split()
+        return f"uv {out[1] if len(out) > 1 else '?'}"
+
+    def resolve(self, request: PythonRequest) -> list[Pin]:
+        with tempfile.TemporaryDirectory(prefix="bakegen-uv-") as tmpdir:
+            tmp = Path(tmpdir)
+            ins, cons, labels = _write_inputs(tmp, request)
+            cmd = [
+                self.uv, "pip", "compile", "--no-config", "--quiet",
+                "--generate-hashes", "--no-header", "--annotation-style=split",
+                "--python-version", request.python_version,
+                "--python-platform", request.platform,
+                "--index-url", request.index_url,
+                "--output-file", "out.txt",
+                *ins,
+            ]
+            for c in cons:
+                cmd += ["--constraint", c]
+            try:
+                proc.run(cmd, cwd=tmp, env=_isolated_env())
+            except CommandError as exc:
+                raise _classify(exc, request, "uv") from None
+            pins = parse_requirements((tmp / "out.txt").read_text(), "uv output")
+        return _relabel(pins, labels)
+
+
+# --- pip-tools ----------------------------------------------------------------------
+
+
+class PipToolsResolver:
+    """pip-tools' ``pip-compile``, run in this interpreter (so only for its Python version)."""
+
+    name = "pip-tools"
+
+    def __init__(self, python: str | None = None):
+        self.python = python or sys.executable
+
+    def _interpreter_version(self) -> str:
+        return proc.run([self.python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"]).stdout.strip()
+
+    def version(self) -> str:
+        out = proc.run([self.python, "-c", "import importlib.metadata as m; print(m.version('pip-tools'))"], env=_isolated_env())
+        return f"pip-tools {out.stdout.strip()}"
+
+    def resolve(self, request: PythonRequest) -> list[Pin]:
+        have = self._interpreter_version()
+        if have != request.python_version:
+            raise ResolutionError(
+                f"{request.stack}: pip-compile resolves for the Python it runs in ({have}), but the stack needs Python {request.python_version}",
+                hint=f"use the default --resolver uv, which targets any Python, or run bakegen with Python {request.python_version}",
+            )
+        with tempfile.TemporaryDirectory(prefix="bakegen-piptools-") as tmpdir:
+            tmp = Path(tmpdir)
+            ins, cons, labels = _write_inputs(tmp, request)
+            cmd = [
+                self.python, "-m", "piptools", "compile", "--quiet",
+                "--generate-hashes", "--allow-unsafe", "--strip-extras", "--no-header",
+                "--no-emit-index-url", "--no-emit-find-links", "--annotation-style=split",
+                "--index-url", request.index_url,
+                "--output-file", "out.txt",
+                *ins,
+            ]
+            for c in cons:
+                cmd += ["--constraint", c]
+            try:
+                proc.run(cmd, cwd=tmp, env=_isolated_env())
+            except CommandError as exc:
+                raise _classify(exc, request, "pip-compile") from None
+            pins = parse_requirements((tmp / "out.txt").read_text(), "pip-compile output")
+        return _relabel(pins, labels)
+
+
+BACKENDS = {"uv": UvResolver, "pip-tools": PipToolsResolver}
+
+
+def get_resolver(name: str) -> PythonResolver:
+    try:
+        return BACKENDS[name]()
+    except KeyError:
+        raise BakegenError(f"unknown resolver '{name}'", hint=f"choose one of: {', '.join(BACKENDS)}") from None

@@ -1,0 +1,454 @@
+"""The stack model (what the user wrote) and its strict loader.
+
+A stack file ``stacks/<name>.toml`` describes one image. The loader parses
+every stack, validates every key (unknown keys are errors with a did-you-mean),
+checks the ``extends`` graph and returns the stacks in build order.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from bakegen.errors import Location, StackError, StackErrors, did_you_mean
+
+DEFAULT_USER = ("jovyan", 1000, 100)
+DEFAULT_PORT = 8888
+DEFAULT_COMMAND = ("jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser")
+DEFAULT_TAGS = ("latest",)
+
+NAME_RE = re.compile(r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$")
+PYTHON_RE = re.compile(r"^3\.\d{1,2}$")
+APT_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+
+
+@dataclass(frozen=True)
+class User:
+    name: str = DEFAULT_USER[0]
+    uid: int = DEFAULT_USER[1]
+    gid: int = DEFAULT_USER[2]
+
+
+@dataclass(frozen=True)
+class Stack:
+    """One validated stack file. Inherited values are resolved by :class:`StackGraph`."""
+
+    name: str
+    path: Path
+    description: str
+    base: str | None = None
+    extends: str | None = None
+    python_version: str | None = None
+    python_packages: tuple[str, ...] = ()
+    apt_packages: tuple[str, ...] = ()
+    apt_build: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    user: User | None = None
+    port: int | None = None
+    command: tuple[str, ...] | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+    tags: tuple[str, ...] = DEFAULT_TAGS
+
+    def requirements(self) -> list[Requirement]:
+        return [Requirement(r) for r in self.python_packages]
+
+
+# --- schema -----------------------------------------------------------------
+# Each key maps to a checker that returns the converted value or raises
+# _Invalid(message, hint). Tables map to nested schemas.
+
+
+class _Invalid(Exception):
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _Invalid(f"expected a string, got {_tname(value)}")
+    return value
+
+
+def _matching(regex: re.Pattern[str], what: str, example: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        value = _string(value)
+        if not regex.match(value):
+            raise _Invalid(f"invalid {what} {value!r}", f"use something like {example!r}")
+        return value
+
+    return check
+
+
+def _int_in(lo: int, hi: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise _Invalid(f"expected an integer, got {_tname(value)}")
+        if not lo <= value <= hi:
+            raise _Invalid(f"{value} is out of range {lo}..{hi}")
+        return value
+
+    return check
+
+
+def _list_of(item: Callable[[Any], Any], *, non_empty: bool = False) -> Callable[[Any], tuple[Any, ...]]:
+    def check(value: Any) -> tuple[Any, ...]:
+        if not isinstance(value, list):
+            raise _Invalid(f"expected an array, got {_tname(value)}")
+        if non_empty and not value:
+            raise _Invalid("must not be empty")
+        return tuple(item(v) for v in value)
+
+    return check
+
+
+def _requirement(value: Any) -> str:
+    value = _string(value)
+    try:
+        req = Requirement(value)
+    except InvalidRequirement as exc:
+        detail = str(exc).splitlines()[0]
+        raise _Invalid(
+            f"invalid requirement {value!r}: {detail}",
+            "write a PEP 508 requirement such as 'numpy>=2.1' or 'pandas[excel]~=2.2'",
+        ) from None
+    if req.url:
+        raise _Invalid(f"requirement {value!r} is a direct URL", "name a package from the index, with a version range")
+    return value
+
+
+def _env_value(value: Any) -> str:
+    value = _string(value)
+    if "\n" in value or "\r" in value or "\0" in value:
+        raise _Invalid("environment values cannot contain newlines or NUL bytes")
+    return value
+
+
+def _table_of(key: Callable[[Any], str], val: Callable[[Any], str]) -> Callable[[Any], tuple[tuple[str, str], ...]]:
+    def check(value: Any) -> tuple[tuple[str, str], ...]:
+        if not isinstance(value, dict):
+            raise _Invalid(f"expected a table, got {_tname(value)}")
+        return tuple((key(k), val(v)) for k, v in value.items())
+
+    return check
+
+
+def _tname(value: Any) -> str:
+    return {str: "a string", int: "an integer", float: "a float", bool: "a boolean", list: "an array", dict: "a table"}.get(
+        type(value), type(value).__name__
+    )
+
+
+_env_name = _matching(ENV_RE, "environment variable name", "MPLBACKEND")
+
+SCHEMA: dict[str, Any] = {
+    "name": _matching(NAME_RE, "stack name", "scipy"),
+    "description": _string,
+    "base": _string,
+    "extends": _matching(NAME_RE, "stack name", "base"),
+    "tags": _list_of(_matching(TAG_RE, "tag", "latest"), non_empty=True),
+    "python": {
+        "version": _matching(PYTHON_RE, "Python version", "3.13"),
+        "packages": _list_of(_requirement),
+    },
+    "apt": {
+        "packages": _list_of(_matching(APT_RE, "apt package name", "git")),
+        "build": _list_of(_matching(APT_RE, "apt package name", "build-essential")),
+    },
+    "env": _table_of(_env_name, _env_value),
+    "user": {
+        "name": _matching(USER_RE, "user name", "jovyan"),
+        "uid": _int_in(1, 2**31 - 1),
+        "gid": _int_in(0, 2**31 - 1),
+    },
+    "run": {
+        "port": _int_in(1, 65535),
+        "command": _list_of(_string, non_empty=True),
+    },
+    "labels": _table_of(_string, _string),
+}
+REQUIRED = ("name", "description")
+
+
+# --- locating keys in the source text ------------------------------------------
+
+_HEADER_RE = re.compile(r"^\s*\[\s*([^\]]+?)\s*\]\s*(?:#.*)?$")
+_KEY_RE = re.compile(r"""^\s*("(?:[^"\\]|\\.)*"|'[^']*'|[A-Za-z0-9_.-]+)\s*=""")
+
+
+def _unquote(key: str) -> str:
+    return key[1:-1] if key[:1] in "\"'" else key
+
+
+def find_line(text: str, dotted: tuple[str, ...]) -> int | None:
+    """Best-effort 1-based line of ``dotted`` (e.g. ("python", "pakages")) in TOML text."""
+    table: tuple[str, ...] = ()
+    header_line: int | None = None
+    for lineno, line in enumerate(text.splitlines(), 1):
+        m = _HEADER_RE.match(line)
+        if m:
+            table = tuple(_unquote(p.strip()) for p in m.group(1).split("."))
+            if table == dotted:
+                return lineno
+            if table == dotted[:-1]:
+                header_line = lineno
+            continue
+        m = _KEY_RE.match(line)
+        if m:
+            key = tuple(_unquote(p.strip()) for p in m.group(1).split("."))
+            if table + key == dotted or table + key == dotted[: len(table + key)] and len(table + key) < len(dotted):
+                return lineno
+    return header_line
+
+
+# --- loading --------------------------------------------------------------------
+
+
+def _validate(data: dict[str, Any], schema: dict[str, Any], prefix: tuple[str, ...], err: Callable[..., StackError]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        path = prefix + (key,)
+        dotted = ".".join(path)
+        if key not in schema:
+            raise err(f"unknown key '{dotted}'", path, did_you_mean(key, schema) or f"valid keys here: {', '.join(sorted(schema))}")
+        spec = schema[key]
+        if isinstance(spec, dict):
+            if not isinstance(value, dict):
+                raise err(f"'{dotted}' must be a table, got {_tname(value)}", path, f"write it as [{dotted}]")
+            out[key] = _validate(value, spec, path, err)
+        else:
+            try:
+                out[key] = spec(value)
+            except _Invalid as exc:
+                raise err(f"{dotted}: {exc.message}", path, exc.hint) from None
+    return out
+
+
+def load_stack(path: Path, root: Path | None = None) -> Stack:
+    """Parse and validate one stack file (inheritance is checked by :func:`load_stacks`)."""
+    shown = str(path.relative_to(root)) if root and path.is_relative_to(root) else str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise StackError(f"not UTF-8 text: {exc.reason}", location=Location(shown), hint="save the file as UTF-8") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        msg, line, col = _split_toml_error(str(exc))
+        raise StackError(f"malformed TOML: {msg}", location=Location(shown, line, col), hint="fix the TOML syntax at that position") from None
+
+    def err(message: str, key: tuple[str, ...] | None = None, hint: str | None = None) -> StackError:
+        line = find_line(text, key) if key else None
+        return StackError(message, location=Location(shown, line), hint=hint)
+
+    fields = _validate(data, SCHEMA, (), err)
+    for key in REQUIRED:
+        if key not in fields:
+            raise err(f"missing required key '{key}'", None, f"add {key} = \"...\" at the top of the file")
+    if fields["name"] != path.stem:
+        raise err(f"name '{fields['name']}' does not match the file name '{path.name}'", ("name",), f"rename the file to {fields['name']}.toml or set name = \"{path.stem}\"")
+    has_base, has_extends = "base" in fields, "extends" in fields
+    if has_base == has_extends:
+        raise err(
+            "set exactly one of 'base' (a public image) or 'extends' (another stack)",
+            ("base",) if has_base else None,
+            'for example base = "python:3.13-slim" or extends = "base"',
+        )
+    python = fields.get("python", {})
+    if has_base and "version" not in python:
+        raise err("missing 'python.version' for a stack with a base image", ("python",), 'add [python] version = "3.13" matching the base image')
+    if has_extends:
+        for key in ("user",):
+            if key in fields:
+                raise err(f"'{key}' can only be set on a root stack", (key,), f"set [{key}] in the stack that has 'base'; children inherit it")
+    apt = fields.get("apt", {})
+    run = fields.get("run", {})
+    user = fields.get("user")
+    return Stack(
+        name=fields["name"],
+        path=path,
+        description=fields["description"],
+        base=fields.get("base"),
+        extends=fields.get("extends"),
+        python_version=python.get("version"),
+        python_packages=python.get("packages", ()),
+        apt_packages=apt.get("packages", ()),
+        apt_build=apt.get("build", ()),
+        env=fields.get("env", ()),
+        user=User(**{**User().__dict__, **user}) if user is not None else (User() if has_base else None),
+        port=run.get("port"),
+        command=run.get("command"),
+        labels=fields.get("labels", ()),
+        tags=fields.get("tags", DEFAULT_TAGS),
+    )
+
+
+def _split_toml_error(text: str) -> tuple[str, int | None, int | None]:
+    m = re.search(r"\s*\(at line (\d+), column (\d+)\)\s*$", text)
+    if not m:
+        m2 = re.search(r"\s*\(at end of document\)\s*$", text)
+        return (text[: m2.start()] if m2 else text), None, None
+    return text[: m.start()], int(m.group(1)), int(m.group(2))
+
+
+@dataclass
+class StackGraph:
+    """All stacks of a project, validated, in build order (parents first)."""
+
+    root: Path
+    stacks: dict[str, Stack]
+    order: list[str] = field(default_factory=list)
+
+    def parent(self, name: str) -> Stack | None:
+        ext = self.stacks[name].extends
+        return self.stacks[ext] if ext else None
+
+    def ancestors(self, name: str) -> list[Stack]:
+        """Root first, excluding ``name`` itself."""
+        chain: list[Stack] = []
+        p = self.parent(name)
+        while p is not None:
+            chain.append(p)
+            p = self.parent(p.name)
+        return chain[::-1]
+
+    def root_of(self, name: str) -> Stack:
+        chain = self.ancestors(name)
+        return chain[0] if chain else self.stacks[name]
+
+    def python_version(self, name: str) -> str:
+        version = self.root_of(name).python_version
+        assert version is not None
+        return version
+
+    def user(self, name: str) -> User:
+        user = self.root_of(name).user
+        assert user is not None
+        return user
+
+    def children(self, name: str) -> list[str]:
+        return sorted(n for n, s in self.stacks.items() if s.extends == name)
+
+    def select(self, names: list[str] | None) -> list[str]:
+        """``names`` plus their ancestors, in build order; all stacks when ``names`` is empty."""
+        if not names:
+            return list(self.order)
+        wanted: set[str] = set()
+        for n in names:
+            if n not in self.stacks:
+                raise StackError(f"no stack named '{n}'", hint=did_you_mean(n, self.stacks) or f"stacks: {', '.join(self.order)}")
+            wanted.add(n)
+            wanted.update(s.name for s in self.ancestors(n))
+        return [n for n in self.order if n in wanted]
+
+
+def load_stacks(root: Path, stacks_dir: str = "stacks") -> StackGraph:
+    """Load every ``<root>/<stacks_dir>/*.toml``; raise :class:`StackErrors` listing every invalid file."""
+    directory = root / stacks_dir
+    files = sorted(directory.glob("*.toml"))
+    if not files:
+        raise StackErrors([StackError(f"no stack files in {directory}", hint="create stacks/<name>.toml, or run bakegen in the project folder (-C DIR)")])
+    stacks: dict[str, Stack] = {}
+    errors: list[StackError] = []
+    for path in files:
+        try:
+            stack = load_stack(path, root)
+        except StackError as exc:
+            errors.append(exc)
+            continue
+        stacks[stack.name] = stack
+    if errors:
+        raise StackErrors(errors)
+    errors = _check_graph(stacks, root)
+    if errors:
+        raise StackErrors(errors)
+    graph = StackGraph(root=root, stacks=stacks)
+    graph.order = _build_order(stacks)
+    _check_inheritance(graph)
+    return graph
+
+
+def _shown(stack: Stack, root: Path) -> str:
+    return str(stack.path.relative_to(root)) if stack.path.is_relative_to(root) else str(stack.path)
+
+
+def _location(stack: Stack, root: Path, key: tuple[str, ...]) -> Location:
+    return Location(_shown(stack, root), find_line(stack.path.read_text(encoding="utf-8"), key))
+
+
+def _check_graph(stacks: dict[str, Stack], root: Path) -> list[StackError]:
+    errors: list[StackError] = []
+    for name in sorted(stacks):
+        ext = stacks[name].extends
+        if ext is not None and ext not in stacks:
+            hint = did_you_mean(ext, [s for s in stacks if s != name]) or f"create stacks/{ext}.toml, or extend one of: {', '.join(sorted(stacks))}"
+            errors.append(StackError(f"extends '{ext}': no such stack", location=_location(stacks[name], root, ("extends",)), hint=hint))
+    if errors:
+        return errors
+    seen: set[str] = set()
+    for start in sorted(stacks):
+        path: list[str] = []
+        node: str | None = start
+        while node is not None and node not in seen:
+            if node in path:
+                cycle = path[path.index(node):] + [node]
+                first = stacks[cycle[0]]
+                errors.append(StackError(
+                    f"extends cycle: {' -> '.join(cycle)}",
+                    location=_location(first, root, ("extends",)),
+                    hint="one stack in the cycle must use 'base' instead of 'extends'",
+                ))
+                break
+            path.append(node)
+            node = stacks[node].extends
+        seen.update(path)
+    return errors
+
+
+def _build_order(stacks: dict[str, Stack]) -> list[str]:
+    order: list[str] = []
+    done: set[str] = set()
+    ready = sorted(n for n, s in stacks.items() if s.extends is None)
+    while ready:
+        name = ready.pop(0)
+        order.append(name)
+        done.add(name)
+        ready = sorted(set(ready) | {n for n, s in stacks.items() if s.extends == name and n not in done})
+    return order
+
+
+def _check_inheritance(graph: StackGraph) -> None:
+    errors: list[StackError] = []
+    for name in graph.order:
+        stack = graph.stacks[name]
+        parent = graph.parent(name)
+        if parent is None:
+            continue
+        want = graph.python_version(name)
+        if stack.python_version is not None and stack.python_version != want:
+            errors.append(StackError(
+                f"python.version '{stack.python_version}' differs from '{want}' inherited from '{parent.name}'",
+                location=_location(stack, graph.root, ("python", "version")),
+                hint="a child stack runs its parent's Python: remove python.version or make it match",
+            ))
+    if errors:
+        raise StackErrors(errors)
+
+
+def canonical_requirements(stack: Stack) -> list[str]:
+    """Requirement strings normalized for hashing: canonical names, sorted."""
+    out = []
+    for req in stack.requirements():
+        req.name = canonicalize_name(req.name)
+        out.append(str(req))
+    return sorted(out)

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Start a real Docker engine with buildx for bakegen's end-to-end tests.
+#
+#   scripts/engine.sh up          install (when missing) and start dockerd + buildx
+#   scripts/engine.sh standin     build the local stand-in for python:3.13-slim
+#   scripts/engine.sh down        stop the dockerd this script started
+#
+# Does nothing when a working engine with buildx is already running. Installs
+# from Debian packages only (root, Debian): sid's docker.io/docker-buildx/
+# containerd unpacked under $ENGINE_DIR, bookworm's runc + iptables from apt.
+# The machine's own apt configuration is left untouched.
+set -euo pipefail
+
+ENGINE_DIR=${BAKEGEN_ENGINE_DIR:-/opt/bakegen-engine}
+STANDIN_TAG=${BAKEGEN_STANDIN_TAG:-bakegen-standin/python:3.13-slim}
+STANDIN_SUITE=${BAKEGEN_STANDIN_SUITE:-trixie}
+MIRROR=${BAKEGEN_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+CACHE_DIR=${BAKEGEN_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/bakegen}
+LOG=$ENGINE_DIR/dockerd.log
+
+say() { echo "engine: $*" >&2; }
+die() { echo "engine: error: $*" >&2; exit 1; }
+
+engine_ok() {
+    docker info >/dev/null 2>&1 && docker buildx version >/dev/null 2>&1
+}
+
+apt_install() {
+    local missing=()
+    for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    say "apt-get install ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+install_engine() {
+    [ "$(id -u)" = 0 ] || die "installing an engine needs root; start dockerd yourself or run as root"
+    command -v apt-get >/dev/null || die "no apt-get: install Docker with buildx yourself (https://docs.docker.com/engine/install/)"
+    apt_install runc iptables ca-certificates
+    [ -x "$ENGINE_DIR/root/usr/bin/dockerd" ] && [ -x "$HOME/.docker/cli-plugins/docker-buildx" ] && return 0
+    local tmp; tmp=$(mktemp -d)
+    mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial"
+    echo "deb [trusted=yes] $MIRROR sid main" > "$tmp/sources.list"
+    local aptopts=(-q -o APT::Sandbox::User=root -o "Dir::Etc::sourcelist=$tmp/sources.list" -o Dir::Etc::sourceparts=/dev/null
+                   -o "Dir::State::Lists=$tmp/lists" -o "Dir::Cache=$tmp/cache")
+    say "downloading docker.io, docker-buildx, containerd from Debian sid"
+    apt-get "${aptopts[@]}" update >/dev/null
+    (cd "$tmp" && apt-get "${aptopts[@]}" download docker.io docker-buildx containerd tini-static >/dev/null)
+    mkdir -p "$ENGINE_DIR/root"
+    for deb in "$tmp"/*.deb; do dpkg-deb -x "$deb" "$ENGINE_DIR/root"; done
+    # sid's runc needs a newer glibc than bookworm's: keep bookworm's runc.
+    rm -f "$ENGINE_DIR/root/usr/sbin/runc" "$ENGINE_DIR/root/usr/bin/runc"
+    mkdir -p "$HOME/.docker/cli-plugins"
+    ln -sf "$ENGINE_DIR/root/usr/libexec/docker/cli-plugins/docker-buildx" "$HOME/.docker/cli-plugins/docker-buildx"
+    rm -rf "$tmp"
+}
+
+start_engine() {
+    local cfg=$ENGINE_DIR/daemon.json
+    # The containerd image store lets BuildKit export OCI tarballs (used for
+    # reproducibility checks) and keeps `docker save` in OCI layout.
+    echo '{"features": {"containerd-snapshotter": true}}' > "$cfg"
+    say "starting dockerd (log: $LOG)"
+    PATH="$ENGINE_DIR/root/usr/sbin:$ENGINE_DIR/root/usr/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+        setsid nohup dockerd --config-file "$cfg" >"$LOG" 2>&1 < /dev/null &
+    echo $! > "$ENGINE_DIR/dockerd.pid"
+    for _ in $(seq 1 60); do
+        docker info >/dev/null 2>&1 && break
+        sleep 1
+    done
+    docker info >/dev/null 2>&1 || { tail -20 "$LOG" >&2; die "dockerd did not start"; }
+}
+
+cmd_up() {
+    if engine_ok; then say "engine already running"; return 0; fi
+    if docker info >/dev/null 2>&1; then
+        die "a Docker engine is running but 'docker buildx' is missing: install the buildx plugin"
+    fi
+    install_engine
+    mkdir -p "$ENGINE_DIR"
+    start_engine
+    engine_ok || die "engine started but buildx does not work"
+    say "ready: $(docker version --format 'engine {{.Server.Version}}'), buildx $(docker buildx version | awk '{print $2}')"
+}
+
+cmd_standin() {
+    # A stand-in for the public python:3.13-slim (Debian trixie + Python 3.13):
+    # the same Debian release and Python minor version, made with debootstrap
+    # because no container registry is reachable here.
+    if docker image inspect "$STANDIN_TAG" >/dev/null 2>&1; then say "$STANDIN_TAG present"; return 0; fi
+    local tarball=$CACHE_DIR/standin-$STANDIN_SUITE-python.tar
+    if [ ! -s "$tarball" ]; then
+        [ "$(id -u)" = 0 ] || die "debootstrap needs root"
+        apt_install debootstrap
+        local root; root=$(mktemp -d)
+        say "debootstrap $STANDIN_SUITE (minbase + python3, python3-venv)"
+        debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+            "$STANDIN_SUITE" "$root" "$MIRROR" >"$CACHE_DIR.debootstrap.log" 2>&1 \
+            || { tail -20 "$CACHE_DIR.debootstrap.log" >&2; die "debootstrap failed"; }
+        rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+        mkdir -p "$CACHE_DIR"
+        tar -C "$root" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
+        rm -rf "$root"
+    fi
+    say "importing $STANDIN_TAG"
+    docker import --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        --change 'CMD ["python3"]' "$tarball" "$STANDIN_TAG" >/dev/null
+}
+
+cmd_down() {
+    local pidf=$ENGINE_DIR/dockerd.pid
+    [ -f "$pidf" ] || { say "no dockerd started by this script"; return 0; }
+    kill "$(cat "$pidf")" 2>/dev/null || true
+    rm -f "$pidf"
+}
+
+case "${1:-up}" in
+    up) cmd_up ;;
+    standin) cmd_up; cmd_standin ;;
+    down) cmd_down ;;
+    *) die "usage: $0 up|standin|down" ;;
+esac
