@@ -68,15 +68,16 @@ class Stack:
 
 
 class _Invalid(Exception):
-    def __init__(self, message: str, hint: str | None = None):
+    def __init__(self, message: str, hint: str | None = None, value: str | None = None):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.value = value  # the offending list item, to point at its own line
 
 
 def _string(value: Any) -> str:
     if not isinstance(value, str):
-        raise _Invalid(f"expected a string, got {_tname(value)}")
+        raise _Invalid(f"expected a string, got {_tname(value)}", "put the value in double quotes")
     return value
 
 
@@ -84,7 +85,7 @@ def _matching(regex: re.Pattern[str], what: str, example: str) -> Callable[[Any]
     def check(value: Any) -> str:
         value = _string(value)
         if not regex.match(value):
-            raise _Invalid(f"invalid {what} {value!r}", f"use something like {example!r}")
+            raise _Invalid(f"invalid {what} {value!r}", f"use something like {example!r}", value)
         return value
 
     return check
@@ -93,7 +94,7 @@ def _matching(regex: re.Pattern[str], what: str, example: str) -> Callable[[Any]
 def _int_in(lo: int, hi: int) -> Callable[[Any], int]:
     def check(value: Any) -> int:
         if not isinstance(value, int) or isinstance(value, bool):
-            raise _Invalid(f"expected an integer, got {_tname(value)}")
+            raise _Invalid(f"expected an integer, got {_tname(value)}", "write a whole number without quotes")
         if not lo <= value <= hi:
             raise _Invalid(f"{value} is out of range {lo}..{hi}")
         return value
@@ -104,7 +105,7 @@ def _int_in(lo: int, hi: int) -> Callable[[Any], int]:
 def _list_of(item: Callable[[Any], Any], *, non_empty: bool = False) -> Callable[[Any], tuple[Any, ...]]:
     def check(value: Any) -> tuple[Any, ...]:
         if not isinstance(value, list):
-            raise _Invalid(f"expected an array, got {_tname(value)}")
+            raise _Invalid(f"expected an array, got {_tname(value)}", 'write a list such as ["a", "b"]')
         if non_empty and not value:
             raise _Invalid("must not be empty")
         return tuple(item(v) for v in value)
@@ -121,23 +122,24 @@ def _requirement(value: Any) -> str:
         raise _Invalid(
             f"invalid requirement {value!r}: {detail}",
             "write a PEP 508 requirement such as 'numpy>=2.1' or 'pandas[excel]~=2.2'",
+            value,
         ) from None
     if req.url:
-        raise _Invalid(f"requirement {value!r} is a direct URL", "name a package from the index, with a version range")
+        raise _Invalid(f"requirement {value!r} is a direct URL", "name a package from the index, with a version range", value)
     return value
 
 
 def _env_value(value: Any) -> str:
     value = _string(value)
     if "\n" in value or "\r" in value or "\0" in value:
-        raise _Invalid("environment values cannot contain newlines or NUL bytes")
+        raise _Invalid("environment values cannot contain newlines or NUL bytes", "put the value on one line")
     return value
 
 
 def _table_of(key: Callable[[Any], str], val: Callable[[Any], str]) -> Callable[[Any], tuple[tuple[str, str], ...]]:
     def check(value: Any) -> tuple[tuple[str, str], ...]:
         if not isinstance(value, dict):
-            raise _Invalid(f"expected a table, got {_tname(value)}")
+            raise _Invalid(f"expected a table, got {_tname(value)}", 'write it as a [table] of key = "value" lines')
         return tuple((key(k), val(v)) for k, v in value.items())
 
     return check
@@ -183,11 +185,18 @@ REQUIRED = ("name", "description")
 # --- locating keys in the source text ------------------------------------------
 
 _HEADER_RE = re.compile(r"^\s*\[\s*([^\]]+?)\s*\]\s*(?:#.*)?$")
-_KEY_RE = re.compile(r"""^\s*("(?:[^"\\]|\\.)*"|'[^']*'|[A-Za-z0-9_.-]+)\s*=""")
+_KEY_RE = re.compile(r"""^\s*((?:"(?:[^"\\]|\\.)*"|'[^']*'|[A-Za-z0-9_-]+)(?:\s*\.\s*(?:"(?:[^"\\]|\\.)*"|'[^']*'|[A-Za-z0-9_-]+))*)\s*=""")
+
+
+_PART_RE = re.compile(r"""\s*("(?:[^"\\]|\\.)*"|'[^']*'|[^.\s]+)\s*""")
 
 
 def _unquote(key: str) -> str:
     return key[1:-1] if key[:1] in "\"'" else key
+
+
+def _split_dotted(key: str) -> tuple[str, ...]:
+    return tuple(_unquote(m.group(1)) for m in _PART_RE.finditer(key))
 
 
 def find_line(text: str, dotted: tuple[str, ...]) -> int | None:
@@ -197,7 +206,7 @@ def find_line(text: str, dotted: tuple[str, ...]) -> int | None:
     for lineno, line in enumerate(text.splitlines(), 1):
         m = _HEADER_RE.match(line)
         if m:
-            table = tuple(_unquote(p.strip()) for p in m.group(1).split("."))
+            table = _split_dotted(m.group(1))
             if table == dotted:
                 return lineno
             if table == dotted[:-1]:
@@ -205,7 +214,7 @@ def find_line(text: str, dotted: tuple[str, ...]) -> int | None:
             continue
         m = _KEY_RE.match(line)
         if m:
-            key = tuple(_unquote(p.strip()) for p in m.group(1).split("."))
+            key = _split_dotted(m.group(1))
             if table + key == dotted or table + key == dotted[: len(table + key)] and len(table + key) < len(dotted):
                 return lineno
     return header_line
@@ -230,7 +239,7 @@ def _validate(data: dict[str, Any], schema: dict[str, Any], prefix: tuple[str, .
             try:
                 out[key] = spec(value)
             except _Invalid as exc:
-                raise err(f"{dotted}: {exc.message}", path, exc.hint) from None
+                raise err(f"{dotted}: {exc.message}", path, exc.hint, exc.value) from None
     return out
 
 
@@ -244,11 +253,13 @@ def load_stack(path: Path, root: Path | None = None) -> Stack:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        msg, line, col = _split_toml_error(str(exc))
+        msg, line, col = _split_toml_error(str(exc), text)
         raise StackError(f"malformed TOML: {msg}", location=Location(shown, line, col), hint="fix the TOML syntax at that position") from None
 
-    def err(message: str, key: tuple[str, ...] | None = None, hint: str | None = None) -> StackError:
+    def err(message: str, key: tuple[str, ...] | None = None, hint: str | None = None, value: str | None = None) -> StackError:
         line = find_line(text, key) if key else None
+        if line is not None and value is not None:
+            line = _value_line(text, line, value)
         return StackError(message, location=Location(shown, line), hint=hint)
 
     fields = _validate(data, SCHEMA, (), err)
@@ -293,12 +304,23 @@ def load_stack(path: Path, root: Path | None = None) -> Stack:
     )
 
 
-def _split_toml_error(text: str) -> tuple[str, int | None, int | None]:
-    m = re.search(r"\s*\(at line (\d+), column (\d+)\)\s*$", text)
-    if not m:
-        m2 = re.search(r"\s*\(at end of document\)\s*$", text)
-        return (text[: m2.start()] if m2 else text), None, None
-    return text[: m.start()], int(m.group(1)), int(m.group(2))
+def _value_line(text: str, start: int, value: str) -> int:
+    """The line, at or after ``start``, where the string ``value`` is written."""
+    lines = text.splitlines()
+    for lineno in range(start, len(lines) + 1):
+        if f'"{value}"' in lines[lineno - 1] or f"'{value}'" in lines[lineno - 1]:
+            return lineno
+    return start
+
+
+def _split_toml_error(message: str, text: str) -> tuple[str, int | None, int | None]:
+    m = re.search(r"\s*\(at line (\d+), column (\d+)\)\s*$", message)
+    if m:
+        return message[: m.start()], int(m.group(1)), int(m.group(2))
+    m = re.search(r"\s*\(at end of document\)\s*$", message)
+    if m:  # usually an unclosed array, table or string
+        return message[: m.start()] + " at the end of the file (unclosed bracket or quote?)", max(1, len(text.splitlines())), None
+    return message, None, None
 
 
 @dataclass

@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 import sys
 import tempfile
+import urllib.error
+import urllib.request
+from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -104,7 +108,7 @@ def _relabel(pins: list[Pin], labels: dict[str, str]) -> list[Pin]:
 def _classify(exc: CommandError, request: PythonRequest, backend: str) -> BakegenError:
     out = exc.output
     lines = [ln.strip() for ln in out.splitlines() if ln.strip()]
-    if any(p in out for p in _NETWORK_PATTERNS) and not _no_solution(out):
+    if any(p in out for p in _NETWORK_PATTERNS):
         detail = next((ln for ln in lines if any(p in ln for p in _NETWORK_PATTERNS)), lines[-1] if lines else "")
         return NetworkError(
             f"{request.stack}: cannot reach the package index {request.index_url} ({backend}: {detail[:200]})",
@@ -117,24 +121,44 @@ def _classify(exc: CommandError, request: PythonRequest, backend: str) -> Bakege
     )
 
 
-def _no_solution(out: str) -> bool:
-    return any(s in out for s in ("No solution found", "ResolutionImpossible", "Could not find a version", "not found in the package registry"))
+_MARKERS = re.compile(r"^(?:[×╰─▶\s]+|error:\s*|cause:\s*|ERROR:\s*)+", re.IGNORECASE)
 
 
 def _first_reason(lines: list[str]) -> str:
-    for ln in lines:
-        if ln.startswith(("×", "╰─▶", "Because", "ERROR:", "error:")) or "Could not find a version" in ln:
-            text = ln.lstrip("×╰─▶ ").strip()
-            if text and not text.startswith("No solution found"):
-                return text[:300]
-    for ln in lines:
-        if "No solution found" not in ln:
-            return ln[:300]
-    return "no solution"
+    """The line of a resolver's output that says why: uv's "Because ...", pip's "Could not find ..."."""
+    texts = [_MARKERS.sub("", ln).strip() for ln in lines]
+    texts = [t for t in texts if t and not t.startswith(("No solution found", "Traceback", "File "))]
+    for t in texts:
+        if t.startswith("Because") or "Could not find a version" in t or "conflict" in t.lower():
+            return t[:300]
+    return texts[0][:300] if texts else "no solution"
+
+
+@lru_cache(maxsize=None)
+def check_index(index_url: str, timeout: float = 20.0) -> None:
+    """Fail fast with a :class:`NetworkError` when the index does not answer at all.
+
+    Any HTTP answer counts as reachable; only connection, DNS, TLS and proxy
+    failures are network errors. Honours the proxy variables and SSL_CERT_FILE.
+    """
+    cafile = os.environ.get("SSL_CERT_FILE") or os.environ.get("PIP_CERT")
+    context = ssl.create_default_context(cafile=cafile if cafile and os.path.isfile(cafile) else None)
+    req = urllib.request.Request(index_url.rstrip("/") + "/", method="HEAD", headers={"User-Agent": "bakegen"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout, context=context):
+            return
+    except urllib.error.HTTPError:
+        return  # the server answered
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise NetworkError(
+            f"cannot reach the package index {index_url}: {reason}",
+            hint="check the network or proxy; behind a TLS-intercepting proxy set SSL_CERT_FILE to its CA bundle; use --index-url for a mirror",
+        ) from None
 
 
 def _isolated_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_")) or k in ("PIP_CERT", "PIP_DEFAULT_TIMEOUT", "UV_CACHE_DIR")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_")) or k in ("PIP_CERT", "PIP_DEFAULT_TIMEOUT", "PIP_RETRIES", "UV_CACHE_DIR", "UV_HTTP_RETRIES")}
     env["PIP_CONFIG_FILE"] = os.devnull
     env.update(extra or {})
     return env
@@ -167,6 +191,7 @@ class UvResolver:
         return f"uv {out[1] if len(out) > 1 else '?'}"
 
     def resolve(self, request: PythonRequest) -> list[Pin]:
+        check_index(request.index_url)
         with tempfile.TemporaryDirectory(prefix="bakegen-uv-") as tmpdir:
             tmp = Path(tmpdir)
             ins, cons, labels = _write_inputs(tmp, request)
@@ -214,6 +239,7 @@ class PipToolsResolver:
                 f"{request.stack}: pip-compile resolves for the Python it runs in ({have}), but the stack needs Python {request.python_version}",
                 hint=f"use the default --resolver uv, which targets any Python, or run bakegen with Python {request.python_version}",
             )
+        check_index(request.index_url)
         with tempfile.TemporaryDirectory(prefix="bakegen-piptools-") as tmpdir:
             tmp = Path(tmpdir)
             ins, cons, labels = _write_inputs(tmp, request)

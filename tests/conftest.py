@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+REPO = HERE.parent
+CASES = HERE / "cases"
+
+
+def write_stacks(root: Path, stacks: dict[str, str]) -> Path:
+    (root / "stacks").mkdir(parents=True, exist_ok=True)
+    for name, text in stacks.items():
+        (root / "stacks" / f"{name}.toml").write_text(text)
+    return root
+
+
+@pytest.fixture
+def project(tmp_path: Path):
+    """A function that makes a project folder from {stack name: TOML text}."""
+
+    def make(stacks: dict[str, str]) -> Path:
+        return write_stacks(tmp_path, stacks)
+
+    return make
+
+
+@pytest.fixture
+def case(tmp_path: Path):
+    """Copy tests/cases/<name>/ into a temporary project folder."""
+
+    def copy(name: str) -> Path:
+        dest = tmp_path / name
+        shutil.copytree(CASES / name, dest)
+        return dest
+
+    return copy
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every file below root with its bytes: to prove a command wrote nothing."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+class Engine:
+    """A running Docker engine with buildx, and the local stand-in base image."""
+
+    standin = "bakegen-standin/python:3.13-slim"
+    ca_bundle = "/etc/ssl/certs/ca-certificates.crt"
+
+
+@pytest.fixture(scope="session")
+def engine() -> Engine:
+    """Start the engine with the project's own script. Never skips: no engine is a failure."""
+    import subprocess
+
+    proc = subprocess.run([str(REPO / "scripts" / "engine.sh"), "standin"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.fail(f"scripts/engine.sh standin failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}", pytrace=False)
+    return Engine()

@@ -1,0 +1,186 @@
+"""Build the shipped example stacks with a real BuildKit, then run the images.
+
+Needs a Docker engine with buildx: the ``engine`` fixture starts one with
+scripts/engine.sh (and makes the stand-in base image) when none is running.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bakegen.lock import read_lock
+from bakegen.stack import load_stacks
+from conftest import REPO, tree
+
+pytestmark = pytest.mark.e2e
+
+PREFIX = "bakegen-e2e"
+IMPORTS = {"base": ["jupyterlab"], "scipy": ["numpy", "pandas", "matplotlib", "sklearn"], "geo": ["ipyleaflet"]}
+
+
+def bakegen(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bakegen", "-C", str(root), *args], capture_output=True, text=True)
+
+
+def docker(*args: str, check: bool = True) -> str:
+    proc = subprocess.run(["docker", *args], capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc.stdout
+
+
+@dataclass
+class Built:
+    root: Path
+    order: list[str]
+    parents: dict[str, str | None]
+
+    def image(self, name: str) -> str:
+        return f"{PREFIX}/{name}:latest"
+
+    def chain(self, name: str) -> list[str]:
+        out = [name]
+        while self.parents[out[0]]:
+            out.insert(0, self.parents[out[0]])  # type: ignore[arg-type]
+        return out
+
+
+@pytest.fixture(scope="module")
+def built(engine, tmp_path_factory) -> Built:
+    root = tmp_path_factory.mktemp("project")
+    for d in ("stacks", "locks", "dockerfiles"):
+        shutil.copytree(REPO / d, root / d)
+    shutil.copy(REPO / "docker-bake.hcl", root)
+    before = tree(root)
+
+    lock = bakegen(root, "lock")
+    assert lock.returncode == 0, lock.stderr
+    assert all(line.endswith("Python packages)") and ": up to date" in line for line in lock.stdout.splitlines()), lock.stdout
+    gen = bakegen(root, "generate", "--check")
+    assert gen.returncode == 0, gen.stderr
+    assert tree(root) == before, "the committed locks and generated files must be current"
+
+    args = ["build", "--base-image", f"base={engine.standin}", "--registry", PREFIX, "--load", "--progress", "plain"]
+    if Path(engine.ca_bundle).is_file():
+        args += ["--ca-bundle", engine.ca_bundle]
+    start = time.monotonic()
+    build = bakegen(root, *args)
+    assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
+    print(f"bake of the example graph: {time.monotonic() - start:.1f}s")
+    graph = load_stacks(root)
+    return Built(root, graph.order, {n: graph.stacks[n].extends for n in graph.order})
+
+
+def run(image: str, *cmd: str) -> str:
+    return docker("run", "--rm", image, *cmd)
+
+
+@pytest.mark.parametrize("name", ["base", "scipy", "geo"])
+def test_packages_import(built, name):
+    modules = [m for stack in built.chain(name) for m in IMPORTS[stack]]
+    out = run(built.image(name), "python", "-c", f"import {', '.join(modules)}; print('ok')")
+    assert out.strip() == "ok"
+
+
+@pytest.mark.parametrize("name", ["base", "scipy", "geo"])
+def test_installed_versions_are_exactly_the_locked_ones(built, name):
+    locked = {}
+    for stack in built.chain(name):
+        lock = read_lock(built.root / "locks" / stack)
+        locked.update({p.key: p.version for p in lock.python.pins})
+    listed = json.loads(run(built.image(name), "python", "-m", "pip", "list", "--format=json"))
+    from packaging.utils import canonicalize_name
+
+    installed = {canonicalize_name(d["name"]): d["version"] for d in listed}
+    installed.pop("pip")  # the venv's own installer
+    assert installed == locked
+
+
+@pytest.mark.parametrize("name", ["base", "scipy", "geo"])
+def test_user_is_not_root(built, name):
+    assert run(built.image(name), "id", "-u").strip() == "1000"
+    assert run(built.image(name), "id", "-un").strip() == "jovyan"
+    assert run(built.image(name), "id", "-g").strip() == "100"
+
+
+def test_jupyter_lab_answers_http(built):
+    cid = docker("run", "-d", "-p", "127.0.0.1::8888", built.image("base")).strip()
+    try:
+        port = docker("port", cid, "8888/tcp").splitlines()[0].rsplit(":", 1)[1]
+        deadline = time.monotonic() + 90
+        body = None
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api", timeout=5) as resp:
+                    body = json.loads(resp.read())
+                    break
+            except OSError:
+                time.sleep(1)
+        assert body is not None, docker("logs", cid, check=False)
+        assert "version" in body
+        top = docker("top", cid, "-o", "pid,uid,args").splitlines()[1:]
+        assert any("jupyter-lab" in line or "jupyter lab" in line for line in top), top
+        assert top and all(line.split()[1] == "1000" for line in top), top
+    finally:
+        docker("rm", "-f", cid, check=False)
+
+
+def test_leaflet_extension_enabled_in_geo(built):
+    out = docker("run", "--rm", built.image("geo"), "sh", "-c", "jupyter labextension list 2>&1")
+    line = next((ln for ln in out.splitlines() if "jupyter-leaflet" in ln), "")
+    assert "enabled" in line and "OK" in line, out
+
+
+def saved_layers(image: str, tmp: Path) -> list[tarfile.TarFile]:
+    path = tmp / (image.replace("/", "_").replace(":", "_") + ".tar")
+    docker("save", image, "-o", str(path))
+    outer = tarfile.open(path)
+    manifest = json.load(outer.extractfile("manifest.json"))  # type: ignore[arg-type]
+    return [tarfile.open(fileobj=outer.extractfile(layer), mode="r:*") for layer in manifest[0]["Layers"]]
+
+
+def layer_ids(image: str) -> list[str]:
+    return json.loads(docker("image", "inspect", image, "--format", "{{json .RootFS.Layers}}"))
+
+
+def test_children_reuse_parent_layers_and_install_only_what_parents_lack(built, tmp_path):
+    for child in ("scipy", "geo"):
+        parent = built.parents[child]
+        assert layer_ids(built.image(child))[: len(layer_ids(built.image(parent)))] == layer_ids(built.image(parent))
+    parent_count = len(layer_ids(built.image("base")))
+    new_files = [m.name for layer in saved_layers(built.image("scipy"), tmp_path)[parent_count:] for m in layer.getmembers()]
+    assert any("/site-packages/numpy/" in f for f in new_files)
+    assert any("/site-packages/pandas/" in f for f in new_files)
+    assert not any("/site-packages/jupyterlab/" in f or "/site-packages/tornado/" in f for f in new_files)
+    # and the Python layer holds exactly the scipy lock's distributions
+    dists = {f.split("/site-packages/")[1].split("-")[0].lower().replace("_", "-") for f in new_files if f.endswith(".dist-info/METADATA")}
+    lock = read_lock(built.root / "locks" / "scipy")
+    assert dists == {p.key.replace("_", "-") for p in lock.python.pins}
+
+
+def test_no_lock_file_or_secret_in_any_layer(built, engine, tmp_path):
+    ca = Path(engine.ca_bundle).read_bytes() if Path(engine.ca_bundle).is_file() else None
+    ca_digest = hashlib.sha256(ca).hexdigest() if ca else None
+    base_count = len(layer_ids(engine.standin))
+    for name in built.order:
+        for layer in saved_layers(built.image(name), tmp_path)[base_count:]:
+            for m in layer.getmembers():
+                assert "bakegen/requirements.txt" not in m.name and not m.name.startswith(("run/secrets", "opt/bakegen")), (name, m.name)
+                if ca and m.isfile() and m.size == len(ca):
+                    assert hashlib.sha256(layer.extractfile(m).read()).hexdigest() != ca_digest, (name, m.name)  # type: ignore[union-attr]
+
+
+def test_no_build_tools_in_final_images(built):
+    out = run(built.image("geo"), "sh", "-c", "command -v gcc cc make uv || true")
+    assert out.strip() == ""

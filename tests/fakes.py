@@ -1,0 +1,55 @@
+"""Test doubles behind the resolver interface, backed by tests/fake-index.json."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from bakegen.errors import ResolutionError
+from bakegen.lock import Pin
+from bakegen.resolvers.python import PythonRequest
+
+INDEX = json.loads((Path(__file__).parent / "fake-index.json").read_text())
+
+
+class FakeResolver:
+    """Picks the newest version allowed by the requirements and constraints (no backtracking)."""
+
+    name = "fake"
+
+    def __init__(self, index: dict | None = None):
+        self.index = {canonicalize_name(k): v for k, v in (index or INDEX).items() if not k.startswith("_")}
+        self.calls: list[PythonRequest] = []
+
+    def version(self) -> str:
+        return "fake 1.0"
+
+    def resolve(self, request: PythonRequest) -> list[Pin]:
+        self.calls.append(request)
+        constraints = {p.key: p.version for _, pins in request.constraints for p in pins}
+        chosen: dict[str, str] = {}
+        via: dict[str, list[str]] = {}
+        todo = [(Requirement(r), f"-r {label}") for label, reqs in request.inputs for r in reqs]
+        while todo:
+            req, parent = todo.pop(0)
+            name = canonicalize_name(req.name)
+            via.setdefault(name, []).append(parent)
+            if name in chosen:
+                if chosen[name] not in req.specifier:
+                    raise ResolutionError(f"{request.stack}: cannot resolve Python packages: {name}=={chosen[name]} conflicts with {req}")
+                continue
+            versions = sorted((Version(v) for v in self.index.get(name, {})), reverse=True)
+            ok = [v for v in versions if str(v) in req.specifier and (name not in constraints or str(v) == constraints[name])]
+            if not ok:
+                raise ResolutionError(f"{request.stack}: cannot resolve Python packages: no version of {name} matches {req.specifier or 'any'}")
+            chosen[name] = str(ok[0])
+            todo.extend((Requirement(r), name) for r in self.index[name][str(ok[0])])
+        return [
+            Pin(n, v, ("sha256:" + hashlib.sha256(f"{n}-{v}".encode()).hexdigest(),), tuple(sorted(set(via[n]))))
+            for n, v in sorted(chosen.items())
+        ]

@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import pytest
+
+from bakegen.errors import ResolutionError, StaleError
+from bakegen.lock import write_files
+from bakegen.locker import current_locks, lock_files, lock_stacks
+from bakegen.stack import load_stacks
+from fakes import FakeResolver
+
+BASE = 'name = "base"\ndescription = "b"\nbase = "python:3.13-slim"\n[python]\nversion = "3.13"\npackages = ["jupyterlab<4.3"]\n'
+SCIPY = 'name = "scipy"\ndescription = "s"\nextends = "base"\n[python]\npackages = ["pandas", "packaging"]\n'
+GEO = 'name = "geo"\ndescription = "g"\nextends = "scipy"\n[python]\npackages = ["ipyleaflet"]\n'
+
+
+def lock(root, resolver, names=None):
+    graph = load_stacks(root)
+    outcomes = lock_stacks(graph, resolver, names=names)
+    write_files(root, lock_files(outcomes))
+    return {o.stack: o for o in outcomes}
+
+
+def test_child_is_constrained_by_parent_and_lists_only_new_packages(project):
+    root = project({"base": BASE, "scipy": SCIPY})
+    fake = FakeResolver()
+    out = lock(root, fake)
+    base = out["base"].lock.python.by_name()
+    scipy = out["scipy"].lock.python.by_name()
+    assert {k: p.version for k, p in base.items()} == {"jupyterlab": "4.2.0", "tornado": "6.4", "packaging": "24.1"}
+    # packaging is requested again by scipy but stays in base's lock only
+    assert set(scipy) == {"pandas", "numpy", "python-dateutil", "six"}
+    scipy_request = fake.calls[1]
+    assert scipy_request.constraints[0][0] == "locks/base/requirements.txt"
+    assert {p.key for p in scipy_request.constraints[0][1]} == set(base)
+    assert [label for label, _ in scipy_request.inputs] == ["stacks/base.toml", "stacks/scipy.toml"]
+    assert "locks/base/requirements.txt" in (root / "locks/scipy/requirements.txt").read_text()
+
+
+def test_child_can_never_move_a_parent_pin(project):
+    # base pins tornado 6.2 (jupyterlab<4.3 allows it when capped); the child needs >= 6.4
+    root = project({
+        "base": BASE.replace('"jupyterlab<4.3"', '"jupyterlab<4.3", "tornado<6.4"'),
+        "kid": 'name = "kid"\ndescription = "k"\nextends = "base"\n[python]\npackages = ["needs-new-tornado"]\n',
+    })
+    with pytest.raises(ResolutionError, match="tornado"):
+        lock(root, FakeResolver())
+    assert not (root / "locks").exists()
+
+
+def test_moved_pin_from_a_resolver_is_refused(project):
+    class Mover(FakeResolver):
+        def resolve(self, request):
+            pins = super().resolve(request)
+            if request.constraints:  # misbehave: ignore the parent's pin
+                pins = [p.__class__(p.key, "0.0.1", p.hashes, p.via) if p.key == "packaging" else p for p in pins]
+            return pins
+
+    root = project({"base": BASE, "scipy": SCIPY})
+    with pytest.raises(ResolutionError, match="moved packaging from 24.1"):
+        lock(root, Mover())
+
+
+def test_unchanged_stacks_are_not_resolved_again(project):
+    root = project({"base": BASE, "scipy": SCIPY, "geo": GEO})
+    lock(root, FakeResolver())
+    before = {p: (root / p).read_text() for p in ("locks/base/lock.json", "locks/geo/requirements.txt")}
+    fake = FakeResolver()
+    out = lock(root, fake)
+    assert fake.calls == []
+    assert not any(o.changed for o in out.values())
+    assert before == {p: (root / p).read_text() for p in before}
+
+
+def test_changing_a_parent_relocks_its_children(project):
+    root = project({"base": BASE, "scipy": SCIPY, "geo": GEO})
+    lock(root, FakeResolver())
+    (root / "stacks/base.toml").write_text(BASE.replace("jupyterlab<4.3", "jupyterlab"))
+    fake = FakeResolver()
+    out = lock(root, fake)
+    assert [o for o in out if out[o].changed] == ["base", "scipy", "geo"]
+    assert out["base"].lock.python.by_name()["jupyterlab"].version == "4.3.1"
+
+
+def test_changing_a_leaf_relocks_only_the_leaf(project):
+    root = project({"base": BASE, "scipy": SCIPY, "geo": GEO})
+    lock(root, FakeResolver())
+    (root / "stacks/geo.toml").write_text(GEO.replace('["ipyleaflet"]', '["ipyleaflet", "six"]'))
+    fake = FakeResolver()
+    out = lock(root, fake)
+    assert [o for o in out if out[o].changed] == ["geo"]
+    assert len(fake.calls) == 1
+
+
+def test_locking_one_stack_locks_its_parents_only(project):
+    root = project({"base": BASE, "scipy": SCIPY, "geo": GEO})
+    out = lock(root, FakeResolver(), names=["scipy"])
+    assert list(out) == ["base", "scipy"]
+    assert not (root / "locks/geo").exists()
+
+
+def test_stack_without_python_packages_needs_no_resolver(project):
+    root = project({"base": BASE, "empty": 'name = "empty"\ndescription = "e"\nextends = "base"\n'})
+    fake = FakeResolver()
+    out = lock(root, fake)
+    assert out["empty"].lock.python.pins == [] and len(fake.calls) == 1
+
+
+def test_current_locks_reports_stale_stacks(project):
+    root = project({"base": BASE, "scipy": SCIPY})
+    graph = load_stacks(root)
+    with pytest.raises(StaleError) as exc:
+        current_locks(graph)
+    assert exc.value.message == "locks are out of date: base (no lock), scipy (parent 'base' is not locked)"
+    lock(root, FakeResolver())
+    assert set(current_locks(load_stacks(root))) == {"base", "scipy"}
+    (root / "stacks/scipy.toml").write_text(SCIPY.replace('"packaging"', '"six"'))
+    with pytest.raises(StaleError, match=r"scipy \(stacks/scipy.toml changed since it was locked\)"):
+        current_locks(load_stacks(root))
+
+
+def test_failed_resolution_writes_nothing(project):
+    root = project({"base": BASE, "bad": 'name = "bad"\ndescription = "b"\nextends = "base"\n[python]\npackages = ["no-such-thing"]\n'})
+    with pytest.raises(ResolutionError, match="no-such-thing"):
+        lock(root, FakeResolver())
+    assert not (root / "locks").exists()

@@ -1,0 +1,69 @@
+"""The real resolvers against PyPI (marked network)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from bakegen.errors import NetworkError, ResolutionError
+from bakegen.resolvers.python import PipToolsResolver, PythonRequest, UvResolver
+
+HOST_PY = "%d.%d" % sys.version_info[:2]
+pytestmark = pytest.mark.network
+
+
+def request(reqs, **kw):
+    return PythonRequest(stack="demo", python_version=kw.pop("python_version", HOST_PY), inputs=[("stacks/demo.toml", reqs)], **kw)
+
+
+def test_uv_and_pip_tools_give_the_same_pins():
+    reqs = ["requests<2.33", "packaging<25", "six"]
+    uv = {p.key: p.version for p in UvResolver().resolve(request(reqs))}
+    pt = {p.key: p.version for p in PipToolsResolver().resolve(request(reqs))}
+    assert uv == pt
+    assert {"requests", "urllib3", "idna", "certifi", "charset-normalizer", "packaging", "six"} <= set(uv)
+
+
+def test_both_backends_honour_parent_constraints():
+    base = UvResolver().resolve(request(["urllib3<2"]))
+    pinned = {p.key: p.version for p in base}["urllib3"]
+    for backend in (UvResolver(), PipToolsResolver()):
+        pins = backend.resolve(request(["requests"], constraints=[("locks/base/requirements.txt", base)]))
+        got = {p.key: p for p in pins}
+        assert got["urllib3"].version == pinned
+        assert "-c locks/base/requirements.txt" in got["urllib3"].via
+
+
+def test_uv_targets_another_python_and_hashes_every_pin():
+    pins = UvResolver().resolve(request(["numpy>=2"], python_version="3.13"))
+    assert pins and all(p.hashes and all(h.startswith("sha256:") for h in p.hashes) for p in pins)
+    assert pins[0].via == ("-r stacks/demo.toml",)
+
+
+def test_pip_tools_refuses_another_python():
+    other = "3.13" if HOST_PY != "3.13" else "3.12"
+    with pytest.raises(ResolutionError) as exc:
+        PipToolsResolver().resolve(request(["six"], python_version=other))
+    assert exc.value.message == f"demo: pip-compile resolves for the Python it runs in ({HOST_PY}), but the stack needs Python {other}"
+    assert "--resolver uv" in exc.value.hint
+
+
+@pytest.mark.parametrize("backend", [UvResolver, PipToolsResolver])
+def test_unresolvable_package(backend):
+    with pytest.raises(ResolutionError) as exc:
+        backend().resolve(request(["bakegen-no-such-package-3f9a1c==1.0"]))
+    assert exc.value.message.startswith("demo: cannot resolve Python packages: ")
+    assert "bakegen-no-such-package-3f9a1c" in exc.value.message
+    assert "No solution found" not in exc.value.message and "Traceback" not in exc.value.message
+
+
+@pytest.mark.parametrize("backend", [UvResolver, PipToolsResolver])
+def test_no_network(backend, monkeypatch):
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    monkeypatch.setenv("UV_HTTP_RETRIES", "0")
+    with pytest.raises(NetworkError) as exc:
+        backend().resolve(request(["six"], index_url="http://127.0.0.1:9/simple"))
+    assert exc.value.message.startswith("cannot reach the package index http://127.0.0.1:9/simple: ")
+    assert "refused" in exc.value.message
+    assert "proxy" in exc.value.hint
