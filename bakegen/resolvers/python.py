@@ -23,7 +23,7 @@ import urllib.request
 from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 from bakegen import proc
 from bakegen.errors import BakegenError, CommandError, NetworkError, ResolutionError
@@ -164,6 +164,21 @@ def _isolated_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def _compile(request: PythonRequest, backend: str, command: Callable[[list[str], str], list[str]]) -> list[Pin]:
+    """Run a pip-compile-style ``command`` on the request's inputs and constraints; parse its output."""
+    check_index(request.index_url)
+    with tempfile.TemporaryDirectory(prefix=f"bakegen-{backend}-") as tmpdir:
+        tmp = Path(tmpdir)
+        inputs, constraints, labels = _write_inputs(tmp, request)
+        cmd = command(inputs, "out.txt") + [arg for c in constraints for arg in ("--constraint", c)]
+        try:
+            proc.run(cmd, cwd=tmp, env=_isolated_env())
+        except CommandError as exc:
+            raise _classify(exc, request, backend) from None
+        pins = parse_requirements((tmp / "out.txt").read_text(), f"{backend} output")
+    return _relabel(pins, labels)
+
+
 # --- uv ---------------------------------------------------------------------------
 
 
@@ -191,27 +206,18 @@ class UvResolver:
         return f"uv {out[1] if len(out) > 1 else '?'}"
 
     def resolve(self, request: PythonRequest) -> list[Pin]:
-        check_index(request.index_url)
-        with tempfile.TemporaryDirectory(prefix="bakegen-uv-") as tmpdir:
-            tmp = Path(tmpdir)
-            ins, cons, labels = _write_inputs(tmp, request)
-            cmd = [
+        def command(inputs: list[str], output: str) -> list[str]:
+            return [
                 self.uv, "pip", "compile", "--no-config", "--quiet",
                 "--generate-hashes", "--no-header", "--annotation-style=split",
                 "--python-version", request.python_version,
                 "--python-platform", request.platform,
                 "--index-url", request.index_url,
-                "--output-file", "out.txt",
-                *ins,
+                "--output-file", output,
+                *inputs,
             ]
-            for c in cons:
-                cmd += ["--constraint", c]
-            try:
-                proc.run(cmd, cwd=tmp, env=_isolated_env())
-            except CommandError as exc:
-                raise _classify(exc, request, "uv") from None
-            pins = parse_requirements((tmp / "out.txt").read_text(), "uv output")
-        return _relabel(pins, labels)
+
+        return _compile(request, "uv", command)
 
 
 # --- pip-tools ----------------------------------------------------------------------
@@ -239,26 +245,18 @@ class PipToolsResolver:
                 f"{request.stack}: pip-compile resolves for the Python it runs in ({have}), but the stack needs Python {request.python_version}",
                 hint=f"use the default --resolver uv, which targets any Python, or run bakegen with Python {request.python_version}",
             )
-        check_index(request.index_url)
-        with tempfile.TemporaryDirectory(prefix="bakegen-piptools-") as tmpdir:
-            tmp = Path(tmpdir)
-            ins, cons, labels = _write_inputs(tmp, request)
-            cmd = [
+
+        def command(inputs: list[str], output: str) -> list[str]:
+            return [
                 self.python, "-m", "piptools", "compile", "--quiet",
                 "--generate-hashes", "--allow-unsafe", "--strip-extras", "--no-header",
                 "--no-emit-index-url", "--no-emit-find-links", "--annotation-style=split",
                 "--index-url", request.index_url,
-                "--output-file", "out.txt",
-                *ins,
+                "--output-file", output,
+                *inputs,
             ]
-            for c in cons:
-                cmd += ["--constraint", c]
-            try:
-                proc.run(cmd, cwd=tmp, env=_isolated_env())
-            except CommandError as exc:
-                raise _classify(exc, request, "pip-compile") from None
-            pins = parse_requirements((tmp / "out.txt").read_text(), "pip-compile output")
-        return _relabel(pins, labels)
+
+        return _compile(request, "pip-compile", command)
 
 
 BACKENDS = {"uv": UvResolver, "pip-tools": PipToolsResolver}

@@ -1,0 +1,56 @@
+# bakegen: developer and user entry points. `make help` lists them.
+PYTHON  ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+BAKEGEN := $(BIN)/bakegen
+STANDIN ?= bakegen-standin/python:3.13-slim
+CA_BUNDLE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install example lock generate check engine build build-local test unit e2e bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed ## install bakegen and its test tools into .venv
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+example: lock generate ## the main job on the shipped stacks: lock, then generate (no-op when current)
+
+lock: install ## resolve stacks/*.toml into locks/<stack>/
+	$(BAKEGEN) lock
+
+generate: install ## compile locks into docker-bake.hcl and dockerfiles/
+	$(BAKEGEN) generate
+
+check: install ## fail when generated files are out of date
+	$(BAKEGEN) generate --check
+
+engine: ## start a Docker engine + buildx and the stand-in base image (root, Debian)
+	scripts/engine.sh standin
+
+build: install ## docker buildx bake every stack (pulls the real base images)
+	$(BAKEGEN) build --load
+
+build-local: install engine ## build every stack on the local stand-in base (no registry needed)
+	$(BAKEGEN) build --load --base-image base=$(STANDIN) $(if $(CA_BUNDLE),--ca-bundle $(CA_BUNDLE))
+
+test: install engine ## unit, network and end-to-end tests (starts an engine when none runs)
+	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
+
+unit: install ## only the tests that need neither network nor Docker
+	$(BIN)/python -m pytest -ra -m "not network and not e2e" $(PYTEST_ARGS)
+
+e2e: install engine ## only the end-to-end tests against a real BuildKit
+	$(BIN)/python -m pytest -ra -m e2e $(PYTEST_ARGS)
+
+bench: install ## time bakegen lock against pip-compile; prints figures
+	$(BIN)/python bench/lock_bench.py
+
+clean: ## remove the venv and caches (keeps locks and generated files)
+	rm -rf $(VENV) .pytest_cache build *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
