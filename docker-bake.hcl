@@ -22,7 +22,7 @@ variable "CA_BUNDLE" {
 }
 
 variable "BASE_IMAGE_BASE" {
-  default = "python:3.13-slim"
+  default = "python:3.13-slim@sha256:9662417aace5ae7b8e2609cce472b72a8958e134ba372808abe9cc1a0c0125e6"
 }
 
 function "image" {
@@ -45,9 +45,10 @@ target "base" {
   args = {
     BASE_IMAGE = BASE_IMAGE_BASE
   }
+  platforms = ["linux/amd64"]
   tags = [image("base", "latest"), image("base", "python-3.13")]
   labels = {
-    "io.bakegen.fingerprint" = "sha256:3267aab3e3790bf697655dcc12b737f32fd51847f6e97f2cc77ec03072b48025"
+    "io.bakegen.fingerprint" = "sha256:3365eaee3268cedcd90b171386f636c1cdd9d914cdb69317b5678af91ba354d7"
     "io.bakegen.stack" = "base"
     "org.opencontainers.image.description" = "Python 3.13 slim with JupyterLab 4"
     "org.opencontainers.image.title" = "base"
@@ -60,9 +61,10 @@ target "scipy" {
   contexts = {
     "base" = "target:base"
   }
+  platforms = ["linux/amd64"]
   tags = [image("scipy", "latest")]
   labels = {
-    "io.bakegen.fingerprint" = "sha256:19b846ae4c9fb631e71932b39f70b1cd3058b3ff0d3535feb96a161e109ab43d"
+    "io.bakegen.fingerprint" = "sha256:a4abc2cabf11e10c628af045087e65d4c87122d34cca4811763219872384e19d"
     "io.bakegen.stack" = "scipy"
     "org.opencontainers.image.description" = "The SciPy stack on top of base: NumPy, pandas, Matplotlib, scikit-learn"
     "org.opencontainers.image.title" = "scipy"
@@ -75,9 +77,10 @@ target "geo" {
   contexts = {
     "scipy" = "target:scipy"
   }
+  platforms = ["linux/amd64"]
   tags = [image("geo", "latest")]
   labels = {
-    "io.bakegen.fingerprint" = "sha256:758b8087da921894845e70e958118b57b3c9c0692d2a0775bef1602ce9076115"
+    "io.bakegen.fingerprint" = "sha256:4d1214ec880e74e7703626cdb909fc801616debc21962f012311443ebf4c8a51"
     "io.bakegen.stack" = "geo"
     "org.opencontainers.image.description" = "Interactive maps on top of scipy: ipyleaflet (its JupyterLab extension ships prebuilt)"
     "org.opencontainers.image.title" = "geo"

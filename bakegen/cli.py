@@ -12,7 +12,7 @@ from bakegen import __version__
 from bakegen.build import BuildOptions, build
 from bakegen.errors import BakegenError, StackErrors, StaleError
 from bakegen.lock import write_files
-from bakegen.locker import current_locks, lock_files, lock_stacks
+from bakegen.locker import Resolvers, current_locks, lock_stacks, outcome_files
 from bakegen.render import render_project
 from bakegen.resolvers.python import BACKENDS, DEFAULT_INDEX, get_resolver
 from bakegen.stack import load_stacks
@@ -20,12 +20,13 @@ from bakegen.stack import load_stacks
 
 def cmd_lock(args: argparse.Namespace) -> int:
     graph = load_stacks(args.root)
-    resolver = get_resolver(args.resolver)
-    outcomes = lock_stacks(graph, resolver, names=args.stacks, index_url=args.index_url)
-    changed = write_files(args.root, lock_files(outcomes))
+    resolvers = Resolvers(python=get_resolver(args.resolver))
+    outcomes = lock_stacks(graph, resolvers, names=args.stacks, index_url=args.index_url, upgrade=args.upgrade)
+    changed = write_files(args.root, outcome_files(outcomes))
     for o in outcomes:
         state = "locked" if o.changed else "up to date"
-        print(f"{o.stack}: {state} ({len(o.lock.python.pins)} Python packages)")
+        base = f", base {o.lock.image.digest[:19]}" if o.lock.image else ""
+        print(f"{o.stack}: {state} ({len(o.lock.python.pins)} Python packages{base})")
     for path in changed:
         print(f"wrote {path}")
     return 0
@@ -84,6 +85,7 @@ def parser() -> argparse.ArgumentParser:
 
     lk = sub.add_parser("lock", help="resolve stacks/*.toml into locks/<stack>/")
     lk.add_argument("stacks", nargs="*", help="stacks to lock (with their parents); default: all")
+    lk.add_argument("--upgrade", action="store_true", help="resolve every stack again: newest versions and base-image digests")
     lk.add_argument("--resolver", choices=sorted(BACKENDS), default=os.environ.get("BAKEGEN_RESOLVER", "uv"), help="Python resolver (default: uv)")
     lk.add_argument("--index-url", default=os.environ.get("BAKEGEN_INDEX_URL", DEFAULT_INDEX), help=f"Python package index (default: {DEFAULT_INDEX})")
     lk.set_defaults(func=cmd_lock)
@@ -107,7 +109,12 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(message)s")
+    logger = logging.getLogger("bakegen")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    logger.propagate = False
     args.root = args.root.resolve()
     try:
         return args.func(args)

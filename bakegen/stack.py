@@ -29,6 +29,8 @@ APT_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+PLATFORMS = ("linux/amd64", "linux/arm64")
+DEFAULT_PLATFORMS = ("linux/amd64",)
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class Stack:
     command: tuple[str, ...] | None = None
     labels: tuple[tuple[str, str], ...] = ()
     tags: tuple[str, ...] = DEFAULT_TAGS
+    platforms: tuple[str, ...] | None = None
 
     def requirements(self) -> list[Requirement]:
         return [Requirement(r) for r in self.python_packages]
@@ -113,6 +116,13 @@ def _list_of(item: Callable[[Any], Any], *, non_empty: bool = False) -> Callable
     return check
 
 
+def _platform(value: Any) -> str:
+    value = _string(value)
+    if value not in PLATFORMS:
+        raise _Invalid(f"unsupported platform {value!r}", did_you_mean(value, PLATFORMS) or f"use one of: {', '.join(PLATFORMS)}", value)
+    return value
+
+
 def _requirement(value: Any) -> str:
     value = _string(value)
     try:
@@ -159,6 +169,7 @@ SCHEMA: dict[str, Any] = {
     "base": _string,
     "extends": _matching(NAME_RE, "stack name", "base"),
     "tags": _list_of(_matching(TAG_RE, "tag", "latest"), non_empty=True),
+    "platforms": _list_of(_platform, non_empty=True),
     "python": {
         "version": _matching(PYTHON_RE, "Python version", "3.13"),
         "packages": _list_of(_requirement),
@@ -279,7 +290,7 @@ def load_stack(path: Path, root: Path | None = None) -> Stack:
     if has_base and "version" not in python:
         raise err("missing 'python.version' for a stack with a base image", ("python",), 'add [python] version = "3.13" matching the base image')
     if has_extends:
-        for key in ("user",):
+        for key in ("user", "platforms"):
             if key in fields:
                 raise err(f"'{key}' can only be set on a root stack", (key,), f"set [{key}] in the stack that has 'base'; children inherit it")
     apt = fields.get("apt", {})
@@ -301,6 +312,7 @@ def load_stack(path: Path, root: Path | None = None) -> Stack:
         command=run.get("command"),
         labels=fields.get("labels", ()),
         tags=fields.get("tags", DEFAULT_TAGS),
+        platforms=tuple(dict.fromkeys(fields["platforms"])) if "platforms" in fields else None,
     )
 
 
@@ -357,6 +369,9 @@ class StackGraph:
         user = self.root_of(name).user
         assert user is not None
         return user
+
+    def platforms(self, name: str) -> list[str]:
+        return list(self.root_of(name).platforms or DEFAULT_PLATFORMS)
 
     def children(self, name: str) -> list[str]:
         return sorted(n for n, s in self.stacks.items() if s.extends == name)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Time `bakegen lock` for the example scipy stack against plain pip-compile.
 
-Prints figures; asserts nothing. Run: make bench  (or python bench/lock_bench.py)
+Prints figures; asserts nothing. Run: make bench  (or python bench/lock_bench.py).
+BENCH_RUNS=N repeats each measurement (default 1: a cold pip-compile takes minutes).
 
 * bakegen lock scipy (uv backend; locks base and scipy), cold and warm uv cache
 * pip-compile --generate-hashes on the same requirements, cold and warm cache
@@ -25,7 +26,7 @@ sys.path.insert(0, str(REPO))
 
 from bakegen.stack import load_stacks  # noqa: E402
 
-RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+RUNS = int(os.environ.get("BENCH_RUNS", "1"))
 
 
 def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
@@ -68,10 +69,12 @@ def main() -> None:
         pc = [sys.executable, "-m", "piptools", "compile", "--quiet", "--generate-hashes", "--allow-unsafe", "--strip-extras"]
         pc_cold, pc_warm = [], []
         for i in range(RUNS):
-            pc_cold.append(timed(pc + ["--cache-dir", str(tmp / f"pc-cold-{i}"), "-o", str(tmp / f"c{i}.txt"), str(infile)], tmp, env))
-        timed(pc + ["--cache-dir", str(tmp / "pc-warm"), "-o", str(tmp / "w.txt"), str(infile)], tmp, env)
+            cold_env = {**env, "PIP_CACHE_DIR": str(tmp / f"pip-cold-{i}")}
+            pc_cold.append(timed(pc + ["--cache-dir", str(tmp / f"pc-cold-{i}"), "-o", str(tmp / f"c{i}.txt"), str(infile)], tmp, cold_env))
+        warm_pip = {**env, "PIP_CACHE_DIR": str(tmp / "pip-warm")}
+        timed(pc + ["--cache-dir", str(tmp / "pc-warm"), "-o", str(tmp / "w.txt"), str(infile)], tmp, warm_pip)
         for i in range(RUNS):
-            pc_warm.append(timed(pc + ["--cache-dir", str(tmp / "pc-warm"), "-o", str(tmp / f"w{i}.txt"), str(infile)], tmp, env))
+            pc_warm.append(timed(pc + ["--cache-dir", str(tmp / "pc-warm"), "-o", str(tmp / f"w{i}.txt"), str(infile)], tmp, warm_pip))
 
     def fmt(xs: list[float]) -> str:
         return f"{statistics.median(xs):7.2f}s  (min {min(xs):.2f}, max {max(xs):.2f}, n={len(xs)})"

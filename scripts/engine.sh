@@ -3,7 +3,8 @@
 #
 #   scripts/engine.sh up          install (when missing) and start dockerd + buildx
 #   scripts/engine.sh standin     build the local stand-in for python:3.13-slim
-#   scripts/engine.sh down        stop the dockerd this script started
+#   scripts/engine.sh registry    also start a local OCI registry on 127.0.0.1:5000
+#   scripts/engine.sh down        stop the dockerd (and registry) this script started
 #
 # Does nothing when a working engine with buildx is already running. Installs
 # from Debian packages only (root, Debian): sid's docker.io/docker-buildx/
@@ -108,16 +109,49 @@ cmd_standin() {
         --change 'CMD ["python3"]' "$tarball" "$STANDIN_TAG" >/dev/null
 }
 
+REGISTRY_ADDR=${BAKEGEN_REGISTRY_ADDR:-127.0.0.1:5000}
+
+cmd_registry() {
+    # Debian's docker-registry (CNCF distribution), for digest-pinning and push tests.
+    if curl -fsS "http://$REGISTRY_ADDR/v2/" >/dev/null 2>&1; then say "registry already on $REGISTRY_ADDR"; return 0; fi
+    apt_install docker-registry curl
+    mkdir -p "$ENGINE_DIR/registry"
+    cat > "$ENGINE_DIR/registry.yml" <<YML
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $ENGINE_DIR/registry
+  delete:
+    enabled: true
+http:
+  addr: $REGISTRY_ADDR
+YML
+    setsid nohup docker-registry serve "$ENGINE_DIR/registry.yml" >"$ENGINE_DIR/registry.log" 2>&1 < /dev/null &
+    echo $! > "$ENGINE_DIR/registry.pid"
+    for _ in $(seq 1 30); do
+        curl -fsS "http://$REGISTRY_ADDR/v2/" >/dev/null 2>&1 && { say "registry on $REGISTRY_ADDR"; return 0; }
+        sleep 0.5
+    done
+    tail -20 "$ENGINE_DIR/registry.log" >&2
+    die "docker-registry did not start"
+}
+
 cmd_down() {
-    local pidf=$ENGINE_DIR/dockerd.pid
-    [ -f "$pidf" ] || { say "no dockerd started by this script"; return 0; }
-    kill "$(cat "$pidf")" 2>/dev/null || true
-    rm -f "$pidf"
+    for name in registry dockerd; do
+        local pidf=$ENGINE_DIR/$name.pid
+        [ -f "$pidf" ] || continue
+        kill "$(cat "$pidf")" 2>/dev/null || true
+        rm -f "$pidf"
+    done
 }
 
 case "${1:-up}" in
     up) cmd_up ;;
     standin) cmd_up; cmd_standin ;;
+    registry) cmd_registry ;;
+    all) cmd_up; cmd_standin; cmd_registry ;;
     down) cmd_down ;;
-    *) die "usage: $0 up|standin|down" ;;
+    *) die "usage: $0 up|standin|registry|all|down" ;;
 esac

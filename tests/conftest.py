@@ -60,3 +60,14 @@ def engine() -> Engine:
     if proc.returncode != 0:
         pytest.fail(f"scripts/engine.sh standin failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}", pytrace=False)
     return Engine()
+
+
+@pytest.fixture(scope="session")
+def registry(engine) -> str:
+    """A real OCI registry (Debian's docker-registry) on 127.0.0.1:5000, started by scripts/engine.sh."""
+    import subprocess
+
+    proc = subprocess.run([str(REPO / "scripts" / "engine.sh"), "registry"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.fail(f"scripts/engine.sh registry failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}", pytrace=False)
+    return "localhost:5000"

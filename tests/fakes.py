@@ -12,6 +12,7 @@ from packaging.version import Version
 
 from bakegen.errors import ResolutionError
 from bakegen.lock import Pin
+from bakegen.resolvers.image import ImageLock
 from bakegen.resolvers.python import PythonRequest
 
 INDEX = json.loads((Path(__file__).parent / "fake-index.json").read_text())
@@ -53,3 +54,16 @@ class FakeResolver:
             Pin(n, v, ("sha256:" + hashlib.sha256(f"{n}-{v}".encode()).hexdigest(),), tuple(sorted(set(via[n]))))
             for n, v in sorted(chosen.items())
         ]
+
+
+class FakeImages:
+    """A registry in a dict: ref -> digest. Counts lookups."""
+
+    def __init__(self, digests: dict[str, str] | None = None):
+        self.digests = dict(digests or {})
+        self.calls: list[str] = []
+
+    def resolve(self, ref: str, platforms: list[str]) -> ImageLock:
+        self.calls.append(ref)
+        digest = self.digests.get(ref) or "sha256:" + hashlib.sha256(ref.encode()).hexdigest()
+        return ImageLock(ref, digest, "application/vnd.oci.image.index.v1+json", {p: "sha256:" + hashlib.sha256((digest + p).encode()).hexdigest() for p in platforms})

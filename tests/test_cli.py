@@ -8,7 +8,20 @@ import pytest
 from bakegen.cli import main
 from conftest import tree
 
-BASE = 'name = "base"\ndescription = "b"\nbase = "python:3.13-slim"\n[python]\nversion = "3.13"\npackages = ["six"]\n'
+# Pinned by digest, the base needs no registry (none is reachable on the CI machines).
+DIGEST = "sha256:" + "9" * 64
+BASE = f'name = "base"\ndescription = "b"\nbase = "localhost:9/python:3.13-slim@{DIGEST}"\n[python]\nversion = "3.13"\npackages = ["six"]\n'
+
+
+def test_unreachable_registry_is_one_error_and_writes_nothing(project, capsys):
+    root = project({"base": BASE.replace(f"@{DIGEST}", "")})
+    before = tree(root)
+    assert main(["-C", str(root), "lock"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("error: cannot reach the registry localhost:9: ")
+    assert err[1].startswith("hint: check the network or proxy")
+    assert len(err) == 2
+    assert tree(root) == before
 
 
 def test_no_network_is_one_error_and_writes_nothing(project, capsys):
@@ -16,9 +29,10 @@ def test_no_network_is_one_error_and_writes_nothing(project, capsys):
     before = tree(root)
     assert main(["-C", str(root), "lock", "--index-url", "http://127.0.0.1:9/simple"]) == 1
     err = capsys.readouterr().err.splitlines()
-    assert err[0].startswith("error: cannot reach the package index http://127.0.0.1:9/simple: ")
-    assert err[1].startswith("hint: check the network or proxy")
-    assert len(err) == 2
+    assert err[0].startswith("warning: base: cannot reach the registry localhost:9")
+    assert err[1].startswith("error: cannot reach the package index http://127.0.0.1:9/simple: ")
+    assert err[2].startswith("hint: check the network or proxy")
+    assert len(err) == 3
     assert tree(root) == before
 
 
@@ -30,7 +44,7 @@ def test_unresolvable_package_is_one_error_and_writes_nothing(project, capsys):
     })
     before = tree(root)
     assert main(["-C", str(root), "lock"]) == 1
-    err = capsys.readouterr().err.splitlines()
+    err = [ln for ln in capsys.readouterr().err.splitlines() if not ln.startswith("warning: base: cannot reach the registry")]
     assert len(err) == 2
     assert err[0].startswith("error: kid: cannot resolve Python packages: Because bakegen-no-such-package-3f9a1c was not found")
     assert err[1].startswith("hint: check the names and versions in python.packages")

@@ -11,12 +11,13 @@ from bakegen.lock import (
     StackLock,
     fingerprint,
     is_generated,
+    lock_files,
     parse_requirements,
     read_lock,
-    render_manifest,
     render_requirements,
     write_files,
 )
+from bakegen.resolvers.image import ImageLock
 
 UV_OUTPUT = """\
 certifi==2026.10.18 \\
@@ -31,13 +32,15 @@ Requests==2.32.5 \\
 """
 
 
-def sample_lock(pins=None, parents=()):
+def sample_lock(pins=None, parents=(), platforms=("linux/amd64",)):
+    pins = pins if pins is not None else parse_requirements(UV_OUTPUT)
     return StackLock(
         stack="demo",
         fingerprint="sha256:" + "0" * 64,
         parent=None,
-        base_image="python:3.13-slim",
-        python=PythonLock("3.13", "x86_64-manylinux_2_28", "uv 0.0", pins if pins is not None else parse_requirements(UV_OUTPUT), list(parents)),
+        platforms=list(platforms),
+        python=PythonLock("3.13", "uv 0.0", {p: pins for p in platforms}, list(parents)),
+        image=ImageLock("python:3.13-slim", "sha256:" + "1" * 64, "application/vnd.oci.image.index.v1+json", {"linux/amd64": "sha256:" + "2" * 64}),
     )
 
 
@@ -68,11 +71,10 @@ def test_child_header_names_parents():
 
 
 def write_lock(tmp_path, lock):
-    req = render_requirements(lock)
     d = tmp_path / "locks" / lock.stack
     d.mkdir(parents=True)
-    (d / "requirements.txt").write_text(req)
-    (d / "lock.json").write_text(render_manifest(lock, req))
+    for name, text in lock_files(lock).items():
+        (d / name).write_text(text)
     return d
 
 
@@ -82,7 +84,26 @@ def test_manifest_round_trip(tmp_path):
     assert back.fingerprint == "sha256:" + "0" * 64
     assert back.python.by_name()["requests"].version == "2.32.5"
     doc = json.loads((d / "lock.json").read_text())
-    assert doc["version"] == 1 and doc["python"]["packages"] == {"certifi": "2026.10.18", "requests": "2.32.5"}
+    assert doc["version"] == 2
+    assert doc["python"]["packages"] == {"linux/amd64": {"certifi": "2026.10.18", "requests": "2.32.5"}}
+    assert back.image.pinned == "python:3.13-slim@sha256:" + "1" * 64
+    assert back.image.platforms == {"linux/amd64": "sha256:" + "2" * 64}
+
+
+def test_multi_platform_lock_has_one_requirements_file_per_platform(tmp_path):
+    d = write_lock(tmp_path, sample_lock(platforms=("linux/amd64", "linux/arm64")))
+    assert sorted(p.name for p in d.iterdir()) == ["lock.json", "requirements-arm64.txt", "requirements.txt"]
+    assert "on linux/arm64." in (d / "requirements-arm64.txt").read_text()
+    assert set(read_lock(d).python.by_platform) == {"linux/amd64", "linux/arm64"}
+
+
+def test_version_1_locks_are_stale(tmp_path):
+    d = write_lock(tmp_path, sample_lock())
+    doc = json.loads((d / "lock.json").read_text())
+    doc["version"] = 1
+    (d / "lock.json").write_text(json.dumps(doc))
+    with pytest.raises(StaleError, match="version 1 predates"):
+        read_lock(d)
 
 
 def test_missing_lock_is_none(tmp_path):

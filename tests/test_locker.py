@@ -4,19 +4,19 @@ import pytest
 
 from bakegen.errors import ResolutionError, StaleError
 from bakegen.lock import write_files
-from bakegen.locker import current_locks, lock_files, lock_stacks
+from bakegen.locker import Resolvers, current_locks, lock_stacks, outcome_files
 from bakegen.stack import load_stacks
-from fakes import FakeResolver
+from fakes import FakeImages, FakeResolver
 
 BASE = 'name = "base"\ndescription = "b"\nbase = "python:3.13-slim"\n[python]\nversion = "3.13"\npackages = ["jupyterlab<4.3"]\n'
 SCIPY = 'name = "scipy"\ndescription = "s"\nextends = "base"\n[python]\npackages = ["pandas", "packaging"]\n'
 GEO = 'name = "geo"\ndescription = "g"\nextends = "scipy"\n[python]\npackages = ["ipyleaflet"]\n'
 
 
-def lock(root, resolver, names=None):
+def lock(root, resolver, names=None, images=None, upgrade=False):
     graph = load_stacks(root)
-    outcomes = lock_stacks(graph, resolver, names=names)
-    write_files(root, lock_files(outcomes))
+    outcomes = lock_stacks(graph, Resolvers(resolver, images or FakeImages()), names=names, upgrade=upgrade)
+    write_files(root, outcome_files(outcomes))
     return {o.stack: o for o in outcomes}
 
 
@@ -114,7 +114,7 @@ def test_current_locks_reports_stale_stacks(project):
     lock(root, FakeResolver())
     assert set(current_locks(load_stacks(root))) == {"base", "scipy"}
     (root / "stacks/scipy.toml").write_text(SCIPY.replace('"packaging"', '"six"'))
-    with pytest.raises(StaleError, match=r"scipy \(stacks/scipy.toml changed since it was locked\)"):
+    with pytest.raises(StaleError, match=r"scipy \(stacks/scipy.toml or its parent's lock changed since it was locked\)"):
         current_locks(load_stacks(root))
 
 
@@ -123,3 +123,56 @@ def test_failed_resolution_writes_nothing(project):
     with pytest.raises(ResolutionError, match="no-such-thing"):
         lock(root, FakeResolver())
     assert not (root / "locks").exists()
+
+
+def test_base_image_is_pinned_and_kept_until_upgrade(project):
+    root = project({"base": BASE, "scipy": SCIPY})
+    registry = FakeImages({"python:3.13-slim": "sha256:" + "a" * 64})
+    out = lock(root, FakeResolver(), images=registry)
+    assert out["base"].lock.image.pinned == "python:3.13-slim@sha256:" + "a" * 64
+    assert out["scipy"].lock.image is None
+    assert set(out["base"].lock.image.platforms) == {"linux/amd64"}
+    # a new image is pushed under the same tag
+    registry.digests["python:3.13-slim"] = "sha256:" + "b" * 64
+    (root / "stacks/base.toml").write_text(BASE.replace("jupyterlab<4.3", "jupyterlab<4.4"))
+    out = lock(root, FakeResolver(), images=registry)
+    assert out["base"].changed and out["base"].lock.image.digest == "sha256:" + "a" * 64  # a plain lock keeps it
+    out = lock(root, FakeResolver(), images=registry, upgrade=True)
+    assert out["base"].lock.image.digest == "sha256:" + "b" * 64
+
+
+def test_changing_the_base_ref_resolves_it_again(project):
+    root = project({"base": BASE})
+    registry = FakeImages()
+    lock(root, FakeResolver(), images=registry)
+    (root / "stacks/base.toml").write_text(BASE.replace("python:3.13-slim", "python:3.13-slim-trixie"))
+    out = lock(root, FakeResolver(), images=registry)
+    assert registry.calls == ["python:3.13-slim", "python:3.13-slim-trixie"]
+    assert out["base"].lock.image.ref == "python:3.13-slim-trixie"
+
+
+def test_digest_pinned_base_without_registry_keeps_the_digest_and_warns(project):
+    from bakegen.errors import NetworkError
+
+    class Offline(FakeImages):
+        def resolve(self, ref, platforms):
+            raise NetworkError("cannot reach the registry registry-1.docker.io: refused")
+
+    digest = "sha256:" + "c" * 64
+    root = project({"base": BASE.replace('"python:3.13-slim"', f'"python:3.13-slim@{digest}"')})
+    out = lock(root, FakeResolver(), images=Offline())
+    assert out["base"].lock.image.pinned == f"python:3.13-slim@{digest}"
+    assert out["base"].warnings and "without per-platform digests" in out["base"].warnings[0]
+    tag_root = project({"base": BASE})
+    with pytest.raises(NetworkError):
+        lock(tag_root, FakeResolver(), images=Offline())
+
+
+def test_multi_platform_stacks_lock_each_platform(project):
+    root = project({"base": BASE.replace('base = "python:3.13-slim"', 'base = "python:3.13-slim"\nplatforms = ["linux/amd64", "linux/arm64"]'), "scipy": SCIPY})
+    fake = FakeResolver()
+    out = lock(root, fake)
+    assert [c.platform for c in fake.calls] == ["x86_64-manylinux_2_28", "aarch64-manylinux_2_28"] * 2
+    assert out["scipy"].lock.platforms == ["linux/amd64", "linux/arm64"]
+    assert (root / "locks/scipy/requirements-arm64.txt").exists()
+    assert fake.calls[3].constraints[0][0] == "locks/base/requirements-arm64.txt"

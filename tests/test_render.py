@@ -8,11 +8,11 @@ import pytest
 
 from bakegen.cli import main
 from bakegen.lock import write_files
-from bakegen.locker import current_locks, lock_files, lock_stacks
+from bakegen.locker import Resolvers, current_locks, lock_stacks, outcome_files
 from bakegen.render import environment, render_project
 from bakegen.render.escape import dockerfile_env_value, hcl_ident, hcl_string
 from bakegen.stack import load_stacks
-from fakes import FakeResolver
+from fakes import FakeImages, FakeResolver
 
 HOSTILE = [
     "${HOME}",
@@ -33,7 +33,7 @@ KID = 'name = "kid"\ndescription = "k"\nextends = "base"\n[python]\npackages = [
 def locked_project(project, stacks):
     root = project(stacks)
     graph = load_stacks(root)
-    write_files(root, lock_files(lock_stacks(graph, FakeResolver())))
+    write_files(root, outcome_files(lock_stacks(graph, Resolvers(FakeResolver(), FakeImages({'python:3.13-slim': 'sha256:' + 'd' * 64})))))
     return root, graph
 
 
@@ -78,7 +78,8 @@ def test_bake_links_children_to_parent_targets(project):
     root, graph = locked_project(project, {"base": BASE, "kid": KID})
     bake = render_project(graph, current_locks(graph))["docker-bake.hcl"]
     assert 'contexts = {\n    "base" = "target:base"\n  }' in bake
-    assert 'variable "BASE_IMAGE_BASE" {\n  default = "python:3.13-slim"\n}' in bake
+    assert 'variable "BASE_IMAGE_BASE" {\n  default = "python:3.13-slim@sha256:' + "d" * 64 + '"\n}' in bake
+    assert 'platforms = ["linux/amd64"]' in bake
     assert 'targets = ["base", "kid"]' in bake
 
 
@@ -86,7 +87,7 @@ def test_dockerfiles_are_multistage_hash_checked_and_non_root(project):
     root, graph = locked_project(project, {"base": BASE, "kid": KID})
     files = render_project(graph, current_locks(graph))
     base, kid = files["dockerfiles/base/Dockerfile"], files["dockerfiles/kid/Dockerfile"]
-    assert "ARG BASE_IMAGE=python:3.13-slim\n" in base
+    assert "ARG BASE_IMAGE=python:3.13-slim@sha256:" + "d" * 64 + "\n" in base
     assert "FROM ${BASE_IMAGE} AS builder" in base and "\nFROM ${BASE_IMAGE}\n" in base
     for text in (base, kid):
         assert "--require-hashes --no-deps" in text
@@ -124,7 +125,7 @@ def test_generate_refuses_stale_locks(project, capsys):
     (root / "stacks/kid.toml").write_text(KID.replace('"numpy"', '"pandas"'))
     assert main(["-C", str(root), "generate"]) == 1
     assert capsys.readouterr().err == (
-        "error: locks are out of date: kid (stacks/kid.toml changed since it was locked)\nhint: run bakegen lock\n"
+        "error: locks are out of date: kid (stacks/kid.toml or its parent's lock changed since it was locked)\nhint: run bakegen lock\n"
     )
     assert not (root / "docker-bake.hcl").exists()
 

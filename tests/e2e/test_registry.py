@@ -1,0 +1,75 @@
+"""Base-image digest pinning against a real OCI registry (Debian's docker-registry)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from bakegen.lock import read_lock
+
+pytestmark = pytest.mark.e2e
+
+
+def push(tmp: Path, tag: str, base: str, marker: str) -> str:
+    """Build FROM base with one marker file, push it with an index (provenance on); return the index digest."""
+    ctx = tmp / marker
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {base}\nRUN echo {marker} > /marker\n")
+    subprocess.run(["docker", "buildx", "build", "--provenance=mode=min", "--push", "-q", "-t", tag, str(ctx)], check=True, capture_output=True)
+    return registry_digest(tag)
+
+
+def registry_digest(tag: str) -> str:
+    host, _, rest = tag.partition("/")
+    repo, _, ref = rest.rpartition(":")
+    req = urllib.request.Request(
+        f"http://{host.replace('localhost', '127.0.0.1')}/v2/{repo}/manifests/{ref}",
+        method="HEAD",
+        headers={"Accept": "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json"},
+    )
+    with urllib.request.urlopen(req) as resp:
+        return resp.headers["Docker-Content-Digest"]
+
+
+def bakegen(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bakegen", "-C", str(root), *args], capture_output=True, text=True)
+
+
+def test_lock_pins_digest_keeps_it_and_upgrade_moves_it(registry, engine, tmp_path):
+    tag = f"{registry}/bakegen-test/python:3.13-slim"
+    first = push(tmp_path, tag, engine.standin, "first")
+    root = tmp_path / "project"
+    (root / "stacks").mkdir(parents=True)
+    (root / "stacks" / "base.toml").write_text(
+        f'name = "base"\ndescription = "from a local registry"\nbase = "{tag}"\n[python]\nversion = "3.13"\n'
+    )
+    out = bakegen(root, "lock")
+    assert out.returncode == 0, out.stderr
+    lock = read_lock(root / "locks" / "base")
+    assert lock.image.digest == first
+    index = json.loads(subprocess.run(["docker", "buildx", "imagetools", "inspect", "--raw", tag], capture_output=True, text=True, check=True).stdout)
+    amd64 = [m["digest"] for m in index["manifests"] if m.get("platform", {}).get("architecture") == "amd64"]
+    assert lock.image.platforms == {"linux/amd64": amd64[0]}
+    assert lock.image.media_type == "application/vnd.oci.image.index.v1+json"
+
+    second = push(tmp_path, tag, engine.standin, "second")
+    assert second != first
+    assert bakegen(root, "lock").returncode == 0
+    assert read_lock(root / "locks" / "base").image.digest == first  # a plain lock keeps the old digest
+
+    # the generated files build FROM the pinned digest, not the moved tag
+    assert bakegen(root, "generate").returncode == 0
+    assert f"ARG BASE_IMAGE={tag}@{first}" in (root / "dockerfiles/base/Dockerfile").read_text()
+    build = bakegen(root, "build", "--load", "--registry", "bakegen-regtest", "--progress", "plain")
+    assert build.returncode == 0, build.stderr[-3000:]
+    marker = subprocess.run(["docker", "run", "--rm", "bakegen-regtest/base:latest", "cat", "/marker"], capture_output=True, text=True, check=True)
+    assert marker.stdout.strip() == "first"
+
+    up = bakegen(root, "lock", "--upgrade")
+    assert up.returncode == 0, up.stderr
+    assert read_lock(root / "locks" / "base").image.digest == second
