@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bakegen.errors import NetworkError, ResolutionError, StaleError
-from bakegen.lock import Pin, PythonLock, StackLock, fingerprint, lock_files, read_lock, requirements_file
+from bakegen.lock import AptEntry, AptLock, Pin, PythonLock, StackLock, arch_of, fingerprint, lock_files, read_lock, requirements_file
+from bakegen.resolvers.apt import AptRequest, AptResolver, AptSpec, distro_of
 from bakegen.resolvers.image import ImageLock, ImageRef, ImageResolver
 from bakegen.resolvers.python import DEFAULT_INDEX, PythonRequest, PythonResolver
 from bakegen.stack import StackGraph, canonical_requirements
@@ -31,10 +32,19 @@ class ImageLookup(Protocol):
     def resolve(self, ref: str, platforms: list[str]) -> ImageLock: ...
 
 
+class AptLookup(Protocol):
+    name: str
+
+    def resolve(self, request: AptRequest) -> dict: ...
+
+
 @dataclass
 class Resolvers:
+    """One domain call per ecosystem: Python, base image, apt."""
+
     python: PythonResolver
     image: ImageLookup = field(default_factory=ImageResolver)
+    apt: AptLookup = field(default_factory=AptResolver)
 
 
 @dataclass
@@ -57,13 +67,26 @@ def _pins_digest(by_platform: dict[str, list[Pin]]) -> str:
 def stack_fingerprint(graph: StackGraph, name: str, parent_lock: StackLock | None) -> str:
     """Fingerprint of everything that decides a stack's lock (see :func:`bakegen.lock.fingerprint`)."""
     stack = graph.stacks[name]
+    root = graph.root_of(name)
     projection = {
         "platforms": graph.platforms(name),
         "python": {"version": graph.python_version(name), "requirements": canonical_requirements(stack)},
         "base_image": stack.base,
+        "apt": None
+        if not (stack.apt_packages or stack.apt_build)
+        else {
+            "source": [root.apt_suite, root.apt_snapshot, root.apt_mirror],
+            "packages": sorted(stack.apt_packages),
+            "build": sorted(stack.apt_build),
+        },
         "parent": None
         if parent_lock is None
-        else {"name": parent_lock.stack, "fingerprint": parent_lock.fingerprint, "python_pins": _pins_digest(parent_lock.python.by_platform)},
+        else {
+            "name": parent_lock.stack,
+            "fingerprint": parent_lock.fingerprint,
+            "python_pins": _pins_digest(parent_lock.python.by_platform),
+            "apt_pins": hashlib.sha256(repr(sorted(parent_lock.apt.entries, key=repr)).encode()).hexdigest() if parent_lock.apt else None,
+        },
     }
     return fingerprint(projection)
 
@@ -127,6 +150,7 @@ def lock_stacks(
                 index_url=index_url,
             )
             by_platform[platform] = _delta(name, resolvers.python.resolve(request), _parent_env(graph, name, locks, platform))
+        apt = _lock_apt(graph, name, locks, resolvers.apt) if (stack.apt_packages or stack.apt_build) else None
         outcome.lock = StackLock(
             stack=name,
             fingerprint=fp,
@@ -139,6 +163,7 @@ def lock_stacks(
                 parents=[a.name for a in chain[:-1]],
             ),
             image=image,
+            apt=apt,
         )
         locks[name] = outcome.lock
         outcomes.append(outcome)
@@ -160,6 +185,34 @@ def _lock_image(ref: str, platforms: list[str], existing: StackLock | None, imag
         # registry we cannot list its per-platform manifests; say so.
         warnings.append(f"{exc.message}; kept {ref.split('@')[0]}@{pinned} as written, without per-platform digests")
         return ImageLock(ref=ref, digest=pinned, media_type="unknown", platforms={})
+
+
+def _lock_apt(graph: StackGraph, name: str, locks: dict[str, StackLock], resolver: AptLookup) -> AptLock:
+    """Pin the stack's apt packages and their dependencies per architecture; parents' pins are fixed."""
+    stack, root = graph.stacks[name], graph.root_of(name)
+    assert root.apt_suite is not None
+    distro = distro_of(root.apt_suite)
+    assert distro is not None
+    spec = AptSpec(distro, root.apt_suite, root.apt_snapshot, root.apt_mirror)
+    archs = [arch_of(p) for p in graph.platforms(name)]
+    fixed: dict[str, dict[str, str]] = {a: {} for a in archs}
+    for anc in graph.ancestors(name):
+        if locks[anc.name].apt is not None:
+            for a in archs:
+                fixed[a].update(locks[anc.name].apt.packages(a))  # type: ignore[union-attr]
+    entries: list[AptEntry] = []
+    for packages, kinds in ((stack.apt_packages, ("req", "dep")), (stack.apt_build, ("build", "build-dep"))):
+        if not packages:
+            continue
+        names = {p.partition("=")[0] for p in packages}
+        by_arch = resolver.resolve(AptRequest(stack=name, spec=spec, archs=archs, packages=list(packages), fixed=fixed))
+        for arch, pins in by_arch.items():
+            for pin in pins:
+                if pin.name in fixed[arch]:
+                    continue
+                kind = kinds[0] if pin.name in names else kinds[1]
+                entries.append(AptEntry(arch, kind, pin.name, pin.version, pin.sha256, pin.filename))
+    return AptLock(spec.distro, spec.suite, spec.snapshot, spec.mirror, spec.sources_list(archs), entries, resolver=resolver.name)
 
 
 def _delta(name: str, full: list[Pin], parent_env: dict[str, Pin]) -> list[Pin]:

@@ -17,6 +17,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from bakegen.errors import Location, StackError, StackErrors, did_you_mean
+from bakegen.resolvers.apt import DEBIAN_SUITES, UBUNTU_SUITES, distro_of
 
 DEFAULT_USER = ("jovyan", 1000, 100)
 DEFAULT_PORT = 8888
@@ -25,7 +26,7 @@ DEFAULT_TAGS = ("latest",)
 
 NAME_RE = re.compile(r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$")
 PYTHON_RE = re.compile(r"^3\.\d{1,2}$")
-APT_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+APT_PKG_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(?:=[A-Za-z0-9.+~:-]+)?$")
 ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -53,6 +54,9 @@ class Stack:
     python_packages: tuple[str, ...] = ()
     apt_packages: tuple[str, ...] = ()
     apt_build: tuple[str, ...] = ()
+    apt_suite: str | None = None
+    apt_snapshot: str | None = None
+    apt_mirror: str | None = None
     env: tuple[tuple[str, str], ...] = ()
     user: User | None = None
     port: int | None = None
@@ -175,8 +179,11 @@ SCHEMA: dict[str, Any] = {
         "packages": _list_of(_requirement),
     },
     "apt": {
-        "packages": _list_of(_matching(APT_RE, "apt package name", "git")),
-        "build": _list_of(_matching(APT_RE, "apt package name", "build-essential")),
+        "packages": _list_of(_matching(APT_PKG_RE, "apt package", "git or git=1:2.47.3-0+deb13u1")),
+        "build": _list_of(_matching(APT_PKG_RE, "apt package", "build-essential")),
+        "suite": _matching(re.compile(r"^[a-z]+$"), "suite", "trixie"),
+        "snapshot": _matching(re.compile(r"^\d{8}T\d{6}Z$"), "snapshot", "20261101T000000Z"),
+        "mirror": _matching(re.compile(r"^https?://\S+[^/]$"), "mirror URL", "http://deb.debian.org/debian"),
     },
     "env": _table_of(_env_name, _env_value),
     "user": {
@@ -287,13 +294,16 @@ def load_stack(path: Path, root: Path | None = None) -> Stack:
             'for example base = "python:3.13-slim" or extends = "base"',
         )
     python = fields.get("python", {})
+    apt = fields.get("apt", {})
     if has_base and "version" not in python:
         raise err("missing 'python.version' for a stack with a base image", ("python",), 'add [python] version = "3.13" matching the base image')
     if has_extends:
         for key in ("user", "platforms"):
             if key in fields:
                 raise err(f"'{key}' can only be set on a root stack", (key,), f"set [{key}] in the stack that has 'base'; children inherit it")
-    apt = fields.get("apt", {})
+        for key in ("suite", "snapshot", "mirror"):
+            if key in apt:
+                raise err(f"'apt.{key}' can only be set on a root stack", ("apt", key), "the base image decides where apt packages come from; set it in the stack that has 'base'")
     run = fields.get("run", {})
     user = fields.get("user")
     return Stack(
@@ -306,6 +316,9 @@ def load_stack(path: Path, root: Path | None = None) -> Stack:
         python_packages=python.get("packages", ()),
         apt_packages=apt.get("packages", ()),
         apt_build=apt.get("build", ()),
+        apt_suite=apt.get("suite"),
+        apt_snapshot=apt.get("snapshot"),
+        apt_mirror=apt.get("mirror"),
         env=fields.get("env", ()),
         user=User(**{**User().__dict__, **user}) if user is not None else (User() if has_base else None),
         port=run.get("port"),
@@ -369,6 +382,10 @@ class StackGraph:
         user = self.root_of(name).user
         assert user is not None
         return user
+
+    def apt_source(self, name: str) -> Stack:
+        """The root stack, which says where apt packages come from."""
+        return self.root_of(name)
 
     def platforms(self, name: str) -> list[str]:
         return list(self.root_of(name).platforms or DEFAULT_PLATFORMS)
@@ -469,6 +486,19 @@ def _check_inheritance(graph: StackGraph) -> None:
     for name in graph.order:
         stack = graph.stacks[name]
         parent = graph.parent(name)
+        root = graph.root_of(name)
+        if (stack.apt_packages or stack.apt_build) and root.apt_suite is None:
+            errors.append(StackError(
+                f"apt packages need 'apt.suite' in stacks/{root.name}.toml",
+                location=_location(stack, graph.root, ("apt", "packages" if stack.apt_packages else "build")),
+                hint=f"set [apt] suite = \"trixie\" (the Debian or Ubuntu release of {root.base}) in stacks/{root.name}.toml",
+            ))
+        elif root.apt_suite is not None and distro_of(root.apt_suite) is None and stack is root:
+            errors.append(StackError(
+                f"apt.suite: unknown Debian or Ubuntu release '{root.apt_suite}'",
+                location=_location(stack, graph.root, ("apt", "suite")),
+                hint=did_you_mean(root.apt_suite, DEBIAN_SUITES + UBUNTU_SUITES) or f"use one of: {', '.join(DEBIAN_SUITES + UBUNTU_SUITES)}",
+            ))
         if parent is None:
             continue
         want = graph.python_version(name)

@@ -11,12 +11,14 @@ import json
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from bakegen.lock import StackLock
+from bakegen import __version__
+from bakegen.lock import GENERATED_MARKER, StackLock
 from bakegen.render.escape import dockerfile_comment, dockerfile_env_value, hcl_ident, hcl_string
 from bakegen.stack import StackGraph
 
 BAKE_FILE = "docker-bake.hcl"
 DOCKERFILE_DIR = "dockerfiles"
+APT_SCRIPT = f"{DOCKERFILE_DIR}/apt-install.sh"
 
 
 def environment() -> Environment:
@@ -39,6 +41,10 @@ def render_project(graph: StackGraph, locks: dict[str, StackLock]) -> dict[str, 
 
     env = environment()
     files = {BAKE_FILE: render_bake(env, graph, locks)}
+    if any(lock.apt is not None for lock in locks.values()):
+        files[APT_SCRIPT] = env.get_template("apt-install.sh.j2").render(
+            header=f"{GENERATED_MARKER} {__version__}. Do not edit; to update, run: bakegen generate"
+        )
     for name in graph.order:
         files[dockerfile_path(name)] = render_dockerfile(env, graph, name, locks[name])
     return files

@@ -184,3 +184,66 @@ def test_no_lock_file_or_secret_in_any_layer(built, engine, tmp_path):
 def test_no_build_tools_in_final_images(built):
     out = run(built.image("geo"), "sh", "-c", "command -v gcc cc make uv || true")
     assert out.strip() == ""
+
+
+@pytest.mark.parametrize("name", ["base", "scipy", "geo"])
+def test_apt_packages_are_exactly_the_locked_ones(built, name):
+    lock = read_lock(built.root / "locks" / "base").apt
+    locked = lock.packages("amd64")
+    out = run(built.image(name), "dpkg-query", "-W", "-f", "${Package} ${Version} ${db:Status-Status}\\n", *sorted(locked))
+    installed = {p: v for p, v, status in (line.split() for line in out.splitlines()) if status == "installed"}
+    assert installed == locked  # every locked package is installed at its locked version
+    requested = {e.name for e in lock.entries if e.kind == "req"}
+    assert requested == {"tini"}
+
+
+def tampered_build(built: Built, engine, tmp_path: Path, edit) -> subprocess.CompletedProcess:
+    root = tmp_path / "tampered"
+    shutil.copytree(built.root, root)
+    edit(root)
+    env = {**__import__("os").environ, "BASE_IMAGE_BASE": engine.standin, "CA_BUNDLE": engine.ca_bundle}
+    return subprocess.run(
+        ["docker", "buildx", "bake", f"--allow=fs.read={engine.ca_bundle}", "--progress", "plain", "base"],
+        cwd=root, env=env, capture_output=True, text=True,
+    )
+
+
+def test_build_fails_when_a_python_hash_is_tampered_with(built, engine, tmp_path):
+    def edit(root: Path) -> None:
+        req = root / "locks/base/requirements.txt"
+        text = req.read_text()
+        start = text.index("\nsix==")
+        end = text.index("# via", start)
+        block = text[start:end]
+        req.write_text(text.replace(block, __import__("re").sub(r"sha256:[0-9a-f]{64}", "sha256:" + "0" * 64, block)))
+
+    out = tampered_build(built, engine, tmp_path, edit)
+    assert out.returncode != 0
+    assert "DO NOT MATCH THE HASHES" in out.stdout + out.stderr
+
+
+def test_build_fails_when_an_apt_hash_is_tampered_with(built, engine, tmp_path):
+    def edit(root: Path) -> None:
+        lock = root / "locks/base/apt.lock"
+        lines = [ln if " req tini " not in ln else __import__("re").sub(r"sha256:[0-9a-f]{64}", "sha256:" + "0" * 64, ln) for ln in lock.read_text().splitlines()]
+        lock.write_text("\n".join(lines) + "\n")
+
+    out = tampered_build(built, engine, tmp_path, edit)
+    assert out.returncode != 0
+    assert "does not match sha256:" + "0" * 64 in out.stdout + out.stderr
+
+
+def test_build_fails_when_apt_would_install_an_unlocked_package(built, engine, tmp_path):
+    """git locked at its real version, but without its dependencies: apt's plan must be refused."""
+    from bakegen.resolvers.apt import AptRequest, AptResolver, AptSpec
+
+    git = next(p for p in AptResolver().resolve(AptRequest("t", AptSpec("debian", "trixie"), ["amd64"], ["git"]))["amd64"] if p.name == "git")
+
+    def edit(root: Path) -> None:
+        lock = root / "locks/base/apt.lock"
+        lock.write_text(lock.read_text() + f"amd64 req git {git.version} sha256:{git.sha256} {git.filename}\n")
+
+    out = tampered_build(built, engine, tmp_path, edit)
+    assert out.returncode != 0
+    assert "bakegen: apt would install packages that are not in /tmp/bakegen/lock/apt.lock for amd64:" in out.stdout + out.stderr
+    assert "git-man" in out.stdout + out.stderr

@@ -1,0 +1,278 @@
+"""Pin apt packages, and everything they pull in, from Debian or Ubuntu Packages indexes.
+
+The indexes of the base image's release (the suite plus its -updates and
+-security pockets) are read with python-debian; versions are compared with
+``debian.debian_support.Version``. Each pin records the version, the sha256 and
+the pool file name, per architecture. Resolving for another architecture reads
+that architecture's index: nothing runs on it.
+
+Packages that every Debian/Ubuntu image already has (Essential, or Priority
+required) are not followed further: their dependencies are part of the base.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import lzma
+import os
+import re
+import ssl
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from debian.deb822 import Packages, PkgRelation, Release
+from debian.debian_support import Version
+
+from bakegen.errors import BakegenError, NetworkError, ResolutionError
+
+DEBIAN_SUITES = ("bullseye", "bookworm", "trixie", "forky", "sid", "unstable", "testing")
+UBUNTU_SUITES = ("focal", "jammy", "noble", "oracular", "plucky", "questing")
+KEYRINGS = {"debian": "/usr/share/keyrings/debian-archive-keyring.gpg", "ubuntu": "/usr/share/keyrings/ubuntu-archive-keyring.gpg"}
+_FIELDS = ["Package", "Version", "Architecture", "Depends", "Pre-Depends", "Provides", "Filename", "SHA256", "Size", "Priority", "Essential"]
+_SNAPSHOT_RE = re.compile(r"^\d{8}T\d{6}Z$")
+
+
+def distro_of(suite: str) -> str | None:
+    return "debian" if suite in DEBIAN_SUITES else "ubuntu" if suite in UBUNTU_SUITES else None
+
+
+@dataclass(frozen=True)
+class Source:
+    """One apt source line: ``deb [arch=.. signed-by=..] URL SUITE main``."""
+
+    url: str
+    suite: str
+    arch: str | None = None  # restrict to one architecture (Ubuntu ports)
+    snapshot: bool = False
+
+    def line(self, keyring: str) -> str:
+        opts = [f"arch={self.arch}"] if self.arch else []
+        opts.append(f"signed-by={keyring}")
+        if self.snapshot:
+            opts.append("check-valid-until=no")
+        return f"deb [{' '.join(opts)}] {self.url} {self.suite} main"
+
+
+@dataclass(frozen=True)
+class AptSpec:
+    """Where a stack's apt packages come from."""
+
+    distro: str
+    suite: str
+    snapshot: str | None = None
+    mirror: str | None = None
+
+    def sources(self, archs: Iterable[str]) -> list[Source]:
+        suite, snap = self.suite, self.snapshot
+        pockets = [suite] if suite in ("sid", "unstable") else [suite, f"{suite}-updates"]
+        out: list[Source] = []
+        if self.distro == "debian":
+            main = self.mirror or (f"http://snapshot.debian.org/archive/debian/{snap}" if snap else "http://deb.debian.org/debian")
+            out += [Source(main, p, snapshot=bool(snap)) for p in pockets]
+            if suite not in ("sid", "unstable"):
+                sec = f"http://snapshot.debian.org/archive/debian-security/{snap}" if snap else "http://deb.debian.org/debian-security"
+                out.append(Source(sec, f"{suite}-security", snapshot=bool(snap)))
+            return out
+        for arch in sorted(set(archs)):
+            if arch in ("amd64", "i386"):
+                url = self.mirror or (f"https://snapshot.ubuntu.com/ubuntu/{snap}" if snap else "http://archive.ubuntu.com/ubuntu")
+            else:
+                url = self.mirror or (f"https://snapshot.ubuntu.com/ubuntu-ports/{snap}" if snap else "http://ports.ubuntu.com/ubuntu-ports")
+            out += [Source(url, p, arch=arch, snapshot=bool(snap)) for p in pockets + [f"{suite}-security"]]
+        return out
+
+    def sources_list(self, archs: Iterable[str]) -> str:
+        return "".join(s.line(KEYRINGS[self.distro]) + "\n" for s in self.sources(archs))
+
+
+@dataclass(frozen=True)
+class AptPin:
+    name: str
+    version: str
+    arch: str  # the package's own architecture (amd64, or "all")
+    sha256: str
+    filename: str
+    size: int
+    required: bool = False  # Essential/required: in every base image; installed only if apt must
+
+
+@dataclass
+class AptRequest:
+    stack: str
+    spec: AptSpec
+    archs: list[str]
+    packages: list[str]  # "name" or "name=version"
+    fixed: dict[str, dict[str, str]] = field(default_factory=dict)  # arch -> name -> version locked by parents
+
+
+# --- indexes ------------------------------------------------------------------------
+
+Fetch = Callable[[str], bytes]
+
+
+def http_fetch(url: str, timeout: float = 60.0) -> bytes:
+    cafile = os.environ.get("SSL_CERT_FILE")
+    context = ssl.create_default_context(cafile=cafile if cafile and os.path.isfile(cafile) else None)
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": "bakegen"}), timeout=timeout, context=context) as resp:
+            return resp.read()
+    except urllib.error.HTTPError as exc:
+        raise BakegenError(f"{url}: HTTP {exc.code}", hint="check apt.suite and apt.mirror (and apt.snapshot, if set)") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise NetworkError(f"cannot reach the apt archive {url}: {getattr(exc, 'reason', exc)}", hint="check the network or proxy, or set apt.mirror") from None
+
+
+class Index:
+    """The packages of one architecture, from several pockets: name -> versions, newest first."""
+
+    def __init__(self, entries: list[dict[str, str]]):
+        self.versions: dict[str, list[dict[str, str]]] = {}
+        self.providers: dict[str, list[dict[str, str]]] = {}
+        for e in entries:
+            self.versions.setdefault(e["Package"], []).append(e)
+            if e.get("Provides"):
+                for group in PkgRelation.parse_relations(e["Provides"]):
+                    for rel in group:
+                        self.providers.setdefault(rel["name"], []).append(e)
+        for lst in self.versions.values():
+            lst.sort(key=lambda e: Version(e["Version"]), reverse=True)
+        for lst in self.providers.values():
+            lst.sort(key=lambda e: (e["Package"], Version(e["Version"])))
+
+    def candidate(self, name: str, constraint: tuple[str, str] | None = None) -> dict[str, str] | None:
+        for e in self.versions.get(name, []):
+            if satisfies(e["Version"], constraint):
+                return e
+        return None
+
+
+def satisfies(version: str, constraint: tuple[str, str] | None) -> bool:
+    if constraint is None:
+        return True
+    op, want = constraint
+    v, w = Version(version), Version(want)
+    return {"<<": v < w, "<=": v <= w, "=": v == w, ">=": v >= w, ">>": v > w}[op]
+
+
+class ArchiveReader:
+    """Downloads Packages indexes, checks them against InRelease's SHA256 list, caches the parsed result."""
+
+    def __init__(self, fetch: Fetch = http_fetch, cache_dir: Path | None = None):
+        self.fetch = fetch
+        default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bakegen" / "apt"
+        self.cache_dir = cache_dir or default
+
+    def index(self, spec: AptSpec, arch: str) -> Index:
+        entries: list[dict[str, str]] = []
+        for source in spec.sources([arch]):
+            if source.arch not in (None, arch):
+                continue
+            entries.extend(self._packages(source, arch))
+        if not entries:
+            raise BakegenError(f"no packages found for {spec.distro} {spec.suite} {arch}", hint="check apt.suite")
+        return Index(entries)
+
+    def _packages(self, source: Source, arch: str) -> list[dict[str, str]]:
+        release = Release(self.fetch(f"{source.url}/dists/{source.suite}/InRelease").decode("utf-8", "replace"))
+        wanted = f"main/binary-{arch}/Packages.xz"
+        entry = next((e for e in release.get("SHA256", []) if e["name"] == wanted), None)
+        if entry is None:
+            raise BakegenError(f"{source.url} {source.suite} has no {wanted}", hint=f"is {arch} built for this suite?")
+        cached = self.cache_dir / f"{entry['sha256']}.json"
+        if cached.exists():
+            return json.loads(cached.read_text())
+        blob = self.fetch(f"{source.url}/dists/{source.suite}/{wanted}")
+        if hashlib.sha256(blob).hexdigest() != entry["sha256"]:
+            raise BakegenError(f"{source.url}/dists/{source.suite}/{wanted} does not match the hash in InRelease", hint="a mirror or proxy is serving a stale or altered file; retry")
+        text = lzma.decompress(blob).decode("utf-8", "replace")
+        entries = [{k: v for k, v in p.items()} for p in Packages.iter_paragraphs(text.splitlines(True), fields=_FIELDS, use_apt_pkg=False)]
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".tmp")
+        tmp.write_text(json.dumps(entries))
+        tmp.replace(cached)
+        return entries
+
+
+# --- resolution -------------------------------------------------------------------------
+
+
+class AptResolver:
+    """Domain call: :meth:`resolve` apt package names to exact pins for each architecture."""
+
+    name = "python-debian"
+
+    def __init__(self, reader: ArchiveReader | None = None):
+        self.reader = reader or ArchiveReader()
+
+    def resolve(self, request: AptRequest) -> dict[str, list[AptPin]]:
+        return {arch: self._resolve_arch(request, arch, self.reader.index(request.spec, arch)) for arch in request.archs}
+
+    def _resolve_arch(self, request: AptRequest, arch: str, index: Index) -> list[AptPin]:
+        fixed = request.fixed.get(arch, {})
+        chosen: dict[str, dict[str, str]] = {}
+        todo: list[tuple[list[dict], str]] = []
+        for item in request.packages:
+            name, _, version = item.partition("=")
+            todo.append(([{"name": name, "version": ("=", version) if version else None, "arch": None}], f"apt.packages '{item}'"))
+        while todo:
+            group, why = todo.pop(0)
+            if any(self._installed(rel, chosen, fixed, index) for rel in group):
+                continue
+            pick = self._pick(group, index, fixed)
+            if pick is None:
+                wanted = " | ".join(_rel_text(r) for r in group)
+                raise ResolutionError(
+                    f"{request.stack}: cannot resolve apt packages on {arch}: nothing provides {wanted} (needed by {why})",
+                    hint=f"check the package names for {request.spec.distro} {request.spec.suite}; a child cannot move a parent's apt pin",
+                )
+            chosen[pick["Package"]] = pick
+            if _is_base(pick):
+                continue  # already in every image: its dependencies are too
+            for fld in ("Pre-Depends", "Depends"):
+                if pick.get(fld):
+                    todo.extend((dep, pick["Package"]) for dep in PkgRelation.parse_relations(pick[fld]))
+        pins = []
+        for name, e in sorted(chosen.items()):
+            pins.append(AptPin(name, e["Version"], e["Architecture"], e["SHA256"], e["Filename"], int(e["Size"]), _is_base(e)))
+        return pins
+
+    def _installed(self, rel: dict, chosen: dict[str, dict[str, str]], fixed: dict[str, str], index: Index) -> bool:
+        name = rel["name"]
+        if name in fixed:
+            return satisfies(fixed[name], rel.get("version"))
+        if name in chosen:
+            return satisfies(chosen[name]["Version"], rel.get("version"))
+        if rel.get("version") is None:
+            return any(p["Package"] in chosen or p["Package"] in fixed for p in index.providers.get(name, []))
+        return False
+
+    def _pick(self, group: list[dict], index: Index, fixed: dict[str, str]) -> dict[str, str] | None:
+        for rel in group:
+            name = rel["name"]
+            if name in fixed:
+                continue  # a parent's pin that does not satisfy this: try the next alternative
+            e = index.candidate(name, rel.get("version"))
+            if e is not None:
+                return e
+            if rel.get("version") is None and index.providers.get(name):
+                return index.providers[name][0]
+        return None
+
+
+def _is_base(entry: dict[str, str]) -> bool:
+    return entry.get("Essential") == "yes" or entry.get("Priority") == "required"
+
+
+def _rel_text(rel: dict) -> str:
+    v = rel.get("version")
+    return f"{rel['name']} ({v[0]} {v[1]})" if v else rel["name"]
+
+
+def check_snapshot(value: str) -> str:
+    if not _SNAPSHOT_RE.match(value):
+        raise ValueError(value)
+    return value

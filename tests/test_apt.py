@@ -1,0 +1,177 @@
+"""apt resolution against a small fake archive (InRelease + Packages.xz served from a dict)."""
+
+from __future__ import annotations
+
+import hashlib
+import lzma
+
+import pytest
+
+from bakegen.errors import BakegenError, ResolutionError
+from bakegen.resolvers.apt import AptRequest, AptResolver, AptSpec, ArchiveReader
+
+MAIN = """\
+Package: tool
+Version: 1.0-1
+Architecture: amd64
+Depends: libfoo (>= 2.0), mail-transport-agent | exim4, base-files
+Filename: pool/main/t/tool/tool_1.0-1_amd64.deb
+SHA256: {h}
+Size: 100
+
+Package: tool
+Version: 1.0-2
+Architecture: amd64
+Depends: libfoo (>= 2.0), mail-transport-agent | exim4, base-files
+Filename: pool/main/t/tool/tool_1.0-2_amd64.deb
+SHA256: {h}
+Size: 100
+
+Package: libfoo
+Version: 1.9
+Architecture: amd64
+Filename: pool/main/libf/libfoo_1.9_amd64.deb
+SHA256: {h}
+Size: 10
+
+Package: libfoo
+Version: 2.1
+Architecture: amd64
+Depends: libc6
+Filename: pool/main/libf/libfoo_2.1_amd64.deb
+SHA256: {h}
+Size: 10
+
+Package: postfix
+Version: 3.9
+Architecture: amd64
+Provides: mail-transport-agent
+Filename: pool/main/p/postfix_3.9_amd64.deb
+SHA256: {h}
+Size: 10
+
+Package: base-files
+Version: 13
+Architecture: amd64
+Essential: yes
+Depends: something-never-followed
+Filename: pool/main/b/base-files_13_amd64.deb
+SHA256: {h}
+Size: 10
+
+Package: libc6
+Version: 2.41-1
+Architecture: amd64
+Filename: pool/main/g/libc6_2.41-1_amd64.deb
+SHA256: {h}
+Size: 10
+
+Package: needs-old-foo
+Version: 1
+Architecture: all
+Depends: libfoo (<< 2.0)
+Filename: pool/main/n/needs-old-foo_1_all.deb
+SHA256: {h}
+Size: 10
+""".format(h="a" * 64)
+
+SECURITY = """\
+Package: libc6
+Version: 2.41-1+deb13u1
+Architecture: amd64
+Filename: pool/updates/g/libc6_2.41-1+deb13u1_amd64.deb
+SHA256: {h}
+Size: 10
+""".format(h="b" * 64)
+
+
+def archive(pockets: dict[str, str], corrupt: bool = False) -> dict[str, bytes]:
+    files = {}
+    for url_suite, text in pockets.items():
+        blob = lzma.compress(text.encode())
+        digest = hashlib.sha256(blob).hexdigest() if not corrupt else "0" * 64
+        files[f"{url_suite}/main/binary-amd64/Packages.xz"] = blob
+        files[f"{url_suite}/InRelease"] = f"Origin: Debian\nSHA256:\n {digest} {len(blob)} main/binary-amd64/Packages.xz\n".encode()
+    return files
+
+
+def resolver(tmp_path, corrupt=False) -> AptResolver:
+    files = archive({
+        "http://deb.debian.org/debian/dists/trixie": MAIN,
+        "http://deb.debian.org/debian/dists/trixie-updates": "",
+        "http://deb.debian.org/debian-security/dists/trixie-security": SECURITY,
+    }, corrupt)
+
+    def fetch(url: str) -> bytes:
+        if url not in files:
+            raise BakegenError(f"{url}: HTTP 404")
+        return files[url]
+
+    return AptResolver(ArchiveReader(fetch, tmp_path / "cache"))
+
+
+def resolve(tmp_path, packages, fixed=None):
+    req = AptRequest("demo", AptSpec("debian", "trixie"), ["amd64"], packages, fixed or {})
+    return {p.name: p.version for p in resolver(tmp_path).resolve(req)["amd64"]}
+
+
+def test_closure_newest_versions_alternatives_and_virtuals(tmp_path):
+    assert resolve(tmp_path, ["tool"]) == {
+        "tool": "1.0-2",  # the newest
+        "libfoo": "2.1",  # >= 2.0
+        "libc6": "2.41-1+deb13u1",  # the security pocket wins
+        "postfix": "3.9",  # first alternative, a virtual package
+        "base-files": "13",  # essential: pinned, its dependencies not followed
+    }
+
+
+def test_exact_version_request(tmp_path):
+    assert resolve(tmp_path, ["tool=1.0-1"])["tool"] == "1.0-1"
+
+
+def test_parent_pins_are_never_moved(tmp_path):
+    got = resolve(tmp_path, ["tool"], fixed={"amd64": {"libfoo": "2.1", "libc6": "2.41-1"}})
+    assert "libfoo" not in got and "libc6" not in got
+    with pytest.raises(ResolutionError, match=r"nothing provides libfoo \(<< 2.0\) \(needed by needs-old-foo\)"):
+        resolve(tmp_path, ["needs-old-foo"], fixed={"amd64": {"libfoo": "2.1"}})
+
+
+def test_unknown_package(tmp_path):
+    with pytest.raises(ResolutionError) as exc:
+        resolve(tmp_path, ["no-such-pkg"])
+    assert exc.value.message == "demo: cannot resolve apt packages on amd64: nothing provides no-such-pkg (needed by apt.packages 'no-such-pkg')"
+
+
+def test_index_must_match_inrelease(tmp_path):
+    req = AptRequest("demo", AptSpec("debian", "trixie"), ["amd64"], ["tool"])
+    with pytest.raises(BakegenError, match="does not match the hash in InRelease"):
+        resolver(tmp_path, corrupt=True).resolve(req)
+
+
+def test_parsed_indexes_are_cached_by_hash(tmp_path):
+    resolve(tmp_path, ["tool"])
+    assert len(list((tmp_path / "cache").glob("*.json"))) == 3
+
+
+def test_sources_debian_snapshot_and_ubuntu_ports():
+    assert AptSpec("debian", "trixie").sources_list(["amd64"]).splitlines() == [
+        "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main",
+        "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie-updates main",
+        "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian-security trixie-security main",
+    ]
+    snap = AptSpec("debian", "trixie", snapshot="20261101T000000Z").sources_list(["amd64"]).splitlines()
+    assert snap[0] == "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg check-valid-until=no] http://snapshot.debian.org/archive/debian/20261101T000000Z trixie main"
+    assert snap[2].endswith("http://snapshot.debian.org/archive/debian-security/20261101T000000Z trixie-security main")
+    ubuntu = AptSpec("ubuntu", "noble").sources_list(["amd64", "arm64"]).splitlines()
+    assert "deb [arch=amd64 signed-by=/usr/share/keyrings/ubuntu-archive-keyring.gpg] http://archive.ubuntu.com/ubuntu noble main" in ubuntu
+    assert "deb [arch=arm64 signed-by=/usr/share/keyrings/ubuntu-archive-keyring.gpg] http://ports.ubuntu.com/ubuntu-ports noble-security main" in ubuntu
+    assert AptSpec("ubuntu", "noble", snapshot="20261101T000000Z").sources(["amd64"])[0].url == "https://snapshot.ubuntu.com/ubuntu/20261101T000000Z"
+    assert [s.suite for s in AptSpec("debian", "sid").sources(["amd64"])] == ["sid"]
+
+
+@pytest.mark.network
+def test_real_trixie_index_for_two_architectures():
+    out = AptResolver().resolve(AptRequest("demo", AptSpec("debian", "trixie"), ["amd64", "arm64"], ["tini"]))
+    for arch in ("amd64", "arm64"):
+        tini = next(p for p in out[arch] if p.name == "tini")
+        assert tini.filename.endswith(f"_{arch}.deb") and len(tini.sha256) == 64
