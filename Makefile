@@ -8,7 +8,7 @@ CA_BUNDLE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install example lock generate check engine build build-local test unit e2e bench clean
+.PHONY: help install example lock generate check schema engine build build-local test unit e2e bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -27,11 +27,14 @@ lock: install ## resolve stacks/*.toml into locks/<stack>/
 generate: install ## compile locks into docker-bake.hcl and dockerfiles/
 	$(BAKEGEN) generate
 
-check: install ## fail when generated files are out of date
-	$(BAKEGEN) generate --check
+check: install ## fail (exit 1) when a lock or generated file is stale; no network
+	$(BAKEGEN) check
 
-engine: ## start a Docker engine + buildx and the stand-in base image (root, Debian)
-	scripts/engine.sh standin
+schema: install ## rewrite schema/lock-v*.schema.json from the lock model
+	$(BIN)/python -c 'from pathlib import Path; from bakegen.lock import SCHEMA_FILE, render_schema; Path(SCHEMA_FILE).write_text(render_schema())' 
+
+engine: ## start a Docker engine + buildx, the stand-in base image and a local registry (root, Debian)
+	scripts/engine.sh all
 
 build: install ## docker buildx bake every stack (pulls the real base images)
 	$(BAKEGEN) build --load

@@ -12,7 +12,7 @@ from bakegen import __version__
 from bakegen.build import BuildOptions, build
 from bakegen.errors import BakegenError, StackErrors, StaleError
 from bakegen.lock import write_files
-from bakegen.locker import Resolvers, current_locks, lock_stacks, outcome_files
+from bakegen.locker import Resolvers, current_locks, lock_stacks, outcome_files, stale_locks
 from bakegen.render import render_project
 from bakegen.resolvers.python import BACKENDS, DEFAULT_INDEX, get_resolver
 from bakegen.stack import load_stacks
@@ -46,6 +46,27 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
     if not changed:
         print(f"{len(files)} generated files are up to date")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Exit 0 when every lock and generated file matches its stack, 1 with a reason per stale item. No network."""
+    graph = load_stacks(args.root)
+    locks: dict = {}
+    problems = [f"{name}: {reason}" for name, reason in stale_locks(graph, locks)]
+    if not problems:
+        files = render_project(graph, locks)
+        for path, text in sorted(files.items()):
+            target = args.root / path
+            if not target.exists():
+                problems.append(f"{path}: missing")
+            elif target.read_text(encoding="utf-8") != text:
+                problems.append(f"{path}: out of date")
+    if problems:
+        for p in problems:
+            print(f"stale: {p}")
+        raise StaleError(f"{len(problems)} stale item(s)", hint="run bakegen lock, then bakegen generate, and commit the result")
+    print(f"ok: {len(graph.order)} stacks; locks and generated files are current")
     return 0
 
 
@@ -93,6 +114,9 @@ def parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="compile locks into docker-bake.hcl and dockerfiles/")
     gen.add_argument("--check", action="store_true", help="write nothing; exit 1 when generated files are out of date")
     gen.set_defaults(func=cmd_generate)
+
+    ck = sub.add_parser("check", help="for CI and pre-commit: are locks and generated files current? (no network)")
+    ck.set_defaults(func=cmd_check)
 
     bd = sub.add_parser("build", help="run docker buildx bake on the generated files")
     bd.add_argument("targets", nargs="*", help="stacks to build (default: all)")

@@ -383,6 +383,67 @@ def _read_v2(doc: dict[str, Any], lock_dir: Path, shown: str) -> StackLock:
 _READERS = {1: _read_v1, 2: _read_v2}
 
 
+# --- JSON Schema of the manifest ------------------------------------------------------
+
+SCHEMA_FILE = f"schema/lock-v{LOCK_VERSION}.schema.json"
+
+
+def manifest_schema() -> dict[str, Any]:
+    """The JSON Schema of ``lock.json`` (this format version). schema/ holds it, and a test keeps it current."""
+    sha = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+    digest = {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"}
+    platform = {"type": "string", "enum": ["linux/amd64", "linux/arm64"]}
+    versions = {"type": "object", "additionalProperties": {"type": "string"}}
+
+    def obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+        return {"type": "object", "additionalProperties": False, "required": required or sorted(props), "properties": props}
+
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"https://bakegen.dev/schema/lock-v{LOCK_VERSION}.schema.json",
+        "$comment": f"{GENERATED_MARKER} from bakegen/lock.py manifest_schema(). Do not edit; to update, run: make schema",
+        "title": f"bakegen lock manifest, format version {LOCK_VERSION} (locks/<stack>/lock.json)",
+        **obj({
+            "_comment": {"type": "string"},
+            "version": {"const": LOCK_VERSION},
+            "stack": {"type": "string"},
+            "fingerprint": digest,
+            "parent": {"type": ["string", "null"]},
+            "generator": {"type": "string"},
+            "platforms": {"type": "array", "items": platform, "minItems": 1, "uniqueItems": True},
+            "base": {"oneOf": [{"type": "null"}, obj({
+                "ref": {"type": "string"},
+                "digest": digest,
+                "media_type": {"type": "string"},
+                "platforms": {"type": "object", "propertyNames": platform, "additionalProperties": digest},
+            })]},
+            "python": obj({
+                "version": {"type": "string", "pattern": "^3\\.[0-9]+$"},
+                "resolver": {"type": "string"},
+                "parents": {"type": "array", "items": {"type": "string"}},
+                "files": {"type": "object", "propertyNames": platform, "additionalProperties": obj({"file": {"type": "string"}, "sha256": sha})},
+                "packages": {"type": "object", "propertyNames": platform, "additionalProperties": versions},
+            }),
+            "apt": {"oneOf": [{"type": "null"}, obj({
+                "distro": {"enum": ["debian", "ubuntu"]},
+                "suite": {"type": "string"},
+                "snapshot": {"type": ["string", "null"]},
+                "mirror": {"type": ["string", "null"]},
+                "resolver": {"type": "string"},
+                "file": {"const": APT_LOCK},
+                "sha256": sha,
+                "sources_file": {"const": APT_SOURCES},
+                "sources_sha256": sha,
+                "packages": {"type": "object", "additionalProperties": obj({"runtime": versions, "build": versions}, ["runtime"])},
+            })]},
+        }),
+    }
+
+
+def render_schema() -> str:
+    return json.dumps(manifest_schema(), indent=2) + "\n"
+
+
 # --- fingerprint --------------------------------------------------------------
 
 

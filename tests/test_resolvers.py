@@ -67,3 +67,8 @@ def test_no_network(backend, monkeypatch):
     assert exc.value.message.startswith("cannot reach the package index http://127.0.0.1:9/simple: ")
     assert "refused" in exc.value.message
     assert "proxy" in exc.value.hint
+
+
+def test_uv_resolves_for_arm64_without_running_it():
+    pins = UvResolver().resolve(request(["numpy>=2"], python_version="3.13", platform="aarch64-manylinux_2_28"))
+    assert [p.key for p in pins] == ["numpy"] and pins[0].hashes
