@@ -48,7 +48,7 @@ target "base" {
   platforms = ["linux/amd64"]
   tags = [image("base", "latest"), image("base", "python-3.13")]
   labels = {
-    "io.bakegen.fingerprint" = "sha256:81a2b08f05ffe1bec3e0516f6fd414fcafc0855ef5457f4c23d47f4e634613e9"
+    "io.bakegen.fingerprint" = "sha256:fe4dbd54dbca93ffad33c56f2b523f0908838fd7d112fb429da2f0bc3c9c7019"
     "io.bakegen.stack" = "base"
     "org.opencontainers.image.description" = "Python 3.13 slim with JupyterLab 4"
     "org.opencontainers.image.title" = "base"
@@ -64,7 +64,7 @@ target "scipy" {
   platforms = ["linux/amd64"]
   tags = [image("scipy", "latest")]
   labels = {
-    "io.bakegen.fingerprint" = "sha256:6a41c8d9df94fdcf2d016150a23c64cf8c2790bc8600c35d911d04059bdea73a"
+    "io.bakegen.fingerprint" = "sha256:09a46fed06f129baa4ba9c9fbd7cf4d383060ffaa781545ce6ed1666edd02096"
     "io.bakegen.stack" = "scipy"
     "org.opencontainers.image.description" = "The SciPy stack on top of base: NumPy, pandas, Matplotlib, scikit-learn"
     "org.opencontainers.image.title" = "scipy"
@@ -80,7 +80,7 @@ target "geo" {
   platforms = ["linux/amd64"]
   tags = [image("geo", "latest")]
   labels = {
-    "io.bakegen.fingerprint" = "sha256:41ffb79f9d074f2d893aec10f2657573e61b55cd2c9c6cc213c37dcae6be48ee"
+    "io.bakegen.fingerprint" = "sha256:e7a5064f080e5d757fa66be2fac687a0942b3d4b391db53efadf690e08142105"
     "io.bakegen.stack" = "geo"
     "org.opencontainers.image.description" = "Interactive maps on top of scipy: ipyleaflet (its JupyterLab extension ships prebuilt)"
     "org.opencontainers.image.title" = "geo"

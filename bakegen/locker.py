@@ -19,6 +19,7 @@ from bakegen.errors import NetworkError, ResolutionError, StaleError
 from bakegen.lock import AptEntry, AptLock, Pin, PythonLock, StackLock, arch_of, fingerprint, lock_files, read_lock, requirements_file
 from bakegen.resolvers.apt import AptRequest, AptResolver, AptSpec, distro_of
 from bakegen.resolvers.image import ImageLock, ImageRef, ImageResolver
+from bakegen.resolvers.npm import NpmLock, NpmResolver
 from bakegen.resolvers.python import DEFAULT_INDEX, PythonRequest, PythonResolver
 from bakegen.stack import StackGraph, canonical_requirements
 
@@ -38,6 +39,10 @@ class AptLookup(Protocol):
     def resolve(self, request: AptRequest) -> dict: ...
 
 
+class NpmLookup(Protocol):
+    def resolve(self, stack: str, specs: list[str], allow_scripts: bool = False, node: str = "apt") -> NpmLock: ...
+
+
 @dataclass
 class Resolvers:
     """One domain call per ecosystem: Python, base image, apt."""
@@ -45,6 +50,7 @@ class Resolvers:
     python: PythonResolver
     image: ImageLookup = field(default_factory=ImageResolver)
     apt: AptLookup = field(default_factory=AptResolver)
+    npm: NpmLookup = field(default_factory=NpmResolver)
 
 
 @dataclass
@@ -79,6 +85,9 @@ def stack_fingerprint(graph: StackGraph, name: str, parent_lock: StackLock | Non
             "packages": sorted(stack.apt_packages),
             "build": sorted(stack.apt_build),
         },
+        "npm": None
+        if not stack.npm_packages
+        else {"packages": sorted(stack.npm_packages), "allow_scripts": stack.npm_allow_scripts, "node": stack.npm_node},
         "parent": None
         if parent_lock is None
         else {
@@ -151,6 +160,7 @@ def lock_stacks(
             )
             by_platform[platform] = _delta(name, resolvers.python.resolve(request), _parent_env(graph, name, locks, platform))
         apt = _lock_apt(graph, name, locks, resolvers.apt) if (stack.apt_packages or stack.apt_build) else None
+        npm = resolvers.npm.resolve(name, list(stack.npm_packages), stack.npm_allow_scripts, stack.npm_node) if stack.npm_packages else None
         outcome.lock = StackLock(
             stack=name,
             fingerprint=fp,
@@ -164,6 +174,7 @@ def lock_stacks(
             ),
             image=image,
             apt=apt,
+            npm=npm,
         )
         locks[name] = outcome.lock
         outcomes.append(outcome)

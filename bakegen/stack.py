@@ -30,6 +30,7 @@ APT_PKG_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(?:=[A-Za-z0-9.+~:-]+)?$")
 ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+NPM_RE = re.compile(r"^(?:@[a-z0-9-~][a-z0-9-._~]*/)?[a-z0-9-~][a-z0-9-._~]*(?:@[^\s@]+)?$")
 PLATFORMS = ("linux/amd64", "linux/arm64")
 DEFAULT_PLATFORMS = ("linux/amd64",)
 
@@ -57,6 +58,9 @@ class Stack:
     apt_suite: str | None = None
     apt_snapshot: str | None = None
     apt_mirror: str | None = None
+    npm_packages: tuple[str, ...] = ()
+    npm_allow_scripts: bool = False
+    npm_node: str = "apt"
     env: tuple[tuple[str, str], ...] = ()
     user: User | None = None
     port: int | None = None
@@ -127,6 +131,22 @@ def _platform(value: Any) -> str:
     return value
 
 
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid(f"expected true or false, got {_tname(value)}", "write true or false, without quotes")
+    return value
+
+
+def _one_of(*choices: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        value = _string(value)
+        if value not in choices:
+            raise _Invalid(f"expected one of {', '.join(choices)}, got {value!r}", did_you_mean(value, choices))
+        return value
+
+    return check
+
+
 def _requirement(value: Any) -> str:
     value = _string(value)
     try:
@@ -184,6 +204,11 @@ SCHEMA: dict[str, Any] = {
         "suite": _matching(re.compile(r"^[a-z]+$"), "suite", "trixie"),
         "snapshot": _matching(re.compile(r"^\d{8}T\d{6}Z$"), "snapshot", "20261101T000000Z"),
         "mirror": _matching(re.compile(r"^https?://\S+[^/]$"), "mirror URL", "http://deb.debian.org/debian"),
+    },
+    "npm": {
+        "packages": _list_of(_matching(NPM_RE, "npm package", "leaflet@1.9.4")),
+        "allow_scripts": _bool,
+        "node": _one_of("apt", "base"),
     },
     "env": _table_of(_env_name, _env_value),
     "user": {
@@ -319,6 +344,9 @@ def load_stack(path: Path, root: Path | None = None) -> Stack:
         apt_suite=apt.get("suite"),
         apt_snapshot=apt.get("snapshot"),
         apt_mirror=apt.get("mirror"),
+        npm_packages=fields.get("npm", {}).get("packages", ()),
+        npm_allow_scripts=fields.get("npm", {}).get("allow_scripts", False),
+        npm_node=fields.get("npm", {}).get("node", "apt"),
         env=fields.get("env", ()),
         user=User(**{**User().__dict__, **user}) if user is not None else (User() if has_base else None),
         port=run.get("port"),
@@ -499,6 +527,17 @@ def _check_inheritance(graph: StackGraph) -> None:
                 location=_location(stack, graph.root, ("apt", "suite")),
                 hint=did_you_mean(root.apt_suite, DEBIAN_SUITES + UBUNTU_SUITES) or f"use one of: {', '.join(DEBIAN_SUITES + UBUNTU_SUITES)}",
             ))
+        if stack.npm_packages and stack.npm_node == "apt":
+            builder_apt = {p.partition("=")[0] for p in stack.apt_build} | {
+                p.partition("=")[0] for s in graph.ancestors(name) + [stack] for p in s.apt_packages
+            }
+            missing = [tool for tool in ("nodejs", "npm") if tool not in builder_apt]
+            if missing:
+                errors.append(StackError(
+                    f"npm packages need {' and '.join(missing)} in the builder stage",
+                    location=_location(stack, graph.root, ("npm", "packages")),
+                    hint='add [apt] build = ["nodejs", "npm"] (locked, builder stage only), or set npm.node = "base" if the base image has node',
+                ))
         if parent is None:
             continue
         want = graph.python_version(name)

@@ -66,6 +66,30 @@ Filename: pool/main/g/libc6_2.41-1_amd64.deb
 SHA256: {h}
 Size: 10
 
+Package: cssesc-provider
+Version: 5
+Architecture: all
+Provides: virt-cssesc (= 3.0.0), virt-unversioned
+Filename: pool/main/c/cssesc-provider_5_all.deb
+SHA256: {h}
+Size: 10
+
+Package: wants-virt
+Version: 1
+Architecture: all
+Depends: virt-cssesc (>= 3.0~), virt-unversioned
+Filename: pool/main/w/wants-virt_1_all.deb
+SHA256: {h}
+Size: 10
+
+Package: wants-new-virt
+Version: 1
+Architecture: all
+Depends: virt-cssesc (>= 4)
+Filename: pool/main/w/wants-new-virt_1_all.deb
+SHA256: {h}
+Size: 10
+
 Package: needs-old-foo
 Version: 1
 Architecture: all
@@ -123,6 +147,12 @@ def test_closure_newest_versions_alternatives_and_virtuals(tmp_path):
         "postfix": "3.9",  # first alternative, a virtual package
         "base-files": "13",  # essential: pinned, its dependencies not followed
     }
+
+
+def test_versioned_virtual_packages(tmp_path):
+    assert resolve(tmp_path, ["wants-virt"]) == {"wants-virt": "1", "cssesc-provider": "5"}
+    with pytest.raises(ResolutionError, match=r"nothing provides virt-cssesc \(>= 4\)"):
+        resolve(tmp_path, ["wants-new-virt"])
 
 
 def test_exact_version_request(tmp_path):

@@ -41,6 +41,8 @@ def render_dockerfile(env: Environment, graph: StackGraph, name: str, lock: Stac
         apt_runtime=bool(lock.apt and any(e.kind in ("req", "dep") for e in lock.apt.entries)),
         apt_build=bool(lock.apt and any(e.kind in ("build", "build-dep") for e in lock.apt.entries)),
         apt_script="dockerfiles/apt-install.sh",
+        npm=lock.npm,
+        npm_dir=f"/opt/npm/{name}",
         env=list(stack.env),
         user=user,
         port=port,

@@ -131,17 +131,34 @@ class Index:
 
     def __init__(self, entries: list[dict[str, str]]):
         self.versions: dict[str, list[dict[str, str]]] = {}
-        self.providers: dict[str, list[dict[str, str]]] = {}
+        # virtual name -> (providing entry, provided version or None)
+        self.providers: dict[str, list[tuple[dict[str, str], str | None]]] = {}
         for e in entries:
             self.versions.setdefault(e["Package"], []).append(e)
             if e.get("Provides"):
                 for group in PkgRelation.parse_relations(e["Provides"]):
                     for rel in group:
-                        self.providers.setdefault(rel["name"], []).append(e)
+                        provided = rel["version"][1] if rel.get("version") else None
+                        self.providers.setdefault(rel["name"], []).append((e, provided))
         for lst in self.versions.values():
             lst.sort(key=lambda e: Version(e["Version"]), reverse=True)
-        for lst in self.providers.values():
-            lst.sort(key=lambda e: (e["Package"], Version(e["Version"])))
+        for plist in self.providers.values():
+            plist.sort(key=lambda ep: (ep[0]["Package"], Version(ep[0]["Version"])))
+
+    def provider(self, name: str, constraint: tuple[str, str] | None, among: Callable[[str], str | None] | None = None) -> dict[str, str] | None:
+        """A package providing ``name`` that satisfies ``constraint`` (a versioned constraint needs a versioned Provides).
+
+        With ``among``, only providers already chosen count: ``among(package)`` gives its chosen version.
+        """
+        for entry, provided in self.providers.get(name, []):
+            if constraint is not None and (provided is None or not satisfies(provided, constraint)):
+                continue
+            if among is not None:
+                have = among(entry["Package"])
+                if have is None or have != entry["Version"]:
+                    continue
+            return entry
+        return None
 
     def candidate(self, name: str, constraint: tuple[str, str] | None = None) -> dict[str, str] | None:
         for e in self.versions.get(name, []):
@@ -244,22 +261,24 @@ class AptResolver:
         name = rel["name"]
         if name in fixed:
             return satisfies(fixed[name], rel.get("version"))
-        if name in chosen:
-            return satisfies(chosen[name]["Version"], rel.get("version"))
-        if rel.get("version") is None:
-            return any(p["Package"] in chosen or p["Package"] in fixed for p in index.providers.get(name, []))
-        return False
+        if name in chosen and satisfies(chosen[name]["Version"], rel.get("version")):
+            return True
+
+        def version_of(package: str) -> str | None:
+            if package in fixed:
+                return fixed[package]
+            return chosen[package]["Version"] if package in chosen else None
+
+        return index.provider(name, rel.get("version"), among=version_of) is not None
 
     def _pick(self, group: list[dict], index: Index, fixed: dict[str, str]) -> dict[str, str] | None:
         for rel in group:
             name = rel["name"]
             if name in fixed:
                 continue  # a parent's pin that does not satisfy this: try the next alternative
-            e = index.candidate(name, rel.get("version"))
+            e = index.candidate(name, rel.get("version")) or index.provider(name, rel.get("version"))
             if e is not None:
                 return e
-            if rel.get("version") is None and index.providers.get(name):
-                return index.providers[name][0]
         return None
 
 

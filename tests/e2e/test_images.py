@@ -197,13 +197,13 @@ def test_apt_packages_are_exactly_the_locked_ones(built, name):
     assert requested == {"tini"}
 
 
-def tampered_build(built: Built, engine, tmp_path: Path, edit) -> subprocess.CompletedProcess:
+def tampered_build(built: Built, engine, tmp_path: Path, edit, target: str = "base") -> subprocess.CompletedProcess:
     root = tmp_path / "tampered"
     shutil.copytree(built.root, root)
     edit(root)
     env = {**__import__("os").environ, "BASE_IMAGE_BASE": engine.standin, "CA_BUNDLE": engine.ca_bundle}
     return subprocess.run(
-        ["docker", "buildx", "bake", f"--allow=fs.read={engine.ca_bundle}", "--progress", "plain", "base"],
+        ["docker", "buildx", "bake", f"--allow=fs.read={engine.ca_bundle}", "--progress", "plain", target],
         cwd=root, env=env, capture_output=True, text=True,
     )
 
@@ -247,3 +247,31 @@ def test_build_fails_when_apt_would_install_an_unlocked_package(built, engine, t
     assert out.returncode != 0
     assert "bakegen: apt would install packages that are not in /tmp/bakegen/lock/apt.lock for amd64:" in out.stdout + out.stderr
     assert "git-man" in out.stdout + out.stderr
+
+
+def test_npm_packages_are_exactly_the_locked_ones(built, tmp_path):
+    cid = docker("create", built.image("geo")).strip()
+    try:
+        docker("cp", f"{cid}:/opt/npm/geo", str(tmp_path / "geo"))
+    finally:
+        docker("rm", cid, check=False)
+    assert not (tmp_path / "geo" / "package-lock.json").exists()  # no lock file left in the layer
+    out = subprocess.run(["npm", "ls", "--all", "--json"], cwd=tmp_path / "geo", capture_output=True, text=True, check=True)
+    tree = json.loads(out.stdout)["dependencies"]
+    locked = read_lock(built.root / "locks" / "geo").npm.packages()
+    assert {f"node_modules/{name}": dep["version"] for name, dep in tree.items()} == locked == {"node_modules/leaflet": "1.9.4"}
+    assert run(built.image("geo"), "sh", "-c", "command -v node npm || true").strip() == ""  # node stayed in the builder
+
+
+def test_build_fails_when_an_npm_integrity_is_tampered_with(built, engine, tmp_path):
+    import base64
+
+    def edit(root: Path) -> None:
+        lock = root / "locks/geo/package-lock.json"
+        doc = json.loads(lock.read_text())
+        doc["packages"]["node_modules/leaflet"]["integrity"] = "sha512-" + base64.b64encode(b"\0" * 64).decode()
+        lock.write_text(json.dumps(doc, indent=2) + "\n")
+
+    out = tampered_build(built, engine, tmp_path, edit, target="geo")
+    assert out.returncode != 0
+    assert "EINTEGRITY" in out.stdout + out.stderr
