@@ -13,6 +13,7 @@ required) are not followed further: their dependencies are part of the base.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import lzma
 import os
@@ -220,10 +221,12 @@ class ArchiveReader:
 class AptResolver:
     """Domain call: :meth:`resolve` apt package names to exact pins for each architecture."""
 
-    name = "python-debian"
-
     def __init__(self, reader: ArchiveReader | None = None):
         self.reader = reader or ArchiveReader()
+        try:
+            self.name = f"python-debian {importlib.metadata.version('python-debian')}"
+        except importlib.metadata.PackageNotFoundError:
+            self.name = "python-debian"
 
     def resolve(self, request: AptRequest) -> dict[str, list[AptPin]]:
         return {arch: self._resolve_arch(request, arch, self.reader.index(request.spec, arch)) for arch in request.archs}
