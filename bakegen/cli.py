@@ -10,9 +10,10 @@ from pathlib import Path
 
 from bakegen import __version__
 from bakegen.build import BuildOptions, build
+from bakegen.diff import FORMATS, diff_locks, read_rev_locks, read_tree_locks
 from bakegen.errors import BakegenError, StackErrors, StaleError
 from bakegen.lock import write_files
-from bakegen.locker import Resolvers, current_locks, lock_stacks, outcome_files, stale_locks
+from bakegen.locker import Resolvers, Upgrades, current_locks, lock_stacks, outcome_files, stale_locks
 from bakegen.render import render_project
 from bakegen.resolvers.python import BACKENDS, DEFAULT_INDEX, get_resolver
 from bakegen.stack import load_stacks
@@ -21,7 +22,8 @@ from bakegen.stack import load_stacks
 def cmd_lock(args: argparse.Namespace) -> int:
     graph = load_stacks(args.root)
     resolvers = Resolvers(python=get_resolver(args.resolver))
-    outcomes = lock_stacks(graph, resolvers, names=args.stacks, index_url=args.index_url, upgrade=args.upgrade)
+    upgrades = Upgrades.parse(args.upgrade, args.upgrade_package)
+    outcomes = lock_stacks(graph, resolvers, names=args.stacks, index_url=args.index_url, upgrade=upgrades)
     changed = write_files(args.root, outcome_files(outcomes))
     for o in outcomes:
         state = "locked" if o.changed else "up to date"
@@ -70,6 +72,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diff(args: argparse.Namespace) -> int:
+    new = read_tree_locks(args.root)
+    old = read_rev_locks(args.root, args.rev)
+    parents = {name: lock.parent for name, lock in {**old, **new}.items()}
+    text = FORMATS[args.format](diff_locks(old, new, parents), args.rev, "working tree")
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     base_images = {}
     for item in args.base_image:
@@ -107,6 +121,8 @@ def parser() -> argparse.ArgumentParser:
     lk = sub.add_parser("lock", help="resolve stacks/*.toml into locks/<stack>/")
     lk.add_argument("stacks", nargs="*", help="stacks to lock (with their parents); default: all")
     lk.add_argument("--upgrade", action="store_true", help="resolve every stack again: newest versions and base-image digests")
+    lk.add_argument("--upgrade-package", "-P", action="append", default=[], metavar="NAME[==VER]",
+                    help="upgrade one Python, apt or npm package, or base image; every other pin is kept (repeatable)")
     lk.add_argument("--resolver", choices=sorted(BACKENDS), default=os.environ.get("BAKEGEN_RESOLVER", "uv"), help="Python resolver (default: uv)")
     lk.add_argument("--index-url", default=os.environ.get("BAKEGEN_INDEX_URL", DEFAULT_INDEX), help=f"Python package index (default: {DEFAULT_INDEX})")
     lk.set_defaults(func=cmd_lock)
@@ -117,6 +133,12 @@ def parser() -> argparse.ArgumentParser:
 
     ck = sub.add_parser("check", help="for CI and pre-commit: are locks and generated files current? (no network)")
     ck.set_defaults(func=cmd_check)
+
+    df = sub.add_parser("diff", help="what changed in locks/ since a git revision, per image and ecosystem")
+    df.add_argument("rev", nargs="?", default="HEAD", help="git revision to compare with (default: HEAD)")
+    df.add_argument("--format", choices=sorted(FORMATS), default="text", help="text (default), markdown (a PR body) or json")
+    df.add_argument("--output", "-o", help="write to this file instead of standard output")
+    df.set_defaults(func=cmd_diff)
 
     bd = sub.add_parser("build", help="run docker buildx bake on the generated files")
     bd.add_argument("targets", nargs="*", help="stacks to build (default: all)")

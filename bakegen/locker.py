@@ -15,13 +15,15 @@ import logging
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from bakegen.errors import NetworkError, ResolutionError, StaleError
+from packaging.utils import canonicalize_name
+
+from bakegen.errors import BakegenError, NetworkError, ResolutionError, StaleError
 from bakegen.lock import AptEntry, AptLock, Pin, PythonLock, StackLock, arch_of, fingerprint, lock_files, read_lock, requirements_file
 from bakegen.resolvers.apt import AptRequest, AptResolver, AptSpec, distro_of
 from bakegen.resolvers.image import ImageLock, ImageRef, ImageResolver
 from bakegen.resolvers.npm import NpmLock, NpmResolver
 from bakegen.resolvers.python import DEFAULT_INDEX, PythonRequest, PythonResolver
-from bakegen.stack import StackGraph, canonical_requirements
+from bakegen.stack import Stack, StackGraph, canonical_requirements
 
 log = logging.getLogger("bakegen")
 LOCK_DIR = "locks"
@@ -40,7 +42,56 @@ class AptLookup(Protocol):
 
 
 class NpmLookup(Protocol):
-    def resolve(self, stack: str, specs: list[str], allow_scripts: bool = False, node: str = "apt") -> NpmLock: ...
+    def resolve(
+        self, stack: str, specs: list[str], allow_scripts: bool = False, node: str = "apt",
+        previous: NpmLock | None = None, upgrade: list[str] = ...,  # type: ignore[assignment]
+    ) -> NpmLock: ...
+
+
+@dataclass(frozen=True)
+class Upgrades:
+    """What ``bakegen lock`` may move: everything, or the named packages (any ecosystem).
+
+    A name is a Python distribution, an apt package, an npm package, or a base
+    image (its reference without digest, e.g. ``python:3.13-slim``, or its
+    name, ``python``). ``name==version`` asks for that version.
+    """
+
+    everything: bool = False
+    packages: tuple[tuple[str, str | None], ...] = ()
+
+    @classmethod
+    def parse(cls, everything: bool, specs: list[str]) -> Upgrades:
+        out = []
+        for spec in specs:
+            name, sep, version = spec.partition("==")
+            if not name or (sep and not version):
+                raise BakegenError(f"--upgrade-package {spec!r} is not NAME or NAME==VERSION", hint="for example --upgrade-package numpy or --upgrade-package tini==0.19.0-3+b8")
+            out.append((name.strip(), version.strip() or None))
+        return cls(everything, tuple(out))
+
+    def _match(self, names: set[str]) -> list[tuple[str, str | None]]:
+        return [(n, v) for n, v in self.packages if n in names or canonicalize_name(n) in names]
+
+    def python(self, lock: StackLock | None) -> list[tuple[str, str | None]]:
+        keys = {p.key for pins in lock.python.by_platform.values() for p in pins} if lock else set()
+        return [(canonicalize_name(n), v) for n, v in self._match(keys)]
+
+    def apt(self, lock: StackLock | None) -> list[tuple[str, str | None]]:
+        return self._match({e.name for e in lock.apt.entries}) if lock and lock.apt else []
+
+    def npm(self, lock: StackLock | None) -> list[tuple[str, str | None]]:
+        names = {path.rsplit("node_modules/", 1)[-1] for path in lock.npm.packages()} if lock and lock.npm else set()
+        return self._match(names)
+
+    def image(self, ref: str | None) -> bool:
+        if ref is None:
+            return False
+        bare = ref.split("@", 1)[0]
+        return any(n in (bare, bare.rsplit(":", 1)[0], bare.rsplit("/", 1)[-1].split(":")[0]) for n, _ in self.packages)
+
+    def touches(self, lock: StackLock | None, stack: Stack) -> bool:
+        return self.everything or bool(self.python(lock) or self.apt(lock) or self.npm(lock) or self.image(stack.base))
 
 
 @dataclass
@@ -114,11 +165,18 @@ def lock_stacks(
     *,
     names: list[str] | None = None,
     index_url: str = DEFAULT_INDEX,
-    upgrade: bool = False,
+    upgrade: bool | Upgrades = False,
 ) -> list[LockOutcome]:
-    """Lock ``names`` (and their parents); resolve only stacks whose fingerprint changed (all with ``upgrade``)."""
+    """Lock ``names`` (and their parents).
+
+    A stack is resolved again when its fingerprint changed or an upgrade touches
+    it; every other pin is kept (the previous lock is the resolvers' preference).
+    Children are locked against their parents' new locks.
+    """
     if not isinstance(resolvers, Resolvers):
         resolvers = Resolvers(python=resolvers)
+    upgrades = upgrade if isinstance(upgrade, Upgrades) else Upgrades(everything=bool(upgrade))
+    _check_upgrade_names(graph, graph.select(names), upgrades)
     locks: dict[str, StackLock] = {}
     outcomes: list[LockOutcome] = []
     resolver_version: str | None = None
@@ -130,13 +188,14 @@ def lock_stacks(
             existing = read_lock(graph.root / LOCK_DIR / name, graph.root)
         except StaleError:
             existing = None  # damaged, edited or an older format: resolve again
-        if existing is not None and existing.fingerprint == fp and not upgrade:
+        if existing is not None and existing.fingerprint == fp and not upgrades.touches(existing, stack):
             locks[name] = existing
             outcomes.append(LockOutcome(name, existing, changed=False))
             continue
+        previous = None if upgrades.everything else existing  # whose pins to keep
         outcome = LockOutcome(name, None, changed=True)  # type: ignore[arg-type]
         platforms = graph.platforms(name)
-        image = _lock_image(stack.base, platforms, existing, resolvers.image, upgrade, outcome.warnings) if stack.base else None
+        image = _lock_image(stack.base, platforms, existing, resolvers.image, upgrades.everything or upgrades.image(stack.base), outcome.warnings) if stack.base else None
         for warning in outcome.warnings:
             log.warning("warning: %s: %s", name, warning)
         by_platform: dict[str, list[Pin]] = {}
@@ -157,10 +216,18 @@ def lock_stacks(
                     if locks[a.name].python.by_platform.get(platform)
                 ],
                 index_url=index_url,
+                preferences=list(_parent_env(graph, name, locks, platform).values())
+                + (previous.python.by_platform.get(platform, []) if previous else []),
+                upgrade=[f"{n}=={v}" if v else n for n, v in upgrades.python(existing)],
             )
             by_platform[platform] = _delta(name, resolvers.python.resolve(request), _parent_env(graph, name, locks, platform))
-        apt = _lock_apt(graph, name, locks, resolvers.apt) if (stack.apt_packages or stack.apt_build) else None
-        npm = resolvers.npm.resolve(name, list(stack.npm_packages), stack.npm_allow_scripts, stack.npm_node) if stack.npm_packages else None
+        apt = _lock_apt(graph, name, locks, resolvers.apt, previous, upgrades.apt(existing)) if (stack.apt_packages or stack.apt_build) else None
+        npm = None
+        if stack.npm_packages:
+            npm = resolvers.npm.resolve(
+                name, list(stack.npm_packages), stack.npm_allow_scripts, stack.npm_node,
+                previous=previous.npm if previous else None, upgrade=[n for n, _ in upgrades.npm(existing)],
+            )
         outcome.lock = StackLock(
             stack=name,
             fingerprint=fp,
@@ -198,7 +265,32 @@ def _lock_image(ref: str, platforms: list[str], existing: StackLock | None, imag
         return ImageLock(ref=ref, digest=pinned, media_type="unknown", platforms={})
 
 
-def _lock_apt(graph: StackGraph, name: str, locks: dict[str, StackLock], resolver: AptLookup) -> AptLock:
+def _check_upgrade_names(graph: StackGraph, names: list[str], upgrades: Upgrades) -> None:
+    """Every --upgrade-package must name something that some selected stack locks."""
+    if not upgrades.packages:
+        return
+    seen: set[str] = set()
+    for name in names:
+        try:
+            lock = read_lock(graph.root / LOCK_DIR / name, graph.root)
+        except StaleError:
+            lock = None
+        for found in (upgrades.python(lock), upgrades.apt(lock), upgrades.npm(lock)):
+            seen.update(n for n, _ in found)
+        if upgrades.image(graph.stacks[name].base):
+            seen.update(n for n, _ in upgrades.packages if Upgrades(packages=((n, None),)).image(graph.stacks[name].base))
+    for n, _ in upgrades.packages:
+        if n not in seen and canonicalize_name(n) not in seen:
+            raise BakegenError(
+                f"--upgrade-package {n}: no locked Python, apt or npm package, or base image, is named '{n}'",
+                hint="check the name against locks/*/ (run bakegen lock first for new stacks)",
+            )
+
+
+def _lock_apt(
+    graph: StackGraph, name: str, locks: dict[str, StackLock], resolver: AptLookup,
+    previous: StackLock | None = None, upgrade: list[tuple[str, str | None]] = (),  # type: ignore[assignment]
+) -> AptLock:
     """Pin the stack's apt packages and their dependencies per architecture; parents' pins are fixed."""
     stack, root = graph.stacks[name], graph.root_of(name)
     assert root.apt_suite is not None
@@ -211,12 +303,18 @@ def _lock_apt(graph: StackGraph, name: str, locks: dict[str, StackLock], resolve
         if locks[anc.name].apt is not None:
             for a in archs:
                 fixed[a].update(locks[anc.name].apt.packages(a))  # type: ignore[union-attr]
+    moved = {n for n, _ in upgrade}
+    preferred: dict[str, dict[str, str]] = {a: {} for a in archs}
+    for a in archs:
+        if previous is not None and previous.apt is not None:
+            preferred[a].update({n: v for n, v in previous.apt.packages(a, ("req", "dep", "build", "build-dep")).items() if n not in moved})
+        preferred[a].update({n: v for n, v in upgrade if v})
     entries: list[AptEntry] = []
     for packages, kinds in ((stack.apt_packages, ("req", "dep")), (stack.apt_build, ("build", "build-dep"))):
         if not packages:
             continue
         names = {p.partition("=")[0] for p in packages}
-        by_arch = resolver.resolve(AptRequest(stack=name, spec=spec, archs=archs, packages=list(packages), fixed=fixed))
+        by_arch = resolver.resolve(AptRequest(stack=name, spec=spec, archs=archs, packages=list(packages), fixed=fixed, preferred=preferred))
         for arch, pins in by_arch.items():
             for pin in pins:
                 if pin.name in fixed[arch]:

@@ -33,6 +33,9 @@ class FakeResolver:
     def resolve(self, request: PythonRequest) -> list[Pin]:
         self.calls.append(request)
         constraints = {p.key: p.version for _, pins in request.constraints for p in pins}
+        upgrades = dict((spec.partition("==")[0], spec.partition("==")[2] or None) for spec in request.upgrade)
+        preferred = {p.key: p.version for p in request.preferences if p.key not in upgrades}
+        preferred.update({n: v for n, v in upgrades.items() if v})
         chosen: dict[str, str] = {}
         via: dict[str, list[str]] = {}
         todo = [(Requirement(r), f"-r {label}") for label, reqs in request.inputs for r in reqs]
@@ -46,6 +49,7 @@ class FakeResolver:
                 continue
             versions = sorted((Version(v) for v in self.index.get(name, {})), reverse=True)
             ok = [v for v in versions if str(v) in req.specifier and (name not in constraints or str(v) == constraints[name])]
+            ok = [v for v in ok if str(v) == preferred.get(name)] or ok  # keep the previous pin when it fits
             if not ok:
                 raise ResolutionError(f"{request.stack}: cannot resolve Python packages: no version of {name} matches {req.specifier or 'any'}")
             chosen[name] = str(ok[0])

@@ -134,8 +134,8 @@ def resolver(tmp_path, corrupt=False) -> AptResolver:
     return AptResolver(ArchiveReader(fetch, tmp_path / "cache"))
 
 
-def resolve(tmp_path, packages, fixed=None):
-    req = AptRequest("demo", AptSpec("debian", "trixie"), ["amd64"], packages, fixed or {})
+def resolve(tmp_path, packages, fixed=None, preferred=None):
+    req = AptRequest("demo", AptSpec("debian", "trixie"), ["amd64"], packages, fixed or {}, preferred or {})
     return {p.name: p.version for p in resolver(tmp_path).resolve(req)["amd64"]}
 
 
@@ -153,6 +153,12 @@ def test_versioned_virtual_packages(tmp_path):
     assert resolve(tmp_path, ["wants-virt"]) == {"wants-virt": "1", "cssesc-provider": "5"}
     with pytest.raises(ResolutionError, match=r"nothing provides virt-cssesc \(>= 4\)"):
         resolve(tmp_path, ["wants-new-virt"])
+
+
+def test_previous_pins_are_kept_while_they_fit(tmp_path):
+    got = resolve(tmp_path, ["tool"], preferred={"amd64": {"tool": "1.0-1", "libc6": "2.41-1", "libfoo": "1.9"}})
+    assert got["tool"] == "1.0-1" and got["libc6"] == "2.41-1"
+    assert got["libfoo"] == "2.1"  # 1.9 no longer satisfies >= 2.0
 
 
 def test_exact_version_request(tmp_path):

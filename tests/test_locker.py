@@ -4,7 +4,7 @@ import pytest
 
 from bakegen.errors import ResolutionError, StaleError
 from bakegen.lock import write_files
-from bakegen.locker import Resolvers, current_locks, lock_stacks, outcome_files
+from bakegen.locker import Resolvers, Upgrades, current_locks, lock_stacks, outcome_files
 from bakegen.stack import load_stacks
 from fakes import FakeImages, FakeResolver
 
@@ -176,3 +176,46 @@ def test_multi_platform_stacks_lock_each_platform(project):
     assert out["scipy"].lock.platforms == ["linux/amd64", "linux/arm64"]
     assert (root / "locks/scipy/requirements-arm64.txt").exists()
     assert fake.calls[3].constraints[0][0] == "locks/base/requirements-arm64.txt"
+
+
+def test_upgrade_package_moves_one_pin_and_relocks_children(project):
+    root = project({"base": BASE, "scipy": SCIPY, "geo": GEO})
+    old_index = {k: v for k, v in FakeResolver().index.items()}
+    old_index["tornado"] = {"6.2": []}
+    old_index["packaging"] = {"24.1": []}
+    lock(root, FakeResolver(old_index))
+    before = {p: (root / p).read_text() for p in ("locks/base/requirements.txt", "locks/scipy/requirements.txt", "locks/geo/requirements.txt")}
+    # new releases appear; a plain lock moves nothing
+    assert not any(o.changed for o in lock(root, FakeResolver()).values())
+    out = lock(root, FakeResolver(), upgrade=Upgrades.parse(False, ["tornado"]))
+    assert [n for n in out if out[n].changed] == ["base", "scipy", "geo"]  # children relocked against the new parent
+    base = out["base"].lock.python.by_name()
+    assert base["tornado"].version == "6.4" and base["packaging"].version == "24.1" and base["jupyterlab"].version == "4.2.0"
+    after = (root / "locks/base/requirements.txt").read_text()
+    changed = [ln for ln in after.splitlines() if ln not in before["locks/base/requirements.txt"].splitlines()]
+    assert [ln for ln in changed if not ln.startswith(("#", "    "))] == ["tornado==6.4 \\"]
+    assert (root / "locks/scipy/requirements.txt").read_text() == before["locks/scipy/requirements.txt"]
+
+
+def test_upgrade_package_to_a_version(project):
+    root = project({"base": BASE})
+    lock(root, FakeResolver())
+    out = lock(root, FakeResolver(), upgrade=Upgrades.parse(False, ["tornado==6.2"]))
+    assert out["base"].lock.python.by_name()["tornado"].version == "6.2"
+
+
+def test_upgrade_package_unknown_name_is_an_error(project):
+    root = project({"base": BASE})
+    lock(root, FakeResolver())
+    with pytest.raises(Exception, match="--upgrade-package nope: no locked Python, apt or npm package, or base image, is named 'nope'"):
+        lock(root, FakeResolver(), upgrade=Upgrades.parse(False, ["nope"]))
+
+
+def test_upgrade_package_for_the_base_image(project):
+    root = project({"base": BASE, "scipy": SCIPY})
+    registry = FakeImages({"python:3.13-slim": "sha256:" + "a" * 64})
+    lock(root, FakeResolver(), images=registry)
+    registry.digests["python:3.13-slim"] = "sha256:" + "b" * 64
+    out = lock(root, FakeResolver(), images=registry, upgrade=Upgrades.parse(False, ["python:3.13-slim"]))
+    assert out["base"].lock.image.digest == "sha256:" + "b" * 64
+    assert out["base"].lock.python.by_name() == lock(root, FakeResolver())["base"].lock.python.by_name()

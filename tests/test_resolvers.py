@@ -72,3 +72,32 @@ def test_no_network(backend, monkeypatch):
 def test_uv_resolves_for_arm64_without_running_it():
     pins = UvResolver().resolve(request(["numpy>=2"], python_version="3.13", platform="aarch64-manylinux_2_28"))
     assert [p.key for p in pins] == ["numpy"] and pins[0].hashes
+
+
+def test_upgrade_one_package_keeps_every_other_pin_byte_identical(project):
+    """The real uv backend, through the CLI: pip-compile's existing-pin preference."""
+    from bakegen.cli import main
+
+    stack = 'name = "base"\ndescription = "b"\nbase = "localhost:9/py@sha256:' + "9" * 64 + '"\n[python]\nversion = "3.11"\npackages = ["requests", "urllib3%s"]\n'
+    root = project({"base": stack % "<2.2"})
+    assert main(["-C", str(root), "lock"]) == 0
+    old = (root / "locks/base/requirements.txt").read_text()
+    (root / "stacks/base.toml").write_text(stack % "")
+    assert main(["-C", str(root), "lock"]) == 0
+    kept = (root / "locks/base/requirements.txt").read_text()
+    assert [ln for ln in kept.splitlines() if ln.startswith("urllib3==")] == [ln for ln in old.splitlines() if ln.startswith("urllib3==")]
+    assert main(["-C", str(root), "lock", "--upgrade-package", "urllib3"]) == 0
+    new = (root / "locks/base/requirements.txt").read_text()
+
+    def blocks(text):
+        out, cur = {}, None
+        for ln in text.splitlines():
+            if ln and not ln.startswith((" ", "#")):
+                cur = ln.split("==")[0]
+            if cur:
+                out.setdefault(cur, []).append(ln)
+        return out
+
+    before, after = blocks(kept), blocks(new)
+    assert before["urllib3"] != after["urllib3"]
+    assert {k: v for k, v in before.items() if k != "urllib3"} == {k: v for k, v in after.items() if k != "urllib3"}

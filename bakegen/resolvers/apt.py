@@ -108,6 +108,7 @@ class AptRequest:
     archs: list[str]
     packages: list[str]  # "name" or "name=version"
     fixed: dict[str, dict[str, str]] = field(default_factory=dict)  # arch -> name -> version locked by parents
+    preferred: dict[str, dict[str, str]] = field(default_factory=dict)  # arch -> name -> version of the previous lock
 
 
 # --- indexes ------------------------------------------------------------------------
@@ -233,6 +234,7 @@ class AptResolver:
 
     def _resolve_arch(self, request: AptRequest, arch: str, index: Index) -> list[AptPin]:
         fixed = request.fixed.get(arch, {})
+        preferred = request.preferred.get(arch, {})
         chosen: dict[str, dict[str, str]] = {}
         todo: list[tuple[list[dict], str]] = []
         for item in request.packages:
@@ -242,7 +244,7 @@ class AptResolver:
             group, why = todo.pop(0)
             if any(self._installed(rel, chosen, fixed, index) for rel in group):
                 continue
-            pick = self._pick(group, index, fixed)
+            pick = self._pick(group, index, fixed, preferred)
             if pick is None:
                 wanted = " | ".join(_rel_text(r) for r in group)
                 raise ResolutionError(
@@ -274,11 +276,15 @@ class AptResolver:
 
         return index.provider(name, rel.get("version"), among=version_of) is not None
 
-    def _pick(self, group: list[dict], index: Index, fixed: dict[str, str]) -> dict[str, str] | None:
+    def _pick(self, group: list[dict], index: Index, fixed: dict[str, str], preferred: dict[str, str]) -> dict[str, str] | None:
         for rel in group:
             name = rel["name"]
             if name in fixed:
                 continue  # a parent's pin that does not satisfy this: try the next alternative
+            if name in preferred:  # keep the previous pin while the archive has it and it fits
+                kept = index.candidate(name, ("=", preferred[name]))
+                if kept is not None and satisfies(kept["Version"], rel.get("version")):
+                    return kept
             e = index.candidate(name, rel.get("version")) or index.provider(name, rel.get("version"))
             if e is not None:
                 return e

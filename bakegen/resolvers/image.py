@@ -121,7 +121,8 @@ class ImageResolver:
         url = f"{image.scheme}://{image.api_host}/v2/{image.repository}/manifests/{reference}"
         status, headers, body = self._request(url, image)
         if status == 404:
-            raise BakegenError(f"{image.registry}/{image.repository}:{reference}: no such image", hint="check the base image name and tag")
+            sep = "@" if reference.startswith("sha256:") else ":"
+            raise BakegenError(f"{image.registry}/{image.repository}{sep}{reference}: no such image", hint="check the base image name, tag and digest")
         if status != 200:
             raise BakegenError(f"{url}: the registry answered HTTP {status}", hint="check the image name and your registry credentials")
         digest = "sha256:" + hashlib.sha256(body).hexdigest()

@@ -45,7 +45,11 @@ class NpmResolver:
     def version(self) -> str:
         return f"npm {proc.run([self.npm, '--version']).stdout.strip()}"
 
-    def resolve(self, stack: str, specs: list[str], allow_scripts: bool = False, node: str = "apt") -> NpmLock:
+    def resolve(
+        self, stack: str, specs: list[str], allow_scripts: bool = False, node: str = "apt",
+        previous: NpmLock | None = None, upgrade: list[str] = (),  # type: ignore[assignment]
+    ) -> NpmLock:
+        """Lock ``specs``; with ``previous``, npm keeps its versions except for ``upgrade`` (package names)."""
         tool = self.version()
         with tempfile.TemporaryDirectory(prefix="bakegen-npm-") as tmpdir:
             tmp = Path(tmpdir)
@@ -56,6 +60,11 @@ class NpmResolver:
                 "version": "0.0.0",
             }
             (tmp / "package.json").write_text(json.dumps(manifest, indent=2) + "\n")
+            if previous is not None:
+                doc = json.loads(previous.package_json)
+                doc.pop("dependencies", None)  # the stack's specs decide the direct dependencies
+                (tmp / "package.json").write_text(json.dumps({**manifest, **{k: v for k, v in doc.items() if k not in manifest}}, indent=2) + "\n")
+                (tmp / "package-lock.json").write_text(previous.package_lock)
             cmd = [
                 self.npm, "install", "--package-lock-only", "--ignore-scripts", "--save-exact",
                 "--no-audit", "--no-fund", "--no-update-notifier", "--registry", self.registry, *specs,
@@ -66,6 +75,9 @@ class NpmResolver:
             env = {**os.environ, "npm_config_userconfig": str(tmp / "user.npmrc"), "npm_config_globalconfig": str(tmp / "global.npmrc")}
             try:
                 proc.run(cmd, cwd=tmp, env=env)
+                if upgrade:
+                    proc.run([self.npm, "update", "--package-lock-only", "--ignore-scripts", "--save-exact", "--no-audit", "--no-fund",
+                              "--registry", self.registry, *upgrade], cwd=tmp, env=env)
             except CommandError as exc:
                 lines = [ln for ln in exc.output.splitlines() if ln.strip()]
                 detail = next((ln for ln in lines if "npm error" in ln and ("404" in ln or "notarget" in ln.lower() or "No matching" in ln)), lines[-1] if lines else "")

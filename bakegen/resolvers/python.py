@@ -45,6 +45,10 @@ class PythonRequest:
     # (label, pins), e.g. ("locks/base/requirements.txt", [...])
     constraints: list[tuple[str, list[Pin]]] = field(default_factory=list)
     index_url: str = DEFAULT_INDEX
+    # Pins from the previous lock: kept unless a newer one is needed (pip-compile's existing output file).
+    preferences: list[Pin] = field(default_factory=list)
+    # --upgrade-package specs among the preferences: "name" or "name==version"
+    upgrade: list[str] = field(default_factory=list)
 
 
 class PythonResolver(Protocol):
@@ -170,7 +174,10 @@ def _compile(request: PythonRequest, backend: str, command: Callable[[list[str],
     with tempfile.TemporaryDirectory(prefix=f"bakegen-{backend}-") as tmpdir:
         tmp = Path(tmpdir)
         inputs, constraints, labels = _write_inputs(tmp, request)
+        if request.preferences:
+            (tmp / "out.txt").write_text("".join(f"{p.key}=={p.version}\n" for p in request.preferences))
         cmd = command(inputs, "out.txt") + [arg for c in constraints for arg in ("--constraint", c)]
+        cmd += [arg for spec in request.upgrade for arg in ("--upgrade-package", spec)]
         try:
             proc.run(cmd, cwd=tmp, env=_isolated_env())
         except CommandError as exc:

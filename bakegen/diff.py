@@ -1,0 +1,243 @@
+"""Compare two sets of locks: what changed per image and ecosystem, and what to rebuild.
+
+The locks of a git revision are read from ``git archive``; the same reader as
+for the working tree reads them (so a damaged lock is an error, not a diff).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from debian.debian_support import Version as DebVersion
+from packaging.version import InvalidVersion, Version
+
+from bakegen import proc
+from bakegen.errors import BakegenError, CommandError
+from bakegen.lock import StackLock, arch_of, read_lock
+
+ECOSYSTEMS = ("base", "python", "apt", "npm")
+
+
+@dataclass
+class Change:
+    name: str
+    old: str | None
+    new: str | None
+
+    @property
+    def kind(self) -> str:
+        if self.old is None:
+            return "added"
+        if self.new is None:
+            return "removed"
+        return "upgraded" if self.newer else "downgraded"
+
+    newer: bool = True
+
+
+@dataclass
+class ImageDiff:
+    stack: str
+    status: str  # "added", "removed", "changed", "unchanged"
+    changes: dict[str, list[Change]] = field(default_factory=dict)  # ecosystem -> changes
+    rebuild: bool = False
+    rebuild_reason: str = ""
+
+
+def _py_newer(old: str, new: str) -> bool:
+    try:
+        return Version(new) > Version(old)
+    except InvalidVersion:
+        return new > old
+
+
+def _deb_newer(old: str, new: str) -> bool:
+    return DebVersion(new) > DebVersion(old)
+
+
+def _compare(old: dict[str, str], new: dict[str, str], newer: Callable[[str, str], bool]) -> list[Change]:
+    out = []
+    for name in sorted(set(old) | set(new)):
+        o, n = old.get(name), new.get(name)
+        if o == n:
+            continue
+        change = Change(name, o, n)
+        if o is not None and n is not None:
+            change.newer = newer(o, n)
+        out.append(change)
+    return out
+
+
+def _python(lock: StackLock | None) -> dict[str, str]:
+    if lock is None:
+        return {}
+    out = {}
+    for platform, pins in lock.python.by_platform.items():
+        suffix = "" if platform == lock.platforms[0] else f" ({arch_of(platform)})"
+        out.update({p.key + suffix: p.version for p in pins})
+    return out
+
+
+def _apt(lock: StackLock | None) -> dict[str, str]:
+    if lock is None or lock.apt is None:
+        return {}
+    primary = arch_of(lock.platforms[0])
+    return {
+        e.name + ("" if e.arch == primary else f" ({e.arch})") + (" [build]" if e.kind.startswith("build") else ""): e.version
+        for e in lock.apt.entries
+    }
+
+
+def _npm(lock: StackLock | None) -> dict[str, str]:
+    if lock is None or lock.npm is None:
+        return {}
+    return {path.split("node_modules/", 1)[1] if path.startswith("node_modules/") else path: v for path, v in lock.npm.packages().items()}
+
+
+def _base(lock: StackLock | None) -> dict[str, str]:
+    if lock is None or lock.image is None:
+        return {}
+    return {lock.image.ref.split("@", 1)[0]: lock.image.digest}
+
+
+def diff_locks(old: dict[str, StackLock], new: dict[str, StackLock], parents: dict[str, str | None]) -> list[ImageDiff]:
+    """Per stack (sorted), the changes from ``old`` to ``new``, and which images to rebuild."""
+    out: dict[str, ImageDiff] = {}
+    for name in sorted(set(old) | set(new)):
+        o, n = old.get(name), new.get(name)
+        changes = {
+            "base": _compare(_base(o), _base(n), lambda a, b: True),
+            "python": _compare(_python(o), _python(n), _py_newer),
+            "apt": _compare(_apt(o), _apt(n), _deb_newer),
+            "npm": _compare(_npm(o), _npm(n), _py_newer),
+        }
+        changes = {k: v for k, v in changes.items() if v}
+        status = "added" if o is None else "removed" if n is None else "changed" if changes else "unchanged"
+        out[name] = ImageDiff(name, status, changes)
+    # an image is rebuilt when its own lock changed, or any of its parents is rebuilt
+    for name in sorted(out):
+        d = out[name]
+        if d.status in ("added", "changed"):
+            d.rebuild, d.rebuild_reason = True, "its lock changed" if d.status == "changed" else "new image"
+    changed = True
+    while changed:
+        changed = False
+        for name, d in sorted(out.items()):
+            parent = parents.get(name)
+            if not d.rebuild and d.status != "removed" and parent in out and out[parent].rebuild:
+                d.rebuild, d.rebuild_reason, changed = True, f"its parent {parent} is rebuilt", True
+    return list(out.values())
+
+
+# --- reading locks --------------------------------------------------------------------
+
+
+def read_tree_locks(root: Path) -> dict[str, StackLock]:
+    locks = {}
+    for d in sorted((root / "locks").glob("*/")):
+        lock = read_lock(d, root)
+        if lock is not None:
+            locks[d.name] = lock
+    return locks
+
+
+def read_rev_locks(root: Path, rev: str) -> dict[str, StackLock]:
+    """The locks committed at ``rev`` (none when locks/ did not exist there)."""
+    try:
+        proc.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=root)
+    except CommandError:
+        raise BakegenError(f"'{rev}' is not a git revision in {root}", hint="name a commit, branch or tag, e.g. HEAD or origin/main") from None
+    listing = proc.run(["git", "ls-tree", "-d", "--name-only", rev, "locks/"], cwd=root).stdout.split()
+    if not listing:
+        return {}
+    archive = proc.run(["git", "archive", "--format=tar", rev, "locks/"], cwd=root, binary=True).data
+    with tempfile.TemporaryDirectory(prefix="bakegen-diff-") as tmp:
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(tmp, filter="data")
+        return read_tree_locks(Path(tmp))
+
+
+# --- output -----------------------------------------------------------------------------
+
+
+def to_json(diffs: list[ImageDiff], old_label: str, new_label: str) -> str:
+    doc: dict[str, Any] = {
+        "from": old_label,
+        "to": new_label,
+        "rebuild": [d.stack for d in diffs if d.rebuild],
+        "images": {
+            d.stack: {
+                "status": d.status,
+                "rebuild": d.rebuild,
+                "reason": d.rebuild_reason or None,
+                "changes": {eco: [{"name": c.name, "change": c.kind, "from": c.old, "to": c.new} for c in cs] for eco, cs in d.changes.items()},
+            }
+            for d in diffs
+        },
+    }
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def _line(c: Change) -> str:
+    if c.kind == "added":
+        return f"+ {c.name} {c.new}"
+    if c.kind == "removed":
+        return f"- {c.name} {c.old}"
+    arrow = "↑" if c.kind == "upgraded" else "↓"
+    return f"{arrow} {c.name} {c.old} -> {c.new}"
+
+
+def to_text(diffs: list[ImageDiff], old_label: str, new_label: str) -> str:
+    lines = [f"bakegen diff {old_label}..{new_label}"]
+    for d in diffs:
+        if d.status == "unchanged" and not d.rebuild:
+            continue
+        head = f"{d.stack}: {d.status}" + (f", rebuild ({d.rebuild_reason})" if d.rebuild else "")
+        lines.append(head)
+        for eco in ECOSYSTEMS:
+            for c in d.changes.get(eco, []):
+                lines.append(f"  {eco}: {_line(c)}")
+    rebuild = [d.stack for d in diffs if d.rebuild]
+    lines.append(f"rebuild: {', '.join(rebuild) if rebuild else 'nothing'}")
+    return "\n".join(lines) + "\n"
+
+
+def to_markdown(diffs: list[ImageDiff], old_label: str, new_label: str) -> str:
+    rebuild = [d.stack for d in diffs if d.rebuild]
+    counts = {k: 0 for k in ("added", "removed", "upgraded", "downgraded")}
+    for d in diffs:
+        for cs in d.changes.values():
+            for c in cs:
+                counts[c.kind] += 1
+    out = [
+        "## Lock changes",
+        "",
+        f"`{old_label}` → `{new_label}`: " + ", ".join(f"{n} {k}" for k, n in counts.items()) + ".",
+        "",
+        "**Images to rebuild:** " + (", ".join(f"`{s}`" for s in rebuild) if rebuild else "none"),
+    ]
+    for d in diffs:
+        if d.status == "unchanged" and not d.rebuild:
+            continue
+        out += ["", f"### `{d.stack}` ({d.status}{', rebuild: ' + d.rebuild_reason if d.rebuild else ''})", ""]
+        rows = [(eco, c) for eco in ECOSYSTEMS for c in d.changes.get(eco, [])]
+        if not rows:
+            out.append("No package changes.")
+            continue
+        out += ["| ecosystem | package | change | from | to |", "|---|---|---|---|---|"]
+        for eco, c in rows:
+            out.append(f"| {eco} | `{_md(c.name)}` | {c.kind} | {_md(c.old or '')} | {_md(c.new or '')} |")
+    return "\n".join(out) + "\n"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+FORMATS = {"text": to_text, "markdown": to_markdown, "json": to_json}
