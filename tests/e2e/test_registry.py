@@ -65,8 +65,12 @@ def test_lock_pins_digest_keeps_it_and_upgrade_moves_it(registry, engine, tmp_pa
     # the generated files build FROM the pinned digest, not the moved tag
     assert bakegen(root, "generate").returncode == 0
     assert f"ARG BASE_IMAGE={tag}@{first}" in (root / "dockerfiles/base/Dockerfile").read_text()
-    build = bakegen(root, "build", "--load", "--registry", "bakegen-regtest", "--progress", "plain")
+    cache = f"{registry}/bakegen-test/cache"
+    build = bakegen(root, "build", "--load", "--registry", "bakegen-regtest", "--progress", "plain", "--cache", cache)
     assert build.returncode == 0, build.stderr[-3000:]
+    assert registry_digest(f"{cache}:base").startswith("sha256:")  # the layer cache was exported to the registry
+    rebuild = bakegen(root, "build", "--load", "--registry", "bakegen-regtest", "--progress", "plain", "--cache", cache)
+    assert "importing cache manifest from " + cache in rebuild.stdout + rebuild.stderr
     marker = subprocess.run(["docker", "run", "--rm", "bakegen-regtest/base:latest", "cat", "/marker"], capture_output=True, text=True, check=True)
     assert marker.stdout.strip() == "first"
 
