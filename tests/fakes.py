@@ -71,3 +71,25 @@ class FakeImages:
         self.calls.append(ref)
         digest = self.digests.get(ref) or "sha256:" + hashlib.sha256(ref.encode()).hexdigest()
         return ImageLock(ref, digest, "application/vnd.oci.image.index.v1+json", {p: "sha256:" + hashlib.sha256((digest + p).encode()).hexdigest() for p in platforms})
+
+
+class FakeApt:
+    """An apt archive in a dict: name -> versions (newest last), no dependencies. Honours preferred pins."""
+
+    name = "fake-apt 1.0"
+
+    def __init__(self, versions: dict[str, list[str]]):
+        self.versions = versions
+
+    def resolve(self, request):
+        from bakegen.resolvers.apt import AptPin
+
+        out = {}
+        for arch in request.archs:
+            pins = []
+            for item in request.packages:
+                name, _, want = item.partition("=")
+                version = want or request.preferred.get(arch, {}).get(name) or self.versions[name][-1]
+                pins.append(AptPin(name, version, arch, hashlib.sha256(f"{name}{version}".encode()).hexdigest(), f"pool/{name}_{version}_{arch}.deb", 1))
+            out[arch] = pins
+        return out

@@ -6,7 +6,7 @@ from bakegen.errors import ResolutionError, StaleError
 from bakegen.lock import write_files
 from bakegen.locker import Resolvers, Upgrades, current_locks, lock_stacks, outcome_files
 from bakegen.stack import load_stacks
-from fakes import FakeImages, FakeResolver
+from fakes import FakeApt, FakeImages, FakeResolver
 
 BASE = 'name = "base"\ndescription = "b"\nbase = "python:3.13-slim"\n[python]\nversion = "3.13"\npackages = ["jupyterlab<4.3"]\n'
 SCIPY = 'name = "scipy"\ndescription = "s"\nextends = "base"\n[python]\npackages = ["pandas", "packaging"]\n'
@@ -78,6 +78,9 @@ def test_changing_a_parent_relocks_its_children(project):
     fake = FakeResolver()
     out = lock(root, fake)
     assert [o for o in out if out[o].changed] == ["base", "scipy", "geo"]
+    # like pip-compile, a relaxed requirement keeps the existing pin; --upgrade moves it
+    assert out["base"].lock.python.by_name()["jupyterlab"].version == "4.2.0"
+    out = lock(root, FakeResolver(), upgrade=True)
     assert out["base"].lock.python.by_name()["jupyterlab"].version == "4.3.1"
 
 
@@ -219,3 +222,13 @@ def test_upgrade_package_for_the_base_image(project):
     out = lock(root, FakeResolver(), images=registry, upgrade=Upgrades.parse(False, ["python:3.13-slim"]))
     assert out["base"].lock.image.digest == "sha256:" + "b" * 64
     assert out["base"].lock.python.by_name() == lock(root, FakeResolver())["base"].lock.python.by_name()
+
+
+def test_upgrade_package_for_apt_keeps_the_other_apt_pins(project):
+    root = project({"base": BASE + '[apt]\nsuite = "trixie"\npackages = ["tini", "less"]\n'})
+    graph = load_stacks(root)
+    archive = FakeApt({"tini": ["0.18"], "less": ["600"]})
+    write_files(root, outcome_files(lock_stacks(graph, Resolvers(FakeResolver(), FakeImages(), archive))))
+    archive.versions = {"tini": ["0.18", "0.19"], "less": ["600", "668"]}  # new versions appear
+    out = lock_stacks(load_stacks(root), Resolvers(FakeResolver(), FakeImages(), archive), upgrade=Upgrades.parse(False, ["tini"]))
+    assert out[0].lock.apt.packages("amd64") == {"tini": "0.19", "less": "600"}
