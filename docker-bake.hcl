@@ -57,7 +57,7 @@ target "base" {
   platforms = ["linux/amd64"]
   tags = [image("base", "latest"), image("base", "python-3.13")]
   labels = {
-    "io.bakegen.fingerprint" = "sha256:fe4dbd54dbca93ffad33c56f2b523f0908838fd7d112fb429da2f0bc3c9c7019"
+    "io.bakegen.fingerprint" = "sha256:1754600beccf43383e6f7ce3afa8f83fc73457c5645673a3e9343fc60d412170"
     "io.bakegen.stack" = "base"
     "org.opencontainers.image.description" = "Python 3.13 slim with JupyterLab 4"
     "org.opencontainers.image.title" = "base"
@@ -75,7 +75,7 @@ target "scipy" {
   platforms = ["linux/amd64"]
   tags = [image("scipy", "latest")]
   labels = {
-    "io.bakegen.fingerprint" = "sha256:09a46fed06f129baa4ba9c9fbd7cf4d383060ffaa781545ce6ed1666edd02096"
+    "io.bakegen.fingerprint" = "sha256:cca3ce34c625ed8e8e782a1a9424f544fc28c17292493befdc17c86f92f1cbb9"
     "io.bakegen.stack" = "scipy"
     "org.opencontainers.image.description" = "The SciPy stack on top of base: NumPy, pandas, Matplotlib, scikit-learn"
     "org.opencontainers.image.title" = "scipy"
@@ -93,7 +93,7 @@ target "geo" {
   platforms = ["linux/amd64"]
   tags = [image("geo", "latest")]
   labels = {
-    "io.bakegen.fingerprint" = "sha256:e7a5064f080e5d757fa66be2fac687a0942b3d4b391db53efadf690e08142105"
+    "io.bakegen.fingerprint" = "sha256:58e132a24567219a307341a276fd9d4c49eea98acb355f5833111cd95eaf3837"
     "io.bakegen.stack" = "geo"
     "org.opencontainers.image.description" = "Interactive maps on top of scipy: ipyleaflet (its JupyterLab extension ships prebuilt)"
     "org.opencontainers.image.title" = "geo"

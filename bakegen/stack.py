@@ -21,7 +21,6 @@ from bakegen.resolvers.apt import DEBIAN_SUITES, UBUNTU_SUITES, distro_of
 
 DEFAULT_USER = ("jovyan", 1000, 100)
 DEFAULT_PORT = 8888
-DEFAULT_COMMAND = ("jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser")
 DEFAULT_TAGS = ("latest",)
 
 NAME_RE = re.compile(r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$")

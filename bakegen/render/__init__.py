@@ -19,6 +19,8 @@ from bakegen.stack import StackGraph
 BAKE_FILE = "docker-bake.hcl"
 DOCKERFILE_DIR = "dockerfiles"
 APT_SCRIPT = f"{DOCKERFILE_DIR}/apt-install.sh"
+START_SCRIPT = f"{DOCKERFILE_DIR}/bakegen-start.sh"
+HEALTHCHECK_SCRIPT = f"{DOCKERFILE_DIR}/bakegen-healthcheck.py"
 
 
 def environment() -> Environment:
@@ -40,11 +42,14 @@ def render_project(graph: StackGraph, locks: dict[str, StackLock]) -> dict[str, 
     from bakegen.render.dockerfile import dockerfile_path, render_dockerfile
 
     env = environment()
-    files = {BAKE_FILE: render_bake(env, graph, locks)}
+    header = f"{GENERATED_MARKER} {__version__}. Do not edit; to update, run: bakegen generate"
+    files = {
+        BAKE_FILE: render_bake(env, graph, locks),
+        START_SCRIPT: env.get_template("bakegen-start.sh.j2").render(header=header),
+        HEALTHCHECK_SCRIPT: env.get_template("bakegen-healthcheck.py.j2").render(header=header),
+    }
     if any(lock.apt is not None for lock in locks.values()):
-        files[APT_SCRIPT] = env.get_template("apt-install.sh.j2").render(
-            header=f"{GENERATED_MARKER} {__version__}. Do not edit; to update, run: bakegen generate"
-        )
+        files[APT_SCRIPT] = env.get_template("apt-install.sh.j2").render(header=header)
     for name in graph.order:
         files[dockerfile_path(name)] = render_dockerfile(env, graph, name, locks[name])
     return files

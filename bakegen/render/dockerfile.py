@@ -6,7 +6,7 @@ from jinja2 import Environment
 
 from bakegen import __version__
 from bakegen.lock import GENERATED_MARKER, REQUIREMENTS, StackLock
-from bakegen.stack import DEFAULT_COMMAND, DEFAULT_PORT, StackGraph
+from bakegen.stack import DEFAULT_PORT, StackGraph
 
 VENV = "/opt/venv"
 STAGING = "/opt/bakegen/staging"
@@ -20,12 +20,12 @@ def render_dockerfile(env: Environment, graph: StackGraph, name: str, lock: Stac
     stack = graph.stacks[name]
     parent = graph.parent(name)
     user = graph.user(name)
-    # A child keeps its parent's command and port unless it sets its own.
+    # A child keeps its parent's entrypoint, command and port unless it sets its own.
     command = stack.command
     port = stack.port
     if parent is None:
-        command = command or DEFAULT_COMMAND
         port = port or DEFAULT_PORT
+    has_tini = any(p.partition("=")[0] == "tini" for s in graph.ancestors(name) + [stack] for p in s.apt_packages)
     return env.get_template("Dockerfile.j2").render(
         header=f"{GENERATED_MARKER} {__version__} from stacks/{name}.toml and locks/{name}/. Do not edit; to update, run: bakegen generate",
         name=name,
@@ -47,4 +47,7 @@ def render_dockerfile(env: Environment, graph: StackGraph, name: str, lock: Stac
         user=user,
         port=port,
         command=list(command) if command else None,
+        tini=has_tini,
+        start_script="dockerfiles/bakegen-start.sh",
+        healthcheck_script="dockerfiles/bakegen-healthcheck.py",
     )

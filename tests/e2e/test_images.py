@@ -21,69 +21,11 @@ import pytest
 
 from bakegen.lock import read_lock
 from bakegen.stack import load_stacks
-from conftest import REPO, tree
+from e2e.conftest import Built, docker, run
 
 pytestmark = pytest.mark.e2e
 
-PREFIX = "bakegen-e2e"
 IMPORTS = {"base": ["jupyterlab"], "scipy": ["numpy", "pandas", "matplotlib", "sklearn"], "geo": ["ipyleaflet"]}
-
-
-def bakegen(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bakegen", "-C", str(root), *args], capture_output=True, text=True)
-
-
-def docker(*args: str, check: bool = True) -> str:
-    proc = subprocess.run(["docker", *args], capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc.stdout
-
-
-@dataclass
-class Built:
-    root: Path
-    order: list[str]
-    parents: dict[str, str | None]
-
-    def image(self, name: str) -> str:
-        return f"{PREFIX}/{name}:latest"
-
-    def chain(self, name: str) -> list[str]:
-        out = [name]
-        while self.parents[out[0]]:
-            out.insert(0, self.parents[out[0]])  # type: ignore[arg-type]
-        return out
-
-
-@pytest.fixture(scope="module")
-def built(engine, tmp_path_factory) -> Built:
-    root = tmp_path_factory.mktemp("project")
-    for d in ("stacks", "locks", "dockerfiles"):
-        shutil.copytree(REPO / d, root / d)
-    shutil.copy(REPO / "docker-bake.hcl", root)
-    before = tree(root)
-
-    lock = bakegen(root, "lock")
-    assert lock.returncode == 0, lock.stderr
-    assert [line.split(":")[1].split("(")[0].strip() for line in lock.stdout.splitlines()] == ["up to date"] * 3, lock.stdout
-    gen = bakegen(root, "generate", "--check")
-    assert gen.returncode == 0, gen.stderr
-    assert tree(root) == before, "the committed locks and generated files must be current"
-
-    args = ["build", "--base-image", f"base={engine.standin}", "--registry", PREFIX, "--load", "--progress", "plain"]
-    if Path(engine.ca_bundle).is_file():
-        args += ["--ca-bundle", engine.ca_bundle]
-    start = time.monotonic()
-    build = bakegen(root, *args)
-    assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
-    print(f"bake of the example graph: {time.monotonic() - start:.1f}s")
-    graph = load_stacks(root)
-    return Built(root, graph.order, {n: graph.stacks[n].extends for n in graph.order})
-
-
-def run(image: str, *cmd: str) -> str:
-    return docker("run", "--rm", image, *cmd)
 
 
 @pytest.mark.parametrize("name", ["base", "scipy", "geo"])
