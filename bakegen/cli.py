@@ -16,6 +16,7 @@ from bakegen.lock import write_files
 from bakegen.locker import Resolvers, Upgrades, current_locks, lock_stacks, outcome_files, stale_locks
 from bakegen.render import render_project
 from bakegen.render.init import FIRST_STACK, render_init
+from bakegen.render.profiles import read_digests, render_profiles
 from bakegen.resolvers.python import BACKENDS, DEFAULT_INDEX, get_resolver
 from bakegen.stack import load_stacks
 
@@ -101,6 +102,18 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profiles(args: argparse.Namespace) -> int:
+    graph = load_stacks(args.root)
+    digests = read_digests(Path(args.metadata)) if args.metadata else None
+    text = render_profiles(graph, registry=args.registry, tag=args.tag, digests=digests, fmt=args.format)
+    if args.output:
+        write_files(Path.cwd(), {args.output: text})
+        print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     base_images = {}
     for item in args.base_image:
@@ -124,6 +137,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         load=args.load,
         push=args.push,
         progress=args.progress,
+        extra=["--metadata-file", args.metadata_file] if args.metadata_file else [],
     )
     build(args.root, opts)
     return 0
@@ -156,6 +170,14 @@ def parser() -> argparse.ArgumentParser:
     it.add_argument("--python", default="3.13", choices=["3.11", "3.12", "3.13"], help="Python of the first stack (default 3.13)")
     it.set_defaults(func=cmd_init)
 
+    pf = sub.add_parser("profiles", help="Zero to JupyterHub singleuser.profileList (YAML) from the stacks")
+    pf.add_argument("--registry", default=os.environ.get("REGISTRY", ""), help="image name prefix, e.g. ghcr.io/acme (env: REGISTRY)")
+    pf.add_argument("--tag", default="latest", help="image tag when no digest is known (default: latest)")
+    pf.add_argument("--metadata", metavar="FILE", help="bake metadata (docker buildx bake --metadata-file): pin images by digest")
+    pf.add_argument("--format", choices=["helm", "configmap"], default="helm", help="Helm values (default) or a ConfigMap holding them")
+    pf.add_argument("--output", "-o", help="write to this file instead of standard output")
+    pf.set_defaults(func=cmd_profiles)
+
     df = sub.add_parser("diff", help="what changed in locks/ since a git revision, per image and ecosystem")
     df.add_argument("rev", nargs="?", default="HEAD", help="git revision to compare with (default: HEAD)")
     df.add_argument("--format", choices=sorted(FORMATS), default="text", help="text (default), markdown (a PR body) or json")
@@ -171,6 +193,7 @@ def parser() -> argparse.ArgumentParser:
     bd.add_argument("--cache", metavar="REPO", help="registry layer cache: read and write REPO:<stack> (e.g. ghcr.io/acme/bakegen-cache)")
     bd.add_argument("--load", action="store_true", help="load the images into the local image store")
     bd.add_argument("--push", action="store_true", help="push the images")
+    bd.add_argument("--metadata-file", metavar="FILE", help="write bake's build metadata (image digests) here; bakegen profiles --metadata reads it")
     bd.add_argument("--progress", default="auto", choices=["auto", "plain", "tty", "quiet"], help="build output style")
     bd.set_defaults(func=cmd_build)
     return p

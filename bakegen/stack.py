@@ -60,6 +60,7 @@ class Stack:
     npm_packages: tuple[str, ...] = ()
     npm_allow_scripts: bool = False
     npm_node: str = "apt"
+    profile: tuple[tuple[str, Any], ...] = ()  # [profile] overrides for JupyterHub's profileList
     env: tuple[tuple[str, str], ...] = ()
     user: User | None = None
     port: int | None = None
@@ -128,6 +129,17 @@ def _platform(value: Any) -> str:
     if value not in PLATFORMS:
         raise _Invalid(f"unsupported platform {value!r}", did_you_mean(value, PLATFORMS) or f"use one of: {', '.join(PLATFORMS)}", value)
     return value
+
+
+def _number(lo: float, hi: float) -> Callable[[Any], float]:
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _Invalid(f"expected a number, got {_tname(value)}", "write a number without quotes, e.g. 2 or 0.5")
+        if not lo <= value <= hi:
+            raise _Invalid(f"{value} is out of range {lo}..{hi}")
+        return value
+
+    return check
 
 
 def _bool(value: Any) -> bool:
@@ -208,6 +220,15 @@ SCHEMA: dict[str, Any] = {
         "packages": _list_of(_matching(NPM_RE, "npm package", "leaflet@1.9.4")),
         "allow_scripts": _bool,
         "node": _one_of("apt", "base"),
+    },
+    "profile": {
+        "enabled": _bool,
+        "display_name": _string,
+        "slug": _matching(NAME_RE, "slug", "scipy"),
+        "default": _bool,
+        "cpu_limit": _number(0.01, 1024),
+        "mem_limit": _matching(re.compile(r"^\d+(?:\.\d+)?[KMGT]i?$"), "memory limit", "4G"),
+        "default_url": _matching(re.compile(r"^/\S*$"), "default_url", "/lab"),
     },
     "env": _table_of(_env_name, _env_value),
     "user": {
@@ -346,6 +367,7 @@ def load_stack(path: Path, root: Path | None = None) -> Stack:
         npm_packages=fields.get("npm", {}).get("packages", ()),
         npm_allow_scripts=fields.get("npm", {}).get("allow_scripts", False),
         npm_node=fields.get("npm", {}).get("node", "apt"),
+        profile=tuple(fields.get("profile", {}).items()),
         env=fields.get("env", ()),
         user=User(**{**User().__dict__, **user}) if user is not None else (User() if has_base else None),
         port=run.get("port"),

@@ -69,8 +69,14 @@ def test_lock_pins_digest_keeps_it_and_upgrade_moves_it(registry, engine, tmp_pa
     build = bakegen(root, "build", "--load", "--registry", "bakegen-regtest", "--progress", "plain", "--cache", cache)
     assert build.returncode == 0, build.stderr[-3000:]
     assert registry_digest(f"{cache}:base").startswith("sha256:")  # the layer cache was exported to the registry
-    rebuild = bakegen(root, "build", "--load", "--registry", "bakegen-regtest", "--progress", "plain", "--cache", cache)
+    meta = tmp_path / "bake-metadata.json"
+    rebuild = bakegen(root, "build", "--load", "--registry", "bakegen-regtest", "--progress", "plain", "--cache", cache, "--metadata-file", str(meta))
     assert "importing cache manifest from " + cache in rebuild.stdout + rebuild.stderr
+    # JupyterHub profiles pinned to the digest of the image BuildKit produced
+    image_id = subprocess.run(["docker", "image", "inspect", "bakegen-regtest/base:latest", "--format", "{{.Id}}"], capture_output=True, text=True, check=True).stdout.strip()
+    profiles = bakegen(root, "profiles", "--registry", "bakegen-regtest", "--metadata", str(meta))
+    assert profiles.returncode == 0, profiles.stderr
+    assert f"image: bakegen-regtest/base@{image_id}" in profiles.stdout
     marker = subprocess.run(["docker", "run", "--rm", "bakegen-regtest/base:latest", "cat", "/marker"], capture_output=True, text=True, check=True)
     assert marker.stdout.strip() == "first"
 
