@@ -8,6 +8,11 @@
 #   CA_BUNDLE     path of a CA bundle for a TLS-intercepting proxy; passed to the
 #                 build as the BuildKit secret "cacert", never stored in a layer
 #   BASE_IMAGE_*  replace a root stack's base image, e.g. with a mirror
+#   SOURCE_URL, REVISION  the org.opencontainers.image.source / .revision labels
+#                 (e.g. REVISION=$(git rev-parse HEAD)); default: no label
+#   HTTP_PROXY, HTTPS_PROXY, NO_PROXY  proxy for every download step (pip, npm,
+#                 apt); Docker passes them as predefined build arguments, which
+#                 are not stored in the image
 #   CACHE         a registry repository for BuildKit's layer cache, e.g.
 #                 ghcr.io/acme/bakegen-cache: each image reads and writes
 #                 <CACHE>:<stack> (type=registry, mode=max); default: off
@@ -28,6 +33,26 @@ variable "CACHE" {
   default = ""
 }
 
+variable "SOURCE_URL" {
+  default = ""
+}
+
+variable "REVISION" {
+  default = ""
+}
+
+variable "HTTP_PROXY" {
+  default = ""
+}
+
+variable "HTTPS_PROXY" {
+  default = ""
+}
+
+variable "NO_PROXY" {
+  default = ""
+}
+
 variable "BASE_IMAGE_BASE" {
   default = "python:3.13-slim@sha256:9662417aace5ae7b8e2609cce472b72a8958e134ba372808abe9cc1a0c0125e6"
 }
@@ -44,6 +69,14 @@ group "default" {
 target "_bakegen" {
   context = "."
   secret  = CA_BUNDLE == "" ? [] : ["id=cacert,src=${CA_BUNDLE}"]
+  args = {
+    HTTP_PROXY  = HTTP_PROXY
+    HTTPS_PROXY = HTTPS_PROXY
+    NO_PROXY    = NO_PROXY
+    http_proxy  = HTTP_PROXY
+    https_proxy = HTTPS_PROXY
+    no_proxy    = NO_PROXY
+  }
 }
 
 target "base" {
@@ -51,51 +84,70 @@ target "base" {
   dockerfile = "dockerfiles/base/Dockerfile"
   args = {
     BASE_IMAGE = BASE_IMAGE_BASE
+    SOURCE_DATE_EPOCH = "1795317771"
   }
   cache-from = CACHE == "" ? [] : ["type=registry,ref=${CACHE}:base"]
   cache-to   = CACHE == "" ? [] : ["type=registry,ref=${CACHE}:base,mode=max"]
   platforms = ["linux/amd64"]
-  tags = [image("base", "latest"), image("base", "python-3.13")]
+  tags = [image("base", "latest"), image("base", "python-3.13"), image("base", "20261122-1754600beccf")]
   labels = {
     "io.bakegen.fingerprint" = "sha256:1754600beccf43383e6f7ce3afa8f83fc73457c5645673a3e9343fc60d412170"
     "io.bakegen.stack" = "base"
+    "org.opencontainers.image.created" = "2026-11-22T03:22:51Z"
     "org.opencontainers.image.description" = "Python 3.13 slim with JupyterLab 4"
     "org.opencontainers.image.title" = "base"
+    "org.opencontainers.image.source"   = SOURCE_URL == "" ? null : SOURCE_URL
+    "org.opencontainers.image.revision" = REVISION == "" ? null : REVISION
   }
+  annotations = ["manifest:org.opencontainers.image.created=2026-11-22T03:22:51Z", "manifest:io.bakegen.stack=base", "manifest:io.bakegen.fingerprint=sha256:1754600beccf43383e6f7ce3afa8f83fc73457c5645673a3e9343fc60d412170"]
 }
 
 target "scipy" {
   inherits   = ["_bakegen"]
   dockerfile = "dockerfiles/scipy/Dockerfile"
+  args = {
+    SOURCE_DATE_EPOCH = "1795317779"
+  }
   cache-from = CACHE == "" ? [] : ["type=registry,ref=${CACHE}:scipy"]
   cache-to   = CACHE == "" ? [] : ["type=registry,ref=${CACHE}:scipy,mode=max"]
   contexts = {
     "base" = "target:base"
   }
   platforms = ["linux/amd64"]
-  tags = [image("scipy", "latest")]
+  tags = [image("scipy", "latest"), image("scipy", "python-3.13"), image("scipy", "20261122-cca3ce34c625")]
   labels = {
     "io.bakegen.fingerprint" = "sha256:cca3ce34c625ed8e8e782a1a9424f544fc28c17292493befdc17c86f92f1cbb9"
     "io.bakegen.stack" = "scipy"
+    "org.opencontainers.image.created" = "2026-11-22T03:22:59Z"
     "org.opencontainers.image.description" = "The SciPy stack on top of base: NumPy, pandas, Matplotlib, scikit-learn"
     "org.opencontainers.image.title" = "scipy"
+    "org.opencontainers.image.source"   = SOURCE_URL == "" ? null : SOURCE_URL
+    "org.opencontainers.image.revision" = REVISION == "" ? null : REVISION
   }
+  annotations = ["manifest:org.opencontainers.image.created=2026-11-22T03:22:59Z", "manifest:io.bakegen.stack=scipy", "manifest:io.bakegen.fingerprint=sha256:cca3ce34c625ed8e8e782a1a9424f544fc28c17292493befdc17c86f92f1cbb9"]
 }
 
 target "geo" {
   inherits   = ["_bakegen"]
   dockerfile = "dockerfiles/geo/Dockerfile"
+  args = {
+    SOURCE_DATE_EPOCH = "1795317791"
+  }
   cache-from = CACHE == "" ? [] : ["type=registry,ref=${CACHE}:geo"]
   cache-to   = CACHE == "" ? [] : ["type=registry,ref=${CACHE}:geo,mode=max"]
   contexts = {
     "scipy" = "target:scipy"
   }
   platforms = ["linux/amd64"]
-  tags = [image("geo", "latest")]
+  tags = [image("geo", "latest"), image("geo", "python-3.13"), image("geo", "20261122-58e132a24567")]
   labels = {
     "io.bakegen.fingerprint" = "sha256:58e132a24567219a307341a276fd9d4c49eea98acb355f5833111cd95eaf3837"
     "io.bakegen.stack" = "geo"
+    "org.opencontainers.image.created" = "2026-11-22T03:23:11Z"
     "org.opencontainers.image.description" = "Interactive maps on top of scipy: ipyleaflet (its JupyterLab extension ships prebuilt)"
     "org.opencontainers.image.title" = "geo"
+    "org.opencontainers.image.source"   = SOURCE_URL == "" ? null : SOURCE_URL
+    "org.opencontainers.image.revision" = REVISION == "" ? null : REVISION
   }
+  annotations = ["manifest:org.opencontainers.image.created=2026-11-22T03:23:11Z", "manifest:io.bakegen.stack=geo", "manifest:io.bakegen.fingerprint=sha256:58e132a24567219a307341a276fd9d4c49eea98acb355f5833111cd95eaf3837"]
 }

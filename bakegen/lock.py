@@ -120,6 +120,9 @@ class StackLock:
     image: ImageLock | None = None  # root stacks: the base image, pinned by digest
     apt: AptLock | None = None
     npm: NpmLock | None = None
+    # When this content was resolved (kept while a re-lock gives the same content):
+    # the image's SOURCE_DATE_EPOCH and "created" time, never the build's clock.
+    source_date_epoch: int | None = None
 
     @property
     def base_image(self) -> str | None:
@@ -263,6 +266,7 @@ def render_manifest(lock: StackLock, files: dict[str, str]) -> str:
         "fingerprint": lock.fingerprint,
         "parent": lock.parent,
         "generator": f"bakegen {__version__}",
+        "source_date_epoch": lock.source_date_epoch,
         "platforms": list(lock.platforms),
         "base": None
         if lock.image is None
@@ -404,6 +408,7 @@ def _read_v2(doc: dict[str, Any], lock_dir: Path, shown: str) -> StackLock:
         image=image,
         apt=apt,
         npm=npm,
+        source_date_epoch=doc.get("source_date_epoch"),
     )
 
 
@@ -423,57 +428,59 @@ def manifest_schema() -> dict[str, Any]:
     versions = {"type": "object", "additionalProperties": {"type": "string"}}
 
     def obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
-        return {"type": "object", "additionalProperties": False, "required": required or sorted(props), "properties": props}
+        return {"type": "object", "additionalProperties": False, "required": sorted(props) if required is None else required, "properties": props}
 
+    top = {
+        "_comment": {"type": "string"},
+        "version": {"const": LOCK_VERSION},
+        "stack": {"type": "string"},
+        "fingerprint": digest,
+        "parent": {"type": ["string", "null"]},
+        "generator": {"type": "string"},
+        "source_date_epoch": {"type": ["integer", "null"], "minimum": 0},
+        "platforms": {"type": "array", "items": platform, "minItems": 1, "uniqueItems": True},
+        "base": {"oneOf": [{"type": "null"}, obj({
+            "ref": {"type": "string"},
+            "digest": digest,
+            "media_type": {"type": "string"},
+            "platforms": {"type": "object", "propertyNames": platform, "additionalProperties": digest},
+        })]},
+        "python": obj({
+            "version": {"type": "string", "pattern": "^3\\.[0-9]+$"},
+            "resolver": {"type": "string"},
+            "parents": {"type": "array", "items": {"type": "string"}},
+            "files": {"type": "object", "propertyNames": platform, "additionalProperties": obj({"file": {"type": "string"}, "sha256": sha})},
+            "packages": {"type": "object", "propertyNames": platform, "additionalProperties": versions},
+        }),
+        "apt": {"oneOf": [{"type": "null"}, obj({
+            "distro": {"enum": ["debian", "ubuntu"]},
+            "suite": {"type": "string"},
+            "snapshot": {"type": ["string", "null"]},
+            "mirror": {"type": ["string", "null"]},
+            "resolver": {"type": "string"},
+            "file": {"const": APT_LOCK},
+            "sha256": sha,
+            "sources_file": {"const": APT_SOURCES},
+            "sources_sha256": sha,
+            "packages": {"type": "object", "additionalProperties": obj({"runtime": versions, "build": versions}, ["runtime"])},
+        })]},
+        "npm": {"oneOf": [{"type": "null"}, obj({
+            "tool": {"type": "string"},
+            "node": {"enum": ["apt", "base"]},
+            "allow_scripts": {"type": "boolean"},
+            "file": {"const": PACKAGE_LOCK},
+            "sha256": sha,
+            "package_file": {"const": PACKAGE_JSON},
+            "package_sha256": sha,
+            "packages": versions,
+        })]},
+    }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": f"https://bakegen.dev/schema/lock-v{LOCK_VERSION}.schema.json",
         "$comment": f"{GENERATED_MARKER} from bakegen/lock.py manifest_schema(). Do not edit; to update, run: make schema",
         "title": f"bakegen lock manifest, format version {LOCK_VERSION} (locks/<stack>/lock.json)",
-        **obj({
-            "_comment": {"type": "string"},
-            "version": {"const": LOCK_VERSION},
-            "stack": {"type": "string"},
-            "fingerprint": digest,
-            "parent": {"type": ["string", "null"]},
-            "generator": {"type": "string"},
-            "platforms": {"type": "array", "items": platform, "minItems": 1, "uniqueItems": True},
-            "base": {"oneOf": [{"type": "null"}, obj({
-                "ref": {"type": "string"},
-                "digest": digest,
-                "media_type": {"type": "string"},
-                "platforms": {"type": "object", "propertyNames": platform, "additionalProperties": digest},
-            })]},
-            "python": obj({
-                "version": {"type": "string", "pattern": "^3\\.[0-9]+$"},
-                "resolver": {"type": "string"},
-                "parents": {"type": "array", "items": {"type": "string"}},
-                "files": {"type": "object", "propertyNames": platform, "additionalProperties": obj({"file": {"type": "string"}, "sha256": sha})},
-                "packages": {"type": "object", "propertyNames": platform, "additionalProperties": versions},
-            }),
-            "apt": {"oneOf": [{"type": "null"}, obj({
-                "distro": {"enum": ["debian", "ubuntu"]},
-                "suite": {"type": "string"},
-                "snapshot": {"type": ["string", "null"]},
-                "mirror": {"type": ["string", "null"]},
-                "resolver": {"type": "string"},
-                "file": {"const": APT_LOCK},
-                "sha256": sha,
-                "sources_file": {"const": APT_SOURCES},
-                "sources_sha256": sha,
-                "packages": {"type": "object", "additionalProperties": obj({"runtime": versions, "build": versions}, ["runtime"])},
-            })]},
-            "npm": {"oneOf": [{"type": "null"}, obj({
-                "tool": {"type": "string"},
-                "node": {"enum": ["apt", "base"]},
-                "allow_scripts": {"type": "boolean"},
-                "file": {"const": PACKAGE_LOCK},
-                "sha256": sha,
-                "package_file": {"const": PACKAGE_JSON},
-                "package_sha256": sha,
-                "packages": versions,
-            })]},
-        }),
+        **obj(top, [k for k in sorted(top) if k not in ("_comment", "source_date_epoch")]),
     }
 
 

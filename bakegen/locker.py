@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from packaging.utils import canonicalize_name
 
 from bakegen.errors import BakegenError, NetworkError, ResolutionError, StaleError
-from bakegen.lock import AptEntry, AptLock, Pin, PythonLock, StackLock, arch_of, fingerprint, lock_files, read_lock, requirements_file
+from bakegen.lock import MANIFEST, AptEntry, AptLock, Pin, PythonLock, StackLock, arch_of, fingerprint, lock_files, read_lock, requirements_file
 from bakegen.resolvers.apt import AptRequest, AptResolver, AptSpec, distro_of
 from bakegen.resolvers.image import ImageLock, ImageRef, ImageResolver
 from bakegen.resolvers.npm import NpmLock, NpmResolver
@@ -243,9 +245,19 @@ def lock_stacks(
             apt=apt,
             npm=npm,
         )
+        outcome.lock.source_date_epoch = _epoch(outcome.lock, existing)
         locks[name] = outcome.lock
         outcomes.append(outcome)
     return outcomes
+
+
+def _epoch(lock: StackLock, existing: StackLock | None) -> int:
+    """When the lock's content was resolved: kept while re-locking gives the same files."""
+    if existing is not None and existing.source_date_epoch is not None:
+        same = {k: v for k, v in lock_files(lock).items() if k != MANIFEST} == {k: v for k, v in lock_files(existing).items() if k != MANIFEST}
+        if same:
+            return existing.source_date_epoch
+    return int(os.environ.get("SOURCE_DATE_EPOCH") or time.time())
 
 
 def _lock_image(ref: str, platforms: list[str], existing: StackLock | None, images: ImageLookup, upgrade: bool, warnings: list[str]) -> ImageLock:

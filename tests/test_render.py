@@ -157,12 +157,17 @@ def test_buildx_bake_applies_hostile_strings_exactly(project, engine):
     # keep the generated bake file; swap in a trivial Dockerfile so the build is quick
     (root / "dockerfiles/base/Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n")
     tag = "bakegen-test/hostile:latest"
-    env = {**os.environ, "BASE_IMAGE_BASE": engine.standin}
+    # a proxy for the build: Docker's predefined build args never reach the image
+    env = {**os.environ, "BASE_IMAGE_BASE": engine.standin, "HTTP_PROXY": "http://proxy.invalid:3128", "REVISION": "0123abc"}
     subprocess.run(["docker", "buildx", "bake", "--load", "--set", f"base.tags={tag}", "base"], cwd=root, env=env, check=True, capture_output=True)
     out = subprocess.run(["docker", "image", "inspect", tag, "--format", "{{json .Config.Labels}}"], capture_output=True, text=True, check=True).stdout
     labels = json.loads(out)
     assert [labels[f"x.label{i}"] for i in range(len(HOSTILE))] == HOSTILE
     assert labels["org.opencontainers.image.description"] == HOSTILE[0] + HOSTILE[2]
+    assert labels["org.opencontainers.image.revision"] == "0123abc"
+    config = subprocess.run(["docker", "image", "inspect", tag, "--format", "{{json .Config.Env}} {{json .}}"], capture_output=True, text=True, check=True).stdout
+    history = subprocess.run(["docker", "history", "--no-trunc", tag], capture_output=True, text=True, check=True).stdout
+    assert "proxy.invalid" not in config and "proxy.invalid" not in history
 
 
 @pytest.mark.e2e

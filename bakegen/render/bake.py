@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from jinja2 import Environment
 
 from bakegen import __version__
@@ -18,6 +20,7 @@ def render_bake(env: Environment, graph: StackGraph, locks: dict[str, StackLock]
     from bakegen.render.dockerfile import dockerfile_path
 
     targets = []
+    epochs: dict[str, int | None] = {}
     seen_vars: dict[str, str] = {}
     for name in graph.order:
         stack = graph.stacks[name]
@@ -26,13 +29,25 @@ def render_bake(env: Environment, graph: StackGraph, locks: dict[str, StackLock]
             if var in seen_vars:
                 raise ValueError(f"stacks '{seen_vars[var]}' and '{name}' map to the same bake variable {var}")
             seen_vars[var] = name
+        # an image is as new as the newest lock it is built from (its own or a parent's)
+        chain = [epochs.get(a.name) for a in graph.ancestors(name)] + [locks[name].source_date_epoch]
+        epoch = max((e for e in chain if e is not None), default=None)
+        epochs[name] = epoch
+        created = datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if epoch is not None else None
         labels = {
             "org.opencontainers.image.title": name,
             "org.opencontainers.image.description": stack.description,
             "io.bakegen.stack": name,
             "io.bakegen.fingerprint": locks[name].fingerprint,
+            **({"org.opencontainers.image.created": created} if created else {}),
             **dict(stack.labels),
         }
+        python_tag = f"python-{graph.python_version(name)}"
+        content_tag = f"{created[:10].replace('-', '')}-{locks[name].fingerprint.split(':')[1][:12]}" if created else None
+        tags = list(dict.fromkeys([*stack.tags, python_tag, *([content_tag] if content_tag else [])]))
+        annotations = [f"manifest:io.bakegen.stack={name}", f"manifest:io.bakegen.fingerprint={locks[name].fingerprint}"]
+        if created:
+            annotations.insert(0, f"manifest:org.opencontainers.image.created={created}")
         targets.append({
             "name": name,
             "dockerfile": dockerfile_path(name),
@@ -40,8 +55,10 @@ def render_bake(env: Environment, graph: StackGraph, locks: dict[str, StackLock]
             "base_default": locks[name].image.pinned if locks[name].image else None,
             "platforms": locks[name].platforms,
             "parent": stack.extends,
-            "tags": list(stack.tags),
+            "tags": tags,
             "labels": sorted(labels.items()),
+            "annotations": annotations,
+            "epoch": epoch,
         })
     return env.get_template("docker-bake.hcl.j2").render(
         header=f"{GENERATED_MARKER} {__version__}. Do not edit; to update, run: bakegen generate",

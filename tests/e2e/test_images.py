@@ -217,3 +217,17 @@ def test_build_fails_when_an_npm_integrity_is_tampered_with(built, engine, tmp_p
     out = tampered_build(built, engine, tmp_path, edit, target="geo")
     assert out.returncode != 0
     assert "EINTEGRITY" in out.stdout + out.stderr
+
+
+def test_labels_and_content_tags(built):
+    from datetime import datetime, timezone
+
+    lock = read_lock(built.root / "locks" / "base")
+    info = json.loads(docker("image", "inspect", built.image("base")))[0]
+    labels = info["Config"]["Labels"]
+    created = datetime.fromtimestamp(lock.source_date_epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert labels["org.opencontainers.image.created"] == created  # from the lock, not the clock
+    assert labels["io.bakegen.fingerprint"] == lock.fingerprint and labels["io.bakegen.stack"] == "base"
+    assert "org.opencontainers.image.revision" not in labels  # REVISION unset: no empty label
+    content_tag = f"{created[:10].replace('-', '')}-{lock.fingerprint.split(':')[1][:12]}"
+    assert {f"bakegen-e2e/base:{t}" for t in ("latest", "python-3.13", content_tag)} <= set(info["RepoTags"])
