@@ -275,6 +275,7 @@ def render_manifest(lock: StackLock, files: dict[str, str]) -> str:
             "digest": lock.image.digest,
             "media_type": lock.image.media_type,
             "platforms": dict(sorted(lock.image.platforms.items())),
+            "user": lock.image.user,
         },
         "python": {
             "version": py.version,
@@ -398,7 +399,7 @@ def _read_v2(doc: dict[str, Any], lock_dir: Path, shown: str) -> StackLock:
     base = doc.get("base")
     image = None
     if base is not None:
-        image = ImageLock(ref=base["ref"], digest=base["digest"], media_type=base["media_type"], platforms=dict(base["platforms"]))
+        image = ImageLock(ref=base["ref"], digest=base["digest"], media_type=base["media_type"], platforms=dict(base["platforms"]), user=base.get("user"))
     return StackLock(
         stack=doc["stack"],
         fingerprint=doc["fingerprint"],

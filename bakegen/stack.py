@@ -61,6 +61,9 @@ class Stack:
     npm_allow_scripts: bool = False
     npm_node: str = "apt"
     profile: tuple[tuple[str, Any], ...] = ()  # [profile] overrides for JupyterHub's profileList
+    python_env: str = "venv"  # "venv": a new /opt/venv; "base": the base image's own Python (vendor images)
+    python_interpreter: str | None = None  # with env = "base": found on the image's PATH unless set
+    user_declared: bool = False
     env: tuple[tuple[str, str], ...] = ()
     user: User | None = None
     port: int | None = None
@@ -208,6 +211,8 @@ SCHEMA: dict[str, Any] = {
     "python": {
         "version": _matching(PYTHON_RE, "Python version", "3.13"),
         "packages": _list_of(_requirement),
+        "env": _one_of("venv", "base"),
+        "interpreter": _matching(re.compile(r"^/\S+$"), "interpreter path", "/opt/conda/bin/python"),
     },
     "apt": {
         "packages": _list_of(_matching(APT_PKG_RE, "apt package", "git or git=1:2.47.3-0+deb13u1")),
@@ -340,12 +345,17 @@ def load_stack(path: Path, root: Path | None = None) -> Stack:
         )
     python = fields.get("python", {})
     apt = fields.get("apt", {})
+    if "interpreter" in python and python.get("env", "venv") != "base":
+        raise err("'python.interpreter' needs python.env = \"base\"", ("python", "interpreter"), 'set env = "base" to install into the base image\'s own Python')
     if has_base and "version" not in python:
         raise err("missing 'python.version' for a stack with a base image", ("python",), 'add [python] version = "3.13" matching the base image')
     if has_extends:
         for key in ("user", "platforms"):
             if key in fields:
                 raise err(f"'{key}' can only be set on a root stack", (key,), f"set [{key}] in the stack that has 'base'; children inherit it")
+        for key in ("env", "interpreter"):
+            if key in python:
+                raise err(f"'python.{key}' can only be set on a root stack", ("python", key), "a child uses its parent's Python")
         for key in ("suite", "snapshot", "mirror"):
             if key in apt:
                 raise err(f"'apt.{key}' can only be set on a root stack", ("apt", key), "the base image decides where apt packages come from; set it in the stack that has 'base'")
@@ -368,6 +378,9 @@ def load_stack(path: Path, root: Path | None = None) -> Stack:
         npm_allow_scripts=fields.get("npm", {}).get("allow_scripts", False),
         npm_node=fields.get("npm", {}).get("node", "apt"),
         profile=tuple(fields.get("profile", {}).items()),
+        python_env=python.get("env", "venv"),
+        python_interpreter=python.get("interpreter"),
+        user_declared=user is not None,
         env=fields.get("env", ()),
         user=User(**{**User().__dict__, **user}) if user is not None else (User() if has_base else None),
         port=run.get("port"),
@@ -435,6 +448,9 @@ class StackGraph:
     def apt_source(self, name: str) -> Stack:
         """The root stack, which says where apt packages come from."""
         return self.root_of(name)
+
+    def python_env(self, name: str) -> str:
+        return self.root_of(name).python_env
 
     def platforms(self, name: str) -> list[str]:
         return list(self.root_of(name).platforms or DEFAULT_PLATFORMS)

@@ -12,17 +12,24 @@ import pytest
 from bakegen.errors import BakegenError, NetworkError
 from bakegen.resolvers.image import ImageRef, ImageResolver
 
+def sha(body: bytes) -> str:
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+CONFIG = json.dumps({"architecture": "amd64", "os": "linux", "config": {"User": "jupyter", "Env": ["PATH=/opt/conda/bin:/usr/bin"]}}).encode()
+AMD64 = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": {"digest": sha(CONFIG)}, "layers": []}).encode()
+BLOBS = {sha(AMD64): AMD64, sha(CONFIG): CONFIG}
 INDEX = json.dumps({
     "schemaVersion": 2,
     "mediaType": "application/vnd.oci.image.index.v1+json",
     "manifests": [
-        {"digest": "sha256:" + "1" * 64, "platform": {"os": "linux", "architecture": "amd64"}},
+        {"digest": sha(AMD64), "platform": {"os": "linux", "architecture": "amd64"}},
         {"digest": "sha256:" + "a" * 64, "platform": {"os": "unknown", "architecture": "unknown"}},
         {"digest": "sha256:" + "2" * 64, "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
         {"digest": "sha256:" + "3" * 64, "platform": {"os": "linux", "architecture": "arm", "variant": "v7"}},
     ],
 }).encode()
-INDEX_DIGEST = "sha256:" + hashlib.sha256(INDEX).hexdigest()
+INDEX_DIGEST = sha(INDEX)
 
 
 class Registry(BaseHTTPRequestHandler):
@@ -47,6 +54,13 @@ class Registry(BaseHTTPRequestHandler):
             self.send_header("WWW-Authenticate", f'Bearer realm="{realm}",service="test-registry",scope="repository:library/python:pull"')
             self.send_header("Content-Length", "0")
             self.end_headers()
+            return
+        name = self.path.rsplit("/", 1)[-1]
+        if ("/manifests/" in self.path or "/blobs/" in self.path) and name in BLOBS:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(BLOBS[name])))
+            self.end_headers()
+            self.wfile.write(BLOBS[name])
             return
         if self.path == "/v2/library/python/manifests/3.13-slim":
             self.send_response(200)
@@ -76,7 +90,8 @@ def test_token_auth_and_index(server, monkeypatch):
     monkeypatch.setenv("BAKEGEN_INSECURE_REGISTRIES", server)
     lock = ImageResolver().resolve(f"{server}/library/python:3.13-slim", ["linux/amd64", "linux/arm64"])
     assert lock.digest == INDEX_DIGEST
-    assert lock.platforms == {"linux/amd64": "sha256:" + "1" * 64, "linux/arm64": "sha256:" + "2" * 64}
+    assert lock.platforms == {"linux/amd64": sha(AMD64), "linux/arm64": "sha256:" + "2" * 64}
+    assert lock.user == "jupyter"  # from the image config of the first platform
     assert lock.pinned == f"{server}/library/python:3.13-slim@{INDEX_DIGEST}"
     assert len(Registry.token_requests) == 1
     assert "scope=repository%3Alibrary%2Fpython%3Apull" in Registry.token_requests[0]

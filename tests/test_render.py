@@ -182,3 +182,28 @@ def test_docker_reads_hostile_env_values_back_exactly(tmp_path, engine):
     script = "import os, json; print(json.dumps([os.environ['V' + str(i)] for i in range(%d)]))" % len(values)
     out = subprocess.run(["docker", "run", "--rm", tag, "python3", "-c", script], capture_output=True, text=True, check=True).stdout
     assert json.loads(out) == values
+
+
+def test_vendor_base_uses_its_own_python_and_user(project):
+    from bakegen.resolvers.image import ImageLock
+
+    class VendorImages(FakeImages):
+        def resolve(self, ref, platforms):
+            lock = super().resolve(ref, platforms)
+            return ImageLock(lock.ref, lock.digest, lock.media_type, lock.platforms, user="jupyter")
+
+    stacks = {
+        "v": 'name = "v"\ndescription = "vendor"\nbase = "gcr.io/x/base-cpu:1"\n[python]\nversion = "3.13"\nenv = "base"\npackages = ["numpy"]\n',
+        "kid": 'name = "kid"\ndescription = "k"\nextends = "v"\n[python]\npackages = ["pandas"]\n',
+    }
+    root = project(stacks)
+    graph = load_stacks(root)
+    write_files(root, outcome_files(lock_stacks(graph, Resolvers(FakeResolver(), VendorImages()))))
+    files = render_project(load_stacks(root), current_locks(load_stacks(root)))
+    v, kid = files["dockerfiles/v/Dockerfile"], files["dockerfiles/kid/Dockerfile"]
+    for text in (v, kid):
+        assert "/opt/venv" not in text and "AS builder" not in text
+        assert '"$py" -m pip install --no-input --disable-pip-version-check --require-hashes --no-deps' in text
+        assert "\nUSER jupyter\n" in text
+    assert "useradd" not in v and "install -d -o jupyter /home/jupyter/work" in v
+    assert 'CMD ["python3", "/usr/local/lib/bakegen-healthcheck.py"]' in v

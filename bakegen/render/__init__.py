@@ -51,5 +51,5 @@ def render_project(graph: StackGraph, locks: dict[str, StackLock]) -> dict[str, 
     if any(lock.apt is not None for lock in locks.values()):
         files[APT_SCRIPT] = env.get_template("apt-install.sh.j2").render(header=header)
     for name in graph.order:
-        files[dockerfile_path(name)] = render_dockerfile(env, graph, name, locks[name])
+        files[dockerfile_path(name)] = render_dockerfile(env, graph, name, locks[name], locks[graph.root_of(name).name])
     return files

@@ -16,10 +16,24 @@ def dockerfile_path(name: str) -> str:
     return f"dockerfiles/{name}/Dockerfile"
 
 
-def render_dockerfile(env: Environment, graph: StackGraph, name: str, lock: StackLock) -> str:
+def _image_user(root_lock: StackLock) -> str | None:
+    """The user recorded from the root stack's base image config, unless it is root."""
+    image = root_lock.image
+    if image is None or not image.user or image.user.split(":")[0] in ("root", "0"):
+        return None
+    return image.user
+
+
+def render_dockerfile(env: Environment, graph: StackGraph, name: str, lock: StackLock, root_lock: StackLock | None = None) -> str:
     stack = graph.stacks[name]
     parent = graph.parent(name)
+    root = graph.root_of(name)
     user = graph.user(name)
+    root_lock_user = None
+    if not root.user_declared and root.python_env == "base":
+        root_lock_user = _image_user(root_lock or lock)  # a vendor image's own user
+    run_as = root_lock_user or f"{user.uid}:{user.gid}"
+    home = f"/home/{root_lock_user or user.name}"
     # A child keeps its parent's entrypoint, command and port unless it sets its own.
     command = stack.command
     port = stack.port
@@ -45,6 +59,11 @@ def render_dockerfile(env: Environment, graph: StackGraph, name: str, lock: Stac
         npm_dir=f"/opt/npm/{name}",
         env=list(stack.env),
         user=user,
+        run_as=run_as,
+        home=home,
+        create_user=root_lock_user is None,
+        python_env=root.python_env,
+        interpreter=root.python_interpreter or "",
         port=port,
         command=list(command) if command else None,
         tini=has_tini,

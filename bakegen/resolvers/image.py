@@ -73,6 +73,7 @@ class ImageLock:
     digest: str
     media_type: str
     platforms: dict[str, str] = field(default_factory=dict)
+    user: str | None = None  # the image config's User (vendor images run as their own user)
 
     @property
     def pinned(self) -> str:
@@ -113,7 +114,21 @@ class ImageResolver:
         else:
             for plat in platforms:
                 per_platform[plat] = digest  # a single-platform image
-        return ImageLock(ref=ref, digest=digest, media_type=media_type, platforms=per_platform)
+        user = self._config_user(image, per_platform[platforms[0]] if platforms else digest)
+        return ImageLock(ref=ref, digest=digest, media_type=media_type, platforms=per_platform, user=user)
+
+    def _config_user(self, image: ImageRef, manifest_digest: str) -> str | None:
+        """The User of the image config behind a (platform) manifest; None when unset."""
+        body, _, got = self._get_manifest(image, manifest_digest)
+        if got != manifest_digest:
+            raise BakegenError(f"{image.registry}/{image.repository}: manifest {manifest_digest} has content {got}", hint="the registry served the wrong manifest")
+        config = json.loads(body).get("config", {}).get("digest")
+        if not config:
+            return None
+        status, _, blob = self._request(f"{image.scheme}://{image.api_host}/v2/{image.repository}/blobs/{config}", image)
+        if status != 200 or "sha256:" + hashlib.sha256(blob).hexdigest() != config:
+            raise BakegenError(f"{image.registry}/{image.repository}: cannot read the image config {config}", hint="the registry did not serve the config blob")
+        return (json.loads(blob).get("config") or {}).get("User") or None
 
     # --- HTTP -------------------------------------------------------------------
 
