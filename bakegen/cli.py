@@ -17,6 +17,7 @@ from bakegen.locker import Resolvers, Upgrades, current_locks, lock_stacks, outc
 from bakegen.render import render_project
 from bakegen.render.init import FIRST_STACK, render_init
 from bakegen.render.profiles import read_digests, render_profiles
+from bakegen.repro import verify_repro
 from bakegen.resolvers.python import BACKENDS, DEFAULT_INDEX, get_resolver
 from bakegen.stack import load_stacks
 
@@ -114,18 +115,40 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_build(args: argparse.Namespace) -> int:
+def cmd_verify_repro(args: argparse.Namespace) -> int:
+    """Build a stack twice from the same locks; exit 0 when bit-for-bit identical, 1 when not."""
+    graph = load_stacks(args.root)
+    graph.select([args.stack])
+    opts = BuildOptions(
+        base_images=_base_images(args, graph),
+        ca_bundle=args.ca_bundle or os.environ.get("BAKEGEN_CA_BUNDLE") or None,
+        progress=args.progress,
+    )
+    result = verify_repro(args.root, args.stack, opts)
+    if result.identical:
+        print(f"{args.stack}: identical ({result.digests[0]})")
+        return 0
+    print(f"{args.stack}: different ({result.digests[0]} vs {result.digests[1]})")
+    print(f"first difference: {result.difference}")
+    return 1
+
+
+def _base_images(args: argparse.Namespace, graph) -> dict[str, str]:  # type: ignore[no-untyped-def]
     base_images = {}
     for item in args.base_image:
         stack, sep, ref = item.partition("=")
         if not sep or not stack or not ref:
             raise BakegenError(f"--base-image {item!r} is not STACK=IMAGE", hint="for example --base-image base=python:3.13-slim")
-        base_images[stack] = ref
-    graph = load_stacks(args.root)
-    for stack in base_images:
         if stack not in graph.stacks or graph.stacks[stack].base is None:
             roots = [n for n in graph.order if graph.stacks[n].base]
             raise BakegenError(f"--base-image: '{stack}' is not a stack with a base image", hint=f"root stacks: {', '.join(roots)}")
+        base_images[stack] = ref
+    return base_images
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    graph = load_stacks(args.root)
+    base_images = _base_images(args, graph)
     graph.select(args.targets)  # validates target names
     opts = BuildOptions(
         targets=args.targets,
@@ -183,6 +206,13 @@ def parser() -> argparse.ArgumentParser:
     df.add_argument("--format", choices=sorted(FORMATS), default="text", help="text (default), markdown (a PR body) or json")
     df.add_argument("--output", "-o", help="write to this file instead of standard output")
     df.set_defaults(func=cmd_diff)
+
+    vr = sub.add_parser("verify-repro", help="build a stack twice from its locks (--no-cache) and compare: identical or the first difference")
+    vr.add_argument("stack")
+    vr.add_argument("--base-image", action="append", default=[], metavar="STACK=IMAGE", help="replace a root stack's base image")
+    vr.add_argument("--ca-bundle", metavar="PEM", help="CA bundle for a TLS-intercepting proxy (env: BAKEGEN_CA_BUNDLE)")
+    vr.add_argument("--progress", default="quiet", choices=["auto", "plain", "tty", "quiet"], help="build output (default: quiet)")
+    vr.set_defaults(func=cmd_verify_repro)
 
     bd = sub.add_parser("build", help="run docker buildx bake on the generated files")
     bd.add_argument("targets", nargs="*", help="stacks to build (default: all)")

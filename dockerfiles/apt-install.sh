@@ -53,4 +53,5 @@ while read -r name version sum file _kind; do
 done < "$work/lock"
 # shellcheck disable=SC2086
 apt-get "$@" -qq install -y --no-download $want
-rm -rf /var/log/apt/* /var/log/dpkg.log /var/cache/debconf/*-old
+# what carries time or machine state, for reproducible layers
+rm -rf /var/log/apt/* /var/log/dpkg.log /var/log/alternatives.log /var/cache/debconf/*-old /var/cache/ldconfig/aux-cache
