@@ -18,6 +18,9 @@ from bakegen.render import render_project
 from bakegen.render.init import FIRST_STACK, render_init
 from bakegen.render.profiles import read_digests, render_profiles
 from bakegen.repro import verify_repro
+from bakegen.report import build_report
+from bakegen.report import to_json as report_json
+from bakegen.report import to_text as report_text
 from bakegen.resolvers.python import BACKENDS, DEFAULT_INDEX, get_resolver
 from bakegen.stack import load_stacks
 
@@ -146,6 +149,12 @@ def _base_images(args: argparse.Namespace, graph) -> dict[str, str]:  # type: ig
     return base_images
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    reports = build_report(load_stacks(args.root), registry=args.registry, tag=args.tag)
+    sys.stdout.write(report_json(reports) if args.format == "json" else report_text(reports))
+    return 0
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     graph = load_stacks(args.root)
     base_images = _base_images(args, graph)
@@ -206,6 +215,12 @@ def parser() -> argparse.ArgumentParser:
     df.add_argument("--format", choices=sorted(FORMATS), default="text", help="text (default), markdown (a PR body) or json")
     df.add_argument("--output", "-o", help="write to this file instead of standard output")
     df.set_defaults(func=cmd_diff)
+
+    rp = sub.add_parser("report", help="size and layers of the built images, what each layer installs, and the gain over the parent")
+    rp.add_argument("--registry", default=os.environ.get("REGISTRY", ""), help="image name prefix used at build (env: REGISTRY)")
+    rp.add_argument("--tag", default="latest")
+    rp.add_argument("--format", choices=["text", "json"], default="text")
+    rp.set_defaults(func=cmd_report)
 
     vr = sub.add_parser("verify-repro", help="build a stack twice from its locks (--no-cache) and compare: identical or the first difference")
     vr.add_argument("stack")

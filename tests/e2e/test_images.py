@@ -231,3 +231,15 @@ def test_labels_and_content_tags(built):
     assert "org.opencontainers.image.revision" not in labels  # REVISION unset: no empty label
     content_tag = f"{created[:10].replace('-', '')}-{lock.fingerprint.split(':')[1][:12]}"
     assert {f"bakegen-e2e/base:{t}" for t in ("latest", "python-3.13", content_tag)} <= set(info["RepoTags"])
+
+
+def test_report_on_the_built_graph(built):
+    out = subprocess.run([sys.executable, "-m", "bakegen", "-C", str(built.root), "report", "--registry", "bakegen-e2e", "--format", "json"],
+                         capture_output=True, text=True, check=True).stdout
+    reports = {r["stack"]: r for r in json.loads(out)}
+    assert list(reports) == ["base", "scipy", "geo"]
+    base, scipy, geo = reports["base"], reports["scipy"], reports["geo"]
+    assert {"apt packages (apt.lock)", "Python virtualenv (requirements.txt)"} <= {x["installs"] for x in base["layer_sizes"]}
+    assert scipy["layers"] == base["layers"] + 1 and scipy["added_size"] == scipy["layer_sizes"][-1]["size"] > 0
+    assert [x["installs"] for x in geo["layer_sizes"][scipy["layers"]:]] == ["Python packages (requirements.txt)", "npm packages (package-lock.json)"]
+    assert all(r["size"] > 0 and r["compressed"] > 0 and r["dockerfile_lines"] > 0 for r in reports.values())
