@@ -84,7 +84,6 @@ target "base" {
   dockerfile = "dockerfiles/base/Dockerfile"
   args = {
     BASE_IMAGE = BASE_IMAGE_BASE
-    SOURCE_DATE_EPOCH = "1795317771"
   }
   cache-from = CACHE == "" ? [] : ["type=registry,ref=${CACHE}:base"]
   cache-to   = CACHE == "" ? [] : ["type=registry,ref=${CACHE}:base,mode=max"]
@@ -106,7 +105,6 @@ target "scipy" {
   inherits   = ["_bakegen"]
   dockerfile = "dockerfiles/scipy/Dockerfile"
   args = {
-    SOURCE_DATE_EPOCH = "1795317779"
   }
   cache-from = CACHE == "" ? [] : ["type=registry,ref=${CACHE}:scipy"]
   cache-to   = CACHE == "" ? [] : ["type=registry,ref=${CACHE}:scipy,mode=max"]
@@ -131,7 +129,6 @@ target "geo" {
   inherits   = ["_bakegen"]
   dockerfile = "dockerfiles/geo/Dockerfile"
   args = {
-    SOURCE_DATE_EPOCH = "1795317791"
   }
   cache-from = CACHE == "" ? [] : ["type=registry,ref=${CACHE}:geo"]
   cache-to   = CACHE == "" ? [] : ["type=registry,ref=${CACHE}:geo,mode=max"]

@@ -127,7 +127,9 @@ def cmd_verify_repro(args: argparse.Namespace) -> int:
         ca_bundle=args.ca_bundle or os.environ.get("BAKEGEN_CA_BUNDLE") or None,
         progress=args.progress,
     )
-    result = verify_repro(args.root, args.stack, opts)
+    locks = current_locks(graph)
+    epochs = [locks[s.name].source_date_epoch for s in graph.ancestors(args.stack)] + [locks[args.stack].source_date_epoch]
+    result = verify_repro(args.root, args.stack, opts, epoch=max((e for e in epochs if e is not None), default=None))
     if result.identical:
         print(f"{args.stack}: identical ({result.digests[0]})")
         return 0

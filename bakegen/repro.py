@@ -95,8 +95,13 @@ class ReproResult:
         return self.difference is None
 
 
-def verify_repro(root: Path, stack: str, opts: BuildOptions, workdir: Path | None = None) -> ReproResult:
-    """Build ``stack`` twice with --no-cache to OCI tarballs and compare them."""
+def verify_repro(root: Path, stack: str, opts: BuildOptions, epoch: int | None = None, workdir: Path | None = None) -> ReproResult:
+    """Build ``stack`` twice with --no-cache to OCI tarballs and compare them.
+
+    ``epoch`` (the lock's) is passed as SOURCE_DATE_EPOCH: the image's created
+    time and, with rewrite-timestamp, every file time.
+    """
+    sde = ["--set", f"{stack}.args.SOURCE_DATE_EPOCH={epoch}"] if epoch is not None else []
     with tempfile.TemporaryDirectory(prefix="bakegen-repro-", dir=workdir) as tmp:
         images = []
         for n in (1, 2):
@@ -104,7 +109,7 @@ def verify_repro(root: Path, stack: str, opts: BuildOptions, workdir: Path | Non
             build = BuildOptions(
                 targets=[stack], base_images=opts.base_images, ca_bundle=opts.ca_bundle, progress=opts.progress,
                 extra=["--no-cache", "--set", f"{stack}.output=type=oci,dest={dest},rewrite-timestamp=true",
-                       "--set", f"{stack}.attest=type=provenance,disabled=true"],
+                       "--set", f"{stack}.attest=type=provenance,disabled=true", *sde],
             )
             cmd, variables = bake_command(root, build)
             proc.run(cmd, cwd=root, env={**os.environ, **variables}, capture=opts.progress == "quiet")

@@ -59,6 +59,7 @@ def render_dockerfile(env: Environment, graph: StackGraph, name: str, lock: Stac
         npm_dir=f"/opt/npm/{name}",
         env=list(stack.env),
         user=user,
+        epoch=lock.source_date_epoch or 0,
         run_as=run_as,
         home=home,
         create_user=root_lock_user is None,
