@@ -12,7 +12,7 @@ from bakegen import __version__
 from bakegen.build import BuildOptions, build
 from bakegen.diff import FORMATS, diff_locks, read_rev_locks, read_tree_locks
 from bakegen.errors import BakegenError, StackErrors, StaleError
-from bakegen.lock import write_files
+from bakegen.lock import stale_files, write_files
 from bakegen.locker import Resolvers, Upgrades, current_locks, lock_stacks, outcome_files, stale_locks
 from bakegen.render import render_project
 from bakegen.render.init import FIRST_STACK, render_init
@@ -44,7 +44,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     graph = load_stacks(args.root)
     files = render_project(graph, current_locks(graph))
     if args.check:
-        stale = [p for p, text in sorted(files.items()) if not (args.root / p).exists() or (args.root / p).read_text(encoding="utf-8") != text]
+        stale = [path for path, _ in stale_files(args.root, files)]
         if stale:
             raise StaleError(f"generated files are out of date: {', '.join(stale)}", hint="run bakegen generate and commit the result")
         print(f"{len(files)} generated files are up to date")
@@ -63,13 +63,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     locks: dict = {}
     problems = [f"{name}: {reason}" for name, reason in stale_locks(graph, locks)]
     if not problems:
-        files = render_project(graph, locks)
-        for path, text in sorted(files.items()):
-            target = args.root / path
-            if not target.exists():
-                problems.append(f"{path}: missing")
-            elif target.read_text(encoding="utf-8") != text:
-                problems.append(f"{path}: out of date")
+        problems = [f"{path}: {reason}" for path, reason in stale_files(args.root, render_project(graph, locks))]
     if problems:
         for p in problems:
             print(f"stale: {p}")

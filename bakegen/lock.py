@@ -29,6 +29,7 @@ from packaging.utils import canonicalize_name
 
 from bakegen import __version__
 from bakegen.errors import BakegenError, Location, StaleError
+from bakegen.resolvers.apt import AptSpec
 from bakegen.resolvers.image import ImageLock
 from bakegen.resolvers.npm import NpmLock
 
@@ -102,9 +103,12 @@ class AptLock:
     suite: str
     snapshot: str | None
     mirror: str | None
-    sources: str  # the apt sources lines used to lock, and to install
     entries: list[AptEntry]
     resolver: str = "python-debian"
+
+    def sources(self, archs: list[str]) -> str:
+        """The apt sources lines used to lock, and to install."""
+        return AptSpec(self.distro, self.suite, self.snapshot, self.mirror).sources_list(archs)
 
     def packages(self, arch: str, kinds: tuple[str, ...] = ("req", "dep")) -> dict[str, str]:
         return {e.name: e.version for e in self.entries if e.arch == arch and e.kind in kinds}
@@ -227,7 +231,7 @@ def render_apt(lock: StackLock, command: str = "bakegen lock") -> tuple[str, str
     order = {k: i for i, k in enumerate(APT_KINDS)}
     rows = sorted(apt.entries, key=lambda e: (e.arch, order[e.kind], e.name))
     text = "\n".join(head + [f"{e.arch} {e.kind} {e.name} {e.version} sha256:{e.sha256} {e.filename}" for e in rows]) + "\n"
-    sources = f"# {GENERATED_MARKER} {__version__}: the apt sources of stack '{lock.stack}' ({where}). Do not edit.\n" + apt.sources
+    sources = f"# {GENERATED_MARKER} {__version__}: the apt sources of stack '{lock.stack}' ({where}). Do not edit.\n" + apt.sources([arch_of(p) for p in lock.platforms])
     return text, sources
 
 
@@ -382,10 +386,9 @@ def _read_v2(doc: dict[str, Any], lock_dir: Path, shown: str) -> StackLock:
     if doc.get("apt") is not None:
         a = doc["apt"]
         text = _read_file(lock_dir, a["file"], a["sha256"], shown)
-        sources = _read_file(lock_dir, a["sources_file"], a["sources_sha256"], shown)
+        _read_file(lock_dir, a["sources_file"], a["sources_sha256"], shown)  # present and not edited
         apt = AptLock(
             distro=a["distro"], suite=a["suite"], snapshot=a.get("snapshot"), mirror=a.get("mirror"),
-            sources="".join(ln + "\n" for ln in sources.splitlines() if not ln.startswith("#")),
             entries=parse_apt(text, str(lock_dir / a["file"])), resolver=a.get("resolver", "python-debian"),
         )
     npm = None
@@ -523,6 +526,18 @@ def is_generated(path: Path) -> bool:
     if path.name == PACKAGE_LOCK:
         return bool(re.search(r'"name": "bakegen-[a-z0-9_-]+"', head))
     return GENERATED_MARKER in head
+
+
+def stale_files(root: Path, files: dict[str, str]) -> list[tuple[str, str]]:
+    """(path, "missing" or "out of date") for each of ``files`` whose copy under ``root`` differs."""
+    out = []
+    for rel, text in sorted(files.items()):
+        path = root / rel
+        if not path.exists():
+            out.append((rel, "missing"))
+        elif path.read_text(encoding="utf-8") != text:
+            out.append((rel, "out of date"))
+    return out
 
 
 def write_files(root: Path, files: dict[str, str], require_header: bool = True) -> list[str]:

@@ -86,11 +86,16 @@ class Upgrades:
         names = {path.rsplit("node_modules/", 1)[-1] for path in lock.npm.packages()} if lock and lock.npm else set()
         return self._match(names)
 
-    def image(self, ref: str | None) -> bool:
+    def image_names(self, ref: str | None) -> list[str]:
+        """The upgrade names that name the image ``ref`` (as written, without tag, or its short name)."""
         if ref is None:
-            return False
+            return []
         bare = ref.split("@", 1)[0]
-        return any(n in (bare, bare.rsplit(":", 1)[0], bare.rsplit("/", 1)[-1].split(":")[0]) for n, _ in self.packages)
+        forms = (bare, bare.rsplit(":", 1)[0], bare.rsplit("/", 1)[-1].split(":")[0])
+        return [n for n, _ in self.packages if n in forms]
+
+    def image(self, ref: str | None) -> bool:
+        return bool(self.image_names(ref))
 
     def touches(self, lock: StackLock | None, stack: Stack) -> bool:
         return self.everything or bool(self.python(lock) or self.apt(lock) or self.npm(lock) or self.image(stack.base))
@@ -289,8 +294,7 @@ def _check_upgrade_names(graph: StackGraph, names: list[str], upgrades: Upgrades
             lock = None
         for found in (upgrades.python(lock), upgrades.apt(lock), upgrades.npm(lock)):
             seen.update(n for n, _ in found)
-        if upgrades.image(graph.stacks[name].base):
-            seen.update(n for n, _ in upgrades.packages if Upgrades(packages=((n, None),)).image(graph.stacks[name].base))
+        seen.update(upgrades.image_names(graph.stacks[name].base))
     for n, _ in upgrades.packages:
         if n not in seen and canonicalize_name(n) not in seen:
             raise BakegenError(
@@ -333,7 +337,7 @@ def _lock_apt(
                     continue
                 kind = kinds[0] if pin.name in names else kinds[1]
                 entries.append(AptEntry(arch, kind, pin.name, pin.version, pin.sha256, pin.filename))
-    return AptLock(spec.distro, spec.suite, spec.snapshot, spec.mirror, spec.sources_list(archs), entries, resolver=resolver.name)
+    return AptLock(spec.distro, spec.suite, spec.snapshot, spec.mirror, entries, resolver=resolver.name)
 
 
 def _delta(name: str, full: list[Pin], parent_env: dict[str, Pin]) -> list[Pin]:

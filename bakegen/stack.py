@@ -445,18 +445,11 @@ class StackGraph:
         assert user is not None
         return user
 
-    def apt_source(self, name: str) -> Stack:
-        """The root stack, which says where apt packages come from."""
-        return self.root_of(name)
-
     def python_env(self, name: str) -> str:
         return self.root_of(name).python_env
 
     def platforms(self, name: str) -> list[str]:
         return list(self.root_of(name).platforms or DEFAULT_PLATFORMS)
-
-    def children(self, name: str) -> list[str]:
-        return sorted(n for n, s in self.stacks.items() if s.extends == name)
 
     def select(self, names: list[str] | None) -> list[str]:
         """``names`` plus their ancestors, in build order; all stacks when ``names`` is empty."""

@@ -34,7 +34,6 @@ DEBIAN_SUITES = ("bullseye", "bookworm", "trixie", "forky", "sid", "unstable", "
 UBUNTU_SUITES = ("focal", "jammy", "noble", "oracular", "plucky", "questing")
 KEYRINGS = {"debian": "/usr/share/keyrings/debian-archive-keyring.gpg", "ubuntu": "/usr/share/keyrings/ubuntu-archive-keyring.gpg"}
 _FIELDS = ["Package", "Version", "Architecture", "Depends", "Pre-Depends", "Provides", "Filename", "SHA256", "Size", "Priority", "Essential"]
-_SNAPSHOT_RE = re.compile(r"^\d{8}T\d{6}Z$")
 
 
 def distro_of(suite: str) -> str | None:
@@ -299,8 +298,3 @@ def _rel_text(rel: dict) -> str:
     v = rel.get("version")
     return f"{rel['name']} ({v[0]} {v[1]})" if v else rel["name"]
 
-
-def check_snapshot(value: str) -> str:
-    if not _SNAPSHOT_RE.match(value):
-        raise ValueError(value)
-    return value

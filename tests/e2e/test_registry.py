@@ -83,3 +83,15 @@ def test_lock_pins_digest_keeps_it_and_upgrade_moves_it(registry, engine, tmp_pa
     up = bakegen(root, "lock", "--upgrade")
     assert up.returncode == 0, up.stderr
     assert read_lock(root / "locks" / "base").image.digest == second
+
+    # --upgrade-package names the image: only its digest moves
+    third = push(tmp_path, tag, engine.standin, "third")
+    up = bakegen(root, "lock", "--upgrade-package", tag)
+    assert up.returncode == 0, up.stderr
+    assert read_lock(root / "locks" / "base").image.digest == third
+
+    # bakegen build --push puts the images into the registry
+    assert bakegen(root, "generate").returncode == 0
+    pushed = bakegen(root, "build", "--push", "--registry", f"{registry}/bakegen-pushed", "--progress", "plain")
+    assert pushed.returncode == 0, pushed.stderr[-3000:]
+    assert registry_digest(f"{registry}/bakegen-pushed/base:latest").startswith("sha256:")
