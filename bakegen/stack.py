@@ -63,6 +63,7 @@ class Stack:
     profile: tuple[tuple[str, Any], ...] = ()  # [profile] overrides for JupyterHub's profileList
     python_env: str = "venv"  # "venv": a new /opt/venv; "base": the base image's own Python (vendor images)
     python_interpreter: str | None = None  # with env = "base": found on the image's PATH unless set
+    python_slim: bool | None = None  # None: as the parent (default False)
     user_declared: bool = False
     env: tuple[tuple[str, str], ...] = ()
     user: User | None = None
@@ -213,6 +214,7 @@ SCHEMA: dict[str, Any] = {
         "packages": _list_of(_requirement),
         "env": _one_of("venv", "base"),
         "interpreter": _matching(re.compile(r"^/\S+$"), "interpreter path", "/opt/conda/bin/python"),
+        "slim": _bool,
     },
     "apt": {
         "packages": _list_of(_matching(APT_PKG_RE, "apt package", "git or git=1:2.47.3-0+deb13u1")),
@@ -380,6 +382,7 @@ def load_stack(path: Path, root: Path | None = None) -> Stack:
         profile=tuple(fields.get("profile", {}).items()),
         python_env=python.get("env", "venv"),
         python_interpreter=python.get("interpreter"),
+        python_slim=python.get("slim"),
         user_declared=user is not None,
         env=fields.get("env", ()),
         user=User(**{**User().__dict__, **user}) if user is not None else (User() if has_base else None),
@@ -447,6 +450,13 @@ class StackGraph:
 
     def python_env(self, name: str) -> str:
         return self.root_of(name).python_env
+
+    def python_slim(self, name: str) -> bool:
+        """``[python] slim`` of the stack, else of its nearest ancestor that sets it; False when none does."""
+        for stack in [self.stacks[name], *reversed(self.ancestors(name))]:
+            if stack.python_slim is not None:
+                return stack.python_slim
+        return False
 
     def platforms(self, name: str) -> list[str]:
         return list(self.root_of(name).platforms or DEFAULT_PLATFORMS)

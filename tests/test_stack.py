@@ -93,3 +93,12 @@ def test_find_line(text, key, line):
 def test_no_stacks_folder(tmp_path: Path, capsys):
     assert main(["-C", str(tmp_path), "lock"]) == 2
     assert capsys.readouterr().err.startswith(f"error: no stack files in {tmp_path}/stacks\nhint: ")
+
+
+def test_slim_must_be_a_boolean(project, capsys):
+    root = project({"base": 'name = "base"\ndescription = "b"\nbase = "python:3.13-slim"\n[python]\nversion = "3.13"\nslim = "yes"\n'})
+    assert main(["-C", str(root), "generate"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: stacks/base.toml:6: python.slim: expected true or false, got a string",
+        "hint: write true or false, without quotes",
+    ]

@@ -21,6 +21,7 @@ DOCKERFILE_DIR = "dockerfiles"
 APT_SCRIPT = f"{DOCKERFILE_DIR}/apt-install.sh"
 START_SCRIPT = f"{DOCKERFILE_DIR}/bakegen-start.sh"
 HEALTHCHECK_SCRIPT = f"{DOCKERFILE_DIR}/bakegen-healthcheck.py"
+SLIM_SCRIPT = f"{DOCKERFILE_DIR}/bakegen-slim.py"
 
 
 def environment() -> Environment:
@@ -50,6 +51,8 @@ def render_project(graph: StackGraph, locks: dict[str, StackLock]) -> dict[str, 
     }
     if any(lock.apt is not None for lock in locks.values()):
         files[APT_SCRIPT] = env.get_template("apt-install.sh.j2").render(header=header)
+    if any(graph.python_slim(name) and locks[name].python.pins for name in graph.order):
+        files[SLIM_SCRIPT] = env.get_template("bakegen-slim.py.j2").render(header=header)
     for name in graph.order:
         files[dockerfile_path(name)] = render_dockerfile(env, graph, name, locks[name], locks[graph.root_of(name).name])
     return files

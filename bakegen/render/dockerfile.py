@@ -6,6 +6,7 @@ from jinja2 import Environment
 
 from bakegen import __version__
 from bakegen.lock import GENERATED_MARKER, REQUIREMENTS, StackLock
+from bakegen.render import APT_SCRIPT, HEALTHCHECK_SCRIPT, SLIM_SCRIPT, START_SCRIPT
 from bakegen.stack import DEFAULT_PORT, StackGraph
 
 VENV = "/opt/venv"
@@ -54,7 +55,7 @@ def render_dockerfile(env: Environment, graph: StackGraph, name: str, lock: Stac
         has_python=bool(lock.python.pins),
         apt_runtime=bool(lock.apt and any(e.kind in ("req", "dep") for e in lock.apt.entries)),
         apt_build=bool(lock.apt and any(e.kind in ("build", "build-dep") for e in lock.apt.entries)),
-        apt_script="dockerfiles/apt-install.sh",
+        apt_script=APT_SCRIPT,
         npm=lock.npm,
         npm_dir=f"/opt/npm/{name}",
         env=list(stack.env),
@@ -68,6 +69,8 @@ def render_dockerfile(env: Environment, graph: StackGraph, name: str, lock: Stac
         port=port,
         command=list(command) if command else None,
         tini=has_tini,
-        start_script="dockerfiles/bakegen-start.sh",
-        healthcheck_script="dockerfiles/bakegen-healthcheck.py",
+        start_script=START_SCRIPT,
+        healthcheck_script=HEALTHCHECK_SCRIPT,
+        slim_script=SLIM_SCRIPT if graph.python_slim(name) else None,
+        drop_pip=parent is None and root.python_env == "venv" and not any(p.key == "pip" for p in lock.python.pins),
     )

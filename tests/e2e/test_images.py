@@ -41,12 +41,15 @@ def test_installed_versions_are_exactly_the_locked_ones(built, name):
     for stack in built.chain(name):
         lock = read_lock(built.root / "locks" / stack)
         locked.update({p.key: p.version for p in lock.python.pins})
-    listed = json.loads(run(built.image(name), "python", "-m", "pip", "list", "--format=json"))
+    listed = json.loads(run(built.image(name), "python", "-c", LIST_DISTS))
     from packaging.utils import canonicalize_name
 
-    installed = {canonicalize_name(d["name"]): d["version"] for d in listed}
-    installed.pop("pip")  # the venv's own installer
-    assert installed == locked
+    installed = {canonicalize_name(n): v for n, v in listed}
+    assert installed == locked  # and no pip: the installer stays in the builder stage
+    assert "No module named pip" in docker("run", "--rm", built.image(name), "sh", "-c", "python -m pip --version 2>&1 || true")
+
+
+LIST_DISTS = "import importlib.metadata as m, json; print(json.dumps([(d.metadata['Name'], d.version) for d in m.distributions()]))"
 
 
 @pytest.mark.parametrize("name", ["base", "scipy", "geo"])
@@ -82,6 +85,41 @@ def test_leaflet_extension_enabled_in_geo(built):
     out = docker("run", "--rm", built.image("geo"), "sh", "-c", "jupyter labextension list 2>&1")
     line = next((ln for ln in out.splitlines() if "jupyter-leaflet" in ln), "")
     assert "enabled" in line and "OK" in line, out
+
+
+# Run inside an image: every top-level module of every locked distribution of the
+# stacks named in argv (found with importlib.metadata, not with bakegen's slim code).
+SMOKE = """
+import importlib, importlib.metadata as md, json, re, sys
+wanted = set(json.loads(sys.argv[1]))
+norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()
+modules = sorted({m for m, dists in md.packages_distributions().items()
+                  if any(norm(d) in wanted for d in dists) and m.isidentifier() and m not in ("tests", "test")})
+failed = {}
+for m in modules:
+    try:
+        importlib.import_module(m)
+    except Exception as exc:
+        failed[m] = repr(exc)
+tests = [str(f) for d in md.distributions() if norm(d.metadata["Name"]) in wanted
+         for f in (d.files or ()) if {"tests", "test"} & set(f.parts[:-1]) and f.locate().exists()]
+print(json.dumps({"modules": modules, "failed": failed, "tests": tests[:20]}))
+"""
+
+
+@pytest.mark.parametrize("name", ["scipy", "geo"])
+def test_slim_stacks_have_no_tests_and_every_top_level_module_imports(built, name):
+    graph = load_stacks(built.root)
+    assert graph.python_slim(name)
+    wanted = [p.key for p in read_lock(built.root / "locks" / name).python.pins]
+    out = json.loads(run(built.image(name), "python", "-c", SMOKE, json.dumps(wanted)).splitlines()[-1])
+    assert out["failed"] == {}
+    assert out["tests"] == []
+    assert len(out["modules"]) >= len(wanted) // 2, out["modules"]
+    if name == "scipy":
+        assert {"numpy", "scipy", "pandas", "sklearn", "matplotlib"} <= set(out["modules"])
+        # slimming is per stack: the base stack (not slim) keeps its packages' tests
+        assert run(built.image(name), "sh", "-c", "ls -d /opt/venv/lib/python3*/site-packages/tornado/test").strip()
 
 
 def saved_layers(image: str, tmp: Path) -> list[tarfile.TarFile]:
