@@ -8,10 +8,10 @@ CA_BUNDLE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install tools example lock upgrade generate check diff schema engine build build-local push test unit e2e bench clean
+.PHONY: help install tools example lock upgrade generate check diff schema engine build build-local push test unit e2e bench bench-lock bench-size bench-bake bench-rebuild bench-repro clean
 
 help: ## list the targets
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 install: $(VENV)/.installed ## install bakegen and its Python test tools into .venv
 $(VENV)/.installed: pyproject.toml
@@ -70,8 +70,22 @@ unit: install tools ## only the tests that need neither network nor Docker
 e2e: install engine ## only the end-to-end tests against a real BuildKit
 	$(BIN)/python -m pytest -ra -m e2e $(PYTEST_ARGS)
 
-bench: install ## time bakegen lock against pip-compile; prints figures
+bench: bench-lock bench-size bench-bake bench-rebuild bench-repro ## every benchmark in bench/; prints figures (about an hour)
+
+bench-lock: install ## time bakegen lock against pip-compile
 	$(BIN)/python bench/lock_bench.py
+
+bench-size: install engine ## image sizes: bakegen default and slim against single-stage pip install
+	$(BIN)/python bench/size_bench.py
+
+bench-bake: install engine ## a parallel bake of the example graph against one build per stack
+	$(BIN)/python bench/bake_bench.py
+
+bench-rebuild: install engine ## rebuild time after one leaf pin bump against a full build
+	$(BIN)/python bench/rebuild_bench.py
+
+bench-repro: install engine ## reproducible, yes or no, for each example stack
+	$(BIN)/python bench/repro_bench.py
 
 clean: ## remove the venv and caches (keeps locks and generated files)
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -235,3 +235,20 @@ def test_slim_is_inherited_and_only_slim_stacks_run_the_slim_script(project):
         (root / "stacks" / f"{name}.toml").write_text(stacks[name].replace("slim = true\n", ""))
     graph = load_stacks(root)
     assert "dockerfiles/bakegen-slim.py" not in render_project(graph, current_locks(graph))
+
+
+def test_pip_stays_in_the_builder_unless_locked(project):
+    root, graph = locked_project(project, {"base": BASE, "kid": KID})
+    files = render_project(graph, current_locks(graph))
+    base, kid = files["dockerfiles/base/Dockerfile"], files["dockerfiles/kid/Dockerfile"]
+    uninstall = "/opt/venv/bin/python -m pip uninstall --no-input --disable-pip-version-check -q -y pip"
+    # the root's builder removes pip after installing the lock, before compiling and before the copy
+    assert base.index("pip install") < base.index(uninstall) < base.index("compileall") < base.index("COPY --from=builder /opt/venv")
+    # a child's builder brings pip back (the parent image has none) to install its own packages
+    assert kid.index("-m ensurepip --default-pip") < kid.index("/opt/venv/bin/pip install") < kid.index("# --- final image")
+    assert "ensurepip" not in kid.split("# --- final image")[1]
+    # a lock that names pip keeps it
+    (root / "stacks" / "base.toml").write_text(BASE.replace('packages = ["jupyterlab"]', 'packages = ["jupyterlab", "pip"]'))
+    graph = load_stacks(root)
+    write_files(root, outcome_files(lock_stacks(graph, Resolvers(FakeResolver(), FakeImages({"python:3.13-slim": "sha256:" + "d" * 64})))))
+    assert uninstall not in render_project(graph, current_locks(graph))["dockerfiles/base/Dockerfile"]
