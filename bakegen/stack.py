@@ -567,6 +567,12 @@ def _check_inheritance(graph: StackGraph) -> None:
                 location=_location(stack, graph.root, ("apt", "suite")),
                 hint=did_you_mean(root.apt_suite, DEBIAN_SUITES + UBUNTU_SUITES) or f"use one of: {', '.join(DEBIAN_SUITES + UBUNTU_SUITES)}",
             ))
+        if stack.python_slim and root.python_env == "base":
+            errors.append(StackError(
+                "python.slim needs bakegen's own virtualenv, and this stack installs into its base image's Python",
+                location=_location(stack, graph.root, ("python", "slim")),
+                hint=f"remove slim, or set [python] env = \"venv\" in stacks/{root.name}.toml",
+            ))
         if stack.npm_packages and stack.npm_node == "apt":
             builder_apt = {p.partition("=")[0] for p in stack.apt_build} | {
                 p.partition("=")[0] for s in graph.ancestors(name) + [stack] for p in s.apt_packages

@@ -9,7 +9,7 @@ It runs in the build, bind-mounted, before the .pyc files are compiled:
 REQUIREMENTS is the stack's locked requirements file: only the packages it
 names are slimmed. With --prefix (a virtualenv, or a `pip install --prefix`
 staging folder) the packages are looked for in DIR/lib/python*/site-packages;
-without it, on the interpreter's own path (a vendor image's Python).
+without it, on the interpreter's own path.
 """
 import argparse
 import csv
