@@ -6,9 +6,10 @@ Prints figures; asserts nothing. Run: make bench-size (needs the engine: make en
 For each example stack, three images on the same base image with the same
 packages at the same locked versions:
 
-* single-stage: one hand-written-style Dockerfile per stack: `apt-get install`
-  of the chain's locked apt packages (build tools included: one stage keeps what
-  it installs), a virtualenv with `pip install --no-cache-dir -r` the chain's
+* single-stage: one hand-written-style Dockerfile per stack, written the
+  careful way: `apt-get install` of the chain's locked apt packages (build tools
+  included: one stage keeps what it installs), `apt-get clean` and no apt lists,
+  a virtualenv with `pip install --no-cache-dir -r` the chain's
   locked requirements, `npm ci` of the npm lock, and a user;
 * bakegen default: the generated Dockerfiles with `slim` switched off;
 * bakegen slim: the shipped stacks (`scipy` sets [python] slim = true, `geo`
@@ -36,6 +37,7 @@ USER root
 COPY apt-sources.list /etc/apt/sources.list.d/locked.list
 RUN apt-get update \\
  && apt-get install -y --no-install-recommends {apt} \\
+ && apt-get clean \\
  && rm -rf /var/lib/apt/lists/*
 RUN useradd --create-home --uid 1000 --gid 100 jovyan
 COPY requirements.txt /tmp/requirements.txt

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import jinja2
@@ -252,3 +253,29 @@ def test_pip_stays_in_the_builder_unless_locked(project):
     graph = load_stacks(root)
     write_files(root, outcome_files(lock_stacks(graph, Resolvers(FakeResolver(), FakeImages({"python:3.13-slim": "sha256:" + "d" * 64})))))
     assert uninstall not in render_project(graph, current_locks(graph))["dockerfiles/base/Dockerfile"]
+
+
+def test_each_step_mounts_only_the_lock_files_it_reads_and_npm_has_its_own_stage():
+    from conftest import REPO
+
+    graph = load_stacks(REPO)
+    geo = render_project(graph, current_locks(graph))["dockerfiles/geo/Dockerfile"]
+    steps = [re.split(r"\n(?:#|FROM|COPY|ENV|USER)", block)[0] for block in geo.split("\nRUN ")[1:]]
+    mounted = {}
+    for step in steps:
+        sources = tuple(sorted(m.split(",")[0] for m in step.split("--mount=type=bind,source=")[1:]))
+        kind = "npm" if "npm ci" in step else "apt" if "apt-install.sh" in step else "python"
+        mounted.setdefault(kind, set()).add(sources)
+    assert mounted == {
+        "apt": {("dockerfiles/apt-install.sh", "locks/geo/apt-sources.list", "locks/geo/apt.lock")},
+        "python": {("dockerfiles/bakegen-slim.py", "locks/geo/requirements.txt")},
+        "npm": {("locks/geo/package-lock.json", "locks/geo/package.json")},
+    }
+    # npm runs in its own stage: a Python bump cannot re-run it; in the final image
+    # the npm layer comes before the Python one (it changes less often)
+    npm_stage = geo.split("AS npm-builder")[1].split("# --- final image")[0]
+    assert "npm ci" in npm_stage and "pip install" not in npm_stage
+    final = geo.split("# --- final image")[1]
+    assert final.index("COPY --from=npm-builder /opt/npm/geo") < final.index("COPY --from=builder /opt/bakegen/staging/")
+    base = render_project(graph, current_locks(graph))["dockerfiles/base/Dockerfile"].split("# --- final image")[1]
+    assert base.index("useradd") < base.index("bakegen-start") < base.index("COPY --from=builder /opt/venv")
