@@ -279,3 +279,16 @@ def test_each_step_mounts_only_the_lock_files_it_reads_and_npm_has_its_own_stage
     assert final.index("COPY --from=npm-builder /opt/npm/geo") < final.index("COPY --from=builder /opt/bakegen/staging/")
     base = render_project(graph, current_locks(graph))["dockerfiles/base/Dockerfile"].split("# --- final image")[1]
     assert base.index("useradd") < base.index("bakegen-start") < base.index("COPY --from=builder /opt/venv")
+
+
+def test_multi_platform_python_step_mounts_each_platforms_requirements(project):
+    base = BASE.replace('base = "python:3.13-slim"', 'base = "python:3.13-slim"\nplatforms = ["linux/amd64", "linux/arm64"]')
+    root, graph = locked_project(project, {"base": base, "kid": KID})
+    files = render_project(graph, current_locks(graph))
+    for name in ("base", "kid"):
+        text = files[f"dockerfiles/{name}/Dockerfile"]
+        for req in ("requirements.txt", "requirements-arm64.txt"):
+            assert (root / "locks" / name / req).exists()
+            assert f"--mount=type=bind,source=locks/{name}/{req},target=/tmp/bakegen/lock/{req}" in text
+        assert f"source=locks/{name}," not in text  # never the whole lock folder
+        assert 'if [ -f "/tmp/bakegen/lock/requirements-$TARGETARCH.txt" ]' in text

@@ -5,7 +5,7 @@ from __future__ import annotations
 from jinja2 import Environment
 
 from bakegen import __version__
-from bakegen.lock import GENERATED_MARKER, REQUIREMENTS, StackLock
+from bakegen.lock import GENERATED_MARKER, REQUIREMENTS, StackLock, requirements_file
 from bakegen.render import APT_SCRIPT, HEALTHCHECK_SCRIPT, SLIM_SCRIPT, START_SCRIPT
 from bakegen.stack import DEFAULT_PORT, StackGraph
 
@@ -52,6 +52,7 @@ def render_dockerfile(env: Environment, graph: StackGraph, name: str, lock: Stac
         staging=STAGING,
         lock_dir=f"locks/{name}",
         requirements=f"locks/{name}/{REQUIREMENTS}",
+        requirements_files=[requirements_file(p, lock.platforms) for p in lock.platforms],
         has_python=bool(lock.python.pins),
         apt_runtime=bool(lock.apt and any(e.kind in ("req", "dep") for e in lock.apt.entries)),
         apt_build=bool(lock.apt and any(e.kind in ("build", "build-dep") for e in lock.apt.entries)),
