@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import pytest
 
 from bakegen.lock import read_lock
 from bakegen.stack import load_stacks
-from e2e.conftest import Built, docker, run
+from e2e.conftest import Built, bakegen, docker, run
 
 pytestmark = pytest.mark.e2e
 
@@ -281,3 +282,24 @@ def test_report_on_the_built_graph(built):
     assert scipy["layers"] == base["layers"] + 1 and scipy["added_size"] == scipy["layer_sizes"][-1]["size"] > 0
     assert [x["installs"] for x in geo["layer_sizes"][scipy["layers"]:]] == ["Python packages (requirements.txt)", "npm packages (package-lock.json)"]
     assert all(r["size"] > 0 and r["compressed"] > 0 and r["dockerfile_lines"] > 0 for r in reports.values())
+
+
+def test_a_leaf_python_change_rebuilds_only_its_python_layer(built, engine, tmp_path):
+    root = tmp_path / "bumped"
+    shutil.copytree(built.root, root)
+    req = root / "locks" / "geo" / "requirements.txt"
+    req.write_text(req.read_text() + "# a change to the leaf's Python lock\n")
+    args = ["build", "geo", "--base-image", f"base={engine.standin}", "--registry", "bakegen-e2e-bumped", "--load", "--progress", "plain"]
+    if Path(engine.ca_bundle).is_file():
+        args += ["--ca-bundle", engine.ca_bundle]
+    proc = bakegen(root, *args)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    log = proc.stdout + proc.stderr
+    steps = {m.group(1): m.group(2) for m in re.finditer(r"^#(\d+) \[geo[^\]]*\] (RUN|COPY)[^\n]*$", log, re.M)}
+    ran = {n for n in steps if not re.search(rf"^#{n} CACHED$", log, re.M)}
+    ran_lines = [re.search(rf"^#{n} (.*)$", log, re.M).group(1) for n in sorted(ran, key=int)]  # type: ignore[union-attr]
+    assert any("pip install" in line for line in ran_lines), ran_lines
+    assert not any("npm ci" in line or "apt-install.sh" in line for line in ran_lines), ran_lines
+    before, after = layer_ids(built.image("geo")), layer_ids("bakegen-e2e-bumped/geo:latest")
+    assert len(before) == len(after)
+    assert after[:-1] == before[:-1]  # the parents' layers and geo's npm layer, byte for byte
