@@ -35,7 +35,7 @@ def main() -> None:
             took = time.perf_counter() - start
             if proc.returncode not in (0, 1):
                 sys.exit(f"bench: verify-repro {name} failed:\n{proc.stdout}{proc.stderr[-4000:]}")
-            detail = (proc.stdout.strip().splitlines() or ["?"])[-1]
+            detail = (proc.stdout.strip().splitlines() or ["?"])[-1].removeprefix(f"{name}: ")
             rows.append([name, "yes" if proc.returncode == 0 else "no", f"{took:.0f}s", detail])
             print(f"  {name}: {detail}", flush=True)
     print(f"base image: {BASE_IMAGE}")
