@@ -18,13 +18,10 @@ from __future__ import annotations
 
 import os
 import statistics
-import sys
-from pathlib import Path
 
 from _bench import bake, project, table, workdir
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bakegen.stack import load_stacks  # noqa: E402
+from bakegen.stack import load_stacks
 
 RUNS = int(os.environ.get("BENCH_RUNS", "1"))
 

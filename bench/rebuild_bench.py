@@ -20,15 +20,12 @@ import json
 import os
 import sys
 import urllib.request
-from pathlib import Path
 
 from _bench import bake, bakegen, docker, executed_steps, project, table, workdir
+from packaging.version import Version
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from packaging.version import Version  # noqa: E402
-
-from bakegen.lock import read_lock  # noqa: E402
-from bakegen.stack import load_stacks  # noqa: E402
+from bakegen.lock import read_lock
+from bakegen.stack import load_stacks
 
 LEAF = "geo"
 

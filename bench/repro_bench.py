@@ -14,12 +14,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from _bench import BASE_IMAGE, CA_BUNDLE, project, table, workdir
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bakegen.stack import load_stacks  # noqa: E402
+from bakegen.stack import load_stacks
 
 
 def main() -> None:

@@ -22,14 +22,24 @@ Sizes are as `bakegen report` counts them: the sum of the uncompressed layers
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
-from _bench import BASE_IMAGE, CA_BUNDLE, bake, bakegen, docker, image_size, mb, project, table, workdir
+from _bench import (
+    BASE_IMAGE,
+    CA_BUNDLE,
+    REPO,
+    bake,
+    bakegen,
+    docker,
+    image_size,
+    mb,
+    project,
+    table,
+    workdir,
+)
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bakegen.lock import read_lock  # noqa: E402
-from bakegen.stack import load_stacks  # noqa: E402
+from bakegen.lock import read_lock
+from bakegen.stack import load_stacks
 
 SINGLE_STAGE = """\
 FROM {base}
@@ -75,7 +85,7 @@ def single_stage(root: Path, ctx: Path, chain: list[str]) -> None:
 
 
 def main() -> None:
-    graph = load_stacks(Path(__file__).resolve().parent.parent)
+    graph = load_stacks(REPO)
     stacks = graph.order
     with workdir() as tmp:
         shipped = project(tmp, "slim")
