@@ -30,10 +30,20 @@ CA_BUNDLE = _CA if _CA and Path(_CA).is_file() else None
 PROJECT_FILES = ("stacks", "locks", "dockerfiles", "docker-bake.hcl")
 
 
+IMAGE_PREFIX = "bench-"  # every image a benchmark tags: bench-<what>/<stack>:<tag>
+
+
 @contextmanager
 def workdir() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="bakegen-bench-") as tmp:
-        yield Path(tmp)
+    """A temporary folder; on the way out, the benchmark's images are removed (the build cache stays)."""
+    try:
+        with tempfile.TemporaryDirectory(prefix="bakegen-bench-") as tmp:
+            yield Path(tmp)
+    finally:
+        images = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True, text=True).stdout.split()
+        ours = [i for i in images if i.startswith(IMAGE_PREFIX)]
+        if ours:
+            subprocess.run(["docker", "rmi", "--force", *ours], capture_output=True)
 
 
 def project(tmp: Path, name: str) -> Path:

@@ -101,16 +101,16 @@ def main() -> None:
             single_stage(shipped, ctx, [s.name for s in graph.ancestors(name)] + [name])
             docker("buildx", "build", "--load", "--progress", "quiet", "-t", f"bench-single/{name}:latest", *secret, str(ctx))
 
-    def cell(image: str) -> tuple[str, int]:
-        disk, download, layers = image_size(image)
-        return f"{mb(disk)} ({mb(download)} download, {layers} layers)", disk
+        def cell(image: str) -> tuple[str, int]:
+            disk, download, layers = image_size(image)
+            return f"{mb(disk)} ({mb(download)} download, {layers} layers)", disk
 
-    rows = [["stack", "single-stage pip --no-cache-dir", "bakegen default", "bakegen slim", "default vs single", "slim vs single"]]
-    for name in stacks:
-        single, s = cell(f"bench-single/{name}:latest")
-        dflt, d = cell(f"bench-default/{name}:latest")
-        slim, m = cell(f"bench-slim/{name}:latest")
-        rows.append([name, single, dflt, slim, f"{(d - s) / 1e6:+.1f} MB ({(d - s) / s:+.1%})", f"{(m - s) / 1e6:+.1f} MB ({(m - s) / s:+.1%})"])
+        rows = [["stack", "single-stage pip --no-cache-dir", "bakegen default", "bakegen slim", "default vs single", "slim vs single"]]
+        for name in stacks:
+            single, s = cell(f"bench-single/{name}:latest")
+            dflt, d = cell(f"bench-default/{name}:latest")
+            slim, m = cell(f"bench-slim/{name}:latest")
+            rows.append([name, single, dflt, slim, f"{(d - s) / 1e6:+.1f} MB ({(d - s) / s:+.1%})", f"{(m - s) / 1e6:+.1f} MB ({(m - s) / s:+.1%})"])
     print(f"base image: {BASE_IMAGE}; sizes on disk (sum of uncompressed layers), base image included")
     print(table(rows))
     print("negative = smaller than the single-stage image")

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tarfile
 import time
+import uuid
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -288,7 +289,8 @@ def test_a_leaf_python_change_rebuilds_only_its_python_layer(built, engine, tmp_
     root = tmp_path / "bumped"
     shutil.copytree(built.root, root)
     req = root / "locks" / "geo" / "requirements.txt"
-    req.write_text(req.read_text() + "# a change to the leaf's Python lock\n")
+    # unique each run: an earlier run's identical change would be in BuildKit's cache
+    req.write_text(req.read_text() + f"# a change to the leaf's Python lock: {uuid.uuid4()}\n")
     args = ["build", "geo", "--base-image", f"base={engine.standin}", "--registry", "bakegen-e2e-bumped", "--load", "--progress", "plain"]
     if Path(engine.ca_bundle).is_file():
         args += ["--ca-bundle", engine.ca_bundle]
