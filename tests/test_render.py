@@ -205,6 +205,7 @@ def test_vendor_base_uses_its_own_python_and_user(project):
     for text in (v, kid):
         assert "/opt/venv" not in text and "AS builder" not in text
         assert '"$py" -m pip install --no-input --disable-pip-version-check --require-hashes --no-deps' in text
+        assert re.search(r'SOURCE_DATE_EPOCH=\d+ PYTHONHASHSEED=0 "\$py" -m pip install', text)  # reproducible .pyc files
         assert "\nUSER jupyter\n" in text
     assert "useradd" not in v and "install -d -o jupyter /home/jupyter/work" in v
     assert 'CMD ["python3", "/usr/local/lib/bakegen-healthcheck.py"]' in v

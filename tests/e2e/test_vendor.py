@@ -67,3 +67,6 @@ def test_vendor_base_image(engine, registry, tmp_path):
     assert all(installed.get(p.key) == p.version for p in lock.python.pins)  # the locked versions, in the vendor's Python
     assert docker("run", "--rm", image, "sh", "-c", "test -w ~/work && echo writable").strip() == "writable"
     assert load_stacks(REPO / "examples/vertex").order == ["vertex"]
+    # and it builds bit for bit: pip writes checked-hash .pyc files under the lock's SOURCE_DATE_EPOCH
+    repro = bakegen("verify-repro", "vertex", "--ca-bundle", engine.ca_bundle, "--progress", "quiet")
+    assert repro.stdout.startswith("vertex: identical (sha256:"), repro.stdout
