@@ -274,6 +274,9 @@ def test_each_step_mounts_only_the_lock_files_it_reads_and_npm_has_its_own_stage
     }
     # npm runs in its own stage: a Python bump cannot re-run it; in the final image
     # the npm layer comes before the Python one (it changes less often)
+    # the locked build tools are installed once, in a stage both builders start from
+    assert geo.count("apt-install.sh /tmp/bakegen/lock build") == 1
+    assert "FROM build-tools AS builder" in geo and "FROM build-tools AS npm-builder" in geo
     npm_stage = geo.split("AS npm-builder")[1].split("# --- final image")[0]
     assert "npm ci" in npm_stage and "pip install" not in npm_stage
     final = geo.split("# --- final image")[1]
