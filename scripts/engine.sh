@@ -18,6 +18,8 @@ STANDIN_SUITE=${BAKEGEN_STANDIN_SUITE:-trixie}
 MIRROR=${BAKEGEN_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 CACHE_DIR=${BAKEGEN_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/bakegen}
 LOG=$ENGINE_DIR/dockerd.log
+# buildx goes where the docker CLI looks for every user, whatever HOME is.
+PLUGIN_DIR=${BAKEGEN_CLI_PLUGIN_DIR:-/usr/local/lib/docker/cli-plugins}
 
 say() { echo "engine: $*" >&2; }
 die() { echo "engine: error: $*" >&2; exit 1; }
@@ -39,29 +41,42 @@ install_engine() {
     [ "$(id -u)" = 0 ] || die "installing an engine needs root; start dockerd yourself or run as root"
     command -v apt-get >/dev/null || die "no apt-get: install Docker with buildx yourself (https://docs.docker.com/engine/install/)"
     apt_install runc iptables ca-certificates
-    [ -x "$ENGINE_DIR/root/usr/bin/dockerd" ] && [ -x "$HOME/.docker/cli-plugins/docker-buildx" ] && return 0
+    if [ -x "$ENGINE_DIR/root/usr/sbin/dockerd" ] && [ -x "$ENGINE_DIR/root/usr/bin/docker" ] \
+        && [ -x "$ENGINE_DIR/root/usr/libexec/docker/cli-plugins/docker-buildx" ]; then
+        link_tools; return 0
+    fi
     local tmp; tmp=$(mktemp -d)
     mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial"
     echo "deb [trusted=yes] $MIRROR sid main" > "$tmp/sources.list"
     local aptopts=(-q -o APT::Sandbox::User=root -o "Dir::Etc::sourcelist=$tmp/sources.list" -o Dir::Etc::sourceparts=/dev/null
                    -o "Dir::State::Lists=$tmp/lists" -o "Dir::Cache=$tmp/cache")
-    say "downloading docker.io, docker-buildx, containerd from Debian sid"
+    say "downloading docker.io, docker-cli, docker-buildx, containerd from Debian sid"
     apt-get "${aptopts[@]}" update >/dev/null
-    (cd "$tmp" && apt-get "${aptopts[@]}" download docker.io docker-buildx containerd tini-static >/dev/null)
+    (cd "$tmp" && apt-get "${aptopts[@]}" download docker.io docker-cli docker-buildx containerd tini-static >/dev/null)
     mkdir -p "$ENGINE_DIR/root"
     for deb in "$tmp"/*.deb; do dpkg-deb -x "$deb" "$ENGINE_DIR/root"; done
     # sid's runc needs a newer glibc than bookworm's: keep bookworm's runc.
     rm -f "$ENGINE_DIR/root/usr/sbin/runc" "$ENGINE_DIR/root/usr/bin/runc"
-    mkdir -p "$HOME/.docker/cli-plugins"
-    ln -sf "$ENGINE_DIR/root/usr/libexec/docker/cli-plugins/docker-buildx" "$HOME/.docker/cli-plugins/docker-buildx"
     rm -rf "$tmp"
+    link_tools
+}
+
+link_tools() {
+    mkdir -p "$PLUGIN_DIR"
+    ln -sf "$ENGINE_DIR/root/usr/libexec/docker/cli-plugins/docker-buildx" "$PLUGIN_DIR/docker-buildx"
+    # A machine without a docker client gets sid's (a machine that has one keeps it).
+    command -v docker >/dev/null || ln -sf "$ENGINE_DIR/root/usr/bin/docker" /usr/local/bin/docker
 }
 
 start_engine() {
+    mkdir -p "$ENGINE_DIR"
     local cfg=$ENGINE_DIR/daemon.json
     # The containerd image store lets BuildKit export OCI tarballs (used for
     # reproducibility checks) and keeps `docker save` in OCI layout.
     echo '{"features": {"containerd-snapshotter": true}}' > "$cfg"
+    # A dockerd killed by an earlier run leaves its pid file behind, and a new one refuses to start.
+    local pidfile=/var/run/docker.pid
+    if [ -f "$pidfile" ] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then rm -f "$pidfile"; fi
     say "starting dockerd (log: $LOG)"
     PATH="$ENGINE_DIR/root/usr/sbin:$ENGINE_DIR/root/usr/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
         setsid nohup dockerd --config-file "$cfg" >"$LOG" 2>&1 < /dev/null &
@@ -75,12 +90,12 @@ start_engine() {
 
 cmd_up() {
     if engine_ok; then say "engine already running"; return 0; fi
-    if docker info >/dev/null 2>&1; then
-        die "a Docker engine is running but 'docker buildx' is missing: install the buildx plugin"
-    fi
     install_engine
-    mkdir -p "$ENGINE_DIR"
-    start_engine
+    if docker info >/dev/null 2>&1; then
+        say "an engine is running without buildx: using the buildx plugin from $ENGINE_DIR"
+    else
+        start_engine
+    fi
     engine_ok || die "engine started but buildx does not work"
     say "ready: $(docker version --format 'engine {{.Server.Version}}'), buildx $(docker buildx version | awk '{print $2}')"
 }
@@ -94,13 +109,13 @@ cmd_standin() {
     if [ ! -s "$tarball" ]; then
         [ "$(id -u)" = 0 ] || die "debootstrap needs root"
         apt_install debootstrap
+        mkdir -p "$CACHE_DIR"
         local root; root=$(mktemp -d)
         say "debootstrap $STANDIN_SUITE (minbase + python3, python3-venv)"
         debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
-            "$STANDIN_SUITE" "$root" "$MIRROR" >"$CACHE_DIR.debootstrap.log" 2>&1 \
-            || { tail -20 "$CACHE_DIR.debootstrap.log" >&2; die "debootstrap failed"; }
+            "$STANDIN_SUITE" "$root" "$MIRROR" >"$CACHE_DIR/debootstrap.log" 2>&1 \
+            || { tail -20 "$CACHE_DIR/debootstrap.log" >&2; die "debootstrap failed"; }
         rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
-        mkdir -p "$CACHE_DIR"
         tar -C "$root" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
         rm -rf "$root"
     fi

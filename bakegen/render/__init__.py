@@ -20,6 +20,7 @@ BAKE_FILE = "docker-bake.hcl"
 DOCKERFILE_DIR = "dockerfiles"
 APT_SCRIPT = f"{DOCKERFILE_DIR}/apt-install.sh"
 START_SCRIPT = f"{DOCKERFILE_DIR}/bakegen-start.sh"
+SERVER_SCRIPT = f"{DOCKERFILE_DIR}/bakegen-server.sh"
 HEALTHCHECK_SCRIPT = f"{DOCKERFILE_DIR}/bakegen-healthcheck.py"
 SLIM_SCRIPT = f"{DOCKERFILE_DIR}/bakegen-slim.py"
 
@@ -47,6 +48,7 @@ def render_project(graph: StackGraph, locks: dict[str, StackLock]) -> dict[str, 
     files = {
         BAKE_FILE: render_bake(env, graph, locks),
         START_SCRIPT: env.get_template("bakegen-start.sh.j2").render(header=header),
+        SERVER_SCRIPT: env.get_template("bakegen-server.sh.j2").render(header=header),
         HEALTHCHECK_SCRIPT: env.get_template("bakegen-healthcheck.py.j2").render(header=header),
     }
     if any(lock.apt is not None for lock in locks.values()):
@@ -54,5 +56,5 @@ def render_project(graph: StackGraph, locks: dict[str, StackLock]) -> dict[str, 
     if any(graph.python_slim(name) and locks[name].python.pins for name in graph.order):
         files[SLIM_SCRIPT] = env.get_template("bakegen-slim.py.j2").render(header=header)
     for name in graph.order:
-        files[dockerfile_path(name)] = render_dockerfile(env, graph, name, locks[name], locks[graph.root_of(name).name])
+        files[dockerfile_path(name)] = render_dockerfile(env, graph, name, locks[name], locks)
     return files

@@ -6,7 +6,7 @@ from jinja2 import Environment
 
 from bakegen import __version__
 from bakegen.lock import GENERATED_MARKER, REQUIREMENTS, StackLock, requirements_file
-from bakegen.render import APT_SCRIPT, HEALTHCHECK_SCRIPT, SLIM_SCRIPT, START_SCRIPT
+from bakegen.render import APT_SCRIPT, HEALTHCHECK_SCRIPT, SERVER_SCRIPT, SLIM_SCRIPT, START_SCRIPT
 from bakegen.stack import DEFAULT_PORT, StackGraph
 
 VENV = "/opt/venv"
@@ -25,7 +25,19 @@ def _image_user(root_lock: StackLock) -> str | None:
     return image.user
 
 
-def render_dockerfile(env: Environment, graph: StackGraph, name: str, lock: StackLock, root_lock: StackLock | None = None) -> str:
+JUPYTER_SERVER = "jupyter-server"
+
+
+def has_server(graph: StackGraph, name: str, locks: dict[str, StackLock]) -> bool:
+    """Does the image of ``name`` have a Jupyter server? (A vendor notebook image has its own.)"""
+    if graph.python_env(name) == "base":
+        return True
+    chain = graph.ancestors(name) + [graph.stacks[name]]
+    return any(JUPYTER_SERVER in locks[s.name].python.by_name(p) for s in chain for p in locks[s.name].python.by_platform)
+
+
+def render_dockerfile(env: Environment, graph: StackGraph, name: str, lock: StackLock, locks: dict[str, StackLock]) -> str:
+    root_lock = locks[graph.root_of(name).name]
     stack = graph.stacks[name]
     parent = graph.parent(name)
     root = graph.root_of(name)
@@ -34,7 +46,10 @@ def render_dockerfile(env: Environment, graph: StackGraph, name: str, lock: Stac
     if not root.user_declared and root.python_env == "base":
         root_lock_user = _image_user(root_lock or lock)  # a vendor image's own user
     run_as = root_lock_user or f"{user.uid}:{user.gid}"
-    home = f"/home/{root_lock_user or user.name}"
+    user_name = root_lock_user.split(":")[0] if root_lock_user else user.name
+    run_as_uid, _, run_as_gid = run_as.partition(":")
+    home = f"/home/{user_name}"
+    parent_server = parent is not None and has_server(graph, parent.name, locks)
     # A child keeps its parent's entrypoint, command and port unless it sets its own.
     command = stack.command
     port = stack.port
@@ -63,6 +78,9 @@ def render_dockerfile(env: Environment, graph: StackGraph, name: str, lock: Stac
         user=user,
         epoch=lock.source_date_epoch or 0,
         run_as=run_as,
+        run_as_uid=run_as_uid,
+        run_as_gid=run_as_gid or f"$(id -g {run_as_uid})",
+        user_name=user_name,
         home=home,
         create_user=root_lock_user is None,
         python_env=root.python_env,
@@ -71,6 +89,8 @@ def render_dockerfile(env: Environment, graph: StackGraph, name: str, lock: Stac
         command=list(command) if command else None,
         tini=has_tini,
         start_script=START_SCRIPT,
+        server_script=SERVER_SCRIPT,
+        server_here=has_server(graph, name, locks) and not parent_server,
         healthcheck_script=HEALTHCHECK_SCRIPT,
         slim_script=SLIM_SCRIPT if graph.python_slim(name) else None,
         drop_pip=parent is None and root.python_env == "venv" and not any(p.key == "pip" for p in lock.python.pins),

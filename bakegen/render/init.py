@@ -8,6 +8,8 @@ from bakegen.render import environment
 
 WORKFLOWS = ("bakegen-check.yml", "bakegen-upgrade.yml", "bakegen-build.yml")
 FIRST_STACK = "stacks/base.toml"
+# Lock-update bots, kept out of what bakegen generates (Renovate reads JSON5, which holds our header).
+BOT_CONFIGS = {".github/renovate.json5": "renovate.json5.j2", ".github/dependabot.yml": "dependabot.yml.j2"}
 
 
 def render_init(python: str = "3.13") -> dict[str, str]:
@@ -20,4 +22,6 @@ def render_init(python: str = "3.13") -> dict[str, str]:
     }
     for name in WORKFLOWS:
         files[f".github/workflows/{name}"] = env.get_template(f"init/{name}.j2").render(header=header, version=__version__)
+    for path, template in BOT_CONFIGS.items():
+        files[path] = env.get_template(f"init/{template}").render(header=header)
     return files

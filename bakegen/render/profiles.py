@@ -8,6 +8,8 @@ build's metadata (``docker buildx bake --metadata-file``) gives its digest.
 from __future__ import annotations
 
 import json
+import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +17,10 @@ import yaml
 
 from bakegen import __version__
 from bakegen.errors import BakegenError
-from bakegen.lock import GENERATED_MARKER
+from bakegen.lock import GENERATED_MARKER, StackLock
 from bakegen.stack import StackGraph
 
+log = logging.getLogger("bakegen")
 FORMATS = ("helm", "configmap")
 
 
@@ -35,33 +38,87 @@ def read_digests(path: Path) -> dict[str, str]:
     return {name: meta["containerimage.digest"] for name, meta in doc.items() if isinstance(meta, dict) and "containerimage.digest" in meta}
 
 
-def profile_list(graph: StackGraph, registry: str = "", tag: str = "latest", digests: dict[str, str] | None = None) -> list[dict[str, Any]]:
+# What a child's profile takes from its parent's, unless it sets its own: a hub admin
+# expects geo (on scipy) to get at least scipy's resources and landing page.
+INHERITED = ("cpu_limit", "mem_limit", "default_url")
+# Zero to JupyterHub's defaults (singleuser.uid, singleuser.fsGid): a profile says
+# uid, gid and fs_gid only for images whose user differs.
+Z2JH_USER = (1000, 100)
+
+
+def _options(graph: StackGraph, name: str) -> dict[str, Any]:
+    """The stack's [profile], with cpu_limit, mem_limit and default_url inherited from its parents."""
+    opts: dict[str, Any] = {}
+    for stack in graph.ancestors(name):
+        opts.update({k: v for k, v in stack.profile if k in INHERITED})
+    opts.update(dict(graph.stacks[name].profile))
+    return opts
+
+
+def _user_ids(graph: StackGraph, name: str, locks: dict[str, StackLock]) -> tuple[int, int] | None:
+    """(uid, gid) of the image's user: [user], or the vendor image's own numeric user; None when unknown."""
+    root = graph.root_of(name)
+    if root.user_declared or root.python_env != "base":
+        user = graph.user(name)
+        return user.uid, user.gid
+    image = locks[root.name].image
+    found = re.fullmatch(r"(\d+)(?::(\d+))?", (image.user or "") if image else "")
+    if found is None:
+        return None
+    return int(found.group(1)), int(found.group(2) or found.group(1))
+
+
+def profile_list(graph: StackGraph, locks: dict[str, StackLock], registry: str, tag: str = "latest", digests: dict[str, str] | None = None) -> list[dict[str, Any]]:
     profiles = []
     for name in graph.order:
-        stack = graph.stacks[name]
-        opts = dict(stack.profile)
+        opts = _options(graph, name)
         if not opts.get("enabled", True):
             continue
-        override: dict[str, Any] = {"image": image_ref(registry, name, tag, (digests or {}).get(name))}
-        for key in ("cpu_limit", "mem_limit", "default_url"):
-            if key in opts:
-                override[key] = opts[key]
-        entry: dict[str, Any] = {
-            "display_name": opts.get("display_name", name),
-            "description": stack.description,
-            "slug": opts.get("slug", name),
+        digest = (digests or {}).get(name)
+        override: dict[str, Any] = {
+            "image": image_ref(registry, name, tag, digest),
+            "image_pull_policy": "IfNotPresent" if digest else "Always",
         }
+        override.update({key: opts[key] for key in INHERITED if key in opts})
+        platforms = graph.platforms(name)
+        if len(platforms) == 1:
+            override["node_selector"] = {"kubernetes.io/arch": platforms[0].split("/")[1]}
+        ids = _user_ids(graph, name, locks)
+        if ids is None:
+            log.warning("warning: %s: the base image's user is not numeric; set [user] uid and gid so that the profile can say them", name)
+        elif ids != Z2JH_USER:
+            override.update(uid=ids[0], gid=ids[1], fs_gid=ids[1])
+        entry: dict[str, Any] = {"display_name": opts.get("display_name", name), "description": graph.stacks[name].description, "slug": opts.get("slug", name)}
         if opts.get("default"):
             entry["default"] = True
         entry["kubespawner_override"] = override
         profiles.append(entry)
-    if sum(1 for p in profiles if p.get("default")) > 1:
-        raise BakegenError("more than one stack sets [profile] default = true", hint="keep default = true on one stack")
+    _check_unique(profiles)
     return profiles
 
 
-def render_profiles(graph: StackGraph, *, registry: str = "", tag: str = "latest", digests: dict[str, str] | None = None, fmt: str = "helm", command: str = "bakegen profiles") -> str:
-    values = {"singleuser": {"profileList": profile_list(graph, registry, tag, digests)}}
+def _check_unique(profiles: list[dict[str, Any]]) -> None:
+    if sum(1 for p in profiles if p.get("default")) > 1:
+        raise BakegenError("more than one stack sets [profile] default = true", hint="keep default = true on one stack")
+    slugs = [p["slug"] for p in profiles]
+    twice = sorted({s for s in slugs if slugs.count(s) > 1})
+    if twice:
+        raise BakegenError(f"two profiles have the slug '{twice[0]}'", hint="give one of them another [profile] slug")
+
+
+def check_registry(registry: str) -> None:
+    """An image without a registry is pulled from Docker Hub's library namespace: refuse to write such a profile."""
+    if not registry.strip("/"):
+        raise BakegenError(
+            "no --registry: Kubernetes would pull the images from Docker Hub's library namespace (image: base:latest is docker.io/library/base)",
+            hint="pass --registry (or set REGISTRY) to where bakegen build --push put the images, e.g. --registry ghcr.io/acme; "
+            "for images loaded into the cluster by hand, --registry docker.io/library says so",
+        )
+
+
+def render_profiles(graph: StackGraph, locks: dict[str, StackLock], *, registry: str, tag: str = "latest", digests: dict[str, str] | None = None, fmt: str = "helm", command: str = "bakegen profiles") -> str:
+    check_registry(registry)
+    values = {"singleuser": {"profileList": profile_list(graph, locks, registry, tag, digests)}}
     header = f"# {GENERATED_MARKER} {__version__} from stacks/*.toml. Do not edit; to update, run: {command}\n"
     body = yaml.safe_dump(values, sort_keys=False, default_flow_style=False)
     if fmt == "helm":

@@ -246,8 +246,11 @@ class AptResolver:
             pick = self._pick(group, index, fixed, preferred)
             if pick is None:
                 wanted = " | ".join(_rel_text(r) for r in group)
+                clash = next((c for r in group if r["name"] not in fixed
+                              for e in self._candidates(r["name"], r.get("version"), index, preferred) if (c := _clash(e, fixed))), None)
+                reason = f"nothing provides {wanted} (needed by {why})" if clash is None else f"{wanted} (needed by {why}) needs {clash}"
                 raise ResolutionError(
-                    f"{request.stack}: cannot resolve apt packages on {arch}: nothing provides {wanted} (needed by {why})",
+                    f"{request.stack}: cannot resolve apt packages on {arch}: {reason}",
                     hint=f"check the package names for {request.spec.distro} {request.spec.suite}; a child cannot move a parent's apt pin",
                 )
             chosen[pick["Package"]] = pick
@@ -276,18 +279,42 @@ class AptResolver:
         return index.provider(name, rel.get("version"), among=version_of) is not None
 
     def _pick(self, group: list[dict], index: Index, fixed: dict[str, str], preferred: dict[str, str]) -> dict[str, str] | None:
+        """The first alternative that can be installed: the previous pin if it still fits, else the newest.
+
+        A candidate whose own dependencies clash with a parent's pin (``fixed``) is
+        passed over for an older or newer one that fits.
+        """
         for rel in group:
             name = rel["name"]
             if name in fixed:
                 continue  # a parent's pin that does not satisfy this: try the next alternative
-            if name in preferred:  # keep the previous pin while the archive has it and it fits
-                kept = index.candidate(name, ("=", preferred[name]))
-                if kept is not None and satisfies(kept["Version"], rel.get("version")):
-                    return kept
-            e = index.candidate(name, rel.get("version")) or index.provider(name, rel.get("version"))
-            if e is not None:
-                return e
+            for e in self._candidates(name, rel.get("version"), index, preferred):
+                if _clash(e, fixed) is None:
+                    return e
         return None
+
+    def _candidates(self, name: str, constraint: tuple[str, str] | None, index: Index, preferred: dict[str, str]) -> list[dict[str, str]]:
+        out = []
+        if name in preferred:  # keep the previous pin while the archive has it and it fits
+            kept = index.candidate(name, ("=", preferred[name]))
+            if kept is not None and satisfies(kept["Version"], constraint):
+                out.append(kept)
+        out += [e for e in index.versions.get(name, []) if satisfies(e["Version"], constraint)]
+        provider = index.provider(name, constraint)
+        return out + ([provider] if provider is not None else [])
+
+
+def _clash(entry: dict[str, str], fixed: dict[str, str]) -> str | None:
+    """Why ``entry`` cannot go on top of the parents' pins (``fixed``): a dependency whose every
+    alternative a parent pins at a version it rejects. None when it fits."""
+    for fld in ("Pre-Depends", "Depends"):
+        if not entry.get(fld):
+            continue
+        for group in PkgRelation.parse_relations(entry[fld]):
+            if all(rel["name"] in fixed and not satisfies(fixed[rel["name"]], rel.get("version")) for rel in group):
+                pinned = ", ".join(f"{rel['name']} {fixed[rel['name']]}" for rel in group)
+                return f"{' | '.join(_rel_text(r) for r in group)}, but a parent pins {pinned}"
+    return None
 
 
 def _is_base(entry: dict[str, str]) -> bool:

@@ -219,6 +219,8 @@ class UvResolver:
                 "--generate-hashes", "--no-header", "--annotation-style=split",
                 "--python-version", request.python_version,
                 "--python-platform", request.platform,
+                # No interpreter of the target version is needed to resolve for it: never download one.
+                "--no-python-downloads",
                 "--index-url", request.index_url,
                 "--output-file", output,
                 *inputs,

@@ -56,6 +56,7 @@ def built(engine, tmp_path_factory) -> Built:
     gen = bakegen(root, "generate", "--check")
     assert gen.returncode == 0, gen.stderr
     assert tree(root) == before, "the committed locks and generated files must be current"
+    refresh_apt(root)
 
     args = ["build", "--base-image", f"base={engine.standin}", "--registry", PREFIX, "--load", "--progress", "plain"]
     if Path(engine.ca_bundle).is_file():
@@ -70,6 +71,20 @@ def built(engine, tmp_path_factory) -> Built:
     print(f"bake of the example graph: {time.monotonic() - start:.1f}s")
     graph = load_stacks(root)
     return Built(root, graph.order, {n: graph.stacks[n].extends for n in graph.order})
+
+
+def refresh_apt(root: Path) -> None:
+    """Move the copy's apt pins to what Debian's archive serves today.
+
+    Debian replaces a version in its archive when it publishes an update, and
+    the snapshot archive is not reachable here, so a committed apt lock stops
+    being installable within days. The e2e tests build the committed Python and
+    npm locks as they are, and the apt lock as ``bakegen lock
+    --upgrade-ecosystem apt`` makes it today (every apt pin at its newest).
+    """
+    for args in (["lock", "--upgrade-ecosystem", "apt"], ["generate"]):
+        out = bakegen(root, *args)
+        assert out.returncode == 0, out.stdout + out.stderr
 
 
 def run(image: str, *cmd: str) -> str:

@@ -84,63 +84,8 @@ def test_https_with_a_mounted_certificate(built, tmp_path):
         assert subprocess.run(["docker", "exec", cid, "/opt/venv/bin/python", "/usr/local/lib/bakegen-healthcheck.py"]).returncode == 0
 
 
-# The hub's REST API as jupyterhub-singleuser uses it: the version check at start, and
-# token -> user for each request (JupyterHub's /hub/api and /hub/api/user routes).
-HUB = """
-import json, http.server
-USER = {"kind": "user", "name": "test", "admin": False, "groups": [], "session_id": None,
-        "scopes": ["access:servers!user=test", "access:servers!server=test/", "read:users:name!user=test"]}
-class Hub(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        if self.path.rstrip("/") == "/hub/api":
-            self.reply(200, {"version": "5.2.1"})
-        elif self.path.startswith("/hub/api/user") and self.headers.get("Authorization") == "token %s":
-            self.reply(200, USER)
-        else:
-            self.reply(403, {"status": 403, "message": "forbidden"})
-    def reply(self, code, doc):
-        body = json.dumps(doc).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("X-JupyterHub-Version", "5.2.1")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-http.server.ThreadingHTTPServer(("127.0.0.1", 8081), Hub).serve_forever()
-"""
-
-
-def test_jupyterhub_singleuser_when_the_hub_starts_the_image(built):
-    user_token = "user-token-for-test"
-    hub = docker("run", "-d", "-p", "127.0.0.1::8888", built.image("base"), "python", "-c", HUB % user_token).strip()
-    env = {
-        "JUPYTERHUB_API_TOKEN": TOKEN,
-        "JUPYTERHUB_API_URL": "http://127.0.0.1:8081/hub/api",
-        "JUPYTERHUB_BASE_URL": "/",
-        "JUPYTERHUB_SERVICE_PREFIX": "/user/test/",
-        "JUPYTERHUB_SERVICE_URL": "http://0.0.0.0:8888/user/test/",
-        "JUPYTERHUB_USER": "test",
-        "JUPYTERHUB_CLIENT_ID": "jupyterhub-user-test",
-        "JUPYTERHUB_OAUTH_CALLBACK_URL": "/user/test/oauth_callback",
-        "JUPYTERHUB_OAUTH_ACCESS_SCOPES": '["access:servers!server=test/", "access:servers!user=test"]',
-    }
-    args = ["run", "-d", "--network", f"container:{hub}"] + [a for k, v in env.items() for a in ("-e", f"{k}={v}")]
-    cid = docker(*args, built.image("base")).strip()
-    try:
-        port = docker("port", hub, "8888/tcp").splitlines()[0].rsplit(":", 1)[1]
-        status, body = wait(f"http://127.0.0.1:{port}/user/test/api", cid)
-        assert status == 200 and "version" in json.loads(body)
-        top = docker("top", cid, "-o", "pid,uid,args")
-        assert "jupyterhub-singleuser" in top and "jupyter-lab" not in top, top
-        assert all(line.split()[1] == "1000" for line in top.splitlines()[1:]), top
-        # a request with the user's token: the server asks the hub who it is, then answers
-        status, body = wait(f"http://127.0.0.1:{port}/user/test/api/contents", cid, headers={"Authorization": f"token {user_token}"})
-        assert status == 200 and json.loads(body)["type"] == "directory"
-        # a wrong token is refused
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/user/test/api/contents", headers={"Authorization": "token wrong"})
-        with pytest.raises(urllib.error.HTTPError) as exc:
-            urllib.request.urlopen(req, timeout=10)
-        assert exc.value.code == 403
-        assert subprocess.run(["docker", "exec", cid, "/opt/venv/bin/python", "/usr/local/lib/bakegen-healthcheck.py"]).returncode == 0
-    finally:
-        docker("rm", "-f", cid, hub, check=False)
+def test_a_fresh_home_volume_gets_its_work_folder(built):
+    """Zero to JupyterHub mounts an empty volume at the home (no copy of the image's folder)."""
+    home = "/home/jovyan:uid=1000,gid=100,mode=0755"
+    out = docker("run", "--rm", "--tmpfs", home, built.image("base"), "sh", "-c", "ls -d ~/work && touch ~/work/x && echo $SHELL")
+    assert out.split() == ["/home/jovyan/work", "/bin/bash"], out
