@@ -6,6 +6,8 @@ BAKEGEN := $(BIN)/bakegen
 STANDIN ?= bakegen-standin/python:3.13-slim
 CA_BUNDLE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 PYTEST_ARGS ?=
+# The venv's bin first: bakegen, and the Node.js (npm) that the test extras install from PyPI.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
 .PHONY: help install tools example lock upgrade generate check diff schema engine build build-local push test unit e2e bench bench-lock bench-size bench-bake bench-rebuild bench-repro clean

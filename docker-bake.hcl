@@ -92,13 +92,13 @@ target "base" {
   labels = {
     "io.bakegen.fingerprint" = "sha256:fe74e93ab8c9d7525a32c7a510a5783ee169a81f52a5d00b85d6c40dd98e9235"
     "io.bakegen.stack" = "base"
-    "org.opencontainers.image.created" = "2026-12-01T01:24:04Z"
+    "org.opencontainers.image.created" = "2026-12-01T01:47:45Z"
     "org.opencontainers.image.description" = "Python 3.13 slim with JupyterLab 4"
     "org.opencontainers.image.title" = "base"
     "org.opencontainers.image.source"   = SOURCE_URL == "" ? null : SOURCE_URL
     "org.opencontainers.image.revision" = REVISION == "" ? null : REVISION
   }
-  annotations = ["manifest:org.opencontainers.image.created=2026-12-01T01:24:04Z", "manifest:io.bakegen.stack=base", "manifest:io.bakegen.fingerprint=sha256:fe74e93ab8c9d7525a32c7a510a5783ee169a81f52a5d00b85d6c40dd98e9235"]
+  annotations = ["manifest:org.opencontainers.image.created=2026-12-01T01:47:45Z", "manifest:io.bakegen.stack=base", "manifest:io.bakegen.fingerprint=sha256:fe74e93ab8c9d7525a32c7a510a5783ee169a81f52a5d00b85d6c40dd98e9235"]
 }
 
 target "scipy" {
@@ -112,17 +112,17 @@ target "scipy" {
     "base" = "target:base"
   }
   platforms = ["linux/amd64"]
-  tags = [image("scipy", "latest"), image("scipy", "python-3.13"), image("scipy", "20261201-4d554ae47b3c")]
+  tags = [image("scipy", "latest"), image("scipy", "python-3.13"), image("scipy", "20261201-cecd1081f6f7")]
   labels = {
-    "io.bakegen.fingerprint" = "sha256:4d554ae47b3c9b326f8adda2ae5dfe8c53dc66e6bb4d8b2bfe4b4e1facedc80e"
+    "io.bakegen.fingerprint" = "sha256:cecd1081f6f7dee73d54240c3274d0638f345fdbe994cfc3461f15b4a6f8adf8"
     "io.bakegen.stack" = "scipy"
-    "org.opencontainers.image.created" = "2026-12-01T01:24:04Z"
+    "org.opencontainers.image.created" = "2026-12-01T01:47:45Z"
     "org.opencontainers.image.description" = "The SciPy stack on top of base: NumPy, pandas, Matplotlib, scikit-learn"
     "org.opencontainers.image.title" = "scipy"
     "org.opencontainers.image.source"   = SOURCE_URL == "" ? null : SOURCE_URL
     "org.opencontainers.image.revision" = REVISION == "" ? null : REVISION
   }
-  annotations = ["manifest:org.opencontainers.image.created=2026-12-01T01:24:04Z", "manifest:io.bakegen.stack=scipy", "manifest:io.bakegen.fingerprint=sha256:4d554ae47b3c9b326f8adda2ae5dfe8c53dc66e6bb4d8b2bfe4b4e1facedc80e"]
+  annotations = ["manifest:org.opencontainers.image.created=2026-12-01T01:47:45Z", "manifest:io.bakegen.stack=scipy", "manifest:io.bakegen.fingerprint=sha256:cecd1081f6f7dee73d54240c3274d0638f345fdbe994cfc3461f15b4a6f8adf8"]
 }
 
 target "geo" {
@@ -136,15 +136,15 @@ target "geo" {
     "scipy" = "target:scipy"
   }
   platforms = ["linux/amd64"]
-  tags = [image("geo", "latest"), image("geo", "python-3.13"), image("geo", "20261201-f897a40055bc")]
+  tags = [image("geo", "latest"), image("geo", "python-3.13"), image("geo", "20261201-081741cabaf0")]
   labels = {
-    "io.bakegen.fingerprint" = "sha256:f897a40055bc91eb16b3658f87af37772b32eb7e30d981c9486aa27b3953e517"
+    "io.bakegen.fingerprint" = "sha256:081741cabaf02dff9b64b1ccbfefca0e87ddc9c337d69146d449d380c690d03d"
     "io.bakegen.stack" = "geo"
-    "org.opencontainers.image.created" = "2026-12-01T01:24:11Z"
+    "org.opencontainers.image.created" = "2026-12-01T01:47:51Z"
     "org.opencontainers.image.description" = "Interactive maps on top of scipy: ipyleaflet (its JupyterLab extension ships prebuilt)"
     "org.opencontainers.image.title" = "geo"
     "org.opencontainers.image.source"   = SOURCE_URL == "" ? null : SOURCE_URL
     "org.opencontainers.image.revision" = REVISION == "" ? null : REVISION
   }
-  annotations = ["manifest:org.opencontainers.image.created=2026-12-01T01:24:11Z", "manifest:io.bakegen.stack=geo", "manifest:io.bakegen.fingerprint=sha256:f897a40055bc91eb16b3658f87af37772b32eb7e30d981c9486aa27b3953e517"]
+  annotations = ["manifest:org.opencontainers.image.created=2026-12-01T01:47:51Z", "manifest:io.bakegen.stack=geo", "manifest:io.bakegen.fingerprint=sha256:081741cabaf02dff9b64b1ccbfefca0e87ddc9c337d69146d449d380c690d03d"]
 }

@@ -4,8 +4,11 @@
 # Installs exactly the apt packages of a bakegen lock, inside a docker build:
 #   sh apt-install.sh LOCK_DIR runtime|build
 # LOCK_DIR holds apt.lock and apt-sources.list (bind-mounted; not left in a layer).
+# Every locked package of this architecture and these kinds is installed at its locked
+# version, the base image's own copies upgraded to it: the lock says what is in the image.
 # Fails when apt would install a package that is not in the lock, or another version,
-# or when a downloaded .deb does not match the lock's sha256.
+# would downgrade what the base image has, or when a downloaded .deb does not match the
+# lock's sha256.
 set -eu
 lock=$1
 case "${2:-runtime}" in
@@ -22,14 +25,22 @@ export DEBIAN_FRONTEND=noninteractive
 
 # The lines of this architecture and of these kinds: "name version sha256 file".
 awk -v a="$arch" -v k=" $kinds " '!/^#/ && NF == 6 && $1 == a && index(k, " " $2 " ") {print $3, $4, $5, $6, $2}' "$lock/apt.lock" > "$work/lock"
-want=$(awk '$5 == "req" || $5 == "build" {printf "%s=%s ", $1, $2}' "$work/lock")
+want=$(awk '{printf "%s=%s ", $1, $2}' "$work/lock")
 if [ -z "$want" ]; then echo "bakegen: no $kinds apt packages locked for $arch in $lock/apt.lock" >&2; exit 1; fi
 
 apt-get "$@" -qq update
 
 # What would apt install? Each package must be in the lock, at the locked version.
 # shellcheck disable=SC2086
-apt-get "$@" -s install $want | awk '/^Inst /{v = $3; if (v ~ /^\[/) v = $4; gsub(/[()]/, "", v); print $2, v}' | sort > "$work/plan"
+apt-get "$@" -s --allow-downgrades install $want > "$work/sim" || { cat "$work/sim" >&2; exit 1; }
+downgrades=$(awk '/^Inst /{if ($3 ~ /^\[/) {old = $3; gsub(/[][]/, "", old); new = $4; gsub(/[()]/, "", new); if (system("dpkg --compare-versions \"" new "\" lt \"" old "\"") == 0) print $2, old, "->", new}}' "$work/sim")
+if [ -n "$downgrades" ]; then
+    echo "bakegen: the base image has newer versions than $lock/apt.lock for $arch:" >&2
+    echo "$downgrades" | sed 's/^/  /' >&2
+    echo "hint: the base image moved since locking; run bakegen lock --upgrade-ecosystem apt" >&2
+    exit 1
+fi
+awk '/^Inst /{v = $3; if (v ~ /^\[/) v = $4; gsub(/[()]/, "", v); print $2, v}' "$work/sim" | sort > "$work/plan"
 awk '{print $1, $2}' "$work/lock" | sort > "$work/locked"
 extra=$(comm -23 "$work/plan" "$work/locked")
 if [ -n "$extra" ]; then

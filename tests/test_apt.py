@@ -54,7 +54,7 @@ Package: base-files
 Version: 13
 Architecture: amd64
 Essential: yes
-Depends: something-never-followed
+Depends: libc6
 Filename: pool/main/b/base-files_13_amd64.deb
 SHA256: {h}
 Size: 10
@@ -161,7 +161,7 @@ def test_closure_newest_versions_alternatives_and_virtuals(tmp_path):
         "libfoo": "2.1",  # >= 2.0
         "libc6": "2.41-1+deb13u1",  # the security pocket wins
         "postfix": "3.9",  # first alternative, a virtual package
-        "base-files": "13",  # essential: pinned, its dependencies not followed
+        "base-files": "13",  # essential: pinned, and its dependencies too (the lock is the whole closure)
     }
 
 

@@ -6,8 +6,10 @@ The indexes of the base image's release (the suite plus its -updates and
 the pool file name, per architecture. Resolving for another architecture reads
 that architecture's index: nothing runs on it.
 
-Packages that every Debian/Ubuntu image already has (Essential, or Priority
-required) are not followed further: their dependencies are part of the base.
+The lock is the whole closure: every package the stack asks for and every
+package they depend on, down to libc6, except what a parent stack pins. The
+image installs every one of them at its locked version (upgrading what the base
+image has), so that the lock says what is in the image.
 """
 
 from __future__ import annotations
@@ -97,7 +99,6 @@ class AptPin:
     sha256: str
     filename: str
     size: int
-    required: bool = False  # Essential/required: in every base image; installed only if apt must
 
 
 @dataclass
@@ -254,14 +255,12 @@ class AptResolver:
                     hint=f"check the package names for {request.spec.distro} {request.spec.suite}; a child cannot move a parent's apt pin",
                 )
             chosen[pick["Package"]] = pick
-            if _is_base(pick):
-                continue  # already in every image: its dependencies are too
             for fld in ("Pre-Depends", "Depends"):
                 if pick.get(fld):
                     todo.extend((dep, pick["Package"]) for dep in PkgRelation.parse_relations(pick[fld]))
         pins = []
         for name, e in sorted(chosen.items()):
-            pins.append(AptPin(name, e["Version"], e["Architecture"], e["SHA256"], e["Filename"], int(e["Size"]), _is_base(e)))
+            pins.append(AptPin(name, e["Version"], e["Architecture"], e["SHA256"], e["Filename"], int(e["Size"])))
         return pins
 
     def _installed(self, rel: dict, chosen: dict[str, dict[str, str]], fixed: dict[str, str], index: Index) -> bool:
@@ -315,10 +314,6 @@ def _clash(entry: dict[str, str], fixed: dict[str, str]) -> str | None:
                 pinned = ", ".join(f"{rel['name']} {fixed[rel['name']]}" for rel in group)
                 return f"{' | '.join(_rel_text(r) for r in group)}, but a parent pins {pinned}"
     return None
-
-
-def _is_base(entry: dict[str, str]) -> bool:
-    return entry.get("Essential") == "yes" or entry.get("Priority") == "required"
 
 
 def _rel_text(rel: dict) -> str:
