@@ -6,15 +6,17 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 from pathlib import Path
 
 from bakegen import __version__
 from bakegen.build import BuildOptions, build
 from bakegen.diff import FORMATS, diff_locks, read_rev_locks, read_tree_locks
 from bakegen.errors import BakegenError, StackErrors, StaleError
-from bakegen.lock import stale_files, write_files
-from bakegen.locker import Resolvers, Upgrades, current_locks, lock_stacks, outcome_files, stale_locks
-from bakegen.render import render_project
+from bakegen.files import orphans, pending, stale_files, write_set
+from bakegen.lock import LOCK_VERSION, lock_files
+from bakegen.locker import LOCK_DIR, Resolvers, Upgrades, current_locks, lock_stacks, outcome_files, stale_locks
+from bakegen.render import DOCKERFILE_DIR, render_project
 from bakegen.render.init import FIRST_STACK, render_init
 from bakegen.render.profiles import read_digests, render_profiles
 from bakegen.repro import verify_repro
@@ -30,14 +32,26 @@ def cmd_lock(args: argparse.Namespace) -> int:
     resolvers = Resolvers(python=get_resolver(args.resolver))
     upgrades = Upgrades.parse(args.upgrade, args.upgrade_package, args.upgrade_ecosystem)
     outcomes = lock_stacks(graph, resolvers, names=args.stacks, index_url=args.index_url, upgrade=upgrades)
-    changed = write_files(args.root, outcome_files(outcomes))
+    gone = orphan_locks(args.root, graph, outcomes)
+    changed = write_set(args.root, outcome_files(outcomes), command="bakegen lock", delete=gone)
     for o in outcomes:
-        state = "locked" if o.changed else "up to date"
+        state = f"migrated to lock format {LOCK_VERSION}" if o.migrated else "locked" if o.changed else "up to date"
         base = f", base {o.lock.image.digest[:19]}" if o.lock.image else ""
         print(f"{o.stack}: {state} ({len(o.lock.python.pins)} Python packages{base})")
     for path in changed:
         print(f"wrote {path}")
     return 0
+
+
+def lock_folders_without_stack(root: Path, graph) -> set[str]:  # type: ignore[no-untyped-def]
+    folder = root / LOCK_DIR
+    return {p.name for p in folder.iterdir() if p.name not in graph.stacks} if folder.is_dir() else set()
+
+
+def orphan_locks(root: Path, graph, outcomes) -> list[str]:  # type: ignore[no-untyped-def]
+    """Generated files under locks/ that no locked stack has any more (a removed stack, a dropped ecosystem)."""
+    keep = {f"{LOCK_DIR}/{o.stack}/{rel}" for o in outcomes for rel in lock_files(o.lock)}
+    return orphans(root, LOCK_DIR, keep, {o.stack for o in outcomes} | lock_folders_without_stack(root, graph))
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -49,9 +63,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
             raise StaleError(f"generated files are out of date: {', '.join(stale)}", hint="run bakegen generate and commit the result")
         print(f"{len(files)} generated files are up to date")
         return 0
-    changed = write_files(args.root, files)
+    changed = write_set(args.root, files, command="bakegen generate", delete=orphans(args.root, DOCKERFILE_DIR, set(files)))
     for path in changed:
-        print(f"wrote {path}")
+        print(f"{'wrote' if path in files else 'removed'} {path}")
     if not changed:
         print(f"{len(files)} generated files are up to date")
     return 0
@@ -60,10 +74,18 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """Exit 0 when every lock and generated file matches its stack, 1 with a reason per stale item. No network."""
     graph = load_stacks(args.root)
+    interrupted = pending(args.root)
+    if interrupted:
+        command = interrupted.split()[-1] if interrupted.startswith("interrupted bakegen ") else "lock"
+        print(f"stale: {interrupted}: run bakegen {command}")
+        raise StaleError(f"{interrupted}", hint=f"run bakegen {command}: it finishes the interrupted write")
     locks: dict = {}
     problems = [f"{name}: {reason}" for name, reason in stale_locks(graph, locks)]
+    problems += [f"{path}: no stack named {path.split('/')[1]} (run bakegen lock)" for path in orphans(args.root, LOCK_DIR, set(), lock_folders_without_stack(args.root, graph))]
     if not problems:
-        problems = [f"{path}: {reason}" for path, reason in stale_files(args.root, render_project(graph, locks))]
+        files = render_project(graph, locks)
+        problems = [f"{path}: {reason}" for path, reason in stale_files(args.root, files)]
+        problems += [f"{path}: no longer generated (run bakegen generate)" for path in orphans(args.root, DOCKERFILE_DIR, set(files))]
     if problems:
         for p in problems:
             print(f"stale: {p}")
@@ -86,14 +108,11 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 def cmd_init(args: argparse.Namespace) -> int:
     files = render_init(args.python)
-    if any((args.root / "stacks").glob("*.toml")):
+    stacks = args.root / "stacks"
+    if (stacks.is_dir() and any(stacks.glob("*.toml"))) or (args.root / FIRST_STACK).exists():
         del files[FIRST_STACK]  # the user's stacks are theirs
-    elif (args.root / FIRST_STACK).exists():
-        del files[FIRST_STACK]
-    stack = files.pop(FIRST_STACK, None)
-    changed = write_files(args.root, files)  # refuses to overwrite a file bakegen did not write
-    if stack is not None:
-        changed += write_files(args.root, {FIRST_STACK: stack}, require_header=False)
+    # one transaction: refuses to overwrite a file bakegen did not write, or the user's stack
+    changed = write_set(args.root, files, command="bakegen init", new_only=frozenset({FIRST_STACK}))
     for path in changed:
         print(f"wrote {path}")
     print("next: edit stacks/*.toml, then run: make lock generate build")
@@ -105,7 +124,7 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     digests = read_digests(Path(args.metadata)) if args.metadata else None
     text = render_profiles(graph, current_locks(graph), registry=args.registry, tag=args.tag, digests=digests, fmt=args.format)
     if args.output:
-        write_files(Path.cwd(), {args.output: text})
+        write_set(Path.cwd(), {args.output: text}, command="bakegen profiles")
         print(f"wrote {args.output}")
     else:
         sys.stdout.write(text)
@@ -244,24 +263,37 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    _logging(args.verbose)
+    try:
+        args.root = args.root.resolve()
+        return args.func(args)
+    except StackErrors as exc:
+        return _report(exc.errors, exc.exit_code)
+    except BakegenError as exc:
+        return _report([exc], exc.exit_code)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one catch-all: a bug, never a traceback for the user
+        if args.verbose:
+            traceback.print_exc()
+        return _report([BakegenError(
+            f"internal error: {type(exc).__name__}: {exc}",
+            hint="this is a bug in bakegen: please report it with the command and the output of bakegen -v",
+        )], 70)
+
+
+def _report(errors: list[BakegenError], code: int) -> int:
+    for err in errors:
+        for line in err.lines():
+            print(line, file=sys.stderr)
+    return code
+
+
+def _logging(verbose: bool) -> None:
     logger = logging.getLogger("bakegen")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.handlers[:] = [handler]
-    logger.setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
     logger.propagate = False
-    args.root = args.root.resolve()
-    try:
-        return args.func(args)
-    except StackErrors as exc:
-        for err in exc.errors:
-            for line in err.lines():
-                print(line, file=sys.stderr)
-        return exc.exit_code
-    except BakegenError as exc:
-        for line in exc.lines():
-            print(line, file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130

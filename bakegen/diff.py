@@ -159,8 +159,19 @@ def read_rev_locks(root: Path, rev: str) -> dict[str, StackLock]:
     archive = proc.run(["git", "archive", "--format=tar", rev, "locks/"], cwd=root, binary=True).data
     with tempfile.TemporaryDirectory(prefix="bakegen-diff-") as tmp:
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-            tar.extractall(tmp, filter="data")
+            _extract(tar, Path(tmp))
         return read_tree_locks(Path(tmp))
+
+
+def _extract(tar: tarfile.TarFile, dest: Path) -> None:
+    """Regular files and folders only, inside ``dest`` (Python < 3.11.4, e.g. Debian 12's, has no extraction filter)."""
+    for member in tar.getmembers():
+        if not (member.isfile() or member.isdir()) or member.name.startswith("/") or ".." in Path(member.name).parts:
+            raise BakegenError(f"git archive holds an unexpected entry {member.name!r}", hint="check the repository")
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, filter="data")
+    else:
+        tar.extractall(dest)
 
 
 # --- output -----------------------------------------------------------------------------

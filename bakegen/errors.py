@@ -40,10 +40,11 @@ class BakegenError(Exception):
         self.hint = hint
 
     def lines(self) -> list[str]:
+        """``error: ...`` and ``hint: ...``, one line each, whatever the message holds."""
         where = f"{self.location}: " if self.location else ""
-        out = [f"error: {where}{self.message}"]
+        out = [f"error: {one_line(where + self.message)}"]
         if self.hint:
-            out.append(f"hint: {self.hint}")
+            out.append(f"hint: {one_line(self.hint)}")
         return out
 
 
@@ -91,6 +92,12 @@ class CommandError(BakegenError):
             f"{cmd[0]} exited with {returncode}: {last[0].strip()}",
             hint=hint or f"command was: {shlex.join(cmd)}",
         )
+
+
+def one_line(text: str, limit: int = 1000) -> str:
+    """``text`` on one line: line breaks and other control characters shown escaped, at most ``limit`` characters."""
+    out = "".join(ch if ch.isprintable() or ch == " " else ascii(ch)[1:-1] for ch in text)
+    return out if len(out) <= limit else out[:limit] + "..."
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:

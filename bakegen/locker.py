@@ -20,7 +20,7 @@ from typing import Protocol
 from packaging.utils import canonicalize_name
 
 from bakegen.errors import BakegenError, NetworkError, ResolutionError, StaleError
-from bakegen.lock import MANIFEST, AptEntry, AptLock, Pin, PythonLock, StackLock, arch_of, fingerprint, lock_files, read_lock, requirements_file
+from bakegen.lock import LOCK_VERSION, MANIFEST, AptEntry, AptLock, Pin, PythonLock, StackLock, arch_of, fingerprint, lock_files, read_lock, requirements_file
 from bakegen.resolvers.apt import AptRequest, AptResolver, AptSpec, distro_of
 from bakegen.resolvers.image import ImageLock, ImageRef, ImageResolver
 from bakegen.resolvers.npm import NpmLock, NpmResolver
@@ -120,6 +120,7 @@ class LockOutcome:
     lock: StackLock
     changed: bool  # resolved now (True) or kept because its inputs did not change
     warnings: list[str] = field(default_factory=list)
+    migrated: bool = False  # kept, and rewritten from an older lock format
 
 
 def _pins_digest(by_platform: dict[str, list[Pin]]) -> str:
@@ -198,9 +199,13 @@ def lock_stacks(
             existing = read_lock(graph.root / LOCK_DIR / name, graph.root)
         except StaleError:
             existing = None  # damaged, edited or an older format: resolve again
+        if existing is not None and existing.fingerprint == fp and tampered(graph, name, existing) is not None:
+            existing = None  # edited, or not this stack's: nothing in it is trusted
         if existing is not None and existing.fingerprint == fp and not upgrades.touches(existing, stack):
             locks[name] = existing
-            outcomes.append(LockOutcome(name, existing, changed=False))
+            # a lock in an older format is rewritten in this one, resolving nothing
+            old_format = existing.format_version < LOCK_VERSION
+            outcomes.append(LockOutcome(name, existing, changed=old_format, migrated=old_format))
             continue
         previous = None if upgrades.everything else existing  # whose pins to keep
         outcome = LockOutcome(name, None, changed=True)  # type: ignore[arg-type]
@@ -392,12 +397,42 @@ def stale_locks(graph: StackGraph, locks: dict[str, StackLock]) -> list[tuple[st
         except StaleError as exc:
             stale.append((name, exc.message))
             continue
-        if existing is None:
-            stale.append((name, "no lock"))
-        elif existing.fingerprint != stack_fingerprint(graph, name, locks[parent.name] if parent else None):
-            changed = f"stacks/{name}.toml" if parent is None else f"stacks/{name}.toml or its parent's lock"
-            stale.append((name, f"{changed} changed since it was locked"))
+        fp = stack_fingerprint(graph, name, locks[parent.name] if parent else None)
+        problem = "no lock" if existing is None else lock_problem(graph, name, existing, fp)
+        if problem is None and existing is not None and existing.format_version < LOCK_VERSION:
+            problem = f"lock format {existing.format_version} (run bakegen lock: it rewrites it in format {LOCK_VERSION} and resolves nothing)"
+        if problem is not None:
+            stale.append((name, problem))
         else:
-            locks[name] = existing
+            locks[name] = existing  # type: ignore[assignment]
     return stale
+
+
+def lock_problem(graph: StackGraph, name: str, lock: StackLock, fp: str) -> str | None:
+    """Why ``lock`` cannot be used for stack ``name`` (tampered or stale), or None."""
+    if lock.fingerprint != fp:
+        changed = f"stacks/{name}.toml" if graph.stacks[name].extends is None else f"stacks/{name}.toml or its parent's lock"
+        return f"{changed} changed since it was locked"
+    return tampered(graph, name, lock)
+
+
+def tampered(graph: StackGraph, name: str, lock: StackLock) -> str | None:
+    """Where a lock whose fingerprint matches contradicts its stack file (in what the fingerprint does not hash), or None."""
+    stack = graph.stacks[name]
+    facts = {
+        "stack": (lock.stack, name),
+        "parent": (lock.parent, stack.extends),
+        "platforms": (lock.platforms, graph.platforms(name)),
+        "python version": (lock.python.version, graph.python_version(name)),
+        "base image": (lock.image.ref if lock.image else None, stack.base),
+    }
+    pinned = ImageRef.parse(stack.base).digest if stack.base else None
+    if pinned is not None:
+        facts["base image digest"] = (lock.image.digest if lock.image else None, pinned)
+    for what, (have, want) in facts.items():
+        if have != want:
+            return f"tampered: the lock's {what} is {have!r}, the stack says {want!r}"
+    if lock.source_date_epoch is None:
+        return "tampered: the lock has no source_date_epoch"
+    return None
 

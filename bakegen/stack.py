@@ -16,20 +16,32 @@ from typing import Any, Callable
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from bakegen.errors import Location, StackError, StackErrors, did_you_mean
+from bakegen import schema
+from bakegen.errors import BakegenError, Location, StackError, StackErrors, did_you_mean
+from bakegen.schema import Invalid
 from bakegen.resolvers.apt import DEBIAN_SUITES, UBUNTU_SUITES, distro_of
+from bakegen.resolvers.image import ImageRef
 
 DEFAULT_USER = ("jovyan", 1000, 100)
 DEFAULT_PORT = 8888
 DEFAULT_TAGS = ("latest",)
 
-NAME_RE = re.compile(r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$")
-PYTHON_RE = re.compile(r"^3\.\d{1,2}$")
-APT_PKG_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(?:=[A-Za-z0-9.+~:-]+)?$")
-ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-NPM_RE = re.compile(r"^(?:@[a-z0-9-~][a-z0-9-._~]*/)?[a-z0-9-~][a-z0-9-._~]*(?:@[^\s@]+)?$")
+NAME = r"[a-z0-9]+(?:[-_][a-z0-9]+)*"
+NAME_RE = re.compile(NAME)
+PYTHON = r"3\.\d{1,2}"
+APT_PKG = r"[a-z0-9][a-z0-9+.-]+(?:=[A-Za-z0-9.+~:-]+)?"
+ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+USER = r"[a-z_][a-z0-9_-]{0,31}"
+# npm packages from the registry only: a name and a version, range or dist-tag (no
+# file:, git, URL or alias specs, which would bypass the registry's integrity).
+NPM = r"(?:@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*(?:@[A-Za-z0-9.^~<>=|*+ -]+)?"
+PATH = r"/(?:[A-Za-z0-9._+-]+/)*[A-Za-z0-9._+-]+"
+LABEL_KEY = r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}"
+# Names bakegen gives to things in the generated files: a stack cannot take them.
+RESERVED = {"default": "the bake group of all images", "scratch": "FROM scratch", "builder": "a Dockerfile stage",
+            "build-tools": "a Dockerfile stage", "npm-builder": "a Dockerfile stage"}
+MAX_FILE = 1_000_000  # bytes in a stack file
 PLATFORMS = ("linux/amd64", "linux/arm64")
 DEFAULT_PLATFORMS = ("linux/amd64",)
 
@@ -78,176 +90,89 @@ class Stack:
 
 
 # --- schema -----------------------------------------------------------------
-# Each key maps to a checker that returns the converted value or raises
-# _Invalid(message, hint). Tables map to nested schemas.
-
-
-class _Invalid(Exception):
-    def __init__(self, message: str, hint: str | None = None, value: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-        self.value = value  # the offending list item, to point at its own line
-
-
-def _string(value: Any) -> str:
-    if not isinstance(value, str):
-        raise _Invalid(f"expected a string, got {_tname(value)}", "put the value in double quotes")
-    return value
-
-
-def _matching(regex: re.Pattern[str], what: str, example: str) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
-        value = _string(value)
-        if not regex.match(value):
-            raise _Invalid(f"invalid {what} {value!r}", f"use something like {example!r}", value)
-        return value
-
-    return check
-
-
-def _int_in(lo: int, hi: int) -> Callable[[Any], int]:
-    def check(value: Any) -> int:
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise _Invalid(f"expected an integer, got {_tname(value)}", "write a whole number without quotes")
-        if not lo <= value <= hi:
-            raise _Invalid(f"{value} is out of range {lo}..{hi}")
-        return value
-
-    return check
-
-
-def _list_of(item: Callable[[Any], Any], *, non_empty: bool = False) -> Callable[[Any], tuple[Any, ...]]:
-    def check(value: Any) -> tuple[Any, ...]:
-        if not isinstance(value, list):
-            raise _Invalid(f"expected an array, got {_tname(value)}", 'write a list such as ["a", "b"]')
-        if non_empty and not value:
-            raise _Invalid("must not be empty")
-        return tuple(item(v) for v in value)
-
-    return check
+# Each key maps to a checker (bakegen.schema) that returns the converted value or
+# raises Invalid(message, hint). Tables map to nested schemas.
 
 
 def _platform(value: Any) -> str:
-    value = _string(value)
+    value = schema.string(value)
     if value not in PLATFORMS:
-        raise _Invalid(f"unsupported platform {value!r}", did_you_mean(value, PLATFORMS) or f"use one of: {', '.join(PLATFORMS)}", value)
+        raise Invalid(f"unsupported platform {schema.shown(value)}", did_you_mean(value, PLATFORMS) or f"use one of: {', '.join(PLATFORMS)}", value)
     return value
-
-
-def _number(lo: float, hi: float) -> Callable[[Any], float]:
-    def check(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _Invalid(f"expected a number, got {_tname(value)}", "write a number without quotes, e.g. 2 or 0.5")
-        if not lo <= value <= hi:
-            raise _Invalid(f"{value} is out of range {lo}..{hi}")
-        return value
-
-    return check
-
-
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise _Invalid(f"expected true or false, got {_tname(value)}", "write true or false, without quotes")
-    return value
-
-
-def _one_of(*choices: str) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
-        value = _string(value)
-        if value not in choices:
-            raise _Invalid(f"expected one of {', '.join(choices)}, got {value!r}", did_you_mean(value, choices))
-        return value
-
-    return check
 
 
 def _requirement(value: Any) -> str:
-    value = _string(value)
+    value = schema.text(value)
     try:
         req = Requirement(value)
     except InvalidRequirement as exc:
         detail = str(exc).splitlines()[0]
-        raise _Invalid(
-            f"invalid requirement {value!r}: {detail}",
+        raise Invalid(
+            f"invalid requirement {schema.shown(value)}: {detail}",
             "write a PEP 508 requirement such as 'numpy>=2.1' or 'pandas[excel]~=2.2'",
             value,
         ) from None
     if req.url:
-        raise _Invalid(f"requirement {value!r} is a direct URL", "name a package from the index, with a version range", value)
+        raise Invalid(f"requirement {schema.shown(value)} is a direct URL", "name a package from the index, with a version range", value)
     return value
 
 
-def _env_value(value: Any) -> str:
-    value = _string(value)
-    if "\n" in value or "\r" in value or "\0" in value:
-        raise _Invalid("environment values cannot contain newlines or NUL bytes", "put the value on one line")
+def _image(value: Any) -> str:
+    value = schema.text(value)
+    try:
+        ImageRef.parse(value)
+    except BakegenError as exc:
+        raise Invalid(exc.message, exc.hint, value) from None
     return value
 
 
-def _table_of(key: Callable[[Any], str], val: Callable[[Any], str]) -> Callable[[Any], tuple[tuple[str, str], ...]]:
-    def check(value: Any) -> tuple[tuple[str, str], ...]:
-        if not isinstance(value, dict):
-            raise _Invalid(f"expected a table, got {_tname(value)}", 'write it as a [table] of key = "value" lines')
-        return tuple((key(k), val(v)) for k, v in value.items())
-
-    return check
-
-
-def _tname(value: Any) -> str:
-    return {str: "a string", int: "an integer", float: "a float", bool: "a boolean", list: "an array", dict: "a table"}.get(
-        type(value), type(value).__name__
-    )
-
-
-_env_name = _matching(ENV_RE, "environment variable name", "MPLBACKEND")
 
 SCHEMA: dict[str, Any] = {
-    "name": _matching(NAME_RE, "stack name", "scipy"),
-    "description": _string,
-    "base": _string,
-    "extends": _matching(NAME_RE, "stack name", "base"),
-    "tags": _list_of(_matching(TAG_RE, "tag", "latest"), non_empty=True),
-    "platforms": _list_of(_platform, non_empty=True),
+    "name": schema.matching(NAME, "stack name", "scipy"),
+    "description": schema.text,
+    "base": _image,
+    "extends": schema.matching(NAME, "stack name", "base"),
+    "tags": schema.list_of(schema.matching(TAG, "tag", "latest"), non_empty=True),
+    "platforms": schema.list_of(_platform, non_empty=True),
     "python": {
-        "version": _matching(PYTHON_RE, "Python version", "3.13"),
-        "packages": _list_of(_requirement),
-        "env": _one_of("venv", "base"),
-        "interpreter": _matching(re.compile(r"^/\S+$"), "interpreter path", "/opt/conda/bin/python"),
-        "slim": _bool,
+        "version": schema.matching(PYTHON, "Python version", "3.13"),
+        "packages": schema.list_of(_requirement),
+        "env": schema.one_of("venv", "base"),
+        "interpreter": schema.matching(PATH, "interpreter path", "/opt/conda/bin/python"),
+        "slim": schema.boolean,
     },
     "apt": {
-        "packages": _list_of(_matching(APT_PKG_RE, "apt package", "git or git=1:2.47.3-0+deb13u1")),
-        "build": _list_of(_matching(APT_PKG_RE, "apt package", "build-essential")),
-        "suite": _matching(re.compile(r"^[a-z]+$"), "suite", "trixie"),
-        "snapshot": _matching(re.compile(r"^\d{8}T\d{6}Z$"), "snapshot", "20261101T000000Z"),
-        "mirror": _matching(re.compile(r"^https?://\S+[^/]$"), "mirror URL", "http://deb.debian.org/debian"),
+        "packages": schema.list_of(schema.matching(APT_PKG, "apt package", "git or git=1:2.47.3-0+deb13u1")),
+        "build": schema.list_of(schema.matching(APT_PKG, "apt package", "build-essential")),
+        "suite": schema.matching(r"[a-z]+", "suite", "trixie"),
+        "snapshot": schema.matching(r"\d{8}T\d{6}Z", "snapshot", "20261101T000000Z"),
+        "mirror": schema.matching(r"https?://[A-Za-z0-9.-]+(?::\d{1,5})?(?:/[A-Za-z0-9._~%+-]+)*", "mirror URL", "http://deb.debian.org/debian"),
     },
     "npm": {
-        "packages": _list_of(_matching(NPM_RE, "npm package", "leaflet@1.9.4")),
-        "allow_scripts": _bool,
-        "node": _one_of("apt", "base"),
+        "packages": schema.list_of(schema.matching(NPM, "npm package (a registry name with a version or range)", "leaflet@1.9.4")),
+        "allow_scripts": schema.boolean,
+        "node": schema.one_of("apt", "base"),
     },
     "profile": {
-        "enabled": _bool,
-        "display_name": _string,
-        "slug": _matching(NAME_RE, "slug", "scipy"),
-        "default": _bool,
-        "cpu_limit": _number(0.01, 1024),
-        "mem_limit": _matching(re.compile(r"^\d+(?:\.\d+)?[KMGT]$"), "memory limit", "4G (K, M, G or T, as JupyterHub reads them: 4G is 4 GiB)"),
-        "default_url": _matching(re.compile(r"^/\S*$"), "default_url", "/lab"),
+        "enabled": schema.boolean,
+        "display_name": schema.text,
+        "slug": schema.matching(NAME, "slug", "scipy"),
+        "default": schema.boolean,
+        "cpu_limit": schema.number(0.01, 1024),
+        "mem_limit": schema.matching(r"\d{1,9}(?:\.\d{1,6})?[KMGT]", "memory limit", "4G (K, M, G or T, as JupyterHub reads them: 4G is 4 GiB)"),
+        "default_url": schema.matching(r"/[A-Za-z0-9._~%/-]*", "default_url", "/lab"),
     },
-    "env": _table_of(_env_name, _env_value),
+    "env": schema.table_of(schema.matching(ENV_NAME, "environment variable name", "MPLBACKEND"), schema.text),
     "user": {
-        "name": _matching(USER_RE, "user name", "jovyan"),
-        "uid": _int_in(1, 2**31 - 1),
-        "gid": _int_in(0, 2**31 - 1),
+        "name": schema.matching(USER, "user name", "jovyan"),
+        "uid": schema.int_in(1, 2**31 - 1),
+        "gid": schema.int_in(0, 2**31 - 1),
     },
     "run": {
-        "port": _int_in(1, 65535),
-        "command": _list_of(_string, non_empty=True),
+        "port": schema.int_in(1, 65535),
+        "command": schema.list_of(schema.text, non_empty=True),
     },
-    "labels": _table_of(_string, _string),
+    "labels": schema.table_of(schema.matching(LABEL_KEY, "label name", "org.opencontainers.image.source"), schema.text),
 }
 REQUIRED = ("name", "description")
 
@@ -293,22 +218,22 @@ def find_line(text: str, dotted: tuple[str, ...]) -> int | None:
 # --- loading --------------------------------------------------------------------
 
 
-def _validate(data: dict[str, Any], schema: dict[str, Any], prefix: tuple[str, ...], err: Callable[..., StackError]) -> dict[str, Any]:
+def _validate(data: dict[str, Any], spec_table: dict[str, Any], prefix: tuple[str, ...], err: Callable[..., StackError]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in data.items():
         path = prefix + (key,)
         dotted = ".".join(path)
-        if key not in schema:
-            raise err(f"unknown key '{dotted}'", path, did_you_mean(key, schema) or f"valid keys here: {', '.join(sorted(schema))}")
-        spec = schema[key]
+        if key not in spec_table:
+            raise err(f"unknown key {schema.shown(dotted)}", path, did_you_mean(key, spec_table) or f"valid keys here: {', '.join(sorted(spec_table))}")
+        spec = spec_table[key]
         if isinstance(spec, dict):
             if not isinstance(value, dict):
-                raise err(f"'{dotted}' must be a table, got {_tname(value)}", path, f"write it as [{dotted}]")
+                raise err(f"'{dotted}' must be a table, got {schema.type_name(value)}", path, f"write it as [{dotted}]")
             out[key] = _validate(value, spec, path, err)
         else:
             try:
                 out[key] = spec(value)
-            except _Invalid as exc:
+            except Invalid as exc:
                 raise err(f"{dotted}: {exc.message}", path, exc.hint, exc.value) from None
     return out
 
@@ -316,15 +241,8 @@ def _validate(data: dict[str, Any], schema: dict[str, Any], prefix: tuple[str, .
 def load_stack(path: Path, root: Path | None = None) -> Stack:
     """Parse and validate one stack file (inheritance is checked by :func:`load_stacks`)."""
     shown = str(path.relative_to(root)) if root and path.is_relative_to(root) else str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise StackError(f"not UTF-8 text: {exc.reason}", location=Location(shown), hint="save the file as UTF-8") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        msg, line, col = _split_toml_error(str(exc), text)
-        raise StackError(f"malformed TOML: {msg}", location=Location(shown, line, col), hint="fix the TOML syntax at that position") from None
+    text = _read_stack_file(path, shown)
+    data = _parse_toml(text, shown)
 
     def err(message: str, key: tuple[str, ...] | None = None, hint: str | None = None, value: str | None = None) -> StackError:
         line = find_line(text, key) if key else None
@@ -392,6 +310,38 @@ def load_stack(path: Path, root: Path | None = None) -> Stack:
         tags=fields.get("tags", DEFAULT_TAGS),
         platforms=tuple(dict.fromkeys(fields["platforms"])) if "platforms" in fields else None,
     )
+
+
+def _read_stack_file(path: Path, shown: str) -> str:
+    """The file's text, or a StackError that says why it cannot be read."""
+    where = Location(shown)
+    if path.is_symlink() and not path.exists():
+        raise StackError("a broken symbolic link", location=where, hint="point it at a stack file, or remove it")
+    if path.is_dir():
+        raise StackError("a folder, not a stack file", location=where, hint="stack files are stacks/<name>.toml files")
+    try:
+        if path.stat().st_size > MAX_FILE:
+            raise StackError(f"larger than {MAX_FILE} bytes", location=where, hint="a stack file is a few lines of TOML")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise StackError(f"cannot read it: {exc.strerror}", location=where, hint="check the file's permissions") from None
+    if data.startswith(b"\xef\xbb\xbf"):
+        raise StackError("starts with a byte-order mark (BOM)", location=Location(shown, 1, 1), hint="save the file as UTF-8 without a BOM")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise StackError(f"not UTF-8 text: {exc.reason} (byte {data[exc.start]:#04x})", location=Location(shown, line), hint="save the file as UTF-8") from None
+
+
+def _parse_toml(text: str, shown: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        msg, line, col = _split_toml_error(str(exc), text)
+        raise StackError(f"malformed TOML: {msg}", location=Location(shown, line, col), hint="fix the TOML syntax at that position") from None
+    except RecursionError:
+        raise StackError("malformed TOML: arrays or tables nested too deeply", location=Location(shown), hint="a stack file needs no nesting deeper than a table of arrays") from None
 
 
 def _value_line(text: str, start: int, value: str) -> int:
@@ -477,7 +427,8 @@ class StackGraph:
 def load_stacks(root: Path, stacks_dir: str = "stacks") -> StackGraph:
     """Load every ``<root>/<stacks_dir>/*.toml``; raise :class:`StackErrors` listing every invalid file."""
     directory = root / stacks_dir
-    files = sorted(directory.glob("*.toml"))
+    # Hidden files are not stacks: editors' lock and backup files (.#base.toml) among them.
+    files = sorted(p for p in directory.glob("*.toml") if not p.name.startswith(".")) if directory.is_dir() else []
     if not files:
         raise StackErrors([StackError(f"no stack files in {directory}", hint="create stacks/<name>.toml, or run bakegen in the project folder (-C DIR)")])
     stacks: dict[str, Stack] = {}
@@ -491,7 +442,7 @@ def load_stacks(root: Path, stacks_dir: str = "stacks") -> StackGraph:
         stacks[stack.name] = stack
     if errors:
         raise StackErrors(errors)
-    errors = _check_graph(stacks, root)
+    errors = _check_names(stacks, root) or _check_graph(stacks, root)
     if errors:
         raise StackErrors(errors)
     graph = StackGraph(root=root, stacks=stacks)
@@ -506,6 +457,22 @@ def _shown(stack: Stack, root: Path) -> str:
 
 def _location(stack: Stack, root: Path, key: tuple[str, ...]) -> Location:
     return Location(_shown(stack, root), find_line(stack.path.read_text(encoding="utf-8"), key))
+
+
+def _check_names(stacks: dict[str, Stack], root: Path) -> list[StackError]:
+    """Names that collide with what bakegen generates: reserved words, and names equal but for - and _."""
+    errors = []
+    seen: dict[str, str] = {}
+    for name in sorted(stacks):
+        if name in RESERVED:
+            errors.append(StackError(f"the stack name '{name}' is taken by {RESERVED[name]} in the generated files",
+                                     location=_location(stacks[name], root, ("name",)), hint="rename the stack (and its file)"))
+        key = name.replace("-", "_")
+        if key in seen:
+            errors.append(StackError(f"stacks '{seen[key]}' and '{name}' differ only in - and _, and would share names in docker-bake.hcl",
+                                     location=_location(stacks[name], root, ("name",)), hint="rename one of them"))
+        seen[key] = name
+    return errors
 
 
 def _check_graph(stacks: dict[str, Stack], root: Path) -> list[StackError]:

@@ -40,16 +40,18 @@ apt_install() {
 install_engine() {
     [ "$(id -u)" = 0 ] || die "installing an engine needs root; start dockerd yourself or run as root"
     command -v apt-get >/dev/null || die "no apt-get: install Docker with buildx yourself (https://docs.docker.com/engine/install/)"
-    apt_install runc iptables ca-certificates
+    apt_install runc iptables ca-certificates debian-archive-keyring
     if [ -x "$ENGINE_DIR/root/usr/sbin/dockerd" ] && [ -x "$ENGINE_DIR/root/usr/bin/docker" ] \
         && [ -x "$ENGINE_DIR/root/usr/libexec/docker/cli-plugins/docker-buildx" ]; then
         link_tools; return 0
     fi
     local tmp; tmp=$(mktemp -d)
     mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial"
-    echo "deb [trusted=yes] $MIRROR sid main" > "$tmp/sources.list"
+    # Signed by Debian's archive key. Valid-Until is not checked: sid's Release is
+    # valid for a week, and a mirror that lags behind it still serves signed packages.
+    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $MIRROR sid main" > "$tmp/sources.list"
     local aptopts=(-q -o APT::Sandbox::User=root -o "Dir::Etc::sourcelist=$tmp/sources.list" -o Dir::Etc::sourceparts=/dev/null
-                   -o "Dir::State::Lists=$tmp/lists" -o "Dir::Cache=$tmp/cache")
+                   -o "Dir::State::Lists=$tmp/lists" -o "Dir::Cache=$tmp/cache" -o Acquire::Check-Valid-Until=false)
     say "downloading docker.io, docker-cli, docker-buildx, containerd from Debian sid"
     apt-get "${aptopts[@]}" update >/dev/null
     (cd "$tmp" && apt-get "${aptopts[@]}" download docker.io docker-cli docker-buildx containerd tini-static >/dev/null)

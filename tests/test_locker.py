@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from bakegen.errors import ResolutionError, StaleError
-from bakegen.lock import write_files
+from bakegen.files import write_set
 from bakegen.locker import Resolvers, Upgrades, current_locks, lock_stacks, outcome_files
 from bakegen.stack import load_stacks
 from fakes import FakeApt, FakeImages, FakeResolver
@@ -16,7 +16,7 @@ GEO = 'name = "geo"\ndescription = "g"\nextends = "scipy"\n[python]\npackages = 
 def lock(root, resolver, names=None, images=None, upgrade=False):
     graph = load_stacks(root)
     outcomes = lock_stacks(graph, Resolvers(resolver, images or FakeImages()), names=names, upgrade=upgrade)
-    write_files(root, outcome_files(outcomes))
+    write_set(root, outcome_files(outcomes), command="test")
     return {o.stack: o for o in outcomes}
 
 
@@ -228,7 +228,7 @@ def test_upgrade_package_for_apt_keeps_the_other_apt_pins(project):
     root = project({"base": BASE + '[apt]\nsuite = "trixie"\npackages = ["tini", "less"]\n'})
     graph = load_stacks(root)
     archive = FakeApt({"tini": ["0.18"], "less": ["600"]})
-    write_files(root, outcome_files(lock_stacks(graph, Resolvers(FakeResolver(), FakeImages(), archive))))
+    write_set(root, outcome_files(lock_stacks(graph, Resolvers(FakeResolver(), FakeImages(), archive))), command="test")
     archive.versions = {"tini": ["0.18", "0.19"], "less": ["600", "668"]}  # new versions appear
     out = lock_stacks(load_stacks(root), Resolvers(FakeResolver(), FakeImages(), archive), upgrade=Upgrades.parse(False, ["tini"]))
     assert out[0].lock.apt.packages("amd64") == {"tini": "0.19", "less": "600"}

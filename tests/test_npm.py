@@ -7,7 +7,7 @@ import json
 import pytest
 
 from bakegen.errors import NetworkError, ResolutionError
-from bakegen.lock import is_generated
+from bakegen.files import is_generated
 from bakegen.resolvers.npm import NpmResolver, split_spec
 
 pytestmark = pytest.mark.network

@@ -66,7 +66,7 @@ def test_images_pinned_by_digest_from_bake_metadata(capsys, tmp_path):
 
 def locked_project(tmp_path, stacks: dict[str, str]):
     """A project whose stacks are locked by a fake resolver (profiles read the locks)."""
-    from bakegen.lock import write_files
+    from bakegen.files import write_set
     from bakegen.locker import Resolvers, lock_stacks, outcome_files
     from bakegen.stack import load_stacks
     from fakes import FakeImages, FakeResolver
@@ -75,7 +75,7 @@ def locked_project(tmp_path, stacks: dict[str, str]):
     for name, text in stacks.items():
         (tmp_path / "stacks" / f"{name}.toml").write_text(text)
     outcomes = lock_stacks(load_stacks(tmp_path), Resolvers(FakeResolver(), FakeImages()))
-    write_files(tmp_path, outcome_files(outcomes))
+    write_set(tmp_path, outcome_files(outcomes), command="test")
     return tmp_path
 
 

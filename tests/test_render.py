@@ -8,7 +8,7 @@ import jinja2
 import pytest
 
 from bakegen.cli import main
-from bakegen.lock import write_files
+from bakegen.files import write_set
 from bakegen.locker import Resolvers, current_locks, lock_stacks, outcome_files
 from bakegen.render import environment, render_project
 from bakegen.render.escape import dockerfile_env_value, hcl_ident, hcl_string
@@ -20,7 +20,7 @@ HOSTILE = [
     "%{ if true }x%{ endif }",
     'say "hi"',
     "back\\slash\\",
-    "line1\nline2\ttab",
+    "tab\tinside",
     "$${already} %%{escaped}",
     "dollar $ alone, percent % alone, brace { }",
     "trailing $",
@@ -34,7 +34,7 @@ KID = 'name = "kid"\ndescription = "k"\nextends = "base"\n[python]\npackages = [
 def locked_project(project, stacks):
     root = project(stacks)
     graph = load_stacks(root)
-    write_files(root, outcome_files(lock_stacks(graph, Resolvers(FakeResolver(), FakeImages({'python:3.13-slim': 'sha256:' + 'd' * 64})))))
+    write_set(root, outcome_files(lock_stacks(graph, Resolvers(FakeResolver(), FakeImages({'python:3.13-slim': 'sha256:' + 'd' * 64})))), command="test")
     return root, graph
 
 
@@ -166,7 +166,7 @@ def test_buildx_bake_applies_hostile_strings_exactly(project, engine):
     import os
 
     root, graph = locked_project(project, hostile_stacks())
-    write_files(root, render_project(graph, current_locks(graph)))
+    write_set(root, render_project(graph, current_locks(graph)), command="test")
     # keep the generated bake file; swap in a trivial Dockerfile so the build is quick
     (root / "dockerfiles/base/Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n")
     tag = "bakegen-test/hostile:latest"
@@ -211,7 +211,7 @@ def test_vendor_base_uses_its_own_python_and_user(project):
     }
     root = project(stacks)
     graph = load_stacks(root)
-    write_files(root, outcome_files(lock_stacks(graph, Resolvers(FakeResolver(), VendorImages()))))
+    write_set(root, outcome_files(lock_stacks(graph, Resolvers(FakeResolver(), VendorImages()))), command="test")
     files = render_project(load_stacks(root), current_locks(load_stacks(root)))
     v, kid = files["dockerfiles/v/Dockerfile"], files["dockerfiles/kid/Dockerfile"]
     for text in (v, kid):
@@ -264,7 +264,7 @@ def test_pip_stays_in_the_builder_unless_locked(project):
     # a lock that names pip keeps it
     (root / "stacks" / "base.toml").write_text(BASE.replace('packages = ["jupyterlab"]', 'packages = ["jupyterlab", "pip"]'))
     graph = load_stacks(root)
-    write_files(root, outcome_files(lock_stacks(graph, Resolvers(FakeResolver(), FakeImages({"python:3.13-slim": "sha256:" + "d" * 64})))))
+    write_set(root, outcome_files(lock_stacks(graph, Resolvers(FakeResolver(), FakeImages({"python:3.13-slim": "sha256:" + "d" * 64})))), command="test")
     assert uninstall not in render_project(graph, current_locks(graph))["dockerfiles/base/Dockerfile"]
 
 

@@ -8,11 +8,13 @@ string.
 from __future__ import annotations
 
 import json
+import shlex
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from bakegen import __version__
-from bakegen.lock import GENERATED_MARKER, StackLock
+from bakegen.files import GENERATED_MARKER
+from bakegen.lock import StackLock
 from bakegen.render.escape import dockerfile_comment, dockerfile_env_value, hcl_ident, hcl_string
 from bakegen.stack import StackGraph
 
@@ -34,7 +36,7 @@ def environment() -> Environment:
         lstrip_blocks=True,
         autoescape=False,
     )
-    env.filters.update(json=json.dumps, hcl=hcl_string, hcl_ident=hcl_ident, env_value=dockerfile_env_value, comment=dockerfile_comment)
+    env.filters.update(json=json.dumps, hcl=hcl_string, hcl_ident=hcl_ident, env_value=dockerfile_env_value, comment=dockerfile_comment, sh=shlex.quote)
     return env
 
 

@@ -7,7 +7,8 @@ from datetime import datetime, timezone
 from jinja2 import Environment
 
 from bakegen import __version__
-from bakegen.lock import GENERATED_MARKER, StackLock
+from bakegen.files import GENERATED_MARKER
+from bakegen.lock import StackLock
 from bakegen.render.escape import hcl_ident
 from bakegen.stack import StackGraph
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from jinja2 import Environment
 
 from bakegen import __version__
-from bakegen.lock import GENERATED_MARKER, REQUIREMENTS, StackLock, requirements_file
+from bakegen.files import GENERATED_MARKER
+from bakegen.lock import REQUIREMENTS, StackLock, requirements_file
 from bakegen.render import APT_SCRIPT, HEALTHCHECK_SCRIPT, SERVER_SCRIPT, SLIM_SCRIPT, START_SCRIPT
 from bakegen.stack import DEFAULT_PORT, StackGraph
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bakegen import __version__
-from bakegen.lock import GENERATED_MARKER
+from bakegen.files import GENERATED_MARKER
 from bakegen.render import environment
 
 WORKFLOWS = ("bakegen-check.yml", "bakegen-upgrade.yml", "bakegen-build.yml")

@@ -17,7 +17,8 @@ import yaml
 
 from bakegen import __version__
 from bakegen.errors import BakegenError
-from bakegen.lock import GENERATED_MARKER, StackLock
+from bakegen.files import GENERATED_MARKER
+from bakegen.lock import StackLock
 from bakegen.stack import StackGraph
 
 log = logging.getLogger("bakegen")

@@ -27,7 +27,7 @@ INDEX_TYPES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docke
 MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json")
 ACCEPT = ", ".join(INDEX_TYPES + MANIFEST_TYPES)
 
-_REF_RE = re.compile(r"^(?P<name>[a-z0-9]+(?:[._/:-][a-z0-9]+)*?)(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$")
+_REF_RE = re.compile(r"(?P<name>[a-z0-9]+(?:[._/:-][a-z0-9]+)*?)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?")
 
 
 @dataclass(frozen=True)
@@ -39,9 +39,9 @@ class ImageRef:
 
     @classmethod
     def parse(cls, ref: str) -> ImageRef:
-        m = _REF_RE.match(ref)
+        m = _REF_RE.fullmatch(ref) if len(ref) <= 512 else None
         if not m:
-            raise BakegenError(f"invalid image reference {ref!r}", hint="use NAME[:TAG][@sha256:DIGEST], e.g. python:3.13-slim")
+            raise BakegenError(f"invalid image reference {ref[:80]!r}", hint="use NAME[:TAG][@sha256:DIGEST], e.g. python:3.13-slim")
         name, tag, digest = m.group("name"), m.group("tag"), m.group("digest")
         first, sep, rest = name.partition("/")
         if sep and ("." in first or ":" in first or first == "localhost"):
