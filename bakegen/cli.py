@@ -5,29 +5,28 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import traceback
 from pathlib import Path
 
 from bakegen import __version__
-from bakegen.build import BuildOptions, build
-from bakegen.diff import FORMATS, diff_locks, read_rev_locks, read_tree_locks
-from bakegen.errors import BakegenError, StackErrors, StaleError
+from bakegen.errors import BakegenError, StackErrors, StaleError, one_line
 from bakegen.files import orphans, pending, stale_files, write_set
 from bakegen.lock import LOCK_VERSION, lock_files
-from bakegen.locker import LOCK_DIR, Resolvers, Upgrades, current_locks, lock_stacks, outcome_files, stale_locks
-from bakegen.render import DOCKERFILE_DIR, render_project
-from bakegen.render.init import FIRST_STACK, render_init
-from bakegen.render.profiles import read_digests, render_profiles
-from bakegen.repro import verify_repro
-from bakegen.report import build_report
-from bakegen.report import to_json as report_json
-from bakegen.report import to_text as report_text
+from bakegen.locker import LOCK_DIR, Resolvers, Upgrades, current_locks, lock_folders_without_stack, lock_stacks, orphan_lock_folders, outcome_files, stale_locks
 from bakegen.resolvers.python import BACKENDS, DEFAULT_INDEX, get_resolver
 from bakegen.stack import load_stacks
 
+# The other commands' modules (Jinja2, the build runner, ...) are imported where they are
+# used: `bakegen lock` starts faster without them.
+DOCKERFILE_DIR = "dockerfiles"
+DIFF_FORMATS = ("json", "markdown", "text")
+
 
 def cmd_lock(args: argparse.Namespace) -> int:
+    if not re.fullmatch(r"https?://[^\s/]+(?:/\S*)?", args.index_url):
+        raise BakegenError(f"--index-url {one_line(repr(args.index_url), 80)} is not an http(s) URL", hint=f"for example --index-url {DEFAULT_INDEX}")
     graph = load_stacks(args.root)
     resolvers = Resolvers(python=get_resolver(args.resolver))
     upgrades = Upgrades.parse(args.upgrade, args.upgrade_package, args.upgrade_ecosystem)
@@ -39,26 +38,25 @@ def cmd_lock(args: argparse.Namespace) -> int:
         base = f", base {o.lock.image.digest[:19]}" if o.lock.image else ""
         print(f"{o.stack}: {state} ({len(o.lock.python.pins)} Python packages{base})")
     for path in changed:
-        print(f"wrote {path}")
+        print(f"{'removed' if path in gone else 'wrote'} {path}")
     return 0
-
-
-def lock_folders_without_stack(root: Path, graph) -> set[str]:  # type: ignore[no-untyped-def]
-    folder = root / LOCK_DIR
-    return {p.name for p in folder.iterdir() if p.name not in graph.stacks} if folder.is_dir() else set()
 
 
 def orphan_locks(root: Path, graph, outcomes) -> list[str]:  # type: ignore[no-untyped-def]
     """Generated files under locks/ that no locked stack has any more (a removed stack, a dropped ecosystem)."""
     keep = {f"{LOCK_DIR}/{o.stack}/{rel}" for o in outcomes for rel in lock_files(o.lock)}
-    return orphans(root, LOCK_DIR, keep, {o.stack for o in outcomes} | lock_folders_without_stack(root, graph))
+    return orphans(root, LOCK_DIR, keep, {o.stack for o in outcomes} | lock_folders_without_stack(graph))
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from bakegen.render import render_project
+
     graph = load_stacks(args.root)
+    if args.check:
+        _refuse_interrupted(args.root)
     files = render_project(graph, current_locks(graph))
     if args.check:
-        stale = [path for path, _ in stale_files(args.root, files)]
+        stale = [path for path, _ in stale_files(args.root, files)] + orphans(args.root, DOCKERFILE_DIR, set(files))
         if stale:
             raise StaleError(f"generated files are out of date: {', '.join(stale)}", hint="run bakegen generate and commit the result")
         print(f"{len(files)} generated files are up to date")
@@ -71,17 +69,25 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_interrupted(root: Path) -> None:
+    """A write that was killed half-way: name it, and say which command finishes it."""
+    interrupted = pending(root)
+    if interrupted:
+        what = interrupted.removeprefix("bakegen").strip() or "write, which changed nothing"
+        again = interrupted if interrupted != "bakegen" else "bakegen lock"
+        print(f"stale: interrupted {what}: run {again}")
+        raise StaleError(f"interrupted {what}", hint=f"run {again}: it finishes (or throws away) the interrupted write")
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """Exit 0 when every lock and generated file matches its stack, 1 with a reason per stale item. No network."""
+    from bakegen.render import render_project
+
     graph = load_stacks(args.root)
-    interrupted = pending(args.root)
-    if interrupted:
-        command = interrupted.split()[-1] if interrupted.startswith("interrupted bakegen ") else "lock"
-        print(f"stale: {interrupted}: run bakegen {command}")
-        raise StaleError(f"{interrupted}", hint=f"run bakegen {command}: it finishes the interrupted write")
+    _refuse_interrupted(args.root)
     locks: dict = {}
     problems = [f"{name}: {reason}" for name, reason in stale_locks(graph, locks)]
-    problems += [f"{path}: no stack named {path.split('/')[1]} (run bakegen lock)" for path in orphans(args.root, LOCK_DIR, set(), lock_folders_without_stack(args.root, graph))]
+    problems += [f"locks/{name}: no stack named {name} (run bakegen lock)" for name in orphan_lock_folders(graph)]
     if not problems:
         files = render_project(graph, locks)
         problems = [f"{path}: {reason}" for path, reason in stale_files(args.root, files)]
@@ -95,18 +101,43 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
+    from bakegen.diff import FORMATS, diff_locks, read_rev_locks, read_tree_locks
+
+    if args.output:
+        check_output(Path(args.output))
     new = read_tree_locks(args.root)
     old = read_rev_locks(args.root, args.rev)
     parents = {name: lock.parent for name, lock in {**old, **new}.items()}
     text = FORMATS[args.format](diff_locks(old, new, parents), args.rev, "working tree")
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        write_output(Path(args.output), text)
     else:
         sys.stdout.write(text)
     return 0
 
 
+def check_output(path: Path) -> None:
+    if path.is_dir():
+        raise BakegenError(f"--output {path} is a folder", hint="name a file")
+    if not path.parent.is_dir():
+        raise BakegenError(f"--output {path}: the folder {path.parent} does not exist", hint="create it first, or name a file in an existing folder")
+
+
+def write_output(path: Path, text: str) -> None:
+    """A file the user asked for (--output): whole or not at all."""
+    check_output(path)
+    tmp = path.with_name(f".{path.name}.bakegen-tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise BakegenError(f"cannot write {path}: {exc.strerror}", hint="check the folder's permissions") from None
+
+
 def cmd_init(args: argparse.Namespace) -> int:
+    from bakegen.render.init import FIRST_STACK, render_init
+
     files = render_init(args.python)
     stacks = args.root / "stacks"
     if (stacks.is_dir() and any(stacks.glob("*.toml"))) or (args.root / FIRST_STACK).exists():
@@ -120,6 +151,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_profiles(args: argparse.Namespace) -> int:
+    from bakegen.render.profiles import read_digests, render_profiles
+
     graph = load_stacks(args.root)
     digests = read_digests(Path(args.metadata)) if args.metadata else None
     text = render_profiles(graph, current_locks(graph), registry=args.registry, tag=args.tag, digests=digests, fmt=args.format)
@@ -133,6 +166,9 @@ def cmd_profiles(args: argparse.Namespace) -> int:
 
 def cmd_verify_repro(args: argparse.Namespace) -> int:
     """Build a stack twice from the same locks; exit 0 when bit-for-bit identical, 1 when not."""
+    from bakegen.build import BuildOptions
+    from bakegen.repro import verify_repro
+
     graph = load_stacks(args.root)
     graph.select([args.stack])
     opts = BuildOptions(
@@ -165,12 +201,18 @@ def _base_images(args: argparse.Namespace, graph) -> dict[str, str]:  # type: ig
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from bakegen.report import build_report
+    from bakegen.report import to_json as report_json
+    from bakegen.report import to_text as report_text
+
     reports = build_report(load_stacks(args.root), registry=args.registry, tag=args.tag)
     sys.stdout.write(report_json(reports) if args.format == "json" else report_text(reports))
     return 0
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from bakegen.build import BuildOptions, build
+
     graph = load_stacks(args.root)
     base_images = _base_images(args, graph)
     graph.select(args.targets)  # validates target names
@@ -229,7 +271,7 @@ def parser() -> argparse.ArgumentParser:
 
     df = sub.add_parser("diff", help="what changed in locks/ since a git revision, per image and ecosystem")
     df.add_argument("rev", nargs="?", default="HEAD", help="git revision to compare with (default: HEAD)")
-    df.add_argument("--format", choices=sorted(FORMATS), default="text", help="text (default), markdown (a PR body) or json")
+    df.add_argument("--format", choices=DIFF_FORMATS, default="text", help="text (default), markdown (a PR body) or json")
     df.add_argument("--output", "-o", help="write to this file instead of standard output")
     df.set_defaults(func=cmd_diff)
 

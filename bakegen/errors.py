@@ -78,6 +78,12 @@ class StaleError(BakegenError):
     exit_code = 1
 
 
+class ToolError(BakegenError):
+    """A tool bakegen needs is missing or broken (exit 1)."""
+
+    exit_code = 1
+
+
 class CommandError(BakegenError):
     """An external command failed; carries the command and its output."""
 

@@ -452,14 +452,39 @@ def _read_v3(doc: dict[str, Any], lock_dir: Path, shown: str) -> StackLock:
     return _read_v2(doc, lock_dir, shown, version=3)
 
 
-def _schema_problem(doc: dict[str, Any]) -> str | None:
-    import jsonschema
+_NAME = r"[a-z0-9]+(?:[-_][a-z0-9]+)*"
+_DIGEST = r"sha256:[0-9a-f]{64}"
+_USER = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?"
 
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(manifest_schema()).iter_errors(doc))
-    if error is None:
-        return None
-    where = "/".join(str(p) for p in error.absolute_path) or "(top)"
-    return f"{where}: {one_line(error.message, 200)}"
+
+def _schema_problem(doc: dict[str, Any]) -> str | None:
+    """The first field of a (checksummed) manifest that is not what bakegen writes, checked without
+    jsonschema's import cost: what reaches a generated file must have its shape (schema/ holds the whole schema)."""
+    allowed = set(manifest_schema()["properties"])
+    extra = sorted(set(doc) - allowed)
+    if extra:
+        return f"unknown key {extra[0]!r}"
+    platforms = doc.get("platforms")
+    base = doc.get("base") or {}
+    checks: list[tuple[str, bool]] = [
+        ("stack", _is(doc.get("stack"), _NAME)),
+        ("parent", doc.get("parent") is None or _is(doc.get("parent"), _NAME)),
+        ("fingerprint", _is(doc.get("fingerprint"), _DIGEST)),
+        ("platforms", isinstance(platforms, list) and bool(platforms) and len(set(platforms)) == len(platforms)
+         and all(p in ("linux/amd64", "linux/arm64") for p in platforms)),
+        ("source_date_epoch", doc.get("source_date_epoch") is None or (isinstance(doc["source_date_epoch"], int)
+         and not isinstance(doc["source_date_epoch"], bool) and 0 <= doc["source_date_epoch"] <= MAX_EPOCH)),
+        ("base/ref", not base or (isinstance(base.get("ref"), str) and len(base["ref"]) <= 512)),
+        ("base/digest", not base or _is(base.get("digest"), _DIGEST)),
+        ("base/user", not base or base.get("user") is None or _is(base.get("user"), _USER)),
+        ("base/platforms", not base or (isinstance(base.get("platforms"), dict) and all(_is(d, _DIGEST) for d in base["platforms"].values()))),
+        ("python/version", _is((doc.get("python") or {}).get("version"), r"3\.[0-9]+")),
+    ]
+    return next((f"{where}: not what bakegen writes" for where, ok in checks if not ok), None)
+
+
+def _is(value: Any, pattern: str) -> bool:
+    return isinstance(value, str) and re.fullmatch(pattern, value) is not None
 
 
 _READERS = {1: _read_v1, 2: _read_v2, 3: _read_v3}

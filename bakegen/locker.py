@@ -14,12 +14,14 @@ import hashlib
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from packaging.utils import canonicalize_name
 
 from bakegen.errors import BakegenError, NetworkError, ResolutionError, StaleError
+from bakegen.files import orphans
 from bakegen.lock import LOCK_VERSION, MANIFEST, AptEntry, AptLock, Pin, PythonLock, StackLock, arch_of, fingerprint, lock_files, read_lock, requirements_file
 from bakegen.resolvers.apt import AptRequest, AptResolver, AptSpec, distro_of
 from bakegen.resolvers.image import ImageLock, ImageRef, ImageResolver
@@ -170,6 +172,26 @@ def _parent_env(graph: StackGraph, name: str, locks: dict[str, StackLock], platf
     return env
 
 
+@dataclass
+class _Run:
+    """What every stack of one ``bakegen lock`` shares."""
+
+    graph: StackGraph
+    resolvers: Resolvers
+    upgrades: Upgrades
+    index_url: str
+    locks: dict[str, StackLock] = field(default_factory=dict)  # filled parents first
+    _python_tool: str | None = None
+
+    def python_tool(self) -> str:
+        if self._python_tool is None:
+            self._python_tool = self.resolvers.python.version()
+        return self._python_tool
+
+
+WORKERS = 4  # stacks, and ecosystems of one stack, resolved at once (they wait on the network and on resolvers)
+
+
 def lock_stacks(
     graph: StackGraph,
     resolvers: Resolvers | PythonResolver,
@@ -182,86 +204,123 @@ def lock_stacks(
 
     A stack is resolved again when its fingerprint changed or an upgrade touches
     it; every other pin is kept (the previous lock is the resolvers' preference).
-    Children are locked against their parents' new locks.
+    Children are locked against their parents' new locks. Stacks whose parents
+    are locked are resolved at the same time, and so are the ecosystems of one
+    stack.
     """
     if not isinstance(resolvers, Resolvers):
         resolvers = Resolvers(python=resolvers)
     upgrades = upgrade if isinstance(upgrade, Upgrades) else Upgrades(everything=bool(upgrade))
-    _check_upgrade_names(graph, graph.select(names), upgrades)
-    locks: dict[str, StackLock] = {}
-    outcomes: list[LockOutcome] = []
-    resolver_version: str | None = None
-    for name in graph.select(names):
-        stack = graph.stacks[name]
-        parent = graph.parent(name)
-        fp = stack_fingerprint(graph, name, locks[parent.name] if parent else None)
-        try:
-            existing = read_lock(graph.root / LOCK_DIR / name, graph.root)
-        except StaleError:
-            existing = None  # damaged, edited or an older format: resolve again
-        if existing is not None and existing.fingerprint == fp and tampered(graph, name, existing) is not None:
-            existing = None  # edited, or not this stack's: nothing in it is trusted
-        if existing is not None and existing.fingerprint == fp and not upgrades.touches(existing, stack):
-            locks[name] = existing
-            # a lock in an older format is rewritten in this one, resolving nothing
-            old_format = existing.format_version < LOCK_VERSION
-            outcomes.append(LockOutcome(name, existing, changed=old_format, migrated=old_format))
-            continue
-        previous = None if upgrades.everything else existing  # whose pins to keep
-        outcome = LockOutcome(name, None, changed=True)  # type: ignore[arg-type]
-        platforms = graph.platforms(name)
-        image = _lock_image(stack.base, platforms, existing, resolvers.image, upgrades.everything or upgrades.image(stack.base), outcome.warnings) if stack.base else None
-        for warning in outcome.warnings:
+    selected = graph.select(names)
+    _check_upgrade_names(graph, selected, upgrades)
+    run = _Run(graph, resolvers, upgrades, index_url)
+    outcomes: dict[str, LockOutcome] = {}
+    for level in _levels(graph, selected):
+        with ThreadPoolExecutor(max_workers=min(WORKERS, len(level))) as pool:
+            for outcome in pool.map(lambda name: _lock_one(run, name), level):
+                outcomes[outcome.stack] = outcome
+                run.locks[outcome.stack] = outcome.lock
+    return [outcomes[name] for name in selected]
+
+
+def _levels(graph: StackGraph, selected: list[str]) -> list[list[str]]:
+    """``selected`` in groups that can be locked together: each after all of its parents."""
+    depth = {name: len(graph.ancestors(name)) for name in selected}
+    return [[n for n in selected if depth[n] == d] for d in sorted(set(depth.values()))]
+
+
+def _lock_one(run: _Run, name: str) -> LockOutcome:
+    graph, stack = run.graph, run.graph.stacks[name]
+    parent = graph.parent(name)
+    fp = stack_fingerprint(graph, name, run.locks[parent.name] if parent else None)
+    existing = _existing(graph, name, fp)
+    if existing is not None and existing.fingerprint == fp and not run.upgrades.touches(existing, stack):
+        # a lock in an older format is rewritten in this one, resolving nothing
+        old_format = existing.format_version < LOCK_VERSION
+        return LockOutcome(name, existing, changed=old_format, migrated=old_format)
+    outcome = LockOutcome(name, None, changed=True)  # type: ignore[arg-type]
+    outcome.lock = _resolve(run, name, fp, existing, outcome.warnings)
+    return outcome
+
+
+def _existing(graph: StackGraph, name: str, fp: str) -> StackLock | None:
+    """The stack's current lock, when it can be trusted (else it is resolved again, from nothing)."""
+    try:
+        existing = read_lock(graph.root / LOCK_DIR / name, graph.root)
+    except StaleError:
+        return None  # damaged, edited or an older format
+    if existing is not None and existing.fingerprint == fp and tampered(graph, name, existing) is not None:
+        return None  # edited, or not this stack's: nothing in it is trusted
+    return existing
+
+
+def _resolve(run: _Run, name: str, fp: str, existing: StackLock | None, warnings: list[str]) -> StackLock:
+    """Resolve every ecosystem of one stack, at the same time."""
+    graph, stack, upgrades = run.graph, run.graph.stacks[name], run.upgrades
+    previous = None if upgrades.everything else existing  # whose pins to keep
+    platforms = graph.platforms(name)
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        python = pool.submit(_lock_python, run, name, previous, existing)
+        apt = pool.submit(_lock_apt, graph, name, run.locks, run.resolvers.apt, previous, upgrades.apt(existing)) if (stack.apt_packages or stack.apt_build) else None
+        npm = pool.submit(
+            run.resolvers.npm.resolve, name, list(stack.npm_packages), stack.npm_allow_scripts, stack.npm_node,
+            previous=previous.npm if previous else None, upgrade=[n for n, _ in upgrades.npm(existing)],
+        ) if stack.npm_packages else None
+        image = pool.submit(_lock_image, stack.base, platforms, existing, run.resolvers.image, upgrades.everything or upgrades.image(stack.base), warnings) if stack.base else None
+        base = image.result() if image else None  # first: its warnings come before any other failure
+        for warning in warnings:
             log.warning("warning: %s: %s", name, warning)
-        by_platform: dict[str, list[Pin]] = {}
-        chain = graph.ancestors(name) + [stack]
-        for platform in platforms:
-            if not stack.python_packages:
-                by_platform[platform] = []  # nothing new to install on top of the parent
-                continue
-            resolver_version = resolver_version or resolvers.python.version()
-            request = PythonRequest(
-                stack=name,
-                python_version=graph.python_version(name),
-                platform=PYTHON_PLATFORMS[platform],
-                inputs=[(f"stacks/{s.name}.toml", list(s.python_packages)) for s in chain if s.python_packages],
-                constraints=[
-                    (f"{LOCK_DIR}/{a.name}/{requirements_file(platform, platforms)}", locks[a.name].python.by_platform[platform])
-                    for a in chain[:-1]
-                    if locks[a.name].python.by_platform.get(platform)
-                ],
-                index_url=index_url,
-                preferences=list(_parent_env(graph, name, locks, platform).values())
-                + (previous.python.by_platform.get(platform, []) if previous else []),
-                upgrade=[f"{n}=={v}" if v else n for n, v in upgrades.python(existing)],
-            )
-            by_platform[platform] = _delta(name, resolvers.python.resolve(request), _parent_env(graph, name, locks, platform))
-        apt = _lock_apt(graph, name, locks, resolvers.apt, previous, upgrades.apt(existing)) if (stack.apt_packages or stack.apt_build) else None
-        npm = None
-        if stack.npm_packages:
-            npm = resolvers.npm.resolve(
-                name, list(stack.npm_packages), stack.npm_allow_scripts, stack.npm_node,
-                previous=previous.npm if previous else None, upgrade=[n for n, _ in upgrades.npm(existing)],
-            )
-        outcome.lock = StackLock(
+        by_platform = python.result()
+        lock = StackLock(
             stack=name,
             fingerprint=fp,
-            parent=parent.name if parent else None,
+            parent=stack.extends,
             platforms=platforms,
             python=PythonLock(
                 version=graph.python_version(name),
-                resolver=resolver_version or (existing.python.resolver if existing else "none"),
+                resolver=run.python_tool() if stack.python_packages else (existing.python.resolver if existing else "none"),
                 by_platform=by_platform,
-                parents=[a.name for a in chain[:-1]],
+                parents=[a.name for a in graph.ancestors(name)],
             ),
-            image=image,
-            apt=apt,
-            npm=npm,
+            image=base,
+            apt=apt.result() if apt else None,
+            npm=npm.result() if npm else None,
         )
-        outcome.lock.source_date_epoch = _epoch(outcome.lock, existing)
-        locks[name] = outcome.lock
-        outcomes.append(outcome)
-    return outcomes
+    lock.source_date_epoch = _epoch(lock, existing)
+    return lock
+
+
+def _lock_python(run: _Run, name: str, previous: StackLock | None, existing: StackLock | None) -> dict[str, list[Pin]]:
+    """The Python pins of each platform, resolved at the same time; only what the parents lack."""
+    graph, stack = run.graph, run.graph.stacks[name]
+    platforms = graph.platforms(name)
+    if not stack.python_packages:
+        return {p: [] for p in platforms}  # nothing new to install on top of the parent
+    run.python_tool()
+    requests = [_python_request(run, name, platform, previous, existing) for platform in platforms]
+    with ThreadPoolExecutor(max_workers=min(WORKERS, len(platforms))) as pool:
+        results = list(pool.map(run.resolvers.python.resolve, requests))
+    return {p: _delta(name, pins, _parent_env(graph, name, run.locks, p)) for p, pins in zip(platforms, results)}
+
+
+def _python_request(run: _Run, name: str, platform: str, previous: StackLock | None, existing: StackLock | None) -> PythonRequest:
+    graph, locks = run.graph, run.locks
+    chain = graph.ancestors(name) + [graph.stacks[name]]
+    platforms = graph.platforms(name)
+    return PythonRequest(
+        stack=name,
+        python_version=graph.python_version(name),
+        platform=PYTHON_PLATFORMS[platform],
+        inputs=[(f"stacks/{s.name}.toml", list(s.python_packages)) for s in chain if s.python_packages],
+        constraints=[
+            (f"{LOCK_DIR}/{a.name}/{requirements_file(platform, platforms)}", locks[a.name].python.by_platform[platform])
+            for a in chain[:-1]
+            if locks[a.name].python.by_platform.get(platform)
+        ],
+        index_url=run.index_url,
+        preferences=list(_parent_env(graph, name, locks, platform).values()) + (previous.python.by_platform.get(platform, []) if previous else []),
+        upgrade=[f"{n}=={v}" if v else n for n, v in run.upgrades.python(existing)],
+    )
 
 
 def _epoch(lock: StackLock, existing: StackLock | None) -> int:
@@ -379,9 +438,20 @@ def current_locks(graph: StackGraph) -> dict[str, StackLock]:
     stale = []
     for name, reason in stale_locks(graph, locks):
         stale.append(f"{name} ({reason})")
+    stale += [f"{name} (no stack named {name})" for name in orphan_lock_folders(graph)]
     if stale:
         raise StaleError(f"locks are out of date: {', '.join(stale)}", hint="run bakegen lock")
     return locks
+
+
+def lock_folders_without_stack(graph: StackGraph) -> set[str]:
+    folder = graph.root / LOCK_DIR
+    return {p.name for p in folder.iterdir() if p.name not in graph.stacks} if folder.is_dir() else set()
+
+
+def orphan_lock_folders(graph: StackGraph) -> list[str]:
+    """Lock folders of stacks that no longer exist, which still hold files bakegen wrote."""
+    return sorted({path.split("/")[1] for path in orphans(graph.root, LOCK_DIR, set(), lock_folders_without_stack(graph))})
 
 
 def stale_locks(graph: StackGraph, locks: dict[str, StackLock]) -> list[tuple[str, str]]:

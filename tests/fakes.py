@@ -89,6 +89,8 @@ class FakeApt:
             pins = []
             for item in request.packages:
                 name, _, want = item.partition("=")
+                if name not in self.versions:
+                    raise ResolutionError(f"{request.stack}: cannot resolve apt packages on {arch}: nothing provides {name}")
                 version = want or request.preferred.get(arch, {}).get(name) or self.versions[name][-1]
                 pins.append(AptPin(name, version, arch, hashlib.sha256(f"{name}{version}".encode()).hexdigest(), f"pool/{name}_{version}_{arch}.deb", 1))
             out[arch] = pins

@@ -75,7 +75,7 @@ def test_a_run_killed_after_its_journal_is_finished_by_the_next(tmp_path, monkey
     with pytest.raises(KeyboardInterrupt):
         write_set(tmp_path, new, command="bakegen lock")
     monkeypatch.undo()
-    assert pending(tmp_path) == "interrupted bakegen lock"
+    assert pending(tmp_path) == "bakegen lock"
     recover(tmp_path)
     assert pending(tmp_path) is None
     assert tree(tmp_path) == {k: v.encode() for k, v in new.items()}
@@ -88,7 +88,7 @@ def test_a_run_killed_before_its_journal_leaves_the_old_files(tmp_path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         write_set(tmp_path, {"a.txt": G + "new\n"}, command="bakegen generate")
     monkeypatch.undo()
-    assert pending(tmp_path) == "interrupted bakegen run (nothing was written yet)"
+    assert pending(tmp_path) == "bakegen"
     assert write_set(tmp_path, old, command="bakegen generate") == []  # the next run cleans up first
     assert tree(tmp_path) == {"a.txt": old["a.txt"].encode()}
 

@@ -58,6 +58,7 @@ def render_bake(env: Environment, graph: StackGraph, locks: dict[str, StackLock]
             "parent": stack.extends,
             "tags": tags,
             "labels": sorted(labels.items()),
+            "label_keys": set(labels),  # a label the stack sets wins over SOURCE_URL and REVISION
             "annotations": annotations,
             "epoch": epoch,
         })

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from bakegen import __version__
-from bakegen.errors import BakegenError
+from bakegen.errors import BakegenError, one_line
 from bakegen.files import GENERATED_MARKER
 from bakegen.lock import StackLock
 from bakegen.stack import StackGraph
@@ -32,11 +32,18 @@ def image_ref(registry: str, stack: str, tag: str, digest: str | None) -> str:
 
 def read_digests(path: Path) -> dict[str, str]:
     """``{stack: digest}`` from a bake metadata file."""
+    hint = "write it with docker buildx bake --metadata-file FILE (or bakegen build --metadata-file FILE)"
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BakegenError(f"cannot read bake metadata {path}: {exc}", hint="write it with docker buildx bake --metadata-file FILE (or bakegen build --metadata-file FILE)") from None
-    return {name: meta["containerimage.digest"] for name, meta in doc.items() if isinstance(meta, dict) and "containerimage.digest" in meta}
+    except (OSError, ValueError, RecursionError) as exc:
+        raise BakegenError(f"cannot read bake metadata {path}: {one_line(str(exc), 200)}", hint=hint) from None
+    if not isinstance(doc, dict):
+        raise BakegenError(f"bake metadata {path} is not a JSON object of targets", hint=hint)
+    digests = {name: meta.get("containerimage.digest") for name, meta in doc.items() if isinstance(meta, dict) and "containerimage.digest" in meta}
+    for name, digest in digests.items():
+        if not isinstance(digest, str) or not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+            raise BakegenError(f"bake metadata {path}: {one_line(repr(name), 60)} has no sha256 digest", hint=hint)
+    return digests  # type: ignore[return-value]
 
 
 # What a child's profile takes from its parent's, unless it sets its own: a hub admin

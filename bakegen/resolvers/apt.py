@@ -21,6 +21,7 @@ import lzma
 import os
 import re
 import ssl
+import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -210,7 +211,7 @@ class ArchiveReader:
         text = lzma.decompress(blob).decode("utf-8", "replace")
         entries = [{k: v for k, v in p.items()} for p in Packages.iter_paragraphs(text.splitlines(True), fields=_FIELDS, use_apt_pkg=False)]
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(".tmp")
+        tmp = cached.with_name(f".{cached.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # two locks may write it at once
         tmp.write_text(json.dumps(entries))
         tmp.replace(cached)
         return entries

@@ -128,7 +128,10 @@ class ImageResolver:
         status, _, blob = self._request(f"{image.scheme}://{image.api_host}/v2/{image.repository}/blobs/{config}", image)
         if status != 200 or "sha256:" + hashlib.sha256(blob).hexdigest() != config:
             raise BakegenError(f"{image.registry}/{image.repository}: cannot read the image config {config}", hint="the registry did not serve the config blob")
-        return (json.loads(blob).get("config") or {}).get("User") or None
+        user = (json.loads(blob).get("config") or {}).get("User") or None
+        if user is not None and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?", user):
+            raise BakegenError(f"{image.registry}/{image.repository}: the image config's User {user[:40]!r} is not a user or user:group", hint="declare [user] in the stack")
+        return user
 
     # --- HTTP -------------------------------------------------------------------
 

@@ -91,17 +91,39 @@ class NpmResolver:
                     proc.run([self.npm, "update", "--package-lock-only", "--ignore-scripts", "--no-audit", "--no-fund",
                               "--registry", self.registry, *upgrade], cwd=tmp, env=env)
             except CommandError as exc:
-                lines = [ln for ln in exc.output.splitlines() if ln.strip()]
-                detail = next((ln for ln in lines if "npm error" in ln and ("404" in ln or "notarget" in ln.lower() or "No matching" in ln)), lines[-1] if lines else "")
-                if any(n in exc.output for n in _NETWORK) and "404" not in exc.output:
-                    raise NetworkError(
-                        f"{stack}: cannot reach the npm registry {self.registry} ({detail.strip()[:200]})",
-                        hint="check the network or proxy; behind a TLS-intercepting proxy set NODE_EXTRA_CA_CERTS",
-                    ) from None
-                raise ResolutionError(f"{stack}: cannot resolve npm packages: {detail.strip()[:300]}", hint="check the names and versions in npm.packages") from None
+                raise _classify(exc, stack, self.registry) from None
             package_json = (tmp / "package.json").read_text()
             package_lock = (tmp / "package-lock.json").read_text()
         lock = json.loads(package_lock)
         if lock.get("lockfileVersion", 0) < 2:
             raise BakegenError(f"{tool} wrote lockfileVersion {lock.get('lockfileVersion')}", hint="use npm 7 or newer")
+        check_registry_only(lock, stack, self.registry)
         return NpmLock(package_json, package_lock, tool, allow_scripts, node)
+
+
+def check_registry_only(lock: dict, stack: str, registry: str) -> None:
+    """Every package of the lock comes from the registry with an integrity hash: no link, file, git or URL."""
+    for path, meta in sorted(lock.get("packages", {}).items()):
+        if not path:
+            continue
+        name = path.rsplit("node_modules/", 1)[-1]
+        resolved, integrity = meta.get("resolved", ""), meta.get("integrity", "")
+        if meta.get("link") or not resolved.startswith(registry.rstrip("/") + "/") or not integrity.startswith("sha512-"):
+            raise ResolutionError(
+                f"{stack}: npm package {name} does not come from the registry with an integrity hash (resolved: {resolved or meta.get('link') and 'a link' or 'nothing'})",
+                hint=f"npm.packages takes registry packages only ({registry})",
+            )
+
+
+def _classify(exc: CommandError, stack: str, registry: str) -> BakegenError:
+    """npm's own reason (its 'npm error' lines), not the pointer to its log file."""
+    reasons = [ln.removeprefix("npm error").strip() for ln in exc.output.splitlines() if ln.startswith("npm error")]
+    reasons = [r for r in reasons if r and not r.startswith(("A complete log", "Log files", "/"))]
+    detail = next((r for r in reasons if r.startswith("code ")), None)
+    detail = "; ".join(([detail] if detail else []) + [r for r in reasons if not r.startswith("code ")][:2]) or exc.message
+    if any(n in exc.output for n in _NETWORK) and "E404" not in exc.output:
+        return NetworkError(
+            f"{stack}: cannot reach the npm registry {registry} ({detail[:200]})",
+            hint="check the network or proxy; behind a TLS-intercepting proxy set NODE_EXTRA_CA_CERTS",
+        )
+    return ResolutionError(f"{stack}: cannot resolve npm packages: {detail[:300]}", hint="check the names and versions in npm.packages")

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from bakegen import proc
-from bakegen.errors import BakegenError, CommandError, NetworkError, ResolutionError
+from bakegen.errors import BakegenError, CommandError, NetworkError, ResolutionError, ToolError
 from bakegen.lock import Pin, parse_requirements
 
 DEFAULT_INDEX = "https://pypi.org/simple"
@@ -109,9 +109,15 @@ def _relabel(pins: list[Pin], labels: dict[str, str]) -> list[Pin]:
     return out
 
 
+_USAGE = ("unexpected argument", "Usage:", "unrecognized arguments", "No such option", "invalid value")
+
+
 def _classify(exc: CommandError, request: PythonRequest, backend: str) -> BakegenError:
     out = exc.output
     lines = [ln.strip() for ln in out.splitlines() if ln.strip()]
+    if any(u in out for u in _USAGE):
+        usage = next((ln for ln in lines if any(u in ln for u in _USAGE)), lines[0] if lines else "")
+        return ToolError(f"{backend} refused bakegen's command: {usage[:200]}", hint=f"this {backend} may be too old or too new for bakegen; {exc.hint}")
     if any(p in out for p in _NETWORK_PATTERNS):
         detail = next((ln for ln in lines if any(p in ln for p in _NETWORK_PATTERNS)), lines[-1] if lines else "")
         return NetworkError(
@@ -169,8 +175,10 @@ def _isolated_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def _compile(request: PythonRequest, backend: str, command: Callable[[list[str], str], list[str]]) -> list[Pin]:
-    """Run a pip-compile-style ``command`` on the request's inputs and constraints; parse its output."""
-    check_index(request.index_url)
+    """Run a pip-compile-style ``command`` on the request's inputs and constraints; parse its output.
+
+    When it fails, a plain request to the index tells a network failure from a resolution one.
+    """
     with tempfile.TemporaryDirectory(prefix=f"bakegen-{backend}-") as tmpdir:
         tmp = Path(tmpdir)
         inputs, constraints, labels = _write_inputs(tmp, request)
@@ -181,6 +189,7 @@ def _compile(request: PythonRequest, backend: str, command: Callable[[list[str],
         try:
             proc.run(cmd, cwd=tmp, env=_isolated_env())
         except CommandError as exc:
+            check_index(request.index_url)
             raise _classify(exc, request, backend) from None
         pins = parse_requirements((tmp / "out.txt").read_text(), f"{backend} output")
     return _relabel(pins, labels)
@@ -205,7 +214,7 @@ class UvResolver:
 
                 self._uv = find_uv_bin()
             except (ImportError, FileNotFoundError):
-                raise BakegenError("uv is not installed", hint="pip install uv, or choose --resolver pip-tools") from None
+                raise ToolError("uv is not installed", hint="pip install uv, or choose --resolver pip-tools") from None
         return self._uv
 
     def version(self) -> str:
