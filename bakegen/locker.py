@@ -140,7 +140,7 @@ def stack_fingerprint(graph: StackGraph, name: str, parent_lock: StackLock | Non
     root = graph.root_of(name)
     projection = {
         "platforms": graph.platforms(name),
-        "python": {"version": graph.python_version(name), "requirements": canonical_requirements(stack)},
+        "python": {"version": graph.python_version(name), "requirements": canonical_requirements(stack), **_pip_projection(graph, name)},
         "base_image": stack.base,
         "apt": None
         if not (stack.apt_packages or stack.apt_build)
@@ -162,6 +162,19 @@ def stack_fingerprint(graph: StackGraph, name: str, parent_lock: StackLock | Non
         },
     }
     return fingerprint(projection)
+
+
+def _pip_projection(graph: StackGraph, name: str) -> dict[str, bool]:
+    """A root stack that ships pip locks it (a key only when true: other stacks' fingerprints stay as they were)."""
+    return {"pip": True} if graph.parent(name) is None and graph.python_pip(name) else {}
+
+
+def _python_inputs(graph: StackGraph, name: str) -> list[tuple[str, list[str]]]:
+    chain = graph.ancestors(name) + [graph.stacks[name]]
+    inputs = [(f"stacks/{s.name}.toml", list(s.python_packages)) for s in chain if s.python_packages]
+    if _pip_projection(graph, name) and not any(canonicalize_name(r.name) == "pip" for r in graph.stacks[name].requirements()):
+        inputs.append((f"stacks/{name}.toml [python] pip", ["pip"]))
+    return inputs
 
 
 def _parent_env(graph: StackGraph, name: str, locks: dict[str, StackLock], platform: str) -> dict[str, Pin]:
@@ -278,7 +291,7 @@ def _resolve(run: _Run, name: str, fp: str, existing: StackLock | None, warnings
             platforms=platforms,
             python=PythonLock(
                 version=graph.python_version(name),
-                resolver=run.python_tool() if stack.python_packages else (existing.python.resolver if existing else "none"),
+                resolver=run.python_tool() if (stack.python_packages or _pip_projection(graph, name)) else (existing.python.resolver if existing else "none"),
                 by_platform=by_platform,
                 parents=[a.name for a in graph.ancestors(name)],
             ),
@@ -294,7 +307,7 @@ def _lock_python(run: _Run, name: str, previous: StackLock | None, existing: Sta
     """The Python pins of each platform, resolved at the same time; only what the parents lack."""
     graph, stack = run.graph, run.graph.stacks[name]
     platforms = graph.platforms(name)
-    if not stack.python_packages:
+    if not _python_inputs(graph, name) or not (stack.python_packages or _pip_projection(graph, name)):
         return {p: [] for p in platforms}  # nothing new to install on top of the parent
     run.python_tool()
     requests = [_python_request(run, name, platform, previous, existing) for platform in platforms]
@@ -311,7 +324,7 @@ def _python_request(run: _Run, name: str, platform: str, previous: StackLock | N
         stack=name,
         python_version=graph.python_version(name),
         platform=PYTHON_PLATFORMS[platform],
-        inputs=[(f"stacks/{s.name}.toml", list(s.python_packages)) for s in chain if s.python_packages],
+        inputs=_python_inputs(graph, name),
         constraints=[
             (f"{LOCK_DIR}/{a.name}/{requirements_file(platform, platforms)}", locks[a.name].python.by_platform[platform])
             for a in chain[:-1]

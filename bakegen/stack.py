@@ -76,6 +76,7 @@ class Stack:
     python_env: str = "venv"  # "venv": a new /opt/venv; "base": the base image's own Python (vendor images)
     python_interpreter: str | None = None  # with env = "base": found on the image's PATH unless set
     python_slim: bool | None = None  # None: as the parent (default False)
+    python_pip: bool | None = None  # root stacks: pip in the image for runtime installs (default: with env = "venv")
     user_declared: bool = False
     env: tuple[tuple[str, str], ...] = ()
     user: User | None = None
@@ -140,6 +141,7 @@ SCHEMA: dict[str, Any] = {
         "env": schema.one_of("venv", "base"),
         "interpreter": schema.matching(PATH, "interpreter path", "/opt/conda/bin/python"),
         "slim": schema.boolean,
+        "pip": schema.boolean,
     },
     "apt": {
         "packages": schema.list_of(schema.matching(APT_PKG, "apt package", "git or git=1:2.47.3-0+deb13u1")),
@@ -265,6 +267,8 @@ def load_stack(path: Path, root: Path | None = None) -> Stack:
         )
     python = fields.get("python", {})
     apt = fields.get("apt", {})
+    if python.get("pip") and python.get("env", "venv") == "base":
+        raise err("'python.pip' is for bakegen's virtualenv, and this stack installs into its base image's Python", ("python", "pip"), "remove pip: the base image's Python has its own")
     if "interpreter" in python and python.get("env", "venv") != "base":
         raise err("'python.interpreter' needs python.env = \"base\"", ("python", "interpreter"), 'set env = "base" to install into the base image\'s own Python')
     if has_base and "version" not in python:
@@ -273,7 +277,7 @@ def load_stack(path: Path, root: Path | None = None) -> Stack:
         for key in ("user", "platforms"):
             if key in fields:
                 raise err(f"'{key}' can only be set on a root stack", (key,), f"set [{key}] in the stack that has 'base'; children inherit it")
-        for key in ("env", "interpreter"):
+        for key in ("env", "interpreter", "pip"):
             if key in python:
                 raise err(f"'python.{key}' can only be set on a root stack", ("python", key), "a child uses its parent's Python")
         for key in ("suite", "snapshot", "mirror"):
@@ -301,6 +305,7 @@ def load_stack(path: Path, root: Path | None = None) -> Stack:
         python_env=python.get("env", "venv"),
         python_interpreter=python.get("interpreter"),
         python_slim=python.get("slim"),
+        python_pip=python.get("pip"),
         user_declared=user is not None,
         env=fields.get("env", ()),
         user=User(**{**User().__dict__, **user}) if user is not None else (User() if has_base else None),
@@ -407,6 +412,11 @@ class StackGraph:
             if stack.python_slim is not None:
                 return stack.python_slim
         return False
+
+    def python_pip(self, name: str) -> bool:
+        """Is pip in the image's virtualenv, for runtime installs? ([python] pip of the root; default true with env = "venv".)"""
+        root = self.root_of(name)
+        return root.python_env == "venv" and root.python_pip is not False
 
     def platforms(self, name: str) -> list[str]:
         return list(self.root_of(name).platforms or DEFAULT_PLATFORMS)

@@ -51,7 +51,9 @@ esac
 set -- jupyter "$cmd" --no-browser --ServerApp.ip= "${args[@]}" "$@"
 if [ "${RESTARTABLE:-}" = yes ]; then
     while :; do
-        "$@" || log "the server exited with $?; starting it again (RESTARTABLE=yes)"
+        status=0
+        "$@" || status=$?
+        log "the server exited with $status; starting it again (RESTARTABLE=yes)"
         sleep 1
     done
 fi

@@ -10,7 +10,8 @@
 #   3. hooks in /usr/local/bin/before-notebook.d (as root when started as root);
 #   4. the command, as the user: never as root.
 # Hooks: *.sh files are sourced, other executable files run, in name order; a
-# failing hook is logged and the start goes on.
+# failing hook is logged and the start goes on. JUPYTER_ENV_VARS_TO_UNSET (A,B)
+# names variables to drop after the hooks, before the command.
 # The command is the image's CMD (start-notebook.py: the Jupyter server, or
 # jupyterhub-singleuser under JupyterHub). Arguments that start with "-" go to
 # that default command (docker run IMAGE --ServerApp.token=x); any other command
@@ -63,6 +64,16 @@ run_hooks() {
         esac
         [ "$rc" -eq 0 ] || log "warning: hook $hook failed with exit code $rc; starting anyway"
     done
+}
+
+unset_listed() {
+    # JUPYTER_ENV_VARS_TO_UNSET=A,B: secrets a hook needed, kept from the server and its kernels
+    local IFS=, name
+    for name in ${JUPYTER_ENV_VARS_TO_UNSET:-}; do
+        case "$name" in ''|[0-9]*|*[!A-Za-z0-9_]*) continue ;; esac
+        unset "$name"
+    done
+    unset JUPYTER_ENV_VARS_TO_UNSET
 }
 
 is_yes() { case "${1:-}" in 1|yes|YES|Yes|true|TRUE|True) return 0 ;; esac; return 1; }
@@ -135,6 +146,7 @@ if [ "$(id -u)" -eq 0 ]; then
     if is_yes "${GRANT_SUDO:-}"; then grant_sudo; fi
     if [ -d "$HOME" ] && [ ! -e "$HOME/work" ]; then install -d -o "$NB_UID" -g "$NB_GID" "$HOME/work"; fi
     run_hooks /usr/local/bin/before-notebook.d
+    unset_listed
     if ! command -v setpriv >/dev/null 2>&1; then log "error: setpriv (util-linux) is missing: cannot drop root"; exit 1; fi
     log "running as $NB_USER (uid $NB_UID, gid $NB_GID): $*"
     exec setpriv --reuid="$NB_UID" --regid="$NB_GID" --init-groups -- "$@"
@@ -148,7 +160,7 @@ for var in NB_UID NB_GID GRANT_SUDO CHOWN_HOME CHOWN_EXTRA; do
         *) log "warning: $var=$val needs the container to start as root (docker run --user root); ignored" ;;
     esac
 done
-export NB_UID="${NB_UID:-$(id -u)}" NB_GID="${NB_GID:-$(id -g)}"
+export NB_UID="$(id -u)" NB_GID="$(id -g)"  # what the process really is
 if ! id -un >/dev/null 2>&1; then
     # An arbitrary uid (OpenShift, docker run -u 1010:0) has no passwd entry.
     export USER="$NB_USER" LOGNAME="$NB_USER"
@@ -161,4 +173,5 @@ if [ ! -w "${HOME:-/}" ]; then
 fi
 [ -e "$HOME/work" ] || mkdir -p "$HOME/work" 2>/dev/null || true
 run_hooks /usr/local/bin/before-notebook.d
+unset_listed
 exec "$@"

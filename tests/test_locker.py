@@ -26,7 +26,9 @@ def test_child_is_constrained_by_parent_and_lists_only_new_packages(project):
     out = lock(root, fake)
     base = out["base"].lock.python.by_name()
     scipy = out["scipy"].lock.python.by_name()
-    assert {k: p.version for k, p in base.items()} == {"jupyterlab": "4.2.0", "tornado": "6.4", "packaging": "24.1", "jupyter-server": "2.14.0"}
+    # pip is locked with the root (python.pip defaults to true), from an input of its own
+    assert {k: p.version for k, p in base.items()} == {"jupyterlab": "4.2.0", "tornado": "6.4", "packaging": "24.1", "jupyter-server": "2.14.0", "pip": "25.2"}
+    assert [label for label, _ in fake.calls[0].inputs] == ["stacks/base.toml", "stacks/base.toml [python] pip"]
     # packaging is requested again by scipy but stays in base's lock only
     assert set(scipy) == {"pandas", "numpy", "python-dateutil", "six"}
     scipy_request = fake.calls[1]

@@ -102,3 +102,29 @@ def test_slim_must_be_a_boolean(project, capsys):
         "error: stacks/base.toml:6: python.slim: expected true or false, got a string",
         "hint: write true or false, without quotes",
     ]
+
+
+@pytest.mark.parametrize("kid,base_python,message", [
+    ('[python]\npip = false\n', "", "'python.pip' can only be set on a root stack"),
+    ("", 'env = "base"\npip = true\n', "'python.pip' is for bakegen's virtualenv"),
+    ("", 'pip = "yes"\n', "python.pip"),
+])
+def test_python_pip_is_a_root_venv_boolean(project, kid, base_python, message):
+    root = project({
+        "base": 'name = "base"\ndescription = "b"\nbase = "python:3.13-slim"\n[python]\nversion = "3.13"\n' + base_python,
+        "kid": 'name = "kid"\ndescription = "k"\nextends = "base"\n' + kid,
+    })
+    with pytest.raises(StackErrors) as exc:
+        load_stacks(root)
+    assert message in exc.value.errors[0].lines()[0]
+
+
+def test_python_pip_defaults_to_the_venv_and_is_inherited(project):
+    base = 'name = "base"\ndescription = "b"\nbase = "python:3.13-slim"\n[python]\nversion = "3.13"\n'
+    kid = 'name = "kid"\ndescription = "k"\nextends = "base"\n'
+    graph = load_stacks(project({"base": base, "kid": kid}))
+    assert graph.python_pip("base") and graph.python_pip("kid")
+    graph = load_stacks(project({"base": base + "pip = false\n", "kid": kid}))
+    assert not graph.python_pip("base") and not graph.python_pip("kid")
+    graph = load_stacks(project({"base": base + 'env = "base"\n', "kid": kid}))
+    assert not graph.python_pip("kid")

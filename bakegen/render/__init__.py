@@ -43,7 +43,7 @@ def environment() -> Environment:
 def render_project(graph: StackGraph, locks: dict[str, StackLock]) -> dict[str, str]:
     """Every generated file of the project: the bake file and one Dockerfile per stack."""
     from bakegen.render.bake import render_bake
-    from bakegen.render.dockerfile import dockerfile_path, render_dockerfile
+    from bakegen.render.dockerfile import constraints_path, dockerfile_path, render_constraints, render_dockerfile
 
     env = environment()
     header = f"{GENERATED_MARKER} {__version__}. Do not edit; to update, run: bakegen generate"
@@ -59,4 +59,6 @@ def render_project(graph: StackGraph, locks: dict[str, StackLock]) -> dict[str, 
         files[SLIM_SCRIPT] = env.get_template("bakegen-slim.py.j2").render(header=header)
     for name in graph.order:
         files[dockerfile_path(name)] = render_dockerfile(env, graph, name, locks[name], locks)
+        if graph.python_pip(name) and locks[name].python.pins:
+            files.update({constraints_path(name, p): render_constraints(graph, name, locks, p) for p in locks[name].platforms})
     return files

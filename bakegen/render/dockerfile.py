@@ -18,6 +18,17 @@ def dockerfile_path(name: str) -> str:
     return f"dockerfiles/{name}/Dockerfile"
 
 
+def constraints_path(name: str, platform: str) -> str:
+    return f"dockerfiles/{name}/pip-constraints-{platform.split('/')[1]}.txt"
+
+
+def render_constraints(graph: StackGraph, name: str, locks: dict[str, StackLock], platform: str) -> str:
+    """Every Python pin of the stack's image on ``platform`` (its parents' and its own), as a pip constraints file."""
+    pins = {p.key: p.version for s in graph.ancestors(name) + [graph.stacks[name]] for p in locks[s.name].python.by_platform.get(platform, [])}
+    head = f"# {GENERATED_MARKER} {__version__} from locks/ (stack '{name}', {platform}). Do not edit; to update, run: bakegen generate\n"
+    return head + "".join(f"{key}=={version}\n" for key, version in sorted(pins.items()))
+
+
 def _image_user(root_lock: StackLock) -> str | None:
     """The user recorded from the root stack's base image config, unless it is root."""
     image = root_lock.image
@@ -94,5 +105,8 @@ def render_dockerfile(env: Environment, graph: StackGraph, name: str, lock: Stac
         server_here=has_server(graph, name, locks) and not parent_server,
         healthcheck_script=HEALTHCHECK_SCRIPT,
         slim_script=SLIM_SCRIPT if graph.python_slim(name) else None,
-        drop_pip=parent is None and root.python_env == "venv" and not any(p.key == "pip" for p in lock.python.pins),
+        drop_pip=parent is None and root.python_env == "venv" and not graph.python_pip(name),
+        shared_venv=graph.python_pip(name) and bool(lock.python.pins),
+        user_gid=user.gid,
+        constraints=[constraints_path(name, p) for p in lock.platforms] if graph.python_pip(name) and lock.python.pins else [],
     )

@@ -107,3 +107,16 @@ def test_a_hub_one_major_version_older_warns_but_starts_the_server(built, hub_fa
     assert "jupyterhub version 4.1.6 != jupyterhub-singleuser version 5." in logs, logs[-3000:]
     # the old hub cannot read the new server's version at all, and warns too
     assert "Single-user server has no version header" in hub.log, hub.log[-3000:]
+
+
+@pytest.mark.parametrize("cmd", ["start-singleuser.py", "start-notebook.sh"])
+def test_a_docker_stacks_hub_config_that_names_a_start_script(built, hub_factory, cmd):
+    # Many docker-stacks hub configs set the command; the image answers to those names.
+    hub = hub_factory(built.image("scipy"), spawner={"cmd": [cmd]})
+    hub.start_server("erin")
+    inspect = json.loads(docker("inspect", hub.container("erin"), "--format", "{{json .Config.Cmd}}"))
+    assert inspect == [cmd], inspect
+    out = execute(hub, "erin", "import scipy, os; print(scipy.__name__, os.getuid())")
+    assert out == {"status": "ok", "stdout": "scipy 1000\n", "error": None}
+    top = docker("top", hub.container("erin"), "-o", "pid,args")
+    assert "jupyterhub-singleuser" in top, top
