@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install tools example lock upgrade generate check diff schema engine build build-local push test unit e2e bench bench-lock bench-lock-speed bench-size bench-bake bench-rebuild bench-repro clean
+.PHONY: help install tools example lock upgrade generate check diff schema engine build build-local push lint test unit e2e bench bench-lock bench-lock-speed bench-size bench-bake bench-rebuild bench-repro clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -68,7 +68,12 @@ push: install ## build and push every stack (set REGISTRY, e.g. REGISTRY=ghcr.io
 build-local: install engine ## build every stack on the local stand-in base (no registry needed)
 	$(BAKEGEN) build --load --base-image base=$(STANDIN) $(if $(CA_BUNDLE),--ca-bundle $(CA_BUNDLE))
 
-test: install tools engine ## everything CI runs: make check and generate, unit + network tests, make e2e
+lint: install ## ruff (bakegen, tests, bench, scripts) and mypy (bakegen), as configured in pyproject.toml
+	$(BIN)/ruff check bakegen tests bench scripts
+	$(BIN)/mypy
+
+test: install tools engine ## everything CI runs: make lint, check and generate, unit + network tests, make e2e
+	$(MAKE) lint
 	$(MAKE) check
 	$(MAKE) generate
 	$(BIN)/python -m pytest -ra -m "not e2e" $(PYTEST_ARGS)

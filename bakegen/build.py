@@ -23,6 +23,8 @@ class BuildOptions:
     load: bool = False
     push: bool = False
     progress: str = "auto"
+    # BuildKit's provenance attestation carries build times: on, it changes the image index's digest on every build
+    provenance: bool = False
     extra: list[str] = field(default_factory=list)
 
 
@@ -37,6 +39,7 @@ def bake_command(root: Path, opts: BuildOptions) -> tuple[list[str], dict[str, s
         cmd.append("--load")
     if opts.push:
         cmd.append("--push")
+    cmd.append("--provenance=mode=max" if opts.provenance else "--provenance=false")
     cmd += opts.extra
     cmd += opts.targets
     variables: dict[str, str] = {}

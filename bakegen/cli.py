@@ -8,6 +8,7 @@ import os
 import re
 import sys
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 
 from bakegen import __version__
@@ -164,6 +165,33 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sbom(args: argparse.Namespace) -> int:
+    """An SBOM per image and platform (CycloneDX 1.6 and/or SPDX 2.3 JSON), from current locks alone."""
+    from bakegen.sbom import FORMATS, SBOM_DIR, render_sboms
+
+    graph = load_stacks(args.root)
+    names = [n for n in graph.select(args.stacks) if not args.stacks or n in args.stacks]  # validates the names
+    _refuse_interrupted(args.root)
+    locks = current_locks(graph)  # refuses stale locks, as generate does
+    out = Path(args.output).resolve() if args.output else args.root / SBOM_DIR
+    if out.exists() and not out.is_dir():
+        raise BakegenError(f"--output {out} is a file", hint="name a folder (it is created when missing)")
+    formats = sorted(FORMATS) if args.format == "both" else [args.format]
+    files = render_sboms(graph, locks, names, formats)
+    suffixes = tuple(f".{FORMATS[f]}" for f in formats)
+    gone = [p for n in names for p in orphans(out, n, set(files)) if p.endswith(suffixes)]  # a platform the stack dropped
+    changed = write_set(out, files, command="bakegen sbom", delete=gone)
+    for rel in changed:
+        print(f"{'wrote' if rel in files else 'removed'} {_shown(args.root, out / rel)}")
+    if not changed:
+        print(f"{len(files)} SBOM files are up to date")
+    return 0
+
+
+def _shown(root: Path, path: Path) -> str:
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
 def cmd_verify_repro(args: argparse.Namespace) -> int:
     """Build a stack twice from the same locks; exit 0 when bit-for-bit identical, 1 when not."""
     from bakegen.build import BuildOptions
@@ -226,6 +254,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         load=args.load,
         push=args.push,
         progress=args.progress,
+        provenance=args.provenance,
         extra=["--metadata-file", args.metadata_file] if args.metadata_file else [],
     )
     build(args.root, opts)
@@ -281,6 +310,12 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--format", choices=["text", "json"], default="text")
     rp.set_defaults(func=cmd_report)
 
+    sb = sub.add_parser("sbom", help="an SBOM per image and platform (CycloneDX 1.6, SPDX 2.3) from the locks alone (no Docker, no network)")
+    sb.add_argument("stacks", nargs="*", help="stacks to describe (default: all)")
+    sb.add_argument("--format", choices=["cyclonedx", "spdx", "both"], default="both", help="CycloneDX 1.6 JSON, SPDX 2.3 JSON or both (default)")
+    sb.add_argument("--output", "-o", metavar="DIR", help="write DIR/<stack>/<arch>.cdx.json and .spdx.json (default: sbom/ in the project)")
+    sb.set_defaults(func=cmd_sbom)
+
     vr = sub.add_parser("verify-repro", help="build a stack twice from its locks (--no-cache) and compare: identical or the first difference")
     vr.add_argument("stack")
     vr.add_argument("--base-image", action="append", default=[], metavar="STACK=IMAGE", help="replace a root stack's base image")
@@ -297,6 +332,7 @@ def parser() -> argparse.ArgumentParser:
     bd.add_argument("--cache", metavar="REPO", help="registry layer cache: read and write REPO:<stack> (e.g. ghcr.io/acme/bakegen-cache)")
     bd.add_argument("--load", action="store_true", help="load the images into the local image store")
     bd.add_argument("--push", action="store_true", help="push the images")
+    bd.add_argument("--provenance", action="store_true", help="attach BuildKit's provenance attestation (mode=max); it holds build times, so the index digest changes on every build")
     bd.add_argument("--metadata-file", metavar="FILE", help="write bake's build metadata (image digests) here; bakegen profiles --metadata reads it")
     bd.add_argument("--progress", default="auto", choices=["auto", "plain", "tty", "quiet"], help="build output style")
     bd.set_defaults(func=cmd_build)
@@ -325,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         )], 70)
 
 
-def _report(errors: list[BakegenError], code: int) -> int:
+def _report(errors: Sequence[BakegenError], code: int) -> int:
     for err in errors:
         for line in err.lines():
             print(line, file=sys.stderr)

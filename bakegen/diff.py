@@ -10,9 +10,10 @@ import io
 import json
 import tarfile
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from debian.debian_support import Version as DebVersion
 from packaging.version import InvalidVersion, Version

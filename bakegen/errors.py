@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import difflib
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 
 @dataclass

@@ -48,7 +48,7 @@ class AptLookup(Protocol):
 class NpmLookup(Protocol):
     def resolve(
         self, stack: str, specs: list[str], allow_scripts: bool = False, node: str = "apt",
-        previous: NpmLock | None = None, upgrade: list[str] = ...,  # type: ignore[assignment]
+        previous: NpmLock | None = None, upgrade: list[str] | None = None,
     ) -> NpmLock: ...
 
 
@@ -140,7 +140,7 @@ def stack_fingerprint(graph: StackGraph, name: str, parent_lock: StackLock | Non
     root = graph.root_of(name)
     projection = {
         "platforms": graph.platforms(name),
-        "python": {"version": graph.python_version(name), "requirements": canonical_requirements(stack), **_pip_projection(graph, name)},
+        "python": {"version": graph.python_version(name), "requirements": canonical_requirements(stack), **_python_options(graph, name)},
         "base_image": stack.base,
         "apt": None
         if not (stack.apt_packages or stack.apt_build)
@@ -167,6 +167,11 @@ def stack_fingerprint(graph: StackGraph, name: str, parent_lock: StackLock | Non
 def _pip_projection(graph: StackGraph, name: str) -> dict[str, bool]:
     """A root stack that ships pip locks it (a key only when true: other stacks' fingerprints stay as they were)."""
     return {"pip": True} if graph.parent(name) is None and graph.python_pip(name) else {}
+
+
+def _python_options(graph: StackGraph, name: str) -> dict[str, bool]:
+    """The stack's Python settings that change what resolves; keys only when set, so old fingerprints hold."""
+    return {**_pip_projection(graph, name), **({"sdists": True} if graph.stacks[name].python_sdists else {})}
 
 
 def _python_inputs(graph: StackGraph, name: str) -> list[tuple[str, list[str]]]:
@@ -333,6 +338,8 @@ def _python_request(run: _Run, name: str, platform: str, previous: StackLock | N
         index_url=run.index_url,
         preferences=list(_parent_env(graph, name, locks, platform).values()) + (previous.python.by_platform.get(platform, []) if previous else []),
         upgrade=[f"{n}=={v}" if v else n for n, v in run.upgrades.python(existing)],
+        allow_sdists=graph.stacks[name].python_sdists,
+        target=platform,
     )
 
 

@@ -6,8 +6,8 @@ import logging
 import os
 import shlex
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from bakegen.errors import CommandError
 

@@ -20,6 +20,7 @@ _STEPS = [
     (re.compile(r"COPY /opt/bakegen/staging/ /opt/venv/"), "Python packages (requirements.txt)"),
     (re.compile(r"-m pip install .*--require-hashes"), "Python packages into the base image's Python"),
     (re.compile(r"COPY /opt/npm/"), "npm packages (package-lock.json)"),
+    (re.compile(r"pip-constraints"), "pip constraints (the image's pins)"),
     (re.compile(r"useradd|install -d"), "user and ~/work"),
     (re.compile(r"bakegen-start"), "entrypoint script"),
     (re.compile(r"bakegen-healthcheck"), "healthcheck script"),
@@ -44,6 +45,7 @@ class ImageReport:
     dockerfile_lines: int = 0
     parent_size: int | None = None
     parent_layers: int | None = None
+    platform: str = "linux/amd64"
 
     @property
     def size(self) -> int:
@@ -63,12 +65,15 @@ def _what(step: str) -> str:
     return "base image" if step.startswith(("/bin/sh -c #(nop)", "ADD", "FROM")) or not step else "other"
 
 
-def inspect(image: str) -> tuple[int, list[Layer]]:
+def inspect(image: str, platform: str | None = None) -> tuple[int, list[Layer]]:
+    """Size and layers of ``image``; of one platform's image when ``platform`` is given (a multi-platform image)."""
+    plat = ["--platform", platform] if platform else []
     try:
-        info = json.loads(proc.run(["docker", "image", "inspect", image]).stdout)[0]
-        hist = [json.loads(line) for line in proc.run(["docker", "history", "--no-trunc", "--human=false", "--format", "{{json .}}", image]).stdout.splitlines() if line.strip()]
+        info = json.loads(proc.run(["docker", "image", "inspect", *plat, image]).stdout)[0]
+        hist = [json.loads(line) for line in proc.run(["docker", "history", *plat, "--no-trunc", "--human=false", "--format", "{{json .}}", image]).stdout.splitlines() if line.strip()]
     except CommandError:
-        raise BakegenError(f"image {image} not found", hint="build it first (bakegen build --load), with the same --registry") from None
+        where = f" for {platform}" if platform else ""
+        raise BakegenError(f"image {image} not found{where}", hint="build it first (bakegen build --load), with the same --registry") from None
     layers = []
     for h in reversed(hist):  # oldest first
         size = int(h.get("Size", 0) or 0)
@@ -80,18 +85,26 @@ def inspect(image: str) -> tuple[int, list[Layer]]:
 
 
 def build_report(graph: StackGraph, registry: str = "", tag: str = "latest") -> list[ImageReport]:
-    reports: dict[str, ImageReport] = {}
+    """One report per stack and platform (a multi-platform stack's images are inspected one by one)."""
+    reports: dict[tuple[str, str], ImageReport] = {}
     for name in graph.order:
         image = f"{registry.rstrip('/')}/{name}:{tag}" if registry else f"{name}:{tag}"
-        compressed, layers = inspect(image)
-        parent = graph.stacks[name].extends
-        dockerfile = graph.root / dockerfile_path(name)
-        lines = dockerfile_lines(dockerfile) if dockerfile.exists() else 0
-        r = ImageReport(name, image, parent, compressed, layers, lines)
-        if parent in reports:
-            r.parent_size, r.parent_layers = reports[parent].size, len(reports[parent].layers)
-        reports[name] = r
+        platforms = graph.platforms(name)
+        for platform in platforms:
+            reports[name, platform] = _report_one(graph, name, image, platform if len(platforms) > 1 else None, reports)
     return list(reports.values())
+
+
+def _report_one(graph: StackGraph, name: str, image: str, platform: str | None, done: dict[tuple[str, str], ImageReport]) -> ImageReport:
+    compressed, layers = inspect(image, platform)
+    parent = graph.stacks[name].extends
+    dockerfile = graph.root / dockerfile_path(name)
+    lines = dockerfile_lines(dockerfile) if dockerfile.exists() else 0
+    r = ImageReport(name, image, parent, compressed, layers, lines, platform=platform or graph.platforms(name)[0])
+    mine = done.get((parent, r.platform)) if parent else None
+    if mine:
+        r.parent_size, r.parent_layers = mine.size, len(mine.layers)
+    return r
 
 
 def mb(n: int | None) -> str:
@@ -101,7 +114,7 @@ def mb(n: int | None) -> str:
 def to_text(reports: list[ImageReport]) -> str:
     out = []
     for r in reports:
-        head = f"{r.stack} ({r.image}): {mb(r.size)} on disk ({mb(r.compressed)} to download), {len(r.layers)} layers, {r.dockerfile_lines} Dockerfile lines"
+        head = f"{r.stack} ({r.image}, {r.platform}): {mb(r.size)} on disk ({mb(r.compressed)} to download), {len(r.layers)} layers, {r.dockerfile_lines} Dockerfile lines"
         if r.parent:
             head += f"; +{mb(r.added_size)} and +{len(r.layers) - (r.parent_layers or 0)} layers over {r.parent}"
         out.append(head)
@@ -118,7 +131,7 @@ def to_text(reports: list[ImageReport]) -> str:
 def to_json(reports: list[ImageReport]) -> str:
     return json.dumps([
         {
-            "stack": r.stack, "image": r.image, "parent": r.parent, "size": r.size, "compressed": r.compressed, "layers": len(r.layers),
+            "stack": r.stack, "image": r.image, "platform": r.platform, "parent": r.parent, "size": r.size, "compressed": r.compressed, "layers": len(r.layers),
             "dockerfile_lines": r.dockerfile_lines, "added_size": r.added_size,
             "layer_sizes": [{"size": layer.size, "installs": layer.what} for layer in r.layers],
         }

@@ -14,7 +14,7 @@ import json
 import os
 import tarfile
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bakegen import proc
@@ -30,19 +30,38 @@ class OciImage:
 
 
 def read_oci(path: Path) -> OciImage:
+    """The (first) image of an OCI tarball."""
+    return next(iter(read_oci_platforms(path)[1].values()))
+
+
+def read_oci_platforms(path: Path) -> tuple[str, dict[str, OciImage]]:
+    """The digest the tarball's index names (an image index or one manifest), and its image per platform."""
     with tarfile.open(path) as tar:
         index = json.load(tar.extractfile("index.json"))  # type: ignore[arg-type]
-        digest = index["manifests"][0]["digest"]
+        top = index["manifests"][0]["digest"]
 
         def blob(d: str) -> bytes:
             return tar.extractfile(f"blobs/sha256/{d.split(':')[1]}").read()  # type: ignore[union-attr]
 
-        doc = json.loads(blob(digest))
-        if "manifests" in doc:  # an index: take the first image manifest
-            digest = next(m["digest"] for m in doc["manifests"] if m.get("platform", {}).get("os") != "unknown")
-            doc = json.loads(blob(digest))
-        config = json.loads(blob(doc["config"]["digest"]))
-        return OciImage(digest, config, [layer["digest"] for layer in doc["layers"]], path)
+        doc = json.loads(blob(top))
+        entries = [(m["digest"], json.loads(blob(m["digest"]))) for m in doc["manifests"] if m.get("platform", {}).get("os") != "unknown"] if "manifests" in doc else [(top, doc)]
+        images = {}
+        for digest, manifest in entries:
+            config = json.loads(blob(manifest["config"]["digest"]))
+            platform = "/".join(p for p in (config.get("os"), config.get("architecture"), config.get("variant")) if p)
+            images[platform] = OciImage(digest, config, [layer["digest"] for layer in manifest["layers"]], path)
+        return top, images
+
+
+def platform_difference(a: dict[str, OciImage], b: dict[str, OciImage]) -> str | None:
+    """The first difference between two builds of the same platforms, named by platform when there are several."""
+    if sorted(a) != sorted(b):
+        return f"the builds have the platforms {', '.join(sorted(a))} and {', '.join(sorted(b))}"
+    for platform in sorted(a):
+        difference = first_difference(a[platform], b[platform])
+        if difference:
+            return f"{platform}: {difference}" if len(a) > 1 else difference
+    return None
 
 
 def _members(tar: tarfile.TarFile) -> dict[str, tuple]:
@@ -87,8 +106,9 @@ def first_difference(a: OciImage, b: OciImage) -> str | None:
 @dataclass
 class ReproResult:
     stack: str
-    digests: tuple[str, str]
+    digests: tuple[str, str]  # of the two builds: the index of a multi-platform build, else the manifest
     difference: str | None
+    platforms: dict[str, tuple[str, str]] = field(default_factory=dict)  # platform -> its manifest digests
 
     @property
     def identical(self) -> bool:
@@ -113,5 +133,8 @@ def verify_repro(root: Path, stack: str, opts: BuildOptions, epoch: int | None =
             )
             cmd, variables = bake_command(root, build)
             proc.run(cmd, cwd=root, env={**os.environ, **variables}, capture=opts.progress == "quiet")
-            images.append(read_oci(dest))
-        return ReproResult(stack, (images[0].manifest_digest, images[1].manifest_digest), first_difference(*images))
+            images.append(read_oci_platforms(dest))
+        (top1, one), (top2, two) = images
+        difference = None if top1 == top2 else platform_difference(one, two) or "the image indexes differ"
+        per_platform = {p: (one[p].manifest_digest, two[p].manifest_digest) for p in sorted(one) if p in two}
+        return ReproResult(stack, (top1, top2), difference, per_platform)

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from bakegen import schema
 from bakegen.errors import BakegenError, Location, StackError, StackErrors, did_you_mean
-from bakegen.schema import Invalid
 from bakegen.resolvers.apt import DEBIAN_SUITES, UBUNTU_SUITES, distro_of
 from bakegen.resolvers.image import ImageRef
+from bakegen.schema import Invalid
 
 DEFAULT_USER = ("jovyan", 1000, 100)
 DEFAULT_PORT = 8888
@@ -77,6 +78,7 @@ class Stack:
     python_interpreter: str | None = None  # with env = "base": found on the image's PATH unless set
     python_slim: bool | None = None  # None: as the parent (default False)
     python_pip: bool | None = None  # root stacks: pip in the image for runtime installs (default: with env = "venv")
+    python_sdists: bool = False  # this stack's own packages may be built from sdists (default: wheels only)
     user_declared: bool = False
     env: tuple[tuple[str, str], ...] = ()
     user: User | None = None
@@ -142,6 +144,7 @@ SCHEMA: dict[str, Any] = {
         "interpreter": schema.matching(PATH, "interpreter path", "/opt/conda/bin/python"),
         "slim": schema.boolean,
         "pip": schema.boolean,
+        "sdists": schema.boolean,
     },
     "apt": {
         "packages": schema.list_of(schema.matching(APT_PKG, "apt package", "git or git=1:2.47.3-0+deb13u1")),
@@ -306,6 +309,7 @@ def load_stack(path: Path, root: Path | None = None) -> Stack:
         python_interpreter=python.get("interpreter"),
         python_slim=python.get("slim"),
         python_pip=python.get("pip"),
+        python_sdists=python.get("sdists", False),
         user_declared=user is not None,
         env=fields.get("env", ()),
         user=User(**{**User().__dict__, **user}) if user is not None else (User() if has_base else None),

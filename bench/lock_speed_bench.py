@@ -27,8 +27,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bakegen.stack import load_stacks  # noqa: E402
 from uv import find_uv_bin  # noqa: E402
+
+from bakegen.stack import load_stacks  # noqa: E402
 
 PAIRS = int(os.environ.get("BENCH_PAIRS", "5"))
 # pinned as the example is: no registry is asked (none is reachable here)

@@ -63,6 +63,17 @@ def engine() -> Engine:
 
 
 @pytest.fixture(scope="session")
+def arm64_standin(engine) -> str:
+    """The stand-in for amd64 and arm64 as one image index in the local registry (arm64 runs under QEMU)."""
+    import subprocess
+
+    proc = subprocess.run([str(REPO / "scripts" / "engine.sh"), "arm64"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.fail(f"scripts/engine.sh arm64 failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}", pytrace=False)
+    return proc.stdout.split()[-1]
+
+
+@pytest.fixture(scope="session")
 def registry(engine) -> str:
     """A real OCI registry (Debian's docker-registry) on 127.0.0.1:5000, started by scripts/engine.sh."""
     import subprocess

@@ -14,7 +14,8 @@ def test_bake_command_and_variables(tmp_path):
         targets=["geo"], base_images={"base": "local/python:3.13", "my-root": "x"}, ca_bundle=str(ca),
         registry="ghcr.io/acme", load=True,
     ))
-    assert cmd == ["docker", "buildx", "bake", f"--allow=fs.read={ca}", "--file", "docker-bake.hcl", "--progress", "auto", "--load", "geo"]
+    assert cmd == ["docker", "buildx", "bake", f"--allow=fs.read={ca}", "--file", "docker-bake.hcl", "--progress", "auto", "--load", "--provenance=false", "geo"]
+    assert "--provenance=mode=max" in bake_command(tmp_path, BuildOptions(push=True, provenance=True))[0]
     assert env == {"BASE_IMAGE_BASE": "local/python:3.13", "BASE_IMAGE_MY_ROOT": "x", "CA_BUNDLE": str(ca), "REGISTRY": "ghcr.io/acme"}
 
 

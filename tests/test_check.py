@@ -5,11 +5,11 @@ import socket
 
 import jsonschema
 import pytest
+from conftest import REPO
+from test_render import BASE, KID, locked_project
 
 from bakegen.cli import main
 from bakegen.lock import SCHEMA_FILE, manifest_schema, render_schema
-from conftest import REPO
-from test_render import BASE, KID, locked_project
 
 
 @pytest.fixture

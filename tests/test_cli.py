@@ -4,9 +4,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import tree
 
 from bakegen.cli import main
-from conftest import tree
 
 # Pinned by digest, the base needs no registry (none is reachable on the CI machines).
 DIGEST = "sha256:" + "9" * 64

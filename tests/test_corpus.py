@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import HERE, tree
 
 from bakegen.cli import main
-from conftest import HERE, tree
 
 CORPUS = HERE / "corpus"
 STACK_CASES = json.loads((CORPUS / "stacks.json").read_text())
@@ -62,12 +62,12 @@ KID = 'name = "kid"\ndescription = "a child"\nextends = "base"\n[python]\npackag
 @pytest.fixture(scope="module")
 def locked(tmp_path_factory):
     """A project locked (fake resolvers) and generated: check says ok."""
-    from bakegen.files import write_set
-    from bakegen.locker import Resolvers, lock_stacks, outcome_files
-    from bakegen.render import render_project
-    from bakegen.locker import current_locks
-    from bakegen.stack import load_stacks
     from fakes import FakeImages, FakeResolver
+
+    from bakegen.files import write_set
+    from bakegen.locker import Resolvers, current_locks, lock_stacks, outcome_files
+    from bakegen.render import render_project
+    from bakegen.stack import load_stacks
 
     root = tmp_path_factory.mktemp("locked")
     (root / "stacks").mkdir()
@@ -261,10 +261,11 @@ def test_a_removed_stack_is_named_by_check_and_cleaned_up_by_lock_and_generate(l
 
 
 def test_a_stack_label_wins_over_the_source_url_variable(tmp_path, capsys):
+    from fakes import FakeImages, FakeResolver
+
     from bakegen.files import write_set
     from bakegen.locker import Resolvers, lock_stacks, outcome_files
     from bakegen.stack import load_stacks
-    from fakes import FakeImages, FakeResolver
 
     (tmp_path / "stacks").mkdir()
     (tmp_path / "stacks" / "base.toml").write_text(BASE + '[labels]\n"org.opencontainers.image.source" = "https://example.org/images"\n')

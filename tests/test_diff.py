@@ -7,9 +7,9 @@ import shutil
 import subprocess
 
 import pytest
+from conftest import CASES
 
 from bakegen.cli import main
-from conftest import CASES
 
 FORMATS = {"text": "expected.txt", "markdown": "expected.md", "json": "expected.json"}
 

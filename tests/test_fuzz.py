@@ -26,6 +26,8 @@ from pathlib import Path
 import dockerfile
 import pytest
 import yaml
+from conftest import tree
+from fakes import FakeApt, FakeImages, FakeResolver
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -34,8 +36,6 @@ from bakegen.errors import ResolutionError, StackErrors
 from bakegen.files import write_set
 from bakegen.locker import Resolvers, lock_stacks, outcome_files
 from bakegen.stack import load_stacks
-from conftest import tree
-from fakes import FakeApt, FakeImages, FakeResolver
 
 PIECES = ["\n", "\r", "\t", "\x00", '"', "'", "$", "${", "%{", "}", "`", "\\", ";", "|", "&", " ", "#", "*", "$(id)", "\u2028",
           "\ufeff", "é", "✓", "-", ".", "/", "=", ":", "a", "Z", "9", "_", "@", "[", "]", "\x1b", "\x7f"]

@@ -12,6 +12,7 @@ import pytest
 from bakegen.errors import BakegenError, NetworkError
 from bakegen.resolvers.image import ImageRef, ImageResolver
 
+
 def sha(body: bytes) -> str:
     return "sha256:" + hashlib.sha256(body).hexdigest()
 

@@ -11,10 +11,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from conftest import REPO, tree
 
 from bakegen.cli import main
 from bakegen.render.init import WORKFLOWS
-from conftest import REPO, tree
 
 EXAMPLE = REPO / "examples" / "init"
 TOOLS = REPO / "tests" / "tools"

@@ -17,8 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-
-from bakegen.cli import main
 from conftest import HERE, tree
 
 # The wrapper: slow renames down, resolve with the fakes (no network), then run the CLI.

@@ -140,3 +140,31 @@ def test_fingerprint_is_canonical():
 
 def test_pin_key_is_canonical():
     assert Pin("Jupyter_Server", "1").key == "jupyter-server"
+
+
+def test_committed_v2_locks_migrate_to_v3_without_resolving(tmp_path, capsys, monkeypatch):
+    import shutil
+
+    from conftest import REPO, tree
+
+    from bakegen.cli import main
+    from bakegen.lock import LOCK_VERSION
+
+    root = tmp_path / "project"
+    shutil.copytree(REPO / "tests" / "cases" / "migrate-v2", root)
+    before = tree(root)
+    # any resolution would need the network: an index that refuses connections, and no apt or npm downloads
+    monkeypatch.setattr("bakegen.resolvers.apt.http_fetch", lambda *a, **k: (_ for _ in ()).throw(AssertionError("apt resolved")))
+    assert main(["-C", str(root), "lock", "--index-url", "http://127.0.0.1:9/simple"]) == 0
+    out = capsys.readouterr().out
+    assert out.count(f"migrated to lock format {LOCK_VERSION}") == 3, out
+    after = tree(root)
+    for path, data in before.items():
+        if path.rsplit("/", 1)[-1] == "lock.json":
+            old, new = json.loads(data), json.loads(after[path])
+            assert old["version"] == 2 and new["version"] == LOCK_VERSION and new["fingerprint"] == old["fingerprint"]
+            assert "checksum" in new
+        else:
+            assert after[path] == data, path  # every lock file as it was
+    assert main(["-C", str(root), "generate"]) == 0  # the migrated locks are current: generate uses them
+    assert main(["-C", str(root), "check"]) == 0

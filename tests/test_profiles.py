@@ -7,9 +7,9 @@ import json
 
 import pytest
 import yaml
+from conftest import REPO
 
 from bakegen.cli import main
-from conftest import REPO
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -66,10 +66,11 @@ def test_images_pinned_by_digest_from_bake_metadata(capsys, tmp_path):
 
 def locked_project(tmp_path, stacks: dict[str, str]):
     """A project whose stacks are locked by a fake resolver (profiles read the locks)."""
+    from fakes import FakeImages, FakeResolver
+
     from bakegen.files import write_set
     from bakegen.locker import Resolvers, lock_stacks, outcome_files
     from bakegen.stack import load_stacks
-    from fakes import FakeImages, FakeResolver
 
     (tmp_path / "stacks").mkdir(parents=True)
     for name, text in stacks.items():

@@ -6,6 +6,7 @@ import subprocess
 
 import jinja2
 import pytest
+from fakes import FakeImages, FakeResolver
 
 from bakegen.cli import main
 from bakegen.files import write_set
@@ -13,7 +14,6 @@ from bakegen.locker import Resolvers, current_locks, lock_stacks, outcome_files
 from bakegen.render import environment, render_project
 from bakegen.render.escape import dockerfile_env_value, hcl_ident, hcl_string
 from bakegen.stack import load_stacks
-from fakes import FakeImages, FakeResolver
 
 HOSTILE = [
     "${HOME}",
@@ -193,7 +193,7 @@ def test_docker_reads_hostile_env_values_back_exactly(tmp_path, engine):
     (tmp_path / "Dockerfile").write_text(f"FROM {engine.standin}\n{lines}")
     tag = "bakegen-test/env-escape:latest"
     subprocess.run(["docker", "buildx", "build", "--load", "-q", "-t", tag, str(tmp_path)], check=True, capture_output=True)
-    script = "import os, json; print(json.dumps([os.environ['V' + str(i)] for i in range(%d)]))" % len(values)
+    script = f"import os, json; print(json.dumps([os.environ['V' + str(i)] for i in range({len(values)})]))"
     out = subprocess.run(["docker", "run", "--rm", tag, "python3", "-c", script], capture_output=True, text=True, check=True).stdout
     assert json.loads(out) == values
 

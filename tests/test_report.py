@@ -15,7 +15,7 @@ def test_text_shows_only_the_childs_own_layers():
     parent = ImageReport("base", "base:latest", None, 10, [Layer(100, "", "base image"), Layer(50, "", "Python virtualenv (requirements.txt)")], 30)
     child = ImageReport("kid", "kid:latest", "base", 12, parent.layers + [Layer(20, "", "Python packages (requirements.txt)")], 10, parent.size, 2)
     assert to_text([parent, child]).splitlines()[-3:] == [
-        "kid (kid:latest): 0.0 MB on disk (0.0 MB to download), 3 layers, 10 Dockerfile lines; +0.0 MB and +1 layers over base",
+        "kid (kid:latest, linux/amd64): 0.0 MB on disk (0.0 MB to download), 3 layers, 10 Dockerfile lines; +0.0 MB and +1 layers over base",
         "      0.0 MB  Python packages (requirements.txt)",
         "      0.0 MB  2 layers shared with base",
     ]

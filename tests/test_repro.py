@@ -10,9 +10,9 @@ import sys
 import tarfile
 
 import pytest
-
-from bakegen.repro import first_difference, read_oci
 from conftest import REPO
+
+from bakegen.repro import first_difference, platform_difference, read_oci, read_oci_platforms
 
 
 def layer(files: dict[str, bytes], mtime: int = 0) -> bytes:
@@ -25,22 +25,32 @@ def layer(files: dict[str, bytes], mtime: int = 0) -> bytes:
     return buf.getvalue()
 
 
-def oci(path, layers: list[bytes], created: str = "2026-11-22T00:00:00Z"):
-    blobs = {}
+class Blobs(dict):
+    """Content-addressed blobs of an OCI layout being made."""
 
-    def add(data: bytes) -> str:
+    def add(self, data: bytes) -> str:
         d = "sha256:" + hashlib.sha256(data).hexdigest()
-        blobs[d] = data
+        self[d] = data
         return d
 
-    config = add(json.dumps({"created": created, "history": [{"created_by": f"RUN step {i}"} for i in range(len(layers))]}).encode())
-    manifest = add(json.dumps({"config": {"digest": config}, "layers": [{"digest": add(x)} for x in layers]}).encode())
-    with tarfile.open(path, "w") as tar:
-        for name, data in {"index.json": json.dumps({"manifests": [{"digest": manifest}]}).encode(),
-                           **{f"blobs/sha256/{d.split(':')[1]}": b for d, b in blobs.items()}}.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
+    def image(self, layers: list[bytes], **config) -> str:
+        history = [{"created_by": f"RUN step {i}"} for i in range(len(layers))]
+        digest = self.add(json.dumps({**config, "history": history}).encode())
+        return self.add(json.dumps({"config": {"digest": digest}, "layers": [{"digest": self.add(x)} for x in layers]}).encode())
+
+    def write(self, path, top: str) -> None:
+        """An OCI tarball whose index.json names ``top``."""
+        with tarfile.open(path, "w") as tar:
+            for name, data in {"index.json": json.dumps({"manifests": [{"digest": top}]}).encode(),
+                               **{f"blobs/sha256/{d.split(':')[1]}": b for d, b in self.items()}}.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+
+
+def oci(path, layers: list[bytes], created: str = "2026-11-22T00:00:00Z"):
+    blobs = Blobs()
+    blobs.write(path, blobs.image(layers, created=created))
     return read_oci(path)
 
 
@@ -64,6 +74,29 @@ def test_mtime_and_missing_files_and_config(tmp_path):
     assert first_difference(a, c) == "layer 1 (RUN step 0): /var/log/y is only in build 2"
     d = oci(tmp_path / "d.tar", [layer({"var/log/x": b"1"}, mtime=1)], created="2027-01-01T00:00:00Z")
     assert first_difference(a, d) == "the image config differs in 'created'"
+
+
+def multi_oci(path, per_platform: dict[str, list[bytes]]):
+    """An OCI tarball whose index.json names an image index with one image per platform."""
+    blobs = Blobs()
+    entries = []
+    for platform, layers in per_platform.items():
+        os_, arch = platform.split("/")
+        entries.append({"digest": blobs.image(layers, os=os_, architecture=arch), "platform": {"os": os_, "architecture": arch}})
+    blobs.write(path, blobs.add(json.dumps({"manifests": entries}).encode()))
+    return read_oci_platforms(path)
+
+
+def test_a_multi_platform_build_is_compared_platform_by_platform(tmp_path):
+    same = [layer({"etc/x": b"1"})]
+    top_a, a = multi_oci(tmp_path / "a.tar", {"linux/amd64": same, "linux/arm64": [layer({"opt/v.pyc": b"1"})]})
+    top_b, b = multi_oci(tmp_path / "b.tar", {"linux/amd64": same, "linux/arm64": [layer({"opt/v.pyc": b"2"})]})
+    assert sorted(a) == ["linux/amd64", "linux/arm64"] and top_a != top_b
+    assert a["linux/amd64"].manifest_digest == b["linux/amd64"].manifest_digest
+    assert platform_difference(a, b) == "linux/arm64: layer 1 (RUN step 0): /opt/v.pyc differs in content"
+    assert platform_difference(a, a) is None
+    _, c = multi_oci(tmp_path / "c.tar", {"linux/amd64": same})
+    assert platform_difference(a, c) == "the builds have the platforms linux/amd64, linux/arm64 and linux/amd64"
 
 
 @pytest.mark.e2e

@@ -9,7 +9,7 @@ import pytest
 from bakegen.errors import NetworkError, ResolutionError
 from bakegen.resolvers.python import PipToolsResolver, PythonRequest, UvResolver
 
-HOST_PY = "%d.%d" % sys.version_info[:2]
+HOST_PY = "{}.{}".format(*sys.version_info[:2])
 pytestmark = pytest.mark.network
 
 
@@ -72,6 +72,19 @@ def test_no_network(backend, monkeypatch):
 def test_uv_resolves_for_arm64_without_running_it():
     pins = UvResolver().resolve(request(["numpy>=2"], python_version="3.13", platform="aarch64-manylinux_2_28"))
     assert [p.key for p in pins] == ["numpy"] and pins[0].hashes
+
+
+def test_a_pin_without_a_wheel_for_the_platform_is_refused_unless_the_stack_allows_sdists():
+    # pyzmq 19.0.2 has wheels for old CPythons only, and an sdist
+    arm = dict(python_version="3.13", platform="aarch64-manylinux_2_28", target="linux/arm64")
+    with pytest.raises(ResolutionError) as exc:
+        UvResolver().resolve(request(["pyzmq==19.0.2"], **arm))
+    assert exc.value.message.startswith("demo: pyzmq has no wheel for Python 3.13 on linux/arm64 (")
+    assert "sdists = true" in exc.value.hint
+    pins = UvResolver().resolve(request(["pyzmq==19.0.2"], allow_sdists=True, **arm))
+    assert {p.key: p.version for p in pins}["pyzmq"] == "19.0.2"
+    # without a pin, uv picks the newest version that has a wheel
+    assert {p.key for p in UvResolver().resolve(request(["pyzmq>=19"], **arm))} == {"pyzmq"}
 
 
 def test_upgrade_one_package_keeps_every_other_pin_byte_identical(project):

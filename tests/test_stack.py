@@ -3,11 +3,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import CASES, tree
 
 from bakegen.cli import main
 from bakegen.errors import StackErrors
 from bakegen.stack import find_line, load_stacks
-from conftest import CASES, tree
 
 ERROR_CASES = sorted(p.name for p in CASES.iterdir() if (p / "expected-error.txt").exists())
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from jinja2 import Environment
 
@@ -34,7 +34,7 @@ def render_bake(env: Environment, graph: StackGraph, locks: dict[str, StackLock]
         chain = [epochs.get(a.name) for a in graph.ancestors(name)] + [locks[name].source_date_epoch]
         epoch = max((e for e in chain if e is not None), default=None)
         epochs[name] = epoch
-        created = datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if epoch is not None else None
+        created = datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if epoch is not None else None
         labels = {
             "org.opencontainers.image.title": name,
             "org.opencontainers.image.description": stack.description,
@@ -53,7 +53,7 @@ def render_bake(env: Environment, graph: StackGraph, locks: dict[str, StackLock]
             "name": name,
             "dockerfile": dockerfile_path(name),
             "base_var": var,
-            "base_default": locks[name].image.pinned if locks[name].image else None,
+            "base_default": image.pinned if (image := locks[name].image) else None,
             "platforms": locks[name].platforms,
             "parent": stack.extends,
             "tags": tags,

@@ -19,14 +19,14 @@ import importlib.metadata
 import json
 import lzma
 import os
-import re
 import ssl
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any
 
 from debian.deb822 import Packages, PkgRelation, Release
 from debian.debian_support import Version
@@ -141,7 +141,8 @@ class Index:
             if e.get("Provides"):
                 for group in PkgRelation.parse_relations(e["Provides"]):
                     for rel in group:
-                        provided = rel["version"][1] if rel.get("version") else None
+                        version = rel.get("version")
+                        provided = version[1] if version else None
                         self.providers.setdefault(rel["name"], []).append((e, provided))
         for lst in self.versions.values():
             lst.sort(key=lambda e: Version(e["Version"]), reverse=True)
@@ -237,7 +238,7 @@ class AptResolver:
         fixed = request.fixed.get(arch, {})
         preferred = request.preferred.get(arch, {})
         chosen: dict[str, dict[str, str]] = {}
-        todo: list[tuple[list[dict], str]] = []
+        todo: list[tuple[list[Any], str]] = []  # (an or-group of python-debian relations, why)
         for item in request.packages:
             name, _, version = item.partition("=")
             todo.append(([{"name": name, "version": ("=", version) if version else None, "arch": None}], f"apt.packages '{item}'"))
@@ -317,7 +318,7 @@ def _clash(entry: dict[str, str], fixed: dict[str, str]) -> str | None:
     return None
 
 
-def _rel_text(rel: dict) -> str:
+def _rel_text(rel: Any) -> str:
     v = rel.get("version")
     return f"{rel['name']} ({v[0]} {v[1]})" if v else rel["name"]
 

@@ -100,7 +100,7 @@ class ImageResolver:
         doc = json.loads(body)
         media_type = doc.get("mediaType", media_type)
         if media_type in INDEX_TYPES or "manifests" in doc:
-            available = {}
+            available: dict[str, str] = {}
             for m in doc.get("manifests", []):
                 p = m.get("platform") or {}
                 if p.get("os") in (None, "unknown"):

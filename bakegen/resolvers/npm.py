@@ -54,7 +54,7 @@ class NpmResolver:
 
     def resolve(
         self, stack: str, specs: list[str], allow_scripts: bool = False, node: str = "apt",
-        previous: NpmLock | None = None, upgrade: list[str] = (),  # type: ignore[assignment]
+        previous: NpmLock | None = None, upgrade: list[str] | None = None,
     ) -> NpmLock:
         """Lock ``specs``; with ``previous``, npm keeps its versions except for ``upgrade`` (package names).
 

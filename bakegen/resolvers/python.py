@@ -20,10 +20,11 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
-from functools import lru_cache
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from bakegen import proc
 from bakegen.errors import BakegenError, CommandError, NetworkError, ResolutionError, ToolError
@@ -49,6 +50,10 @@ class PythonRequest:
     preferences: list[Pin] = field(default_factory=list)
     # --upgrade-package specs among the preferences: "name" or "name==version"
     upgrade: list[str] = field(default_factory=list)
+    # Wheels only (default): an sdist would be compiled in the build, for hours under emulation.
+    allow_sdists: bool = False
+    # The image platform, for messages ("linux/arm64")
+    target: str = "linux/amd64"
 
 
 class PythonResolver(Protocol):
@@ -125,11 +130,21 @@ def _classify(exc: CommandError, request: PythonRequest, backend: str) -> Bakege
             hint="check the network or proxy; behind a TLS-intercepting proxy set SSL_CERT_FILE to its CA bundle; use --index-url for a mirror",
         )
     detail = _first_reason(lines)
+    wheel = _NO_WHEEL.search(out)
+    if wheel and not request.allow_sdists:
+        return ResolutionError(
+            f"{request.stack}: {wheel.group(1)} has no wheel for Python {request.python_version} on {request.target} ({detail})",
+            hint="pick a version that publishes a wheel for this platform, or drop the platform; "
+            "[python] sdists = true lets this stack compile sdists in the build (hours under emulation)",
+        )
     return ResolutionError(
         f"{request.stack}: cannot resolve Python packages: {detail}",
         hint=f"check the names and versions in python.packages; a child stack cannot move a version its parent pinned (resolver: {backend})",
     )
 
+
+# uv: "Because foo==1.0 has no usable wheels" (pip-compile's message does not tell a missing wheel from a missing version)
+_NO_WHEEL = re.compile(r"\b([A-Za-z0-9][A-Za-z0-9._-]*?)(?:[=<>!~]=?[^ ]*)? ha(?:s|ve) no usable wheels")
 
 _MARKERS = re.compile(r"^(?:[×╰─▶\s]+|error:\s*|cause:\s*|ERROR:\s*)+", re.IGNORECASE)
 
@@ -144,7 +159,7 @@ def _first_reason(lines: list[str]) -> str:
     return texts[0][:300] if texts else "no solution"
 
 
-@lru_cache(maxsize=None)
+@cache
 def check_index(index_url: str, timeout: float = 20.0) -> None:
     """Fail fast with a :class:`NetworkError` when the index does not answer at all.
 
@@ -210,7 +225,7 @@ class UvResolver:
     def uv(self) -> str:
         if self._uv is None:
             try:
-                from uv import find_uv_bin  # type: ignore[import-not-found]
+                from uv import find_uv_bin
 
                 self._uv = find_uv_bin()
             except (ImportError, FileNotFoundError):
@@ -232,6 +247,7 @@ class UvResolver:
                 "--no-python-downloads",
                 "--index-url", request.index_url,
                 "--output-file", output,
+                *([] if request.allow_sdists else ["--only-binary", ":all:"]),
                 *inputs,
             ]
 
@@ -271,13 +287,14 @@ class PipToolsResolver:
                 "--no-emit-index-url", "--no-emit-find-links", "--annotation-style=split",
                 "--index-url", request.index_url,
                 "--output-file", output,
+                *([] if request.allow_sdists else ["--pip-args=--only-binary=:all:"]),
                 *inputs,
             ]
 
         return _compile(request, "pip-compile", command)
 
 
-BACKENDS = {"uv": UvResolver, "pip-tools": PipToolsResolver}
+BACKENDS: dict[str, Callable[[], PythonResolver]] = {"uv": UvResolver, "pip-tools": PipToolsResolver}
 
 
 def get_resolver(name: str) -> PythonResolver:

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import REPO, tree
 
 from bakegen.stack import load_stacks
-from conftest import REPO, tree
 
 PREFIX = "bakegen-e2e"
 def bakegen(root: Path, *args: str) -> subprocess.CompletedProcess:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import REPO
+
 from e2e.conftest import docker
 
 TOKEN = "bakegen-hub-test-token-" + uuid.uuid4().hex

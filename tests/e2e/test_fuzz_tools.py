@@ -14,11 +14,11 @@ import dockerfile
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_fuzz import HOSTILE, lock_and_generate, project, stack_text
 
 from bakegen.errors import StackErrors
 from bakegen.stack import load_stacks
 from e2e.conftest import docker
-from test_fuzz import HOSTILE, lock_and_generate, project, stack_text
 
 pytestmark = pytest.mark.e2e
 # the fields whose values are written into the generated files as they are

@@ -1,47 +1,145 @@
-"""A multi-platform stack pair, locked for real for amd64 and arm64, built by BuildKit for amd64.
+"""A two-platform stack and its child, locked for amd64 and arm64, built by one bake, pushed, and run.
 
-(No arm64 emulation here: the arm64 half is locked, not built.) The pip steps
-bind-mount each platform's requirements file and pick theirs by TARGETARCH.
+The arm64 half runs under QEMU (scripts/engine.sh arm64). The base is the
+stand-in index in the local registry, with an amd64 and an arm64 image, as the
+real python:3.13-slim has; `bakegen lock` pins it there by digest.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-from pathlib import Path
+import json
+import time
+import urllib.request
 
 import pytest
+from packaging.utils import canonicalize_name
 
 from bakegen.lock import read_lock
 from e2e.conftest import bakegen, docker
 
 pytestmark = pytest.mark.e2e
 
-DIGEST = "sha256:9662417aace5ae7b8e2609cce472b72a8958e134ba372808abe9cc1a0c0125e6"  # python:3.13-slim, as in stacks/base.toml
-STACKS = {
-    "multi": f'name = "multi"\ndescription = "two platforms"\nbase = "python:3.13-slim@{DIGEST}"\n'
-             'platforms = ["linux/amd64", "linux/arm64"]\n[python]\nversion = "3.13"\npackages = ["six"]\n',
-    "multikid": 'name = "multikid"\ndescription = "its child"\nextends = "multi"\n[python]\npackages = ["packaging"]\n',
-}
+PLATFORMS = ["linux/amd64", "linux/arm64"]
+MACHINE = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
+INDEX = "application/vnd.oci.image.index.v1+json"
+ACCEPT = f"{INDEX}, application/vnd.oci.image.manifest.v1+json"
 
 
-def test_multi_platform_stacks_build_for_amd64(engine, tmp_path: Path):
-    root = tmp_path / "project"
-    (root / "stacks").mkdir(parents=True)
-    for name, text in STACKS.items():
+def stacks(base: str) -> dict[str, str]:
+    return {
+        # compiled wheels (numpy, pyzmq) and an apt package of each architecture
+        "multi": f'name = "multi"\ndescription = "two platforms"\nbase = "{base}"\n'
+                 'platforms = ["linux/amd64", "linux/arm64"]\n[python]\nversion = "3.13"\npackages = ["numpy>=2.1,<3", "pyzmq>=26,<28"]\n'
+                 '[apt]\nsuite = "trixie"\npackages = ["tini"]\n',
+        "multikid": 'name = "multikid"\ndescription = "its child"\nextends = "multi"\n[python]\npackages = ["six"]\n',
+    }
+
+
+def registry_get(repo: str, reference: str) -> dict:
+    """A manifest or index from the local registry: repo is HOST/NAME, reference a tag or digest."""
+    host, _, name = repo.partition("/")
+    req = urllib.request.Request(f"http://{host.replace('localhost', '127.0.0.1')}/v2/{name}/manifests/{reference}", headers={"Accept": ACCEPT})
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=30) as resp:
+        return json.load(resp)
+
+
+def platform_manifests(repo: str, tag: str = "latest") -> dict[str, dict]:
+    """platform -> image manifest, from the pushed index (attestations left out)."""
+    index = registry_get(repo, tag)
+    assert index["mediaType"] == INDEX, index
+    return {
+        f"linux/{m['platform']['architecture']}": registry_get(repo, m["digest"])
+        for m in index["manifests"]
+        if m.get("platform", {}).get("os") == "linux"
+    }
+
+
+@pytest.fixture(scope="module")
+def pushed(arm64_standin, registry, engine, tmp_path_factory):
+    base_tag = arm64_standin.split("@")[0].replace("127.0.0.1", "localhost")
+    root = tmp_path_factory.mktemp("multi")
+    (root / "stacks").mkdir()
+    for name, text in stacks(base_tag).items():
         (root / "stacks" / f"{name}.toml").write_text(text)
     for args in (["lock"], ["generate"]):
         out = bakegen(root, *args)
         assert out.returncode == 0, out.stdout + out.stderr
-    for name in STACKS:
-        assert read_lock(root / "locks" / name).platforms == ["linux/amd64", "linux/arm64"]
-        assert (root / "locks" / name / "requirements-arm64.txt").is_file()
-    env = {**os.environ, "BASE_IMAGE_MULTI": engine.standin, "CA_BUNDLE": engine.ca_bundle, "REGISTRY": "bakegen-e2e-multi"}
-    build = subprocess.run(
-        ["docker", "buildx", "bake", f"--allow=fs.read={engine.ca_bundle}", "--progress", "plain", "--load", "--set", "*.platform=linux/amd64"],
-        cwd=root, env=env, capture_output=True, text=True,
-    )
-    assert build.returncode == 0, build.stderr[-4000:]
-    out = docker("run", "--rm", "bakegen-e2e-multi/multikid:latest", "python", "-c", "import six, packaging; print(six.__version__, packaging.__version__)")
-    locked = {p.key: p.version for s in STACKS for p in read_lock(root / "locks" / s).python.pins}
-    assert out.split() == [locked["six"], locked["packaging"]]
+    prefix = f"{registry}/bakegen-e2e-multi"
+    start = time.monotonic()
+    build = bakegen(root, "build", "--push", "--registry", prefix, "--ca-bundle", engine.ca_bundle, "--progress", "plain")
+    assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
+    print(f"two-platform bake and push of multi + multikid: {time.monotonic() - start:.0f}s")
+    return root, prefix, arm64_standin
+
+
+def test_the_base_is_pinned_per_platform_in_the_lock(pushed):
+    root, _, standin = pushed
+    lock = read_lock(root / "locks" / "multi")
+    assert lock.platforms == PLATFORMS and lock.image.digest == standin.split("@")[1]
+    assert sorted(lock.image.platforms) == PLATFORMS
+    assert (root / "locks" / "multi" / "requirements-arm64.txt").is_file()
+
+
+def test_the_index_has_both_platforms(pushed):
+    _, prefix, _ = pushed
+    for name in ("multi", "multikid"):
+        assert sorted(platform_manifests(f"{prefix}/{name}")) == PLATFORMS
+        # no provenance attestation (it holds build times) unless bakegen build --provenance
+        index = registry_get(f"{prefix}/{name}", "latest")
+        assert [m["platform"]["os"] for m in index["manifests"]] == ["linux", "linux"], index
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_each_platform_runs_its_own_lock(pushed, platform):
+    root, prefix, _ = pushed
+    image = f"{prefix}/multikid:latest"
+    docker("pull", "-q", "--platform", platform, image)
+    start = time.monotonic()
+    probe = ("import json, platform, importlib.metadata as m, numpy, zmq, six\n"
+             "print(json.dumps({'machine': platform.machine(), 'sum': int(numpy.arange(10).sum()),"
+             " 'dists': sorted([d.metadata['Name'], d.version] for d in m.distributions())}))")
+    out = json.loads(docker("run", "--rm", "--platform", platform, image, "python", "-c", probe))
+    print(f"{platform}: python start + imports {time.monotonic() - start:.1f}s")
+    assert out["machine"] == MACHINE[platform] and out["sum"] == 45
+    locked = {(p.key, p.version) for s in ("multi", "multikid") for p in read_lock(root / "locks" / s).python.by_platform[platform]}
+    assert {(canonicalize_name(n), v) for n, v in out["dists"]} == locked
+    arch = platform.split("/")[1]
+    dpkg = docker("run", "--rm", "--platform", platform, image, "dpkg-query", "-W", "-f", "${Package}:${Architecture}=${Version}\n")
+    installed = set(dpkg.split())
+    entries = [e for e in read_lock(root / "locks" / "multi").apt.entries if e.arch == arch and e.kind in ("req", "dep")]
+    assert entries and {e.name for e in entries} >= {"tini"}
+    for e in entries:
+        assert f"{e.name}:{arch}={e.version}" in installed or f"{e.name}:all={e.version}" in installed, e
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_the_child_reuses_its_parents_layers(pushed, platform):
+    _, prefix, _ = pushed
+    parent = [layer["digest"] for layer in platform_manifests(f"{prefix}/multi")[platform]["layers"]]
+    child = [layer["digest"] for layer in platform_manifests(f"{prefix}/multikid")[platform]["layers"]]
+    assert len(child) > len(parent) and child[: len(parent)] == parent
+
+
+def test_report_shows_each_platform(pushed):
+    root, prefix, _ = pushed
+    for name in ("multi", "multikid"):
+        for platform in PLATFORMS:
+            docker("pull", "-q", "--platform", platform, f"{prefix}/{name}:latest")
+    out = bakegen(root, "report", "--registry", prefix, "--format", "json")
+    assert out.returncode == 0, out.stderr
+    reports = {(r["stack"], r["platform"]): r for r in json.loads(out.stdout)}
+    assert sorted(reports) == [(s, p) for s in ("multi", "multikid") for p in PLATFORMS]
+    for platform in PLATFORMS:
+        kid = reports["multikid", platform]
+        assert kid["added_size"] and kid["size"] == reports["multi", platform]["size"] + kid["added_size"]
+    # numpy's wheels differ per architecture, so the two Python layers do too
+    assert reports["multi", "linux/amd64"]["size"] != reports["multi", "linux/arm64"]["size"]
+
+
+def test_verify_repro_builds_both_platforms_bit_for_bit(pushed, engine):
+    root, _, _ = pushed
+    start = time.monotonic()
+    out = bakegen(root, "verify-repro", "multi", "--ca-bundle", engine.ca_bundle)
+    print(f"verify-repro multi (two --no-cache builds of amd64 + arm64): {time.monotonic() - start:.0f}s")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.startswith("multi: identical (sha256:"), out.stdout

@@ -66,11 +66,13 @@ def test_lock_pins_digest_keeps_it_and_upgrade_moves_it(registry, engine, tmp_pa
     assert bakegen(root, "generate").returncode == 0
     assert f"ARG BASE_IMAGE={tag}@{first}" in (root / "dockerfiles/base/Dockerfile").read_text()
     cache = f"{registry}/bakegen-test/cache"
-    build = bakegen(root, "build", "--load", "--registry", "bakegen-regtest", "--progress", "plain", "--cache", cache)
+    # the stack locks pip (python.pip defaults to true): the build reaches PyPI, through the proxy's CA here
+    ca = ["--ca-bundle", engine.ca_bundle] if Path(engine.ca_bundle).is_file() else []
+    build = bakegen(root, "build", "--load", "--registry", "bakegen-regtest", "--progress", "plain", "--cache", cache, *ca)
     assert build.returncode == 0, build.stderr[-3000:]
     assert registry_digest(f"{cache}:base").startswith("sha256:")  # the layer cache was exported to the registry
     meta = tmp_path / "bake-metadata.json"
-    rebuild = bakegen(root, "build", "--load", "--registry", "bakegen-regtest", "--progress", "plain", "--cache", cache, "--metadata-file", str(meta))
+    rebuild = bakegen(root, "build", "--load", "--registry", "bakegen-regtest", "--progress", "plain", "--cache", cache, "--metadata-file", str(meta), *ca)
     assert "importing cache manifest from " + cache in rebuild.stdout + rebuild.stderr
     # JupyterHub profiles pinned to the digest of the image BuildKit produced
     image_id = subprocess.run(["docker", "image", "inspect", "bakegen-regtest/base:latest", "--format", "{{.Id}}"], capture_output=True, text=True, check=True).stdout.strip()
@@ -92,6 +94,11 @@ def test_lock_pins_digest_keeps_it_and_upgrade_moves_it(registry, engine, tmp_pa
 
     # bakegen build --push puts the images into the registry
     assert bakegen(root, "generate").returncode == 0
-    pushed = bakegen(root, "build", "--push", "--registry", f"{registry}/bakegen-pushed", "--progress", "plain")
+    pushed = bakegen(root, "build", "--push", "--registry", f"{registry}/bakegen-pushed", "--progress", "plain", "--provenance", *ca)
     assert pushed.returncode == 0, pushed.stderr[-3000:]
     assert registry_digest(f"{registry}/bakegen-pushed/base:latest").startswith("sha256:")
+    # --provenance: BuildKit's attestation manifest sits beside the image in the index
+    index = json.loads(subprocess.run(["docker", "buildx", "imagetools", "inspect", "--raw", f"{registry}/bakegen-pushed/base:latest"],
+                                      capture_output=True, text=True, check=True).stdout)
+    kinds = sorted(m.get("annotations", {}).get("vnd.docker.reference.type", "image") for m in index["manifests"])
+    assert kinds == ["attestation-manifest", "image"], index

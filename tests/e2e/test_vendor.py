@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 from bakegen.lock import read_lock
 from bakegen.stack import load_stacks
-from conftest import REPO
 from e2e.conftest import docker
 
 pytestmark = pytest.mark.e2e
