@@ -268,6 +268,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log every external command")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    _add_lock_commands(sub)
+    _add_output_commands(sub)
+    _add_build_commands(sub)
+    return p
+
+
+def _add_lock_commands(sub: argparse._SubParsersAction) -> None:
+    """lock, generate, check and init: the files in the repository."""
     lk = sub.add_parser("lock", help="resolve stacks/*.toml into locks/<stack>/")
     lk.add_argument("stacks", nargs="*", help="stacks to lock (with their parents); default: all")
     lk.add_argument("--upgrade", action="store_true", help="resolve every stack again: newest versions and base-image digests")
@@ -290,6 +298,9 @@ def parser() -> argparse.ArgumentParser:
     it.add_argument("--python", default="3.13", choices=["3.11", "3.12", "3.13"], help="Python of the first stack (default 3.13)")
     it.set_defaults(func=cmd_init)
 
+
+def _add_output_commands(sub: argparse._SubParsersAction) -> None:
+    """profiles, diff, report and sbom: what the project and its images say about themselves."""
     pf = sub.add_parser("profiles", help="Zero to JupyterHub singleuser.profileList (YAML) from the stacks")
     pf.add_argument("--registry", default=os.environ.get("REGISTRY", ""), help="image name prefix, e.g. ghcr.io/acme (env: REGISTRY)")
     pf.add_argument("--tag", default="latest", help="image tag when no digest is known (default: latest)")
@@ -316,6 +327,9 @@ def parser() -> argparse.ArgumentParser:
     sb.add_argument("--output", "-o", metavar="DIR", help="write DIR/<stack>/<arch>.cdx.json and .spdx.json (default: sbom/ in the project)")
     sb.set_defaults(func=cmd_sbom)
 
+
+def _add_build_commands(sub: argparse._SubParsersAction) -> None:
+    """verify-repro and build: docker buildx bake."""
     vr = sub.add_parser("verify-repro", help="build a stack twice from its locks (--no-cache) and compare: identical or the first difference")
     vr.add_argument("stack")
     vr.add_argument("--base-image", action="append", default=[], metavar="STACK=IMAGE", help="replace a root stack's base image")
@@ -336,7 +350,6 @@ def parser() -> argparse.ArgumentParser:
     bd.add_argument("--metadata-file", metavar="FILE", help="write bake's build metadata (image digests) here; bakegen profiles --metadata reads it")
     bd.add_argument("--progress", default="auto", choices=["auto", "plain", "tty", "quiet"], help="build output style")
     bd.set_defaults(func=cmd_build)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

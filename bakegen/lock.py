@@ -271,7 +271,6 @@ def lock_files(lock: StackLock) -> dict[str, str]:
 
 
 def render_manifest(lock: StackLock, files: dict[str, str]) -> str:
-    py = lock.python
     doc: dict[str, Any] = {
         "_comment": f"{GENERATED_MARKER} lock. Do not edit; run 'bakegen lock' to update.",
         "version": LOCK_VERSION,
@@ -281,55 +280,68 @@ def render_manifest(lock: StackLock, files: dict[str, str]) -> str:
         "generator": f"bakegen {__version__}",
         "source_date_epoch": lock.source_date_epoch,
         "platforms": list(lock.platforms),
-        "base": None
-        if lock.image is None
-        else {
-            "ref": lock.image.ref,
-            "digest": lock.image.digest,
-            "media_type": lock.image.media_type,
-            "platforms": dict(sorted(lock.image.platforms.items())),
-            "user": lock.image.user,
-        },
-        "python": {
-            "version": py.version,
-            "resolver": py.resolver,
-            "parents": py.parents,
-            "files": {
-                p: {"file": requirements_file(p, lock.platforms), "sha256": sha256_text(files[requirements_file(p, lock.platforms)])}
-                for p in lock.platforms
-            },
-            "packages": {p: {pin.key: pin.version for pin in sorted(pins, key=lambda x: x.key)} for p, pins in py.by_platform.items()},
-        },
-        "apt": None,
-        "npm": None,
+        "base": _base_section(lock),
+        "python": _python_section(lock, files),
+        "apt": _apt_section(lock, files),
+        "npm": _npm_section(lock, files),
     }
-    if lock.npm is not None:
-        doc["npm"] = {
-            "tool": lock.npm.tool,
-            "node": lock.npm.node,
-            "allow_scripts": lock.npm.allow_scripts,
-            "file": PACKAGE_LOCK,
-            "sha256": sha256_text(files[PACKAGE_LOCK]),
-            "package_file": PACKAGE_JSON,
-            "package_sha256": sha256_text(files[PACKAGE_JSON]),
-            "packages": lock.npm.packages(),
-        }
-    if lock.apt is not None:
-        apt = lock.apt
-        doc["apt"] = {
-            "distro": apt.distro,
-            "suite": apt.suite,
-            "snapshot": apt.snapshot,
-            "mirror": apt.mirror,
-            "resolver": apt.resolver,
-            "file": APT_LOCK,
-            "sha256": sha256_text(files[APT_LOCK]),
-            "sources_file": APT_SOURCES,
-            "sources_sha256": sha256_text(files[APT_SOURCES]),
-            "packages": {arch_of(p): _apt_summary(apt, arch_of(p)) for p in lock.platforms},
-        }
     doc["checksum"] = manifest_checksum(doc)
     return json.dumps(doc, indent=2) + "\n"
+
+
+def _base_section(lock: StackLock) -> dict[str, Any] | None:
+    if lock.image is None:
+        return None
+    image = lock.image
+    return {"ref": image.ref, "digest": image.digest, "media_type": image.media_type, "platforms": dict(sorted(image.platforms.items())), "user": image.user}
+
+
+def _python_section(lock: StackLock, files: dict[str, str]) -> dict[str, Any]:
+    py = lock.python
+    return {
+        "version": py.version,
+        "resolver": py.resolver,
+        "parents": py.parents,
+        "files": {
+            p: {"file": requirements_file(p, lock.platforms), "sha256": sha256_text(files[requirements_file(p, lock.platforms)])}
+            for p in lock.platforms
+        },
+        "packages": {p: {pin.key: pin.version for pin in sorted(pins, key=lambda x: x.key)} for p, pins in py.by_platform.items()},
+    }
+
+
+def _apt_section(lock: StackLock, files: dict[str, str]) -> dict[str, Any] | None:
+    apt = lock.apt
+    if apt is None:
+        return None
+    return {
+        "distro": apt.distro,
+        "suite": apt.suite,
+        "snapshot": apt.snapshot,
+        "mirror": apt.mirror,
+        "resolver": apt.resolver,
+        "file": APT_LOCK,
+        "sha256": sha256_text(files[APT_LOCK]),
+        "sources_file": APT_SOURCES,
+        "sources_sha256": sha256_text(files[APT_SOURCES]),
+        "packages": {arch_of(p): _apt_summary(apt, arch_of(p)) for p in lock.platforms},
+    }
+
+
+def _npm_section(lock: StackLock, files: dict[str, str]) -> dict[str, Any] | None:
+    npm = lock.npm
+    if npm is None:
+        return None
+    return {
+        "tool": npm.tool,
+        "node": npm.node,
+        "allow_scripts": npm.allow_scripts,
+        "file": PACKAGE_LOCK,
+        "sha256": sha256_text(files[PACKAGE_LOCK]),
+        "package_file": PACKAGE_JSON,
+        "package_sha256": sha256_text(files[PACKAGE_JSON]),
+        "packages": npm.packages(),
+    }
 
 
 def manifest_checksum(doc: dict[str, Any]) -> str:
@@ -494,71 +506,93 @@ _READERS = {1: _read_v1, 2: _read_v2, 3: _read_v3}
 
 SCHEMA_FILE = f"schema/lock-v{LOCK_VERSION}.schema.json"
 
+_SCHEMA_SHA: dict[str, Any] = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+_SCHEMA_DIGEST: dict[str, Any] = {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"}
+_SCHEMA_PLATFORM: dict[str, Any] = {"type": "string", "enum": ["linux/amd64", "linux/arm64"]}
+_SCHEMA_VERSIONS: dict[str, Any] = {"type": "object", "additionalProperties": {"type": "string"}}
+_SCHEMA_STACK_NAME = "^[a-z0-9]+(?:[-_][a-z0-9]+)*$"
+
+
+def _obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    return {"type": "object", "additionalProperties": False, "required": sorted(props) if required is None else required, "properties": props}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"oneOf": [{"type": "null"}, schema]}
+
 
 def manifest_schema() -> dict[str, Any]:
     """The JSON Schema of ``lock.json`` (this format version). schema/ holds it, and a test keeps it current."""
-    sha = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
-    digest = {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"}
-    platform = {"type": "string", "enum": ["linux/amd64", "linux/arm64"]}
-    versions = {"type": "object", "additionalProperties": {"type": "string"}}
-
-    def obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
-        return {"type": "object", "additionalProperties": False, "required": sorted(props) if required is None else required, "properties": props}
-
     top = {
         "_comment": {"type": "string"},
         "version": {"const": LOCK_VERSION},
-        "stack": {"type": "string", "pattern": "^[a-z0-9]+(?:[-_][a-z0-9]+)*$"},
-        "fingerprint": digest,
-        "parent": {"type": ["string", "null"], "pattern": "^[a-z0-9]+(?:[-_][a-z0-9]+)*$"},
+        "stack": {"type": "string", "pattern": _SCHEMA_STACK_NAME},
+        "fingerprint": _SCHEMA_DIGEST,
+        "parent": {"type": ["string", "null"], "pattern": _SCHEMA_STACK_NAME},
         "generator": {"type": "string"},
         "source_date_epoch": {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_EPOCH},
-        "checksum": digest,
-        "platforms": {"type": "array", "items": platform, "minItems": 1, "uniqueItems": True},
-        "base": {"oneOf": [{"type": "null"}, obj({
-            "ref": {"type": "string", "maxLength": 512},
-            "digest": digest,
-            "media_type": {"type": "string"},
-            "platforms": {"type": "object", "propertyNames": platform, "additionalProperties": digest},
-            "user": {"type": ["string", "null"], "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?$"},
-        }, ["digest", "media_type", "platforms", "ref"])]},
-        "python": obj({
-            "version": {"type": "string", "pattern": "^3\\.[0-9]+$"},
-            "resolver": {"type": "string"},
-            "parents": {"type": "array", "items": {"type": "string"}},
-            "files": {"type": "object", "propertyNames": platform, "additionalProperties": obj({"file": {"type": "string"}, "sha256": sha})},
-            "packages": {"type": "object", "propertyNames": platform, "additionalProperties": versions},
-        }),
-        "apt": {"oneOf": [{"type": "null"}, obj({
-            "distro": {"enum": ["debian", "ubuntu"]},
-            "suite": {"type": "string"},
-            "snapshot": {"type": ["string", "null"]},
-            "mirror": {"type": ["string", "null"]},
-            "resolver": {"type": "string"},
-            "file": {"const": APT_LOCK},
-            "sha256": sha,
-            "sources_file": {"const": APT_SOURCES},
-            "sources_sha256": sha,
-            "packages": {"type": "object", "additionalProperties": obj({"runtime": versions, "build": versions}, ["runtime"])},
-        })]},
-        "npm": {"oneOf": [{"type": "null"}, obj({
-            "tool": {"type": "string"},
-            "node": {"enum": ["apt", "base"]},
-            "allow_scripts": {"type": "boolean"},
-            "file": {"const": PACKAGE_LOCK},
-            "sha256": sha,
-            "package_file": {"const": PACKAGE_JSON},
-            "package_sha256": sha,
-            "packages": versions,
-        })]},
+        "checksum": _SCHEMA_DIGEST,
+        "platforms": {"type": "array", "items": _SCHEMA_PLATFORM, "minItems": 1, "uniqueItems": True},
+        "base": _nullable(_base_schema()),
+        "python": _python_schema(),
+        "apt": _nullable(_apt_schema()),
+        "npm": _nullable(_npm_schema()),
     }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": f"https://bakegen.dev/schema/lock-v{LOCK_VERSION}.schema.json",
         "$comment": f"{GENERATED_MARKER} from bakegen/lock.py manifest_schema(). Do not edit; to update, run: make schema",
         "title": f"bakegen lock manifest, format version {LOCK_VERSION} (locks/<stack>/lock.json)",
-        **obj(top, [k for k in sorted(top) if k not in ("_comment", "source_date_epoch")]),
+        **_obj(top, [k for k in sorted(top) if k not in ("_comment", "source_date_epoch")]),
     }
+
+
+def _base_schema() -> dict[str, Any]:
+    return _obj({
+        "ref": {"type": "string", "maxLength": 512},
+        "digest": _SCHEMA_DIGEST,
+        "media_type": {"type": "string"},
+        "platforms": {"type": "object", "propertyNames": _SCHEMA_PLATFORM, "additionalProperties": _SCHEMA_DIGEST},
+        "user": {"type": ["string", "null"], "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?$"},
+    }, ["digest", "media_type", "platforms", "ref"])
+
+
+def _python_schema() -> dict[str, Any]:
+    return _obj({
+        "version": {"type": "string", "pattern": "^3\\.[0-9]+$"},
+        "resolver": {"type": "string"},
+        "parents": {"type": "array", "items": {"type": "string"}},
+        "files": {"type": "object", "propertyNames": _SCHEMA_PLATFORM, "additionalProperties": _obj({"file": {"type": "string"}, "sha256": _SCHEMA_SHA})},
+        "packages": {"type": "object", "propertyNames": _SCHEMA_PLATFORM, "additionalProperties": _SCHEMA_VERSIONS},
+    })
+
+
+def _apt_schema() -> dict[str, Any]:
+    return _obj({
+        "distro": {"enum": ["debian", "ubuntu"]},
+        "suite": {"type": "string"},
+        "snapshot": {"type": ["string", "null"]},
+        "mirror": {"type": ["string", "null"]},
+        "resolver": {"type": "string"},
+        "file": {"const": APT_LOCK},
+        "sha256": _SCHEMA_SHA,
+        "sources_file": {"const": APT_SOURCES},
+        "sources_sha256": _SCHEMA_SHA,
+        "packages": {"type": "object", "additionalProperties": _obj({"runtime": _SCHEMA_VERSIONS, "build": _SCHEMA_VERSIONS}, ["runtime"])},
+    })
+
+
+def _npm_schema() -> dict[str, Any]:
+    return _obj({
+        "tool": {"type": "string"},
+        "node": {"enum": ["apt", "base"]},
+        "allow_scripts": {"type": "boolean"},
+        "file": {"const": PACKAGE_LOCK},
+        "sha256": _SCHEMA_SHA,
+        "package_file": {"const": PACKAGE_JSON},
+        "package_sha256": _SCHEMA_SHA,
+        "packages": _SCHEMA_VERSIONS,
+    })
 
 
 def render_schema() -> str:

@@ -248,6 +248,20 @@ def load_stack(path: Path, root: Path | None = None) -> Stack:
     shown = str(path.relative_to(root)) if root and path.is_relative_to(root) else str(path)
     text = _read_stack_file(path, shown)
     data = _parse_toml(text, shown)
+    err = _error_factory(text, shown)
+    fields = _validate(data, SCHEMA, (), err)
+    _check_identity(fields, path, err)
+    _check_python(fields, err)
+    if "extends" in fields:
+        _check_root_only(fields, err)
+    return _stack_from(fields, path)
+
+
+ErrorFactory = Callable[..., StackError]
+
+
+def _error_factory(text: str, shown: str) -> ErrorFactory:
+    """err(message, key, hint, value): a StackError at the line of ``key`` (of ``value`` in it) in the file."""
 
     def err(message: str, key: tuple[str, ...] | None = None, hint: str | None = None, value: str | None = None) -> StackError:
         line = find_line(text, key) if key else None
@@ -255,38 +269,54 @@ def load_stack(path: Path, root: Path | None = None) -> Stack:
             line = _value_line(text, line, value)
         return StackError(message, location=Location(shown, line), hint=hint)
 
-    fields = _validate(data, SCHEMA, (), err)
+    return err
+
+
+def _check_identity(fields: dict[str, Any], path: Path, err: ErrorFactory) -> None:
+    """The required keys, the name, and exactly one of base and extends."""
     for key in REQUIRED:
         if key not in fields:
             raise err(f"missing required key '{key}'", None, f"add {key} = \"...\" at the top of the file")
     if fields["name"] != path.stem:
         raise err(f"name '{fields['name']}' does not match the file name '{path.name}'", ("name",), f"rename the file to {fields['name']}.toml or set name = \"{path.stem}\"")
-    has_base, has_extends = "base" in fields, "extends" in fields
-    if has_base == has_extends:
+    has_base = "base" in fields
+    if has_base == ("extends" in fields):
         raise err(
             "set exactly one of 'base' (a public image) or 'extends' (another stack)",
             ("base",) if has_base else None,
             'for example base = "python:3.13-slim" or extends = "base"',
         )
+
+
+def _check_python(fields: dict[str, Any], err: ErrorFactory) -> None:
+    """[python] keys that only make sense together."""
     python = fields.get("python", {})
-    apt = fields.get("apt", {})
-    if python.get("pip") and python.get("env", "venv") == "base":
+    env = python.get("env", "venv")
+    if python.get("pip") and env == "base":
         raise err("'python.pip' is for bakegen's virtualenv, and this stack installs into its base image's Python", ("python", "pip"), "remove pip: the base image's Python has its own")
-    if "interpreter" in python and python.get("env", "venv") != "base":
+    if "interpreter" in python and env != "base":
         raise err("'python.interpreter' needs python.env = \"base\"", ("python", "interpreter"), 'set env = "base" to install into the base image\'s own Python')
-    if has_base and "version" not in python:
+    if "base" in fields and "version" not in python:
         raise err("missing 'python.version' for a stack with a base image", ("python",), 'add [python] version = "3.13" matching the base image')
-    if has_extends:
-        for key in ("user", "platforms"):
-            if key in fields:
-                raise err(f"'{key}' can only be set on a root stack", (key,), f"set [{key}] in the stack that has 'base'; children inherit it")
-        for key in ("env", "interpreter", "pip"):
-            if key in python:
-                raise err(f"'python.{key}' can only be set on a root stack", ("python", key), "a child uses its parent's Python")
-        for key in ("suite", "snapshot", "mirror"):
-            if key in apt:
-                raise err(f"'apt.{key}' can only be set on a root stack", ("apt", key), "the base image decides where apt packages come from; set it in the stack that has 'base'")
-    run = fields.get("run", {})
+
+
+def _check_root_only(fields: dict[str, Any], err: ErrorFactory) -> None:
+    """A child stack sets none of the keys that belong to the root."""
+    python, apt = fields.get("python", {}), fields.get("apt", {})
+    for key in ("user", "platforms"):
+        if key in fields:
+            raise err(f"'{key}' can only be set on a root stack", (key,), f"set [{key}] in the stack that has 'base'; children inherit it")
+    for key in ("env", "interpreter", "pip"):
+        if key in python:
+            raise err(f"'python.{key}' can only be set on a root stack", ("python", key), "a child uses its parent's Python")
+    for key in ("suite", "snapshot", "mirror"):
+        if key in apt:
+            raise err(f"'apt.{key}' can only be set on a root stack", ("apt", key), "the base image decides where apt packages come from; set it in the stack that has 'base'")
+
+
+def _stack_from(fields: dict[str, Any], path: Path) -> Stack:
+    """The Stack of validated fields."""
+    python, apt, npm, run = (fields.get(k, {}) for k in ("python", "apt", "npm", "run"))
     user = fields.get("user")
     return Stack(
         name=fields["name"],
@@ -301,9 +331,9 @@ def load_stack(path: Path, root: Path | None = None) -> Stack:
         apt_suite=apt.get("suite"),
         apt_snapshot=apt.get("snapshot"),
         apt_mirror=apt.get("mirror"),
-        npm_packages=fields.get("npm", {}).get("packages", ()),
-        npm_allow_scripts=fields.get("npm", {}).get("allow_scripts", False),
-        npm_node=fields.get("npm", {}).get("node", "apt"),
+        npm_packages=npm.get("packages", ()),
+        npm_allow_scripts=npm.get("allow_scripts", False),
+        npm_node=npm.get("node", "apt"),
         profile=tuple(fields.get("profile", {}).items()),
         python_env=python.get("env", "venv"),
         python_interpreter=python.get("interpreter"),
@@ -312,7 +342,7 @@ def load_stack(path: Path, root: Path | None = None) -> Stack:
         python_sdists=python.get("sdists", False),
         user_declared=user is not None,
         env=fields.get("env", ()),
-        user=User(**{**User().__dict__, **user}) if user is not None else (User() if has_base else None),
+        user=User(**{**User().__dict__, **user}) if user is not None else (User() if "base" in fields else None),
         port=run.get("port"),
         command=run.get("command"),
         labels=fields.get("labels", ()),

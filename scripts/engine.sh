@@ -120,7 +120,7 @@ standin_tarball() {
     if [ "$arch" != "$(host_arch)" ]; then
         # mmdebstrap runs apt natively and only the packages' scripts under QEMU:
         # 3-4 min here, against 10-16 min for debootstrap's second stage under QEMU.
-        apt_install mmdebstrap
+        apt_install mmdebstrap arch-test  # arch-test: how mmdebstrap tells that arm64 binaries run here
         local start=$SECONDS
         say "mmdebstrap $STANDIN_SUITE $arch (minbase + python3, python3-venv; package scripts run under QEMU)"
         mmdebstrap --arch="$arch" --variant=minbase --include="$include" --format=tar \

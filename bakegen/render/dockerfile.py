@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from jinja2 import Environment
 
 from bakegen import __version__
@@ -49,25 +51,7 @@ def has_server(graph: StackGraph, name: str, locks: dict[str, StackLock]) -> boo
 
 
 def render_dockerfile(env: Environment, graph: StackGraph, name: str, lock: StackLock, locks: dict[str, StackLock]) -> str:
-    root_lock = locks[graph.root_of(name).name]
-    stack = graph.stacks[name]
-    parent = graph.parent(name)
-    root = graph.root_of(name)
-    user = graph.user(name)
-    root_lock_user = None
-    if not root.user_declared and root.python_env == "base":
-        root_lock_user = _image_user(root_lock or lock)  # a vendor image's own user
-    run_as = root_lock_user or f"{user.uid}:{user.gid}"
-    user_name = root_lock_user.split(":")[0] if root_lock_user else user.name
-    run_as_uid, _, run_as_gid = run_as.partition(":")
-    home = f"/home/{user_name}"
-    parent_server = parent is not None and has_server(graph, parent.name, locks)
-    # A child keeps its parent's entrypoint, command and port unless it sets its own.
-    command = stack.command
-    port = stack.port
-    if parent is None:
-        port = port or DEFAULT_PORT
-    has_tini = any(p.partition("=")[0] == "tini" for s in graph.ancestors(name) + [stack] for p in s.apt_packages)
+    stack, parent = graph.stacks[name], graph.parent(name)
     return env.get_template("Dockerfile.j2").render(
         header=f"{GENERATED_MARKER} {__version__} from stacks/{name}.toml and locks/{name}/. Do not edit; to update, run: bakegen generate",
         name=name,
@@ -75,38 +59,70 @@ def render_dockerfile(env: Environment, graph: StackGraph, name: str, lock: Stac
         parent=parent.name if parent else None,
         base_default=lock.image.pinned if lock.image else None,
         platforms=lock.platforms,
-        venv=VENV,
-        staging=STAGING,
         lock_dir=f"locks/{name}",
-        requirements=f"locks/{name}/{REQUIREMENTS}",
-        requirements_files=[requirements_file(p, lock.platforms) for p in lock.platforms],
-        has_python=bool(lock.python.pins),
         apt_runtime=bool(lock.apt and any(e.kind in ("req", "dep") for e in lock.apt.entries)),
         apt_build=bool(lock.apt and any(e.kind in ("build", "build-dep") for e in lock.apt.entries)),
         apt_script=APT_SCRIPT,
         npm=lock.npm,
         npm_dir=f"/opt/npm/{name}",
         env=list(stack.env),
-        user=user,
         epoch=lock.source_date_epoch or 0,
-        run_as=run_as,
-        run_as_uid=run_as_uid,
-        run_as_gid=run_as_gid or f"$(id -g {run_as_uid})",
-        user_name=user_name,
-        home=home,
-        create_user=root_lock_user is None,
-        python_env=root.python_env,
-        interpreter=root.python_interpreter or "",
-        port=port,
-        command=list(command) if command else None,
-        tini=has_tini,
-        start_script=START_SCRIPT,
-        server_script=SERVER_SCRIPT,
-        server_here=has_server(graph, name, locks) and not parent_server,
-        healthcheck_script=HEALTHCHECK_SCRIPT,
-        slim_script=SLIM_SCRIPT if graph.python_slim(name) else None,
-        drop_pip=parent is None and root.python_env == "venv" and not graph.python_pip(name),
-        shared_venv=graph.python_pip(name) and bool(lock.python.pins),
-        user_gid=user.gid,
-        constraints=[constraints_path(name, p) for p in lock.platforms] if graph.python_pip(name) and lock.python.pins else [],
+        **_python_context(graph, name, lock),
+        **_user_context(graph, name, lock, locks),
+        **_run_context(graph, name, locks),
     )
+
+
+def _python_context(graph: StackGraph, name: str, lock: StackLock) -> dict[str, Any]:
+    """The virtualenv, its requirements, pip and the runtime constraints."""
+    root, parent = graph.root_of(name), graph.parent(name)
+    shared = graph.python_pip(name) and bool(lock.python.pins)
+    return {
+        "venv": VENV,
+        "staging": STAGING,
+        "requirements": f"locks/{name}/{REQUIREMENTS}",
+        "requirements_files": [requirements_file(p, lock.platforms) for p in lock.platforms],
+        "has_python": bool(lock.python.pins),
+        "python_env": root.python_env,
+        "interpreter": root.python_interpreter or "",
+        "slim_script": SLIM_SCRIPT if graph.python_slim(name) else None,
+        "drop_pip": parent is None and root.python_env == "venv" and not graph.python_pip(name),
+        "shared_venv": shared,
+        "constraints": [constraints_path(name, p) for p in lock.platforms] if shared else [],
+    }
+
+
+def _user_context(graph: StackGraph, name: str, lock: StackLock, locks: dict[str, StackLock]) -> dict[str, Any]:
+    """Who the image runs as: the stack's user, or a vendor image's own."""
+    root, user = graph.root_of(name), graph.user(name)
+    vendor_user = None
+    if not root.user_declared and root.python_env == "base":
+        vendor_user = _image_user(locks[root.name] or lock)
+    run_as = vendor_user or f"{user.uid}:{user.gid}"
+    user_name = vendor_user.split(":")[0] if vendor_user else user.name
+    run_as_uid, _, run_as_gid = run_as.partition(":")
+    return {
+        "user": user,
+        "user_gid": user.gid,
+        "run_as": run_as,
+        "run_as_uid": run_as_uid,
+        "run_as_gid": run_as_gid or f"$(id -g {run_as_uid})",
+        "user_name": user_name,
+        "home": f"/home/{user_name}",
+        "create_user": vendor_user is None,
+    }
+
+
+def _run_context(graph: StackGraph, name: str, locks: dict[str, StackLock]) -> dict[str, Any]:
+    """Entrypoint, command, port, server scripts and healthcheck. A child keeps its parent's unless it sets its own."""
+    stack, parent = graph.stacks[name], graph.parent(name)
+    parent_server = parent is not None and has_server(graph, parent.name, locks)
+    return {
+        "port": stack.port or (DEFAULT_PORT if parent is None else None),
+        "command": list(stack.command) if stack.command else None,
+        "tini": any(p.partition("=")[0] == "tini" for s in graph.ancestors(name) + [stack] for p in s.apt_packages),
+        "start_script": START_SCRIPT,
+        "server_script": SERVER_SCRIPT,
+        "server_here": has_server(graph, name, locks) and not parent_server,
+        "healthcheck_script": HEALTHCHECK_SCRIPT,
+    }
