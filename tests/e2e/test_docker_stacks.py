@@ -170,6 +170,11 @@ def test_an_arbitrary_uid_starts_and_is_healthy(built, name, user, extra):
         wait_api(cid, url + "/")
         assert server_uid(cid) == 1010
         wait_healthy(cid)
+        environ = docker("exec", "-u", user, cid, "sh", "-c", f"tr '\\0' '\\n' < /proc/{server_pid(cid)}/environ").splitlines()
+        # with the users group the image's home is writable; with gid 0 alone the start uses a fallback, and says so
+        home = "/home/jovyan" if extra else "/tmp/bakegen-home-1010"
+        assert f"HOME={home}" in environ and "USER=jovyan" in environ, environ
+        assert (f"using {home}" in logs(cid)) == (not extra)
 
 
 # --- runtime installs ------------------------------------------------------------------------------------
@@ -267,6 +272,15 @@ def test_start_hooks_run_in_order_as_root_when_started_as_root(built, tmp_path):
         assert out["stdout"] == "hello\n", out
         text = logs(cid)
         assert "ignoring /usr/local/bin/start-notebook.d/20-ignored.txt" in text and "20-failing.sh failed with exit code 1" in text
+
+
+def test_jupyter_env_vars_to_unset_keeps_secrets_from_the_kernels(built):
+    env = {"HOOK_SECRET": "s3cret", "OTHER_SECRET": "x", "KEPT": "yes", "JUPYTER_ENV_VARS_TO_UNSET": "HOOK_SECRET,OTHER_SECRET"}
+    with container(built.image("base"), f"--IdentityProvider.token={TOKEN}", env=env) as (cid, url):
+        wait_api(cid, url + "/")
+        code = "import os; print([os.environ.get(k) for k in ('HOOK_SECRET', 'OTHER_SECRET', 'KEPT', 'JUPYTER_ENV_VARS_TO_UNSET')])"
+        out = execute_at(url, {"Authorization": f"token {TOKEN}"}, code)
+        assert out["stdout"] == "[None, None, 'yes', None]\n", out
 
 
 def test_notebook_args_jupyter_cmd_and_umask(built):

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.e2e
 PLATFORMS = ["linux/amd64", "linux/arm64"]
 MACHINE = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
 INDEX = "application/vnd.oci.image.index.v1+json"
-ACCEPT = f"{INDEX}, application/vnd.oci.image.manifest.v1+json"
+LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+ACCEPT = f"{INDEX}, {LIST}, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
 
 
 def stacks(base: str) -> dict[str, str]:
@@ -40,13 +41,14 @@ def registry_get(repo: str, reference: str) -> dict:
     host, _, name = repo.partition("/")
     req = urllib.request.Request(f"http://{host.replace('localhost', '127.0.0.1')}/v2/{name}/manifests/{reference}", headers={"Accept": ACCEPT})
     with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=30) as resp:
-        return json.load(resp)
+        # the media type is the registry's Content-Type: an OCI index need not repeat it in its body
+        return {**json.load(resp), "mediaType": resp.headers["Content-Type"].split(";")[0]}
 
 
 def platform_manifests(repo: str, tag: str = "latest") -> dict[str, dict]:
     """platform -> image manifest, from the pushed index (attestations left out)."""
     index = registry_get(repo, tag)
-    assert index["mediaType"] == INDEX, index
+    assert index["mediaType"] in (INDEX, LIST), index
     return {
         f"linux/{m['platform']['architecture']}": registry_get(repo, m["digest"])
         for m in index["manifests"]
