@@ -78,26 +78,25 @@ def matching(pattern: str, what: str, example: str) -> Checker:
     return check
 
 
-def int_in(lo: int, hi: int) -> Checker:
-    def check(value: Any) -> int:
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise Invalid(f"expected an integer, got {type_name(value)}", "write a whole number without quotes")
+def _ranged(lo: float, hi: float, kinds: tuple[type[int] | type[float], ...], what: str, hint: str) -> Checker:
+    """A number of one of ``kinds`` (never a bool) from lo to hi."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            raise Invalid(f"expected {what}, got {type_name(value)}", hint)
         if not lo <= value <= hi:
             raise Invalid(f"{value} is out of range {lo}..{hi}")
         return value
 
     return check
+
+
+def int_in(lo: int, hi: int) -> Checker:
+    return _ranged(lo, hi, (int,), "an integer", "write a whole number without quotes")
 
 
 def number(lo: float, hi: float) -> Checker:
-    def check(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise Invalid(f"expected a number, got {type_name(value)}", "write a number without quotes, e.g. 2 or 0.5")
-        if not lo <= value <= hi:
-            raise Invalid(f"{value} is out of range {lo}..{hi}")
-        return value
-
-    return check
+    return _ranged(lo, hi, (int, float), "a number", "write a number without quotes, e.g. 2 or 0.5")
 
 
 def boolean(value: Any) -> bool:

@@ -33,6 +33,16 @@ PROJECT_FILES = ("stacks", "locks", "dockerfiles", "docker-bake.hcl")
 IMAGE_PREFIX = "bench-"  # every image a benchmark tags: bench-<what>/<stack>:<tag>
 
 
+def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
+    """Seconds that ``cmd`` took; the benchmark stops when it fails."""
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    took = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"bench: {' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return took
+
+
 @contextmanager
 def workdir() -> Iterator[Path]:
     """A temporary folder; on the way out, the benchmark's images are removed (the build cache stays)."""

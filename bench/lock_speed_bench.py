@@ -18,15 +18,14 @@ from __future__ import annotations
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from _bench import timed  # noqa: E402
 from uv import find_uv_bin  # noqa: E402
 
 from bakegen.stack import load_stacks  # noqa: E402
@@ -37,19 +36,10 @@ BASE_IMAGE = "python:3.13-slim@sha256:9662417aace5ae7b8e2609cce472b72a8958e134ba
 UV = find_uv_bin()
 
 
-def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    took = time.perf_counter() - start
-    if proc.returncode != 0:
-        sys.exit(f"bench: {' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return took
-
-
 def uv_compile(infile: Path, out: Path, constraints: list[Path] = ()) -> list[str]:  # type: ignore[assignment]
     return [UV, "pip", "compile", "--no-config", "--quiet", "--generate-hashes", "--no-header", "--annotation-style=split",
             "--python-version", "3.13", "--python-platform", "x86_64-manylinux_2_28", "--no-python-downloads",
-            "--index-url", "https://pypi.org/simple", "--output-file", str(out), str(infile),
+            "--index-url", "https://pypi.org/simple", "--only-binary", ":all:", "--output-file", str(out), str(infile),
             *[a for c in constraints for a in ("--constraint", str(c))]]
 
 

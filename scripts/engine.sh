@@ -158,22 +158,24 @@ cmd_standin() {
 }
 
 cmd_qemu() {
-    # arm64 emulation from Debian's qemu-user-static, registered in binfmt_misc with
-    # the F flag (the interpreter is opened at once, so it works in containers and chroots).
-    [ "$(host_arch)" = arm64 ] && return 0
-    local entry=/proc/sys/fs/binfmt_misc/qemu-aarch64
+    # Emulation of the other architecture of the pair (arm64 on amd64, amd64 on arm64) from
+    # Debian's qemu-user-static, registered in binfmt_misc with the F flag (the interpreter is
+    # opened at once, so it works in containers and chroots).
+    local cpu
+    case "$(host_arch)" in amd64) cpu=aarch64 ;; arm64) cpu=x86_64 ;; *) die "no emulation set-up for $(host_arch)" ;; esac
+    local entry=/proc/sys/fs/binfmt_misc/qemu-$cpu
     if [ -f "$entry" ] && grep -q '^enabled' "$entry" && grep -q '^flags:.*F' "$entry"; then return 0; fi
-    [ "$(id -u)" = 0 ] || die "registering arm64 emulation needs root"
+    [ "$(id -u)" = 0 ] || die "registering $cpu emulation needs root"
     apt_install qemu-user-static
     [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc \
         || die "cannot mount binfmt_misc"
     [ -f "$entry" ] && echo -1 > "$entry"   # an entry without F would not work in containers
-    local conf=/usr/lib/binfmt.d/qemu-aarch64.conf line
-    line=$(grep -v '^#' "$conf" | grep . | head -1) || die "no aarch64 line in $conf"
+    local conf=/usr/lib/binfmt.d/qemu-$cpu.conf line
+    line=$(grep -v '^#' "$conf" | grep . | head -1) || die "no $cpu line in $conf"
     case "${line##*:}" in *F*) ;; *) line="${line}F" ;; esac
     printf '%s' "$line" > /proc/sys/fs/binfmt_misc/register
-    grep -q '^flags:.*F' "$entry" || die "arm64 emulation did not register"
-    say "arm64 emulation registered: $(qemu-aarch64-static --version | head -1)"
+    grep -q '^flags:.*F' "$entry" || die "$cpu emulation did not register"
+    say "$cpu emulation registered: $("qemu-$cpu-static" --version | head -1)"
 }
 
 cmd_arm64() {
