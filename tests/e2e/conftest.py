@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +87,27 @@ def refresh_apt(root: Path) -> None:
     for args in (["lock", "--upgrade-ecosystem", "apt"], ["generate"]):
         out = bakegen(root, *args)
         assert out.returncode == 0, out.stdout + out.stderr
+
+
+MANIFEST_TYPES = ", ".join([
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+])
+
+
+def registry_get(repo: str, reference: str) -> tuple[dict, str]:
+    """A manifest or index from the local registry (repo: HOST/NAME; reference: a tag or digest), and its digest.
+
+    Its ``mediaType`` is the registry's Content-Type: an OCI index need not repeat it in its body.
+    """
+    host, _, name = repo.partition("/")
+    url = f"http://{host.replace('localhost', '127.0.0.1')}/v2/{name}/manifests/{reference}"
+    req = urllib.request.Request(url, headers={"Accept": MANIFEST_TYPES})
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=30) as resp:
+        doc = {**json.load(resp), "mediaType": resp.headers["Content-Type"].split(";")[0]}
+        return doc, resp.headers["Docker-Content-Digest"]
 
 
 def run(image: str, *cmd: str) -> str:

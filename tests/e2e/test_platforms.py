@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 
 import pytest
 from packaging.utils import canonicalize_name
 
 from bakegen.lock import read_lock
-from e2e.conftest import bakegen, docker
+from e2e.conftest import bakegen, docker, registry_get
 
 pytestmark = pytest.mark.e2e
 
@@ -23,7 +22,6 @@ PLATFORMS = ["linux/amd64", "linux/arm64"]
 MACHINE = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
 INDEX = "application/vnd.oci.image.index.v1+json"
 LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-ACCEPT = f"{INDEX}, {LIST}, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
 
 
 def stacks(base: str) -> dict[str, str]:
@@ -36,21 +34,12 @@ def stacks(base: str) -> dict[str, str]:
     }
 
 
-def registry_get(repo: str, reference: str) -> dict:
-    """A manifest or index from the local registry: repo is HOST/NAME, reference a tag or digest."""
-    host, _, name = repo.partition("/")
-    req = urllib.request.Request(f"http://{host.replace('localhost', '127.0.0.1')}/v2/{name}/manifests/{reference}", headers={"Accept": ACCEPT})
-    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=30) as resp:
-        # the media type is the registry's Content-Type: an OCI index need not repeat it in its body
-        return {**json.load(resp), "mediaType": resp.headers["Content-Type"].split(";")[0]}
-
-
 def platform_manifests(repo: str, tag: str = "latest") -> dict[str, dict]:
     """platform -> image manifest, from the pushed index (attestations left out)."""
-    index = registry_get(repo, tag)
+    index, _ = registry_get(repo, tag)
     assert index["mediaType"] in (INDEX, LIST), index
     return {
-        f"linux/{m['platform']['architecture']}": registry_get(repo, m["digest"])
+        f"linux/{m['platform']['architecture']}": registry_get(repo, m["digest"])[0]
         for m in index["manifests"]
         if m.get("platform", {}).get("os") == "linux"
     }
@@ -87,7 +76,7 @@ def test_the_index_has_both_platforms(pushed):
     for name in ("multi", "multikid"):
         assert sorted(platform_manifests(f"{prefix}/{name}")) == PLATFORMS
         # no provenance attestation (it holds build times) unless bakegen build --provenance
-        index = registry_get(f"{prefix}/{name}", "latest")
+        index, _ = registry_get(f"{prefix}/{name}", "latest")
         assert [m["platform"]["os"] for m in index["manifests"]] == ["linux", "linux"], index
 
 

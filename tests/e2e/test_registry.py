@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from bakegen.lock import read_lock
+from e2e.conftest import bakegen, registry_get
 
 pytestmark = pytest.mark.e2e
 
@@ -25,19 +24,8 @@ def push(tmp: Path, tag: str, base: str, marker: str) -> str:
 
 
 def registry_digest(tag: str) -> str:
-    host, _, rest = tag.partition("/")
-    repo, _, ref = rest.rpartition(":")
-    req = urllib.request.Request(
-        f"http://{host.replace('localhost', '127.0.0.1')}/v2/{repo}/manifests/{ref}",
-        method="HEAD",
-        headers={"Accept": "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json"},
-    )
-    with urllib.request.urlopen(req) as resp:
-        return resp.headers["Docker-Content-Digest"]
-
-
-def bakegen(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bakegen", "-C", str(root), *args], capture_output=True, text=True)
+    repo, _, ref = tag.rpartition(":")
+    return registry_get(repo, ref)[1]
 
 
 def test_lock_pins_digest_keeps_it_and_upgrade_moves_it(registry, engine, tmp_path):
