@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bakegen import __version__
+from bakegen.ecosystem import registry
 from bakegen.errors import BakegenError, StackErrors, StaleError, one_line
 from bakegen.files import orphans, pending, stale_files, write_set
-from bakegen.lock import LOCK_VERSION, lock_files
+from bakegen.lock import LOCK_VERSION, StackLock, lock_files
 from bakegen.locker import LOCK_DIR, Resolvers, Upgrades, current_locks, lock_folders_without_stack, lock_stacks, orphan_lock_folders, outcome_files, stale_locks
 from bakegen.resolvers.python import BACKENDS, DEFAULT_INDEX, get_resolver
 from bakegen.stack import load_stacks
@@ -29,18 +30,22 @@ def cmd_lock(args: argparse.Namespace) -> int:
     if not re.fullmatch(r"https?://[^\s/]+(?:/\S*)?", args.index_url):
         raise BakegenError(f"--index-url {one_line(repr(args.index_url), 80)} is not an http(s) URL", hint=f"for example --index-url {DEFAULT_INDEX}")
     graph = load_stacks(args.root)
-    resolvers = Resolvers(python=get_resolver(args.resolver))
+    resolvers = Resolvers(python=get_resolver(args.resolver))  # the one ecosystem with a choice of resolver
     upgrades = Upgrades.parse(args.upgrade, args.upgrade_package, args.upgrade_ecosystem)
     outcomes = lock_stacks(graph, resolvers, names=args.stacks, index_url=args.index_url, upgrade=upgrades)
     gone = orphan_locks(args.root, graph, outcomes)
     changed = write_set(args.root, outcome_files(outcomes), command="bakegen lock", delete=gone)
     for o in outcomes:
         state = f"migrated to lock format {LOCK_VERSION}" if o.migrated else "locked" if o.changed else "up to date"
-        base = f", base {o.lock.image.digest[:19]}" if o.lock.image else ""
-        print(f"{o.stack}: {state} ({len(o.lock.python.pins)} Python packages{base})")
+        print(f"{o.stack}: {state} ({summary(o.lock)})")
     for path in changed:
         print(f"{'removed' if path in gone else 'wrote'} {path}")
     return 0
+
+
+def summary(lock: StackLock) -> str:
+    """What a lock holds, per ecosystem: "12 python, 3 apt, base sha256:..."."""
+    return ", ".join(eco.summary(lock, lock.parts[eco.name]) for eco in registry() if lock.parts.get(eco.name) is not None) or "nothing"
 
 
 def orphan_locks(root: Path, graph, outcomes) -> list[str]:  # type: ignore[no-untyped-def]
@@ -281,7 +286,7 @@ def _add_lock_commands(sub: argparse._SubParsersAction) -> None:
     lk.add_argument("--upgrade", action="store_true", help="resolve every stack again: newest versions and base-image digests")
     lk.add_argument("--upgrade-package", "-P", action="append", default=[], metavar="NAME[==VER]",
                     help="upgrade one Python, apt or npm package, or base image; every other pin is kept (repeatable)")
-    lk.add_argument("--upgrade-ecosystem", "-E", action="append", default=[], choices=["python", "apt", "npm", "image"],
+    lk.add_argument("--upgrade-ecosystem", "-E", action="append", default=[], choices=[eco.name for eco in registry()],
                     help="move every pin of one ecosystem (e.g. apt, when Debian published updates); the others are kept (repeatable)")
     lk.add_argument("--resolver", choices=sorted(BACKENDS), default=os.environ.get("BAKEGEN_RESOLVER", "uv"), help="Python resolver (default: uv)")
     lk.add_argument("--index-url", default=os.environ.get("BAKEGEN_INDEX_URL", DEFAULT_INDEX), help=f"Python package index (default: {DEFAULT_INDEX})")

@@ -15,14 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from debian.debian_support import Version as DebVersion
-from packaging.version import InvalidVersion, Version
-
 from bakegen import proc
+from bakegen.ecosystem import Ecosystem, registry
 from bakegen.errors import BakegenError, CommandError
 from bakegen.lock import StackLock, arch_of, read_lock
 
-ECOSYSTEMS = ("base", "python", "apt", "npm")
+
+def sections() -> list[str]:
+    """The ecosystems' labels, in registry order."""
+    return [eco.section for eco in registry()]
 
 
 @dataclass
@@ -51,17 +52,6 @@ class ImageDiff:
     rebuild_reason: str = ""
 
 
-def _py_newer(old: str, new: str) -> bool:
-    try:
-        return Version(new) > Version(old)
-    except InvalidVersion:
-        return new > old
-
-
-def _deb_newer(old: str, new: str) -> bool:
-    return DebVersion(new) > DebVersion(old)
-
-
 def _compare(old: dict[str, str], new: dict[str, str], newer: Callable[[str, str], bool]) -> list[Change]:
     out = []
     for name in sorted(set(old) | set(new)):
@@ -75,36 +65,16 @@ def _compare(old: dict[str, str], new: dict[str, str], newer: Callable[[str, str
     return out
 
 
-def _python(lock: StackLock | None) -> dict[str, str]:
-    if lock is None:
+def _versions(eco: Ecosystem, lock: StackLock | None) -> dict[str, str]:
+    """The ecosystem's entries of ``lock`` by label: name, (arch) off the primary platform, [group]."""
+    part = lock.parts.get(eco.name) if lock else None
+    if lock is None or part is None:
         return {}
-    out = {}
-    for platform, pins in lock.python.by_platform.items():
-        suffix = "" if platform == lock.platforms[0] else f" ({arch_of(platform)})"
-        out.update({p.key + suffix: p.version for p in pins})
-    return out
-
-
-def _apt(lock: StackLock | None) -> dict[str, str]:
-    if lock is None or lock.apt is None:
-        return {}
-    primary = arch_of(lock.platforms[0])
+    primary = lock.platforms[0]
     return {
-        e.name + ("" if e.arch == primary else f" ({e.arch})") + (" [build]" if e.kind.startswith("build") else ""): e.version
-        for e in lock.apt.entries
+        e.name + ("" if e.platform in ("", primary) else f" ({arch_of(e.platform)})") + (f" [{e.group}]" if e.group else ""): e.version
+        for e in eco.entries(lock, part)
     }
-
-
-def _npm(lock: StackLock | None) -> dict[str, str]:
-    if lock is None or lock.npm is None:
-        return {}
-    return {path.split("node_modules/", 1)[1] if path.startswith("node_modules/") else path: v for path, v in lock.npm.packages().items()}
-
-
-def _base(lock: StackLock | None) -> dict[str, str]:
-    if lock is None or lock.image is None:
-        return {}
-    return {lock.image.ref.split("@", 1)[0]: lock.image.digest}
 
 
 def diff_locks(old: dict[str, StackLock], new: dict[str, StackLock], parents: dict[str, str | None]) -> list[ImageDiff]:
@@ -112,12 +82,7 @@ def diff_locks(old: dict[str, StackLock], new: dict[str, StackLock], parents: di
     out: dict[str, ImageDiff] = {}
     for name in sorted(set(old) | set(new)):
         o, n = old.get(name), new.get(name)
-        changes = {
-            "base": _compare(_base(o), _base(n), lambda a, b: True),
-            "python": _compare(_python(o), _python(n), _py_newer),
-            "apt": _compare(_apt(o), _apt(n), _deb_newer),
-            "npm": _compare(_npm(o), _npm(n), _py_newer),
-        }
+        changes = {eco.section: _compare(_versions(eco, o), _versions(eco, n), eco.newer) for eco in registry()}
         changes = {k: v for k, v in changes.items() if v}
         status = "added" if o is None else "removed" if n is None else "changed" if changes else "unchanged"
         out[name] = ImageDiff(name, status, changes)
@@ -212,7 +177,7 @@ def to_text(diffs: list[ImageDiff], old_label: str, new_label: str) -> str:
             continue
         head = f"{d.stack}: {d.status}" + (f", rebuild ({d.rebuild_reason})" if d.rebuild else "")
         lines.append(head)
-        for eco in ECOSYSTEMS:
+        for eco in sections():
             for c in d.changes.get(eco, []):
                 lines.append(f"  {eco}: {_line(c)}")
     rebuild = [d.stack for d in diffs if d.rebuild]
@@ -238,7 +203,7 @@ def to_markdown(diffs: list[ImageDiff], old_label: str, new_label: str) -> str:
         if d.status == "unchanged" and not d.rebuild:
             continue
         out += ["", f"### `{d.stack}` ({d.status}{', rebuild: ' + d.rebuild_reason if d.rebuild else ''})", ""]
-        rows = [(eco, c) for eco in ECOSYSTEMS for c in d.changes.get(eco, [])]
+        rows = [(eco, c) for eco in sections() for c in d.changes.get(eco, [])]
         if not rows:
             out.append("No package changes.")
             continue

@@ -10,55 +10,37 @@ has, ``upgrade`` asks the registry again.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from bakegen.errors import BakegenError, NetworkError, ResolutionError, StaleError
+from bakegen.ecosystem import Ecosystem, ResolveContext, registry
+from bakegen.ecosystems import Resolvers
+from bakegen.errors import BakegenError, StaleError
 from bakegen.files import orphans
-from bakegen.lock import LOCK_VERSION, MANIFEST, AptEntry, AptLock, Pin, PythonLock, StackLock, arch_of, fingerprint, lock_files, read_lock, requirements_file
-from bakegen.resolvers.apt import AptRequest, AptResolver, AptSpec, distro_of
-from bakegen.resolvers.image import ImageLock, ImageRef, ImageResolver
-from bakegen.resolvers.npm import NpmLock, NpmResolver
-from bakegen.resolvers.python import DEFAULT_INDEX, PythonRequest, PythonResolver
-from bakegen.stack import Stack, StackGraph, canonical_requirements
+from bakegen.lock import LOCK_VERSION, MANIFEST, StackLock, fingerprint, lock_files, read_lock
+from bakegen.resolvers.python import DEFAULT_INDEX
+from bakegen.stack import EffectiveStack, StackGraph
+
+__all__ = ["Resolvers", "Upgrades", "lock_stacks", "outcome_files", "current_locks", "stale_locks"]
 
 log = logging.getLogger("bakegen")
 LOCK_DIR = "locks"
-# Docker platform -> uv's --python-platform (glibc 2.28: every current Debian/Ubuntu base)
-PYTHON_PLATFORMS = {"linux/amd64": "x86_64-manylinux_2_28", "linux/arm64": "aarch64-manylinux_2_28"}
-
-
-class ImageLookup(Protocol):
-    def resolve(self, ref: str, platforms: list[str]) -> ImageLock: ...
-
-
-class AptLookup(Protocol):
-    name: str
-
-    def resolve(self, request: AptRequest) -> dict: ...
-
-
-class NpmLookup(Protocol):
-    def resolve(
-        self, stack: str, specs: list[str], allow_scripts: bool = False, node: str = "apt",
-        previous: NpmLock | None = None, upgrade: list[str] | None = None,
-    ) -> NpmLock: ...
 
 
 @dataclass(frozen=True)
 class Upgrades:
     """What ``bakegen lock`` may move: everything, or the named packages (any ecosystem).
 
-    A name is a Python distribution, an apt package, an npm package, or a base
-    image (its reference without digest, e.g. ``python:3.13-slim``, or its
-    name, ``python``). ``name==version`` asks for that version.
+    A name is one that an ecosystem locks (a Python distribution, an apt or npm
+    package), or a base image (its reference without digest, e.g.
+    ``python:3.13-slim``, or its name, ``python``). ``name==version`` asks for
+    that version.
     """
 
     everything: bool = False
@@ -66,7 +48,7 @@ class Upgrades:
     ecosystems: tuple[str, ...] = ()  # every pin of these ecosystems moves (--upgrade-ecosystem)
 
     @classmethod
-    def parse(cls, everything: bool, specs: list[str], ecosystems: list[str] = ()) -> Upgrades:  # type: ignore[assignment]
+    def parse(cls, everything: bool, specs: list[str], ecosystems: tuple[str, ...] | list[str] = ()) -> Upgrades:
         out = []
         for spec in specs:
             name, sep, version = spec.partition("==")
@@ -75,45 +57,18 @@ class Upgrades:
             out.append((name.strip(), version.strip() or None))
         return cls(everything, tuple(out), tuple(ecosystems))
 
-    def _match(self, names: set[str], ecosystem: str) -> list[tuple[str, str | None]]:
-        if ecosystem in self.ecosystems:
+    def of(self, eco: Ecosystem, stack: EffectiveStack, lock: StackLock | None) -> list[tuple[str, str | None]]:
+        """The (name, version or None) that move in ``eco`` for this stack."""
+        names = eco.upgrade_names(stack, lock)
+        if eco.name in self.ecosystems:
             return [(n, None) for n in sorted(names)]
-        return [(n, v) for n, v in self.packages if n in names or canonicalize_name(n) in names]
+        return [(eco.normalize(n), v) for n, v in self.packages if n in names or canonicalize_name(n) in names]
 
-    def python(self, lock: StackLock | None) -> list[tuple[str, str | None]]:
-        keys = {p.key for pins in lock.python.by_platform.values() for p in pins} if lock else set()
-        return [(canonicalize_name(n), v) for n, v in self._match(keys, "python")]
+    def moves_all(self, eco: Ecosystem) -> bool:
+        return self.everything or eco.name in self.ecosystems
 
-    def apt(self, lock: StackLock | None) -> list[tuple[str, str | None]]:
-        return self._match({e.name for e in lock.apt.entries}, "apt") if lock and lock.apt else []
-
-    def npm(self, lock: StackLock | None) -> list[tuple[str, str | None]]:
-        names = {path.rsplit("node_modules/", 1)[-1] for path in lock.npm.packages()} if lock and lock.npm else set()
-        return self._match(names, "npm")
-
-    def image_names(self, ref: str | None) -> list[str]:
-        """The upgrade names that name the image ``ref`` (as written, without tag, or its short name)."""
-        if ref is None:
-            return []
-        bare = ref.split("@", 1)[0]
-        forms = (bare, bare.rsplit(":", 1)[0], bare.rsplit("/", 1)[-1].split(":")[0])
-        return [n for n, _ in self.packages if n in forms]
-
-    def image(self, ref: str | None) -> bool:
-        return "image" in self.ecosystems or bool(self.image_names(ref))
-
-    def touches(self, lock: StackLock | None, stack: Stack) -> bool:
-        return self.everything or bool(self.python(lock) or self.apt(lock) or self.npm(lock) or self.image(stack.base))
-
-
-@dataclass
-class Resolvers:
-    """One domain call per ecosystem: Python, base image, apt."""
-
-    python: PythonResolver
-    image: ImageLookup = field(default_factory=ImageResolver)
-    apt: AptLookup = field(default_factory=AptResolver)
-    npm: NpmLookup = field(default_factory=NpmResolver)
+    def touches(self, lock: StackLock | None, stack: EffectiveStack) -> bool:
+        return self.everything or any(self.of(eco, stack, lock) for eco in registry())
 
 
 @dataclass
@@ -125,69 +80,23 @@ class LockOutcome:
     migrated: bool = False  # kept, and rewritten from an older lock format
 
 
-def _pins_digest(by_platform: dict[str, list[Pin]]) -> str:
-    text = "".join(
-        f"{platform} {p.key}=={p.version} {' '.join(p.hashes)}\n"
-        for platform, pins in sorted(by_platform.items())
-        for p in sorted(pins, key=lambda p: p.key)
-    )
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def stack_fingerprint(graph: StackGraph, name: str, parent_lock: StackLock | None) -> str:
-    """Fingerprint of everything that decides a stack's lock (see :func:`bakegen.lock.fingerprint`)."""
-    stack = graph.stacks[name]
-    root = graph.root_of(name)
-    projection = {
-        "platforms": graph.platforms(name),
-        "python": {"version": graph.python_version(name), "requirements": canonical_requirements(stack), **_python_options(graph, name)},
-        "base_image": stack.base,
-        "apt": None
-        if not (stack.apt_packages or stack.apt_build)
-        else {
-            "source": [root.apt_suite, root.apt_snapshot, root.apt_mirror],
-            "packages": sorted(stack.apt_packages),
-            "build": sorted(stack.apt_build),
-        },
-        "npm": None
-        if not stack.npm_packages
-        else {"packages": sorted(stack.npm_packages), "allow_scripts": stack.npm_allow_scripts, "node": stack.npm_node},
-        "parent": None
-        if parent_lock is None
-        else {
-            "name": parent_lock.stack,
-            "fingerprint": parent_lock.fingerprint,
-            "python_pins": _pins_digest(parent_lock.python.by_platform),
-            "apt_pins": hashlib.sha256(repr(sorted(parent_lock.apt.entries, key=repr)).encode()).hexdigest() if parent_lock.apt else None,
-        },
-    }
+    """Fingerprint of everything that decides a stack's lock (see :func:`bakegen.lock.fingerprint`).
+
+    An ecosystem that the stack does not use adds nothing (the first ecosystems keep
+    the null key they had in format 2), so adding an ecosystem changes no fingerprint.
+    """
+    stack = graph.effective(name)
+    projection: dict[str, Any] = {"platforms": list(stack.platforms)}
+    for eco in registry():
+        value = eco.fingerprint(stack)
+        if value is not None or eco.in_format_2:
+            projection[eco.fingerprint_key] = value
+    projection["parent"] = None
+    if parent_lock is not None:
+        digests = dict(d for eco in registry() for d in [eco.parent_digest(parent_lock)] if d is not None)
+        projection["parent"] = {"name": parent_lock.stack, "fingerprint": parent_lock.fingerprint, **digests}
     return fingerprint(projection)
-
-
-def _pip_projection(graph: StackGraph, name: str) -> dict[str, bool]:
-    """A root stack that ships pip locks it (a key only when true: other stacks' fingerprints stay as they were)."""
-    return {"pip": True} if graph.parent(name) is None and graph.python_pip(name) else {}
-
-
-def _python_options(graph: StackGraph, name: str) -> dict[str, bool]:
-    """The stack's Python settings that change what resolves; keys only when set, so old fingerprints hold."""
-    return {**_pip_projection(graph, name), **({"sdists": True} if graph.stacks[name].python_sdists else {})}
-
-
-def _python_inputs(graph: StackGraph, name: str) -> list[tuple[str, list[str]]]:
-    chain = graph.ancestors(name) + [graph.stacks[name]]
-    inputs = [(f"stacks/{s.name}.toml", list(s.python_packages)) for s in chain if s.python_packages]
-    if _pip_projection(graph, name) and not any(canonicalize_name(r.name) == "pip" for r in graph.stacks[name].requirements()):
-        inputs.append((f"stacks/{name}.toml [python] pip", ["pip"]))
-    return inputs
-
-
-def _parent_env(graph: StackGraph, name: str, locks: dict[str, StackLock], platform: str) -> dict[str, Pin]:
-    """The Python pins the parents of ``name`` install on ``platform``."""
-    env: dict[str, Pin] = {}
-    for anc in graph.ancestors(name):
-        env.update({p.key: p for p in locks[anc.name].python.by_platform.get(platform, [])})
-    return env
 
 
 @dataclass
@@ -199,12 +108,6 @@ class _Run:
     upgrades: Upgrades
     index_url: str
     locks: dict[str, StackLock] = field(default_factory=dict)  # filled parents first
-    _python_tool: str | None = None
-
-    def python_tool(self) -> str:
-        if self._python_tool is None:
-            self._python_tool = self.resolvers.python.version()
-        return self._python_tool
 
 
 WORKERS = 4  # stacks, and ecosystems of one stack, resolved at once (they wait on the network and on resolvers)
@@ -212,7 +115,7 @@ WORKERS = 4  # stacks, and ecosystems of one stack, resolved at once (they wait 
 
 def lock_stacks(
     graph: StackGraph,
-    resolvers: Resolvers | PythonResolver,
+    resolvers: Resolvers | Any,
     *,
     names: list[str] | None = None,
     index_url: str = DEFAULT_INDEX,
@@ -227,7 +130,7 @@ def lock_stacks(
     stack.
     """
     if not isinstance(resolvers, Resolvers):
-        resolvers = Resolvers(python=resolvers)
+        resolvers = Resolvers(resolvers)
     upgrades = upgrade if isinstance(upgrade, Upgrades) else Upgrades(everything=bool(upgrade))
     selected = graph.select(names)
     _check_upgrade_names(graph, selected, upgrades)
@@ -248,11 +151,11 @@ def _levels(graph: StackGraph, selected: list[str]) -> list[list[str]]:
 
 
 def _lock_one(run: _Run, name: str) -> LockOutcome:
-    graph, stack = run.graph, run.graph.stacks[name]
+    graph = run.graph
     parent = graph.parent(name)
     fp = stack_fingerprint(graph, name, run.locks[parent.name] if parent else None)
     existing = _existing(graph, name, fp)
-    if existing is not None and existing.fingerprint == fp and not run.upgrades.touches(existing, stack):
+    if existing is not None and existing.fingerprint == fp and not run.upgrades.touches(existing, graph.effective(name)):
         # a lock in an older format is rewritten in this one, resolving nothing
         old_format = existing.format_version < LOCK_VERSION
         return LockOutcome(name, existing, changed=old_format, migrated=old_format)
@@ -272,75 +175,39 @@ def _existing(graph: StackGraph, name: str, fp: str) -> StackLock | None:
     return existing
 
 
+def _context(run: _Run, eco: Ecosystem, stack: EffectiveStack, existing: StackLock | None, warnings: list[str]) -> ResolveContext:
+    upgrades = run.upgrades
+    return ResolveContext(
+        stack=stack,
+        parents=[run.locks[a.name] for a in stack.ancestors],
+        previous=None if upgrades.everything else existing,
+        existing=existing,
+        upgrade=upgrades.of(eco, stack, existing),
+        move_all=upgrades.moves_all(eco),
+        resolver=run.resolvers.get(eco.name),
+        index_url=run.index_url,
+        warnings=warnings,
+    )
+
+
 def _resolve(run: _Run, name: str, fp: str, existing: StackLock | None, warnings: list[str]) -> StackLock:
-    """Resolve every ecosystem of one stack, at the same time."""
-    graph, stack, upgrades = run.graph, run.graph.stacks[name], run.upgrades
-    previous = None if upgrades.everything else existing  # whose pins to keep
-    platforms = graph.platforms(name)
+    """Resolve every ecosystem that the stack uses, at the same time."""
+    stack = run.graph.effective(name)
+    used = [eco for eco in registry() if eco.used(stack)]
+    parts: dict[str, Any] = {}
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        python = pool.submit(_lock_python, run, name, previous, existing)
-        apt = pool.submit(_lock_apt, graph, name, run.locks, run.resolvers.apt, previous, upgrades.apt(existing)) if (stack.apt_packages or stack.apt_build) else None
-        npm = pool.submit(
-            run.resolvers.npm.resolve, name, list(stack.npm_packages), stack.npm_allow_scripts, stack.npm_node,
-            previous=previous.npm if previous else None, upgrade=[n for n, _ in upgrades.npm(existing)],
-        ) if stack.npm_packages else None
-        image = pool.submit(_lock_image, stack.base, platforms, existing, run.resolvers.image, upgrades.everything or upgrades.image(stack.base), warnings) if stack.base else None
-        base = image.result() if image else None  # first: its warnings come before any other failure
-        for warning in warnings:
-            log.warning("warning: %s: %s", name, warning)
-        by_platform = python.result()
-        lock = StackLock(
-            stack=name,
-            fingerprint=fp,
-            parent=stack.extends,
-            platforms=platforms,
-            python=PythonLock(
-                version=graph.python_version(name),
-                resolver=run.python_tool() if (stack.python_packages or _pip_projection(graph, name)) else (existing.python.resolver if existing else "none"),
-                by_platform=by_platform,
-                parents=[a.name for a in graph.ancestors(name)],
-            ),
-            image=base,
-            apt=apt.result() if apt else None,
-            npm=npm.result() if npm else None,
-        )
+        futures: list[tuple[Ecosystem, Future[Any], list[str]]] = []
+        for eco in used:
+            own: list[str] = []
+            futures.append((eco, pool.submit(eco.resolve, _context(run, eco, stack, existing, own)), own))
+        for eco, future, own in futures:  # in registry order: the base image's warnings come before any other failure
+            parts[eco.name] = future.result()
+            for warning in own:
+                log.warning("warning: %s: %s", name, warning)
+            warnings += own
+    lock = StackLock(stack=name, fingerprint=fp, parent=stack.stack.extends, platforms=list(stack.platforms), parts=parts)
     lock.source_date_epoch = _epoch(lock, existing)
     return lock
-
-
-def _lock_python(run: _Run, name: str, previous: StackLock | None, existing: StackLock | None) -> dict[str, list[Pin]]:
-    """The Python pins of each platform, resolved at the same time; only what the parents lack."""
-    graph, stack = run.graph, run.graph.stacks[name]
-    platforms = graph.platforms(name)
-    if not _python_inputs(graph, name) or not (stack.python_packages or _pip_projection(graph, name)):
-        return {p: [] for p in platforms}  # nothing new to install on top of the parent
-    run.python_tool()
-    requests = [_python_request(run, name, platform, previous, existing) for platform in platforms]
-    with ThreadPoolExecutor(max_workers=min(WORKERS, len(platforms))) as pool:
-        results = list(pool.map(run.resolvers.python.resolve, requests))
-    return {p: _delta(name, pins, _parent_env(graph, name, run.locks, p)) for p, pins in zip(platforms, results)}
-
-
-def _python_request(run: _Run, name: str, platform: str, previous: StackLock | None, existing: StackLock | None) -> PythonRequest:
-    graph, locks = run.graph, run.locks
-    chain = graph.ancestors(name) + [graph.stacks[name]]
-    platforms = graph.platforms(name)
-    return PythonRequest(
-        stack=name,
-        python_version=graph.python_version(name),
-        platform=PYTHON_PLATFORMS[platform],
-        inputs=_python_inputs(graph, name),
-        constraints=[
-            (f"{LOCK_DIR}/{a.name}/{requirements_file(platform, platforms)}", locks[a.name].python.by_platform[platform])
-            for a in chain[:-1]
-            if locks[a.name].python.by_platform.get(platform)
-        ],
-        index_url=run.index_url,
-        preferences=list(_parent_env(graph, name, locks, platform).values()) + (previous.python.by_platform.get(platform, []) if previous else []),
-        upgrade=[f"{n}=={v}" if v else n for n, v in run.upgrades.python(existing)],
-        allow_sdists=graph.stacks[name].python_sdists,
-        target=platform,
-    )
 
 
 def _epoch(lock: StackLock, existing: StackLock | None) -> int:
@@ -350,23 +217,6 @@ def _epoch(lock: StackLock, existing: StackLock | None) -> int:
         if same:
             return existing.source_date_epoch
     return int(os.environ.get("SOURCE_DATE_EPOCH") or time.time())
-
-
-def _lock_image(ref: str, platforms: list[str], existing: StackLock | None, images: ImageLookup, upgrade: bool, warnings: list[str]) -> ImageLock:
-    """Pin ``ref`` by digest; keep the digest already locked unless upgrading."""
-    old = existing.image if existing else None
-    if old is not None and old.ref == ref and not upgrade and set(platforms) <= set(old.platforms):
-        return old
-    pinned = ImageRef.parse(ref).digest
-    try:
-        return images.resolve(ref, platforms)
-    except NetworkError as exc:
-        if pinned is None:
-            raise
-        # The stack pins the digest itself: that digest is the lock. Without the
-        # registry we cannot list its per-platform manifests; say so.
-        warnings.append(f"{exc.message}; kept {ref.split('@')[0]}@{pinned} as written, without per-platform digests")
-        return ImageLock(ref=ref, digest=pinned, media_type="unknown", platforms={})
 
 
 def _check_upgrade_names(graph: StackGraph, names: list[str], upgrades: Upgrades) -> None:
@@ -379,67 +229,15 @@ def _check_upgrade_names(graph: StackGraph, names: list[str], upgrades: Upgrades
             lock = read_lock(graph.root / LOCK_DIR / name, graph.root)
         except StaleError:
             lock = None
-        for found in (upgrades.python(lock), upgrades.apt(lock), upgrades.npm(lock)):
-            seen.update(n for n, _ in found)
-        seen.update(upgrades.image_names(graph.stacks[name].base))
+        for eco in registry():
+            seen.update(n for n, _ in upgrades.of(eco, graph.effective(name), lock))
     for n, _ in upgrades.packages:
         if n not in seen and canonicalize_name(n) not in seen:
+            kinds = ", ".join(eco.name for eco in registry())
             raise BakegenError(
-                f"--upgrade-package {n}: no locked Python, apt or npm package, or base image, is named '{n}'",
+                f"--upgrade-package {n}: no locked package or base image ({kinds}) is named '{n}'",
                 hint="check the name against locks/*/ (run bakegen lock first for new stacks)",
             )
-
-
-def _lock_apt(
-    graph: StackGraph, name: str, locks: dict[str, StackLock], resolver: AptLookup,
-    previous: StackLock | None = None, upgrade: list[tuple[str, str | None]] = (),  # type: ignore[assignment]
-) -> AptLock:
-    """Pin the stack's apt packages and their dependencies per architecture; parents' pins are fixed."""
-    stack, root = graph.stacks[name], graph.root_of(name)
-    assert root.apt_suite is not None
-    distro = distro_of(root.apt_suite)
-    assert distro is not None
-    spec = AptSpec(distro, root.apt_suite, root.apt_snapshot, root.apt_mirror)
-    archs = [arch_of(p) for p in graph.platforms(name)]
-    fixed: dict[str, dict[str, str]] = {a: {} for a in archs}
-    for anc in graph.ancestors(name):
-        if locks[anc.name].apt is not None:
-            for a in archs:
-                fixed[a].update(locks[anc.name].apt.packages(a))  # type: ignore[union-attr]
-    moved = {n for n, _ in upgrade}
-    preferred: dict[str, dict[str, str]] = {a: {} for a in archs}
-    for a in archs:
-        if previous is not None and previous.apt is not None:
-            preferred[a].update({n: v for n, v in previous.apt.packages(a, ("req", "dep", "build", "build-dep")).items() if n not in moved})
-        preferred[a].update({n: v for n, v in upgrade if v})
-    entries: list[AptEntry] = []
-    for packages, kinds in ((stack.apt_packages, ("req", "dep")), (stack.apt_build, ("build", "build-dep"))):
-        if not packages:
-            continue
-        names = {p.partition("=")[0] for p in packages}
-        by_arch = resolver.resolve(AptRequest(stack=name, spec=spec, archs=archs, packages=list(packages), fixed=fixed, preferred=preferred))
-        for arch, pins in by_arch.items():
-            for pin in pins:
-                if pin.name in fixed[arch]:
-                    continue
-                kind = kinds[0] if pin.name in names else kinds[1]
-                entries.append(AptEntry(arch, kind, pin.name, pin.version, pin.sha256, pin.filename))
-    return AptLock(spec.distro, spec.suite, spec.snapshot, spec.mirror, entries, resolver=resolver.name)
-
-
-def _delta(name: str, full: list[Pin], parent_env: dict[str, Pin]) -> list[Pin]:
-    """What ``name`` installs on top of its parents; refuses any moved parent pin."""
-    out = []
-    for pin in full:
-        have = parent_env.get(pin.key)
-        if have is None:
-            out.append(pin)
-        elif have.version != pin.version:
-            raise ResolutionError(
-                f"{name}: the resolver moved {pin.key} from {have.version} (pinned by a parent) to {pin.version}",
-                hint="a child stack cannot change a parent's pin; change the parent stack instead",
-            )
-    return out
 
 
 def outcome_files(outcomes: list[LockOutcome]) -> dict[str, str]:
@@ -508,21 +306,16 @@ def lock_problem(graph: StackGraph, name: str, lock: StackLock, fp: str) -> str 
 
 def tampered(graph: StackGraph, name: str, lock: StackLock) -> str | None:
     """Where a lock whose fingerprint matches contradicts its stack file (in what the fingerprint does not hash), or None."""
-    stack = graph.stacks[name]
-    facts = {
-        "stack": (lock.stack, name),
-        "parent": (lock.parent, stack.extends),
-        "platforms": (lock.platforms, graph.platforms(name)),
-        "python version": (lock.python.version, graph.python_version(name)),
-        "base image": (lock.image.ref if lock.image else None, stack.base),
-    }
-    pinned = ImageRef.parse(stack.base).digest if stack.base else None
-    if pinned is not None:
-        facts["base image digest"] = (lock.image.digest if lock.image else None, pinned)
-    for what, (have, want) in facts.items():
+    stack = graph.effective(name)
+    facts: list[tuple[str, Any, Any]] = [
+        ("stack", lock.stack, name),
+        ("parent", lock.parent, stack.stack.extends),
+        ("platforms", lock.platforms, list(stack.platforms)),
+    ]
+    facts += [fact for eco in registry() for fact in eco.tampered(stack, lock)]
+    for what, have, want in facts:
         if have != want:
             return f"tampered: the lock's {what} is {have!r}, the stack says {want!r}"
     if lock.source_date_epoch is None:
         return "tampered: the lock has no source_date_epoch"
     return None
-

@@ -3,29 +3,14 @@
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bakegen import proc
 from bakegen.errors import BakegenError, CommandError
-from bakegen.render.dockerfile import dockerfile_path
+from bakegen.locker import current_locks
+from bakegen.plan import DockerfilePlan, dockerfile_path, plan_dockerfile
 from bakegen.stack import StackGraph
-
-# What a Dockerfile step installs, from its history line
-_STEPS = [
-    (re.compile(r"apt-install\.sh \S+ runtime"), "apt packages (apt.lock)"),
-    (re.compile(r"apt-install\.sh \S+ build"), "apt build tools (apt.lock)"),
-    (re.compile(r"COPY /opt/venv /opt/venv"), "Python virtualenv (requirements.txt)"),
-    (re.compile(r"COPY /opt/bakegen/staging/ /opt/venv/"), "Python packages (requirements.txt)"),
-    (re.compile(r"-m pip install .*--require-hashes"), "Python packages into the base image's Python"),
-    (re.compile(r"COPY /opt/npm/"), "npm packages (package-lock.json)"),
-    (re.compile(r"pip-constraints"), "pip constraints (the image's pins)"),
-    (re.compile(r"useradd|install -d"), "user and ~/work"),
-    (re.compile(r"bakegen-start"), "entrypoint script"),
-    (re.compile(r"bakegen-healthcheck"), "healthcheck script"),
-    (re.compile(r"^WORKDIR"), "working directory"),
-]
 
 
 @dataclass
@@ -58,15 +43,9 @@ class ImageReport:
         return None if self.parent_layers is None else sum(layer.size for layer in self.layers[self.parent_layers:])
 
 
-def _what(step: str) -> str:
-    for pattern, label in _STEPS:
-        if pattern.search(step):
-            return label
-    return "base image" if step.startswith(("/bin/sh -c #(nop)", "ADD", "FROM")) or not step else "other"
-
-
-def inspect(image: str, platform: str | None = None) -> tuple[int, list[Layer]]:
-    """Size and layers of ``image``; of one platform's image when ``platform`` is given (a multi-platform image)."""
+def inspect(image: str, platform: str | None = None) -> tuple[int, list[tuple[int, str]]]:
+    """Compressed size and history of ``image`` (oldest first: (size, instruction) per instruction);
+    of one platform's image when ``platform`` is given (a multi-platform image)."""
     plat = ["--platform", platform] if platform else []
     try:
         info = json.loads(proc.run(["docker", "image", "inspect", *plat, image]).stdout)[0]
@@ -74,34 +53,48 @@ def inspect(image: str, platform: str | None = None) -> tuple[int, list[Layer]]:
     except CommandError:
         where = f" for {platform}" if platform else ""
         raise BakegenError(f"image {image} not found{where}", hint="build it first (bakegen build --load), with the same --registry") from None
-    layers = []
-    for h in reversed(hist):  # oldest first
-        size = int(h.get("Size", 0) or 0)
-        step = h.get("CreatedBy", "")
-        if size == 0 and "COPY" not in step and "RUN" not in step:
-            continue  # metadata-only steps (ENV, USER, ...)
-        layers.append(Layer(size, step, _what(step)))
-    return int(info.get("Size", 0)), layers
+    return int(info.get("Size", 0)), [(int(h.get("Size", 0) or 0), h.get("CreatedBy", "")) for h in reversed(hist)]
+
+
+def label_layers(history: list[tuple[int, str]], plan: DockerfilePlan, inherited: list[Layer] | None) -> list[Layer]:
+    """The image's layers, named from its plan: BuildKit writes one history entry per instruction
+    of the final stage, so the last entries are the plan's steps, in order. What comes before is the
+    parent's (``inherited``, as its own report named them) or the base image's."""
+    steps = plan.final.steps
+    if len(history) < len(steps):
+        raise BakegenError(f"{plan.stack}: the image has fewer instructions than its Dockerfile", hint="rebuild it (bakegen build --load) from the current locks")
+    before, own = history[: len(history) - len(steps)], history[len(history) - len(steps):]
+    layers = list(inherited) if inherited is not None else [Layer(size, step, "base image") for size, step in before if size or _makes_layer(step)]
+    layers += [Layer(size, text, step.layer) for (size, text), step in zip(own, steps) if step.layer is not None]
+    return layers
+
+
+def _makes_layer(step: str) -> bool:
+    return step.startswith(("RUN", "COPY", "ADD", "/bin/sh -c")) and "#(nop)" not in step
 
 
 def build_report(graph: StackGraph, registry: str = "", tag: str = "latest") -> list[ImageReport]:
     """One report per stack and platform (a multi-platform stack's images are inspected one by one)."""
+    locks = current_locks(graph)
     reports: dict[tuple[str, str], ImageReport] = {}
     for name in graph.order:
         image = f"{registry.rstrip('/')}/{name}:{tag}" if registry else f"{name}:{tag}"
         platforms = graph.platforms(name)
+        plan = plan_dockerfile(graph, name, locks)
         for platform in platforms:
-            reports[name, platform] = _report_one(graph, name, image, platform if len(platforms) > 1 else None, reports)
+            reports[name, platform] = _report_one(graph, plan, image, platform if len(platforms) > 1 else None, reports)
     return list(reports.values())
 
 
-def _report_one(graph: StackGraph, name: str, image: str, platform: str | None, done: dict[tuple[str, str], ImageReport]) -> ImageReport:
-    compressed, layers = inspect(image, platform)
+def _report_one(graph: StackGraph, plan: DockerfilePlan, image: str, platform: str | None, done: dict[tuple[str, str], ImageReport]) -> ImageReport:
+    name = plan.stack
+    compressed, history = inspect(image, platform)
     parent = graph.stacks[name].extends
+    mine = done.get((parent, platform or graph.platforms(name)[0])) if parent else None
+    layers = label_layers(history, plan, mine.layers if mine else None)
     dockerfile = graph.root / dockerfile_path(name)
     lines = dockerfile_lines(dockerfile) if dockerfile.exists() else 0
     r = ImageReport(name, image, parent, compressed, layers, lines, platform=platform or graph.platforms(name)[0])
-    mine = done.get((parent, r.platform)) if parent else None
     if mine:
         r.parent_size, r.parent_layers = mine.size, len(mine.layers)
     return r

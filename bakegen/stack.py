@@ -14,12 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
-
 from bakegen import schema
+from bakegen.ecosystem import registry
 from bakegen.errors import BakegenError, Location, StackError, StackErrors, did_you_mean
-from bakegen.resolvers.apt import DEBIAN_SUITES, UBUNTU_SUITES, distro_of
 from bakegen.resolvers.image import ImageRef
 from bakegen.schema import Invalid
 
@@ -29,15 +26,9 @@ DEFAULT_TAGS = ("latest",)
 
 NAME = r"[a-z0-9]+(?:[-_][a-z0-9]+)*"
 NAME_RE = re.compile(NAME)
-PYTHON = r"3\.\d{1,2}"
-APT_PKG = r"[a-z0-9][a-z0-9+.-]+(?:=[A-Za-z0-9.+~:-]+)?"
 ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 USER = r"[a-z_][a-z0-9_-]{0,31}"
-# npm packages from the registry only: a name and a version, range or dist-tag (no
-# file:, git, URL or alias specs, which would bypass the registry's integrity).
-NPM = r"(?:@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*(?:@[A-Za-z0-9.^~<>=|*+ -]+)?"
-PATH = r"/(?:[A-Za-z0-9._+-]+/)*[A-Za-z0-9._+-]+"
 LABEL_KEY = r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}"
 # Names bakegen gives to things in the generated files: a stack cannot take them.
 RESERVED = {"default": "the bake group of all images", "scratch": "FROM scratch", "builder": "a Dockerfile stage",
@@ -56,29 +47,15 @@ class User:
 
 @dataclass(frozen=True)
 class Stack:
-    """One validated stack file. Inherited values are resolved by :class:`StackGraph`."""
+    """One validated stack file. Inherited values are resolved in its :class:`EffectiveStack`."""
 
     name: str
     path: Path
     description: str
     base: str | None = None
     extends: str | None = None
-    python_version: str | None = None
-    python_packages: tuple[str, ...] = ()
-    apt_packages: tuple[str, ...] = ()
-    apt_build: tuple[str, ...] = ()
-    apt_suite: str | None = None
-    apt_snapshot: str | None = None
-    apt_mirror: str | None = None
-    npm_packages: tuple[str, ...] = ()
-    npm_allow_scripts: bool = False
-    npm_node: str = "apt"
+    tables: dict[str, dict[str, Any]] = field(default_factory=dict)  # each ecosystem's validated table, as written
     profile: tuple[tuple[str, Any], ...] = ()  # [profile] overrides for JupyterHub's profileList
-    python_env: str = "venv"  # "venv": a new /opt/venv; "base": the base image's own Python (vendor images)
-    python_interpreter: str | None = None  # with env = "base": found on the image's PATH unless set
-    python_slim: bool | None = None  # None: as the parent (default False)
-    python_pip: bool | None = None  # root stacks: pip in the image for runtime installs (default: with env = "venv")
-    python_sdists: bool = False  # this stack's own packages may be built from sdists (default: wheels only)
     user_declared: bool = False
     env: tuple[tuple[str, str], ...] = ()
     user: User | None = None
@@ -88,8 +65,52 @@ class Stack:
     tags: tuple[str, ...] = DEFAULT_TAGS
     platforms: tuple[str, ...] | None = None
 
-    def requirements(self) -> list[Requirement]:
-        return [Requirement(r) for r in self.python_packages]
+    def table(self, ecosystem: str) -> dict[str, Any]:
+        return self.tables.get(ecosystem, {})
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.path))
+
+
+@dataclass(frozen=True)
+class EffectiveStack:
+    """A stack with what it inherits resolved, computed once (:meth:`StackGraph.effective`)."""
+
+    stack: Stack
+    chain: tuple[Stack, ...]  # root first, this stack last
+    platforms: tuple[str, ...]
+    user: User
+
+    @property
+    def name(self) -> str:
+        return self.stack.name
+
+    @property
+    def root(self) -> Stack:
+        return self.chain[0]
+
+    @property
+    def parent(self) -> Stack | None:
+        return self.chain[-2] if len(self.chain) > 1 else None
+
+    @property
+    def ancestors(self) -> tuple[Stack, ...]:
+        return self.chain[:-1]
+
+    @property
+    def python_version(self) -> str:
+        """The image's Python (every image has one; the root stack says which)."""
+        return str(self.root.table("python")["version"])
+
+    def table(self, ecosystem: str) -> dict[str, Any]:
+        return self.stack.table(ecosystem)
+
+    def root_table(self, ecosystem: str) -> dict[str, Any]:
+        return self.root.table(ecosystem)
+
+    def nearest(self, ecosystem: str, key: str, default: Any = None) -> Any:
+        """``key`` of the stack's table, else of its nearest ancestor that sets it."""
+        return next((s.table(ecosystem)[key] for s in reversed(self.chain) if key in s.table(ecosystem)), default)
 
 
 # --- schema -----------------------------------------------------------------
@@ -101,22 +122,6 @@ def _platform(value: Any) -> str:
     value = schema.string(value)
     if value not in PLATFORMS:
         raise Invalid(f"unsupported platform {schema.shown(value)}", did_you_mean(value, PLATFORMS) or f"use one of: {', '.join(PLATFORMS)}", value)
-    return value
-
-
-def _requirement(value: Any) -> str:
-    value = schema.text(value)
-    try:
-        req = Requirement(value)
-    except InvalidRequirement as exc:
-        detail = str(exc).splitlines()[0]
-        raise Invalid(
-            f"invalid requirement {schema.shown(value)}: {detail}",
-            "write a PEP 508 requirement such as 'numpy>=2.1' or 'pandas[excel]~=2.2'",
-            value,
-        ) from None
-    if req.url:
-        raise Invalid(f"requirement {schema.shown(value)} is a direct URL", "name a package from the index, with a version range", value)
     return value
 
 
@@ -137,27 +142,6 @@ SCHEMA: dict[str, Any] = {
     "extends": schema.matching(NAME, "stack name", "base"),
     "tags": schema.list_of(schema.matching(TAG, "tag", "latest"), non_empty=True),
     "platforms": schema.list_of(_platform, non_empty=True),
-    "python": {
-        "version": schema.matching(PYTHON, "Python version", "3.13"),
-        "packages": schema.list_of(_requirement),
-        "env": schema.one_of("venv", "base"),
-        "interpreter": schema.matching(PATH, "interpreter path", "/opt/conda/bin/python"),
-        "slim": schema.boolean,
-        "pip": schema.boolean,
-        "sdists": schema.boolean,
-    },
-    "apt": {
-        "packages": schema.list_of(schema.matching(APT_PKG, "apt package", "git or git=1:2.47.3-0+deb13u1")),
-        "build": schema.list_of(schema.matching(APT_PKG, "apt package", "build-essential")),
-        "suite": schema.matching(r"[a-z]+", "suite", "trixie"),
-        "snapshot": schema.matching(r"\d{8}T\d{6}Z", "snapshot", "20261101T000000Z"),
-        "mirror": schema.matching(r"https?://[A-Za-z0-9.-]+(?::\d{1,5})?(?:/[A-Za-z0-9._~%+-]+)*", "mirror URL", "http://deb.debian.org/debian"),
-    },
-    "npm": {
-        "packages": schema.list_of(schema.matching(NPM, "npm package (a registry name with a version or range)", "leaflet@1.9.4")),
-        "allow_scripts": schema.boolean,
-        "node": schema.one_of("apt", "base"),
-    },
     "profile": {
         "enabled": schema.boolean,
         "display_name": schema.text,
@@ -180,6 +164,11 @@ SCHEMA: dict[str, Any] = {
     "labels": schema.table_of(schema.matching(LABEL_KEY, "label name", "org.opencontainers.image.source"), schema.text),
 }
 REQUIRED = ("name", "description")
+
+
+def stack_schema() -> dict[str, Any]:
+    """The stack file's keys: bakegen's own, and each ecosystem's table."""
+    return {**SCHEMA, **{eco.name: eco.table for eco in registry() if eco.table is not None}}
 
 
 # --- locating keys in the source text ------------------------------------------
@@ -249,9 +238,10 @@ def load_stack(path: Path, root: Path | None = None) -> Stack:
     text = _read_stack_file(path, shown)
     data = _parse_toml(text, shown)
     err = _error_factory(text, shown)
-    fields = _validate(data, SCHEMA, (), err)
+    fields = _validate(data, stack_schema(), (), err)
     _check_identity(fields, path, err)
-    _check_python(fields, err)
+    for eco in registry():
+        eco.check(fields.get(eco.name, {}), fields, err)
     if "extends" in fields:
         _check_root_only(fields, err)
     return _stack_from(fields, path)
@@ -288,58 +278,24 @@ def _check_identity(fields: dict[str, Any], path: Path, err: ErrorFactory) -> No
         )
 
 
-def _check_python(fields: dict[str, Any], err: ErrorFactory) -> None:
-    """[python] keys that only make sense together."""
-    python = fields.get("python", {})
-    env = python.get("env", "venv")
-    if python.get("pip") and env == "base":
-        raise err("'python.pip' is for bakegen's virtualenv, and this stack installs into its base image's Python", ("python", "pip"), "remove pip: the base image's Python has its own")
-    if "interpreter" in python and env != "base":
-        raise err("'python.interpreter' needs python.env = \"base\"", ("python", "interpreter"), 'set env = "base" to install into the base image\'s own Python')
-    if "base" in fields and "version" not in python:
-        raise err("missing 'python.version' for a stack with a base image", ("python",), 'add [python] version = "3.13" matching the base image')
-
-
 def _check_root_only(fields: dict[str, Any], err: ErrorFactory) -> None:
-    """A child stack sets none of the keys that belong to the root."""
-    python, apt = fields.get("python", {}), fields.get("apt", {})
+    """A child stack sets none of the keys that belong to the root (an ecosystem's own are its check's)."""
     for key in ("user", "platforms"):
         if key in fields:
             raise err(f"'{key}' can only be set on a root stack", (key,), f"set [{key}] in the stack that has 'base'; children inherit it")
-    for key in ("env", "interpreter", "pip"):
-        if key in python:
-            raise err(f"'python.{key}' can only be set on a root stack", ("python", key), "a child uses its parent's Python")
-    for key in ("suite", "snapshot", "mirror"):
-        if key in apt:
-            raise err(f"'apt.{key}' can only be set on a root stack", ("apt", key), "the base image decides where apt packages come from; set it in the stack that has 'base'")
 
 
 def _stack_from(fields: dict[str, Any], path: Path) -> Stack:
     """The Stack of validated fields."""
-    python, apt, npm, run = (fields.get(k, {}) for k in ("python", "apt", "npm", "run"))
-    user = fields.get("user")
+    run, user = fields.get("run", {}), fields.get("user")
     return Stack(
         name=fields["name"],
         path=path,
         description=fields["description"],
         base=fields.get("base"),
         extends=fields.get("extends"),
-        python_version=python.get("version"),
-        python_packages=python.get("packages", ()),
-        apt_packages=apt.get("packages", ()),
-        apt_build=apt.get("build", ()),
-        apt_suite=apt.get("suite"),
-        apt_snapshot=apt.get("snapshot"),
-        apt_mirror=apt.get("mirror"),
-        npm_packages=npm.get("packages", ()),
-        npm_allow_scripts=npm.get("allow_scripts", False),
-        npm_node=npm.get("node", "apt"),
+        tables={eco.name: fields[eco.name] for eco in registry() if eco.table is not None and eco.name in fields},
         profile=tuple(fields.get("profile", {}).items()),
-        python_env=python.get("env", "venv"),
-        python_interpreter=python.get("interpreter"),
-        python_slim=python.get("slim"),
-        python_pip=python.get("pip"),
-        python_sdists=python.get("sdists", False),
         user_declared=user is not None,
         env=fields.get("env", ()),
         user=User(**{**User().__dict__, **user}) if user is not None else (User() if "base" in fields else None),
@@ -409,6 +365,7 @@ class StackGraph:
     root: Path
     stacks: dict[str, Stack]
     order: list[str] = field(default_factory=list)
+    _effective: dict[str, EffectiveStack] = field(default_factory=dict, repr=False)
 
     def parent(self, name: str) -> Stack | None:
         ext = self.stacks[name].extends
@@ -427,30 +384,17 @@ class StackGraph:
         chain = self.ancestors(name)
         return chain[0] if chain else self.stacks[name]
 
-    def python_version(self, name: str) -> str:
-        version = self.root_of(name).python_version
-        assert version is not None
-        return version
-
     def user(self, name: str) -> User:
         user = self.root_of(name).user
         assert user is not None
         return user
 
-    def python_env(self, name: str) -> str:
-        return self.root_of(name).python_env
-
-    def python_slim(self, name: str) -> bool:
-        """``[python] slim`` of the stack, else of its nearest ancestor that sets it; False when none does."""
-        for stack in [self.stacks[name], *reversed(self.ancestors(name))]:
-            if stack.python_slim is not None:
-                return stack.python_slim
-        return False
-
-    def python_pip(self, name: str) -> bool:
-        """Is pip in the image's virtualenv, for runtime installs? ([python] pip of the root; default true with env = "venv".)"""
-        root = self.root_of(name)
-        return root.python_env == "venv" and root.python_pip is not False
+    def effective(self, name: str) -> EffectiveStack:
+        """The stack with what it inherits, computed once."""
+        if name not in self._effective:
+            chain = (*self.ancestors(name), self.stacks[name])
+            self._effective[name] = EffectiveStack(self.stacks[name], chain, tuple(self.platforms(name)), self.user(name))
+        return self._effective[name]
 
     def platforms(self, name: str) -> list[str]:
         return list(self.root_of(name).platforms or DEFAULT_PLATFORMS)
@@ -561,57 +505,11 @@ def _build_order(stacks: dict[str, Stack]) -> list[str]:
 
 
 def _check_inheritance(graph: StackGraph) -> None:
-    errors: list[StackError] = []
-    for name in graph.order:
-        stack = graph.stacks[name]
-        parent = graph.parent(name)
-        root = graph.root_of(name)
-        if (stack.apt_packages or stack.apt_build) and root.apt_suite is None:
-            errors.append(StackError(
-                f"apt packages need 'apt.suite' in stacks/{root.name}.toml",
-                location=_location(stack, graph.root, ("apt", "packages" if stack.apt_packages else "build")),
-                hint=f"set [apt] suite = \"trixie\" (the Debian or Ubuntu release of {root.base}) in stacks/{root.name}.toml",
-            ))
-        elif root.apt_suite is not None and distro_of(root.apt_suite) is None and stack is root:
-            errors.append(StackError(
-                f"apt.suite: unknown Debian or Ubuntu release '{root.apt_suite}'",
-                location=_location(stack, graph.root, ("apt", "suite")),
-                hint=did_you_mean(root.apt_suite, DEBIAN_SUITES + UBUNTU_SUITES) or f"use one of: {', '.join(DEBIAN_SUITES + UBUNTU_SUITES)}",
-            ))
-        if stack.python_slim and root.python_env == "base":
-            errors.append(StackError(
-                "python.slim needs bakegen's own virtualenv, and this stack installs into its base image's Python",
-                location=_location(stack, graph.root, ("python", "slim")),
-                hint=f"remove slim, or set [python] env = \"venv\" in stacks/{root.name}.toml",
-            ))
-        if stack.npm_packages and stack.npm_node == "apt":
-            builder_apt = {p.partition("=")[0] for p in stack.apt_build} | {
-                p.partition("=")[0] for s in graph.ancestors(name) + [stack] for p in s.apt_packages
-            }
-            missing = [tool for tool in ("nodejs", "npm") if tool not in builder_apt]
-            if missing:
-                errors.append(StackError(
-                    f"npm packages need {' and '.join(missing)} in the builder stage",
-                    location=_location(stack, graph.root, ("npm", "packages")),
-                    hint='add [apt] build = ["nodejs", "npm"] (locked, builder stage only), or set npm.node = "base" if the base image has node',
-                ))
-        if parent is None:
-            continue
-        want = graph.python_version(name)
-        if stack.python_version is not None and stack.python_version != want:
-            errors.append(StackError(
-                f"python.version '{stack.python_version}' differs from '{want}' inherited from '{parent.name}'",
-                location=_location(stack, graph.root, ("python", "version")),
-                hint="a child stack runs its parent's Python: remove python.version or make it match",
-            ))
+    errors = [error for name in graph.order for eco in registry() for error in eco.check_graph(graph.effective(name), graph)]
     if errors:
         raise StackErrors(errors)
 
 
-def canonical_requirements(stack: Stack) -> list[str]:
-    """Requirement strings normalized for hashing: canonical names, sorted."""
-    out = []
-    for req in stack.requirements():
-        req.name = canonicalize_name(req.name)
-        out.append(str(req))
-    return sorted(out)
+def stack_location(stack: Stack, root: Path, key: tuple[str, ...]) -> Location:
+    """Where ``key`` is written in the stack's file (for an ecosystem's errors)."""
+    return _location(stack, root, key)

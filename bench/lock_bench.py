@@ -31,7 +31,7 @@ RUNS = int(os.environ.get("BENCH_RUNS", "1"))
 
 def main() -> None:
     graph = load_stacks(REPO)
-    reqs = [r for s in ("base", "scipy") for r in graph.stacks[s].python_packages]
+    reqs = [r for s in ("base", "scipy") for r in graph.stacks[s].table("python")["packages"]]
     rows = []
     with tempfile.TemporaryDirectory(prefix="bakegen-bench-") as tmpdir:
         tmp = Path(tmpdir)

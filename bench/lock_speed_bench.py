@@ -98,7 +98,7 @@ def noop(tmp: Path, env: dict[str, str]) -> list[float]:
 
 def main() -> None:
     graph = load_stacks(REPO)
-    base, scipy = list(graph.stacks["base"].python_packages), list(graph.stacks["scipy"].python_packages)
+    base, scipy = list(graph.stacks["base"].table("python")["packages"]), list(graph.stacks["scipy"].table("python")["packages"])
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_")) or k in ("PIP_CERT",)}
     with tempfile.TemporaryDirectory(prefix="bakegen-bench-") as tmpdir:
         tmp = Path(tmpdir)

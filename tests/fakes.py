@@ -11,9 +11,8 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from bakegen.errors import ResolutionError
-from bakegen.lock import Pin
 from bakegen.resolvers.image import ImageLock
-from bakegen.resolvers.python import PythonRequest
+from bakegen.resolvers.python import Pin, PythonRequest
 
 INDEX = json.loads((Path(__file__).parent / "fake-index.json").read_text())
 

@@ -4,18 +4,11 @@ import json
 
 import pytest
 
+from bakegen.ecosystems.python import PythonLock, render_requirements
 from bakegen.errors import BakegenError, StaleError
-from bakegen.lock import (
-    Pin,
-    PythonLock,
-    StackLock,
-    fingerprint,
-    lock_files,
-    parse_requirements,
-    read_lock,
-    render_requirements,
-)
+from bakegen.lock import StackLock, fingerprint, lock_files, read_lock
 from bakegen.resolvers.image import ImageLock
+from bakegen.resolvers.python import Pin, parse_requirements
 
 UV_OUTPUT = """\
 certifi==2026.10.18 \\
@@ -37,8 +30,10 @@ def sample_lock(pins=None, parents=(), platforms=("linux/amd64",)):
         fingerprint="sha256:" + "0" * 64,
         parent=None,
         platforms=list(platforms),
-        python=PythonLock("3.13", "uv 0.0", {p: pins for p in platforms}, list(parents)),
-        image=ImageLock("python:3.13-slim", "sha256:" + "1" * 64, "application/vnd.oci.image.index.v1+json", {"linux/amd64": "sha256:" + "2" * 64}),
+        parts={
+            "python": PythonLock("3.13", "uv 0.0", {p: pins for p in platforms}, list(parents)),
+            "image": ImageLock("python:3.13-slim", "sha256:" + "1" * 64, "application/vnd.oci.image.index.v1+json", {"linux/amd64": "sha256:" + "2" * 64}),
+        },
     )
 
 

@@ -9,6 +9,7 @@ import pytest
 from fakes import FakeImages, FakeResolver
 
 from bakegen.cli import main
+from bakegen.ecosystems.python import slim_of
 from bakegen.files import write_set
 from bakegen.locker import Resolvers, current_locks, lock_stacks, outcome_files
 from bakegen.render import environment, render_project
@@ -232,7 +233,7 @@ def test_slim_is_inherited_and_only_slim_stacks_run_the_slim_script(project):
         "plain": 'name = "plain"\ndescription = "p"\nextends = "kid"\n[python]\nslim = false\npackages = ["ipyleaflet"]\n',
     }
     root, graph = locked_project(project, stacks)
-    assert [graph.python_slim(n) for n in ("base", "kid", "grandkid", "plain")] == [False, True, True, False]
+    assert [slim_of(graph.effective(n)) for n in ("base", "kid", "grandkid", "plain")] == [False, True, True, False]
     files = render_project(graph, current_locks(graph))
     script = "/tmp/bakegen/slim.py /tmp/bakegen/requirements.txt --prefix /opt/bakegen/staging"
     mount = "--mount=type=bind,source=dockerfiles/bakegen-slim.py,target=/tmp/bakegen/slim.py"

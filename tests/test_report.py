@@ -1,14 +1,42 @@
 from __future__ import annotations
 
-from bakegen.report import ImageReport, Layer, _what, to_text
+from pathlib import Path
+
+import pytest
+
+from bakegen.errors import BakegenError
+from bakegen.locker import current_locks
+from bakegen.plan import plan_dockerfile
+from bakegen.report import ImageReport, Layer, label_layers, to_text
+from bakegen.stack import load_stacks
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_layers_are_named_by_what_they_install():
-    assert _what("RUN /bin/sh -c sh /tmp/bakegen/apt-install.sh /tmp/bakegen/lock runtime # buildkit") == "apt packages (apt.lock)"
-    assert _what("COPY /opt/bakegen/staging/ /opt/venv/ # buildkit") == "Python packages (requirements.txt)"
-    assert _what("COPY /opt/npm/geo /opt/npm/geo # buildkit") == "npm packages (package-lock.json)"
-    assert _what("RUN |1 SOURCE_DATE_EPOCH=1 /bin/sh -c if ! id -u jovyan; then useradd ...") == "user and ~/work"
-    assert _what("RUN /bin/sh -c make") == "other"
+def _history(plan, before):
+    """A BuildKit history: what came before, then one entry per instruction of the final stage (sizes 1, 2, ...)."""
+    return before + [(i + 1, step.text.split()[0]) for i, step in enumerate(plan.final.steps)]
+
+
+def test_layers_are_named_from_the_plan_not_from_their_text():
+    graph = load_stacks(ROOT)
+    locks = current_locks(graph)
+    base, geo = plan_dockerfile(graph, "base", locks), plan_dockerfile(graph, "geo", locks)
+    layers = label_layers(_history(base, [(100, ""), (0, "ENV X=1")]), base, None)
+    assert [layer.what for layer in layers] == ["base image", *base.layers()]
+    assert "apt packages (apt.lock)" in base.layers() and "Python virtualenv (requirements.txt)" in base.layers()
+    # a child: the parent's layers as its report named them, then its own
+    inherited = [Layer(5, "", "from the parent")]
+    kid = label_layers(_history(geo, [(7, "RUN x"), (8, "COPY y")]), geo, inherited)
+    assert [layer.what for layer in kid] == ["from the parent", "npm packages (package-lock.json)", "Python packages (requirements.txt)", "pip constraints (the image's pins)"]
+    assert [layer.size for layer in kid][1:] == [i + 1 for i, step in enumerate(geo.final.steps) if step.layer]
+
+
+def test_an_image_older_than_its_plan_is_an_error():
+    graph = load_stacks(ROOT)
+    plan = plan_dockerfile(graph, "base", current_locks(graph))
+    with pytest.raises(BakegenError, match="fewer instructions"):
+        label_layers([(1, "RUN x")], plan, None)
 
 
 def test_text_shows_only_the_childs_own_layers():

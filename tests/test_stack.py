@@ -6,6 +6,7 @@ import pytest
 from conftest import CASES, tree
 
 from bakegen.cli import main
+from bakegen.ecosystems.python import pip_of
 from bakegen.errors import StackErrors
 from bakegen.stack import find_line, load_stacks
 
@@ -55,7 +56,7 @@ def test_graph_order_inheritance_and_defaults(project):
     graph = load_stacks(root)
     assert graph.order == ["base", "other", "zeta", "alpha"]
     assert [s.name for s in graph.ancestors("alpha")] == ["base", "zeta"]
-    assert graph.python_version("alpha") == "3.13"
+    assert graph.effective("alpha").python_version == "3.13"
     assert graph.user("alpha").name == "jovyan" and graph.user("alpha").uid == 1000 and graph.user("alpha").gid == 100
     assert (graph.user("other").name, graph.user("other").uid, graph.user("other").gid) == ("nb", 1001, 100)
     assert graph.select(["alpha"]) == ["base", "zeta", "alpha"]
@@ -123,8 +124,8 @@ def test_python_pip_defaults_to_the_venv_and_is_inherited(project):
     base = 'name = "base"\ndescription = "b"\nbase = "python:3.13-slim"\n[python]\nversion = "3.13"\n'
     kid = 'name = "kid"\ndescription = "k"\nextends = "base"\n'
     graph = load_stacks(project({"base": base, "kid": kid}))
-    assert graph.python_pip("base") and graph.python_pip("kid")
+    assert pip_of(graph.effective("base")) and pip_of(graph.effective("kid"))
     graph = load_stacks(project({"base": base + "pip = false\n", "kid": kid}))
-    assert not graph.python_pip("base") and not graph.python_pip("kid")
+    assert not pip_of(graph.effective("base")) and not pip_of(graph.effective("kid"))
     graph = load_stacks(project({"base": base + 'env = "base"\n', "kid": kid}))
-    assert not graph.python_pip("kid")
+    assert not pip_of(graph.effective("kid"))

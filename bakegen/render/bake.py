@@ -18,7 +18,7 @@ def base_variable(name: str) -> str:
 
 
 def render_bake(env: Environment, graph: StackGraph, locks: dict[str, StackLock]) -> str:
-    from bakegen.render.dockerfile import dockerfile_path
+    from bakegen.plan import dockerfile_path
 
     targets = []
     epochs: dict[str, int | None] = {}
@@ -43,7 +43,7 @@ def render_bake(env: Environment, graph: StackGraph, locks: dict[str, StackLock]
             **({"org.opencontainers.image.created": created} if created else {}),
             **dict(stack.labels),
         }
-        python_tag = f"python-{graph.python_version(name)}"
+        python_tag = f"python-{graph.effective(name).python_version}"
         content_tag = f"{created[:10].replace('-', '')}-{locks[name].fingerprint.split(':')[1][:12]}" if created else None
         tags = list(dict.fromkeys([*stack.tags, python_tag, *([content_tag] if content_tag else [])]))
         annotations = [f"manifest:io.bakegen.stack={name}", f"manifest:io.bakegen.fingerprint={locks[name].fingerprint}"]
@@ -53,7 +53,7 @@ def render_bake(env: Environment, graph: StackGraph, locks: dict[str, StackLock]
             "name": name,
             "dockerfile": dockerfile_path(name),
             "base_var": var,
-            "base_default": image.pinned if (image := locks[name].image) else None,
+            "base_default": image.pinned if (image := locks[name].parts.get("image")) else None,
             "platforms": locks[name].platforms,
             "parent": stack.extends,
             "tags": tags,

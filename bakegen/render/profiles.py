@@ -65,12 +65,9 @@ def _options(graph: StackGraph, name: str) -> dict[str, Any]:
 
 def _user_ids(graph: StackGraph, name: str, locks: dict[str, StackLock]) -> tuple[int, int] | None:
     """(uid, gid) of the image's user: [user], or the vendor image's own numeric user; None when unknown."""
-    root = graph.root_of(name)
-    if root.user_declared or root.python_env != "base":
-        user = graph.user(name)
-        return user.uid, user.gid
-    image = locks[root.name].image
-    found = re.fullmatch(r"(\d+)(?::(\d+))?", (image.user or "") if image else "")
+    from bakegen.plan import context, user_facts
+
+    found = re.fullmatch(r"(\d+)(?::(\d+))?", user_facts(context(graph, name, locks))["run_as"])
     if found is None:
         return None
     return int(found.group(1)), int(found.group(2) or found.group(1))

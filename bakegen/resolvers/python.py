@@ -24,14 +24,72 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+
+from packaging.utils import canonicalize_name
 
 from bakegen import proc
-from bakegen.errors import BakegenError, CommandError, NetworkError, ResolutionError, ToolError
-from bakegen.lock import Pin, parse_requirements
+from bakegen.errors import BakegenError, CommandError, Location, NetworkError, ResolutionError, ToolError
 
 DEFAULT_INDEX = "https://pypi.org/simple"
 DEFAULT_PLATFORM = "x86_64-manylinux_2_28"
+
+
+@dataclass(frozen=True)
+class Pin:
+    """One exactly pinned Python distribution with its allowed hashes."""
+
+    name: str
+    version: str
+    hashes: tuple[str, ...] = ()
+    via: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return canonicalize_name(self.name)
+
+
+_PIN_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)")
+_HASH_RE = re.compile(r"--hash=(sha256:[0-9a-f]{64})")
+
+
+def parse_requirements(text: str, source: str = "requirements.txt") -> list[Pin]:
+    """Parse pip-compile / uv output: ``name==ver \\`` + ``--hash`` lines + ``# via`` comments."""
+    pins: list[Pin] = []
+    cur: dict[str, Any] | None = None
+    in_via = False
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line:
+            continue
+        if not raw[:1].isspace() and not line.startswith("#"):
+            if line.startswith("-"):  # --index-url and other options
+                cur, in_via = None, False
+                continue
+            m = _PIN_RE.match(line)
+            if not m:
+                raise BakegenError(f"cannot read requirement line: {line}", location=Location(source, lineno), hint="the lock is not in pip-compile format; run bakegen lock")
+            cur = {"name": canonicalize_name(m.group(1)), "version": m.group(2), "hashes": [], "via": []}
+            pins.append(cur)  # type: ignore[arg-type]
+            in_via = False
+            cur["hashes"].extend(_HASH_RE.findall(line))
+            continue
+        if cur is None:
+            continue
+        if line.startswith("--hash"):
+            cur["hashes"].extend(_HASH_RE.findall(line))
+        elif line.startswith("# via"):
+            rest = line[len("# via"):].strip()
+            if rest:
+                cur["via"].append(rest)
+                in_via = False
+            else:
+                in_via = True
+        elif line.startswith("#") and in_via:
+            cur["via"].append(line.lstrip("#").strip())
+    return [Pin(p["name"], p["version"], tuple(sorted(set(p["hashes"]))), tuple(p["via"])) for p in pins]  # type: ignore[index]
+
+
 
 
 @dataclass

@@ -1,0 +1,192 @@
+"""The one shape every ecosystem has, and the one locked-entry type.
+
+An ecosystem (Python packages, apt packages, npm packages, the base image, ...)
+is one module in ``bakegen/ecosystems/`` with one :class:`Ecosystem` object. It
+owns, for its own kind of package:
+
+* its stack table: the schema (``table``) and the checks (``check``, ``check_graph``);
+* how it resolves (``resolve``), given the effective stack, the parents' locks,
+  the previous lock and what to upgrade (:class:`ResolveContext`);
+* its lock files (``files``, ``read``), its manifest section (``section_of``,
+  ``section_schema``) and its locked entries (``entries``), which diffs,
+  upgrades and name checks use;
+* its build steps, as data (``plan``): the stages and steps of the Dockerfile.
+
+Generic code (locker, lock, diff, plan, report, cli) loops over the ordered
+registry in :mod:`bakegen.ecosystems` and never names an ecosystem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bakegen.errors import StackError
+    from bakegen.lock import StackLock
+    from bakegen.plan import PlanContext, Stage, Step
+    from bakegen.stack import EffectiveStack, StackGraph
+
+
+@dataclass(frozen=True)
+class LockedEntry:
+    """One locked thing: ``(ecosystem, name, platform) -> version, hashes``.
+
+    ``platform`` is empty for what does not depend on it (npm packages, the base
+    image). ``group`` tells entries of one name apart in what they are for (apt's
+    ``build`` packages, which stay in the builder stage).
+    """
+
+    ecosystem: str
+    name: str
+    platform: str
+    version: str
+    hashes: tuple[str, ...] = ()
+    group: str = ""
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.ecosystem, self.name, self.platform)
+
+
+# A lock file's text, read and checked against the manifest: read_file(name, sha256) -> text
+ReadFile = Callable[[str, str], str]
+
+
+@dataclass
+class ResolveContext:
+    """What one ecosystem needs to lock one stack."""
+
+    stack: EffectiveStack
+    parents: list[StackLock]  # the ancestors' new locks, root first
+    previous: StackLock | None  # whose pins to keep (None: upgrade everything)
+    existing: StackLock | None  # the stack's current lock
+    upgrade: list[tuple[str, str | None]]  # (name, version or None) of this ecosystem to move
+    move_all: bool  # every pin of this ecosystem moves
+    resolver: Any
+    index_url: str
+    warnings: list[str] = field(default_factory=list)
+
+    def previous_part(self, name: str) -> Any:
+        return self.previous.parts.get(name) if self.previous else None
+
+
+class Ecosystem:
+    """The interface; the defaults are what an ecosystem without that part does."""
+
+    name: str = ""  # the stack table, --upgrade-ecosystem, the diff label's default
+    section: str = ""  # its key in lock.json (and diff); defaults to name
+    fingerprint_key: str = ""  # its key in the fingerprint; defaults to name
+    # The first ecosystems were in lock format 2 with a key even when unused (null):
+    # they keep it, so that old locks stay fresh. Every newer one adds its key only
+    # when a stack uses it, so adding an ecosystem changes no fingerprint.
+    in_format_2: bool = False
+    table: dict[str, Any] | None = None  # the stack table's schema (bakegen.schema checkers)
+    file_patterns: tuple[str, ...] = ()  # the lock files it owns in locks/<stack>/ (full-match regexes)
+
+    def __init__(self) -> None:
+        self.section = self.section or self.name
+        self.fingerprint_key = self.fingerprint_key or self.name
+
+    # --- the stack table -------------------------------------------------------
+    def check(self, table: dict[str, Any], fields: dict[str, Any], err: Callable[..., StackError]) -> None:
+        """Checks of one stack file's table that need more than one key (raise ``err(...)``)."""
+
+    def check_graph(self, stack: EffectiveStack, graph: StackGraph) -> list[StackError]:
+        """Checks that need the parents."""
+        return []
+
+    # --- locking ---------------------------------------------------------------
+    def default_resolver(self) -> Any:
+        return None
+
+    def used(self, stack: EffectiveStack) -> bool:
+        """Does the stack ask this ecosystem for anything (so it is resolved)?"""
+        return False
+
+    def fingerprint(self, stack: EffectiveStack) -> Any:
+        """What of the stack decides this ecosystem's lock (JSON data); None when unused."""
+        return None
+
+    def parent_digest(self, lock: StackLock) -> tuple[str, str | None] | None:
+        """(key, digest) of a parent's pins that its children's locks depend on."""
+        return None
+
+    def resolve(self, ctx: ResolveContext) -> Any:
+        raise NotImplementedError
+
+    def tampered(self, stack: EffectiveStack, lock: StackLock) -> list[tuple[str, Any, Any]]:
+        """(what, the lock's, the stack's) facts that the fingerprint does not hash."""
+        return []
+
+    # --- lock files -----------------------------------------------------------
+    def files(self, lock: StackLock, part: Any, command: str) -> dict[str, str]:
+        return {}
+
+    def section_of(self, lock: StackLock, part: Any, files: dict[str, str]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def read(self, section: dict[str, Any], read_file: ReadFile, doc: dict[str, Any], where: str) -> Any:
+        raise NotImplementedError
+
+    def section_schema(self) -> dict[str, Any]:
+        return {"type": "object"}
+
+    def section_problem(self, section: dict[str, Any]) -> str | None:
+        """A field of a checksummed section that is not what bakegen writes (it reaches generated files)."""
+        return None
+
+    # --- what is locked -------------------------------------------------------
+    def entries(self, lock: StackLock, part: Any) -> list[LockedEntry]:
+        return []
+
+    def upgrade_names(self, stack: EffectiveStack, lock: StackLock | None) -> set[str]:
+        """The names ``--upgrade-package`` can give for this stack."""
+        part = lock.parts.get(self.name) if lock else None
+        return {e.name for e in self.entries(lock, part)} if lock and part is not None else set()
+
+    def summary(self, lock: StackLock, part: Any) -> str:
+        """A few words on what is locked, for ``bakegen lock``'s output."""
+        primary = lock.platforms[0]
+        return f"{sum(1 for e in self.entries(lock, part) if e.platform in ('', primary))} {self.name}"
+
+    def normalize(self, name: str) -> str:
+        return name
+
+    def newer(self, old: str, new: str) -> bool:
+        return True
+
+    # --- the Dockerfile -----------------------------------------------------------
+    def facts(self, ctx: PlanContext) -> dict[str, Any]:
+        """What this ecosystem tells the plan's core and the other ecosystems (computed first)."""
+        return {}
+
+    def tools_stage(self, ctx: PlanContext) -> Stage | None:
+        """A stage that the builder stages start from (build tools), when there is one."""
+        return None
+
+    def builder_stages(self, ctx: PlanContext) -> list[Stage]:
+        return []
+
+    def final_steps(self, ctx: PlanContext) -> list[Step]:
+        return []
+
+    def project_templates(self, graph: StackGraph, locks: dict[str, StackLock]) -> dict[str, str]:
+        """Project-wide files it needs (``dockerfiles/<file>``: the template that makes it)."""
+        return {}
+
+    def generated_files(self, ctx: PlanContext) -> dict[str, str]:
+        """Files generated next to the Dockerfile (``dockerfiles/<stack>/...``)."""
+        return {}
+
+
+def registry() -> list[Ecosystem]:
+    """The ecosystems, in order (:data:`bakegen.ecosystems.ECOSYSTEMS`; imported here so the model names none)."""
+    from bakegen import ecosystems
+
+    return ecosystems.ECOSYSTEMS
+
+
+def by_name(name: str) -> Ecosystem:
+    return next(e for e in registry() if e.name == name)

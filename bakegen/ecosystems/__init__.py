@@ -1,0 +1,40 @@
+"""The ecosystems, in order: one module each, and one line each here.
+
+The order is the order of the sections in ``lock.json``, of the builder stages in
+a Dockerfile and of the ecosystems in ``bakegen diff``. Adding an ecosystem is a
+new module with an ``ECOSYSTEM`` object, its tests, and one line below.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bakegen.ecosystem import Ecosystem
+from bakegen.ecosystems import apt, image, npm, python
+
+ECOSYSTEMS: list[Ecosystem] = [
+    image.ECOSYSTEM,
+    python.ECOSYSTEM,
+    apt.ECOSYSTEM,
+    npm.ECOSYSTEM,
+]
+
+
+class Resolvers:
+    """The resolver of each ecosystem (by name); an ecosystem not given gets its default.
+
+    ``Resolvers(python, image, apt, npm)`` also works positionally, in registry order
+    of the first ecosystems (tests pass fakes this way).
+    """
+
+    def __init__(self, *positional: Any, **named: Any):
+        order = ["python", "image", "apt", "npm"]
+        self._given = {**dict(zip(order, positional)), **named}
+        self._made: dict[str, Any] = {}
+
+    def get(self, name: str) -> Any:
+        if name in self._given:
+            return self._given[name]
+        if name not in self._made:
+            self._made[name] = next(e for e in ECOSYSTEMS if e.name == name).default_resolver()
+        return self._made[name]

@@ -1,0 +1,293 @@
+"""Debian and Ubuntu packages: the ``[apt]`` table, ``apt.lock`` (version and sha256 per
+architecture) and ``apt-sources.list``; ``apt.build`` packages stay in the builder stages."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from debian.debian_support import Version as DebVersion
+
+from bakegen import __version__, schema
+from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext
+from bakegen.errors import Location, StackError, StaleError, did_you_mean, one_line
+from bakegen.files import GENERATED_MARKER, sha256_text
+from bakegen.lock import SCHEMA_SHA, SCHEMA_VERSIONS, StackLock, arch_of, schema_obj
+from bakegen.plan import APT_SCRIPT, ORDER_SYSTEM, PlanContext, Stage, Step, heading
+from bakegen.resolvers.apt import DEBIAN_SUITES, UBUNTU_SUITES, AptRequest, AptResolver, AptSpec, distro_of
+from bakegen.stack import EffectiveStack, StackGraph, stack_location
+
+APT_LOCK = "apt.lock"
+APT_SOURCES = "apt-sources.list"
+APT_KINDS = ("req", "dep", "build", "build-dep")
+PACKAGE = r"[a-z0-9][a-z0-9+.-]+(?:=[A-Za-z0-9.+~:-]+)?"
+
+TABLE: dict[str, Any] = {
+    "packages": schema.list_of(schema.matching(PACKAGE, "apt package", "git or git=1:2.47.3-0+deb13u1")),
+    "build": schema.list_of(schema.matching(PACKAGE, "apt package", "build-essential")),
+    "suite": schema.matching(r"[a-z]+", "suite", "trixie"),
+    "snapshot": schema.matching(r"\d{8}T\d{6}Z", "snapshot", "20261101T000000Z"),
+    "mirror": schema.matching(r"https?://[A-Za-z0-9.-]+(?::\d{1,5})?(?:/[A-Za-z0-9._~%+-]+)*", "mirror URL", "http://deb.debian.org/debian"),
+}
+
+
+@dataclass(frozen=True)
+class AptEntry:
+    """One line of apt.lock: a package pinned for one architecture."""
+
+    arch: str  # the platform's architecture (amd64, arm64)
+    kind: str  # req: asked for by the stack; dep: pulled in; build / build-dep: builder stage only
+    name: str
+    version: str
+    sha256: str
+    filename: str
+
+
+@dataclass
+class AptLock:
+    distro: str
+    suite: str
+    snapshot: str | None
+    mirror: str | None
+    entries: list[AptEntry]
+    resolver: str = "python-debian"
+
+    def sources(self, archs: list[str]) -> str:
+        """The apt sources lines used to lock, and to install."""
+        return AptSpec(self.distro, self.suite, self.snapshot, self.mirror).sources_list(archs)
+
+    def packages(self, arch: str, kinds: tuple[str, ...] = ("req", "dep")) -> dict[str, str]:
+        return {e.name: e.version for e in self.entries if e.arch == arch and e.kind in kinds}
+
+
+def packages_of(stack: EffectiveStack) -> tuple[list[str], list[str]]:
+    """The stack's own (runtime packages, build packages)."""
+    table = stack.table("apt")
+    return list(table.get("packages", ())), list(table.get("build", ()))
+
+
+def installed_names(stack: EffectiveStack) -> set[str]:
+    """The apt packages in the image: its own and its parents' runtime packages (names)."""
+    return {p.partition("=")[0] for s in stack.chain for p in s.table("apt").get("packages", ())}
+
+
+# --- the lock files -------------------------------------------------------------------
+
+
+def render_apt(lock: StackLock, command: str = "bakegen lock") -> tuple[str, str]:
+    """apt.lock and apt-sources.list. Sorted by arch, kind, name."""
+    apt = lock.parts["apt"]
+    where = f"{apt.distro} {apt.suite}" + (f" at snapshot {apt.snapshot}" if apt.snapshot else "")
+    head = [
+        "#",
+        f"# {GENERATED_MARKER} {__version__} for stack '{lock.stack}': apt packages from {where} ({APT_SOURCES}).",
+        "# Do not edit; to update, run:",
+        "#",
+        f"#    {command}",
+        "#",
+        "# kind: req = listed in the stack, dep = pulled in by one; build, build-dep = builder stage only.",
+        "# Installed with 'pkg=version'; the build fails if apt would install anything else, or a",
+        "# downloaded .deb does not match its sha256.",
+        "#",
+        "# arch kind package version sha256 file",
+    ]
+    order = {k: i for i, k in enumerate(APT_KINDS)}
+    rows = sorted(apt.entries, key=lambda e: (e.arch, order[e.kind], e.name))
+    text = "\n".join(head + [f"{e.arch} {e.kind} {e.name} {e.version} sha256:{e.sha256} {e.filename}" for e in rows]) + "\n"
+    sources = f"# {GENERATED_MARKER} {__version__}: the apt sources of stack '{lock.stack}' ({where}). Do not edit.\n" + apt.sources([arch_of(p) for p in lock.platforms])
+    return text, sources
+
+
+_APT_LINE = re.compile(
+    r"(?P<arch>amd64|arm64) (?P<kind>req|dep|build|build-dep) (?P<name>[a-z0-9][a-z0-9+.-]+) (?P<version>[A-Za-z0-9.+~:-]+) "
+    r"sha256:(?P<sha256>[0-9a-f]{64}) (?P<file>pool/[A-Za-z0-9._+~%/-]+\.deb)"
+)
+
+
+def parse_apt(text: str, source: str = APT_LOCK) -> list[AptEntry]:
+    out = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        m = _APT_LINE.fullmatch(line)
+        if m is None:
+            raise StaleError(f"cannot read apt lock line: {one_line(line, 200)}", location=Location(source, lineno), hint="run bakegen lock")
+        out.append(AptEntry(m["arch"], m["kind"], m["name"], m["version"], m["sha256"], m["file"]))
+    return out
+
+
+def _summary(apt: AptLock, arch: str) -> dict[str, dict[str, str]]:
+    out = {"runtime": apt.packages(arch, ("req", "dep"))}
+    build = apt.packages(arch, ("build", "build-dep"))
+    if build:
+        out["build"] = build
+    return out
+
+
+class Apt(Ecosystem):
+    name = "apt"
+    in_format_2 = True
+    table = TABLE
+    file_patterns = (re.escape(APT_LOCK), re.escape(APT_SOURCES))
+
+    # --- the stack table ---
+    def check(self, table: dict[str, Any], fields: dict[str, Any], err: Any) -> None:
+        for key in ("suite", "snapshot", "mirror"):
+            if "extends" in fields and key in table:
+                raise err(f"'apt.{key}' can only be set on a root stack", ("apt", key),
+                          "the base image decides where apt packages come from; set it in the stack that has 'base'")
+
+    def check_graph(self, stack: EffectiveStack, graph: StackGraph) -> list[StackError]:
+        packages, build = packages_of(stack)
+        root, suite = stack.root, stack.root_table("apt").get("suite")
+        if (packages or build) and suite is None:
+            return [StackError(
+                f"apt packages need 'apt.suite' in stacks/{root.name}.toml",
+                location=stack_location(stack.stack, graph.root, ("apt", "packages" if packages else "build")),
+                hint=f"set [apt] suite = \"trixie\" (the Debian or Ubuntu release of {root.base}) in stacks/{root.name}.toml",
+            )]
+        if suite is not None and distro_of(suite) is None and stack.parent is None:
+            return [StackError(
+                f"apt.suite: unknown Debian or Ubuntu release '{suite}'",
+                location=stack_location(stack.stack, graph.root, ("apt", "suite")),
+                hint=did_you_mean(suite, DEBIAN_SUITES + UBUNTU_SUITES) or f"use one of: {', '.join(DEBIAN_SUITES + UBUNTU_SUITES)}",
+            )]
+        return []
+
+    # --- locking ---
+    def default_resolver(self) -> AptResolver:
+        return AptResolver()
+
+    def used(self, stack: EffectiveStack) -> bool:
+        return any(packages_of(stack))
+
+    def _source(self, stack: EffectiveStack) -> list[Any]:
+        root = stack.root_table("apt")
+        return [root.get("suite"), root.get("snapshot"), root.get("mirror")]
+
+    def fingerprint(self, stack: EffectiveStack) -> Any:
+        packages, build = packages_of(stack)
+        if not (packages or build):
+            return None
+        return {"source": self._source(stack), "packages": sorted(packages), "build": sorted(build)}
+
+    def parent_digest(self, lock: StackLock) -> tuple[str, str | None] | None:
+        apt = lock.parts.get("apt")
+        return "apt_pins", hashlib.sha256(repr(sorted(apt.entries, key=repr)).encode()).hexdigest() if apt else None
+
+    def resolve(self, ctx: ResolveContext) -> AptLock:
+        """Pin the stack's apt packages and their dependencies per architecture; parents' pins are fixed."""
+        suite, snapshot, mirror = self._source(ctx.stack)
+        distro = distro_of(suite)
+        assert distro is not None
+        spec = AptSpec(distro, suite, snapshot, mirror)
+        archs = [arch_of(p) for p in ctx.stack.platforms]
+        fixed: dict[str, dict[str, str]] = {a: {} for a in archs}
+        for lock in ctx.parents:
+            if lock.parts.get("apt") is not None:
+                for a in archs:
+                    fixed[a].update(lock.parts["apt"].packages(a))
+        preferred = self._preferred(ctx, archs)
+        entries: list[AptEntry] = []
+        for packages, kinds in zip(packages_of(ctx.stack), (("req", "dep"), ("build", "build-dep"))):
+            if packages:
+                request = AptRequest(stack=ctx.stack.name, spec=spec, archs=archs, packages=packages, fixed=fixed, preferred=preferred)
+                entries += self._entries(ctx.resolver.resolve(request), {p.partition("=")[0] for p in packages}, kinds, fixed)
+        return AptLock(spec.distro, spec.suite, spec.snapshot, spec.mirror, entries, resolver=ctx.resolver.name)
+
+    def _preferred(self, ctx: ResolveContext, archs: list[str]) -> dict[str, dict[str, str]]:
+        """The previous lock's versions (unless upgraded), and the versions asked for."""
+        moved = {n for n, _ in ctx.upgrade}
+        previous = ctx.previous_part("apt")
+        preferred: dict[str, dict[str, str]] = {a: {} for a in archs}
+        for a in archs:
+            if previous is not None:
+                preferred[a].update({n: v for n, v in previous.packages(a, APT_KINDS).items() if n not in moved})
+            preferred[a].update({n: v for n, v in ctx.upgrade if v})
+        return preferred
+
+    def _entries(self, by_arch: dict[str, Any], names: set[str], kinds: tuple[str, str], fixed: dict[str, dict[str, str]]) -> list[AptEntry]:
+        return [
+            AptEntry(arch, kinds[0] if pin.name in names else kinds[1], pin.name, pin.version, pin.sha256, pin.filename)
+            for arch, pins in by_arch.items() for pin in pins if pin.name not in fixed[arch]
+        ]
+
+    # --- lock files ---
+    def files(self, lock: StackLock, part: AptLock, command: str) -> dict[str, str]:
+        text, sources = render_apt(lock, command)
+        return {APT_LOCK: text, APT_SOURCES: sources}
+
+    def section_of(self, lock: StackLock, part: AptLock, files: dict[str, str]) -> dict[str, Any]:
+        return {
+            "distro": part.distro, "suite": part.suite, "snapshot": part.snapshot, "mirror": part.mirror, "resolver": part.resolver,
+            "file": APT_LOCK, "sha256": sha256_text(files[APT_LOCK]), "sources_file": APT_SOURCES, "sources_sha256": sha256_text(files[APT_SOURCES]),
+            "packages": {arch_of(p): _summary(part, arch_of(p)) for p in lock.platforms},
+        }
+
+    def read(self, section: dict[str, Any], read_file: ReadFile, doc: dict[str, Any], where: str) -> AptLock:
+        text = read_file(section["file"], section["sha256"])
+        read_file(section["sources_file"], section["sources_sha256"])  # present and not edited
+        return AptLock(
+            distro=section["distro"], suite=section["suite"], snapshot=section.get("snapshot"), mirror=section.get("mirror"),
+            entries=parse_apt(text, f"{where}/{section['file']}"), resolver=section.get("resolver", "python-debian"),
+        )
+
+    def section_schema(self) -> dict[str, Any]:
+        return schema_obj({
+            "distro": {"enum": ["debian", "ubuntu"]},
+            "suite": {"type": "string"},
+            "snapshot": {"type": ["string", "null"]},
+            "mirror": {"type": ["string", "null"]},
+            "resolver": {"type": "string"},
+            "file": {"const": APT_LOCK},
+            "sha256": SCHEMA_SHA,
+            "sources_file": {"const": APT_SOURCES},
+            "sources_sha256": SCHEMA_SHA,
+            "packages": {"type": "object", "additionalProperties": schema_obj({"runtime": SCHEMA_VERSIONS, "build": SCHEMA_VERSIONS}, ["runtime"])},
+        })
+
+    def entries(self, lock: StackLock, part: AptLock) -> list[LockedEntry]:
+        platforms = {arch_of(p): p for p in lock.platforms}
+        return [LockedEntry(self.name, e.name, platforms.get(e.arch, f"linux/{e.arch}"), e.version, (f"sha256:{e.sha256}",),
+                            "build" if e.kind.startswith("build") else "") for e in part.entries]
+
+    def newer(self, old: str, new: str) -> bool:
+        return bool(DebVersion(new) > DebVersion(old))
+
+    # --- the Dockerfile ---
+    def facts(self, ctx: PlanContext) -> dict[str, Any]:
+        apt = ctx.lock.parts.get("apt")
+        build = bool(apt and any(e.kind in ("build", "build-dep") for e in apt.entries))
+        return {"tools_stage": "build-tools" if build else None, "init": "tini" if "tini" in installed_names(ctx.stack) else None}
+
+    def tools_stage(self, ctx: PlanContext) -> Stage | None:
+        if not ctx.facts.get("tools_stage"):
+            return None
+        return Stage(heading("build tools: the locked apt.build packages, for the builder stages only"), ctx.from_, "build-tools",
+                     [Step("USER root"), Step(f"RUN {_mounts(ctx)} \\\n    sh /tmp/bakegen/apt-install.sh /tmp/bakegen/lock build")])
+
+    def final_steps(self, ctx: PlanContext) -> list[Step]:
+        apt = ctx.lock.parts.get("apt")
+        if not (apt and any(e.kind in ("req", "dep") for e in apt.entries)):
+            return []
+        return [Step(f"RUN {_mounts(ctx)} \\\n    sh /tmp/bakegen/apt-install.sh /tmp/bakegen/lock runtime",
+                     (f"Exactly the locked apt packages ({ctx.lock_dir}/apt.lock), sha256-checked.",), "apt packages (apt.lock)", ORDER_SYSTEM)]
+
+    def project_templates(self, graph: StackGraph, locks: dict[str, StackLock]) -> dict[str, str]:
+        return {APT_SCRIPT: "apt-install.sh.j2"} if any(lock.parts.get("apt") is not None for lock in locks.values()) else {}
+
+
+def _mounts(ctx: PlanContext) -> str:
+    """Each step bind-mounts only the lock files it reads: a Python pin bump does not re-run apt."""
+    return (
+        "--mount=type=cache,id=bakegen-apt-cache,target=/var/cache/apt,sharing=locked \\\n"
+        "    --mount=type=cache,id=bakegen-apt-lists,target=/var/lib/apt/lists,sharing=locked \\\n"
+        f"    --mount=type=bind,source={ctx.lock_dir}/{APT_LOCK},target=/tmp/bakegen/lock/{APT_LOCK} \\\n"
+        f"    --mount=type=bind,source={ctx.lock_dir}/{APT_SOURCES},target=/tmp/bakegen/lock/{APT_SOURCES} \\\n"
+        f"    --mount=type=bind,source={APT_SCRIPT},target=/tmp/bakegen/apt-install.sh"
+    )
+
+
+ECOSYSTEM = Apt()

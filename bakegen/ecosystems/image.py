@@ -1,0 +1,105 @@
+"""The base image: a root stack's ``base``, pinned by digest (per platform), in the ``base`` section of lock.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext
+from bakegen.errors import NetworkError
+from bakegen.lock import DIGEST_PATTERN, SCHEMA_DIGEST, SCHEMA_PLATFORM, StackLock, matches, schema_obj
+from bakegen.plan import PlanContext
+from bakegen.resolvers.image import ImageLock, ImageRef, ImageResolver
+from bakegen.stack import EffectiveStack
+
+_USER = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?"
+
+
+class Image(Ecosystem):
+    name = "image"
+    section = "base"
+    fingerprint_key = "base_image"
+    in_format_2 = True
+
+    def default_resolver(self) -> ImageResolver:
+        return ImageResolver()
+
+    def used(self, stack: EffectiveStack) -> bool:
+        return stack.stack.base is not None
+
+    def fingerprint(self, stack: EffectiveStack) -> Any:
+        return stack.stack.base
+
+    def resolve(self, ctx: ResolveContext) -> ImageLock:
+        """Pin the base by digest; keep the digest already locked unless upgrading."""
+        ref, platforms = ctx.stack.stack.base, list(ctx.stack.platforms)
+        assert ref is not None
+        old = ctx.existing.parts.get(self.name) if ctx.existing else None
+        if old is not None and old.ref == ref and not (ctx.move_all or ctx.upgrade) and set(platforms) <= set(old.platforms):
+            return old
+        pinned = ImageRef.parse(ref).digest
+        try:
+            return ctx.resolver.resolve(ref, platforms)
+        except NetworkError as exc:
+            if pinned is None:
+                raise
+            # The stack pins the digest itself: that digest is the lock. Without the
+            # registry we cannot list its per-platform manifests; say so.
+            ctx.warnings.append(f"{exc.message}; kept {ref.split('@')[0]}@{pinned} as written, without per-platform digests")
+            return ImageLock(ref=ref, digest=pinned, media_type="unknown", platforms={})
+
+    def tampered(self, stack: EffectiveStack, lock: StackLock) -> list[tuple[str, Any, Any]]:
+        image, base = lock.parts.get(self.name), stack.stack.base
+        facts: list[tuple[str, Any, Any]] = [("base image", image.ref if image else None, base)]
+        pinned = ImageRef.parse(base).digest if base else None
+        if pinned is not None:
+            facts.append(("base image digest", image.digest if image else None, pinned))
+        return facts
+
+    def section_of(self, lock: StackLock, part: ImageLock, files: dict[str, str]) -> dict[str, Any]:
+        return {"ref": part.ref, "digest": part.digest, "media_type": part.media_type, "platforms": dict(sorted(part.platforms.items())), "user": part.user}
+
+    def read(self, section: dict[str, Any], read_file: ReadFile, doc: dict[str, Any], where: str) -> ImageLock:
+        return ImageLock(ref=section["ref"], digest=section["digest"], media_type=section["media_type"], platforms=dict(section["platforms"]), user=section.get("user"))
+
+    def section_schema(self) -> dict[str, Any]:
+        return schema_obj({
+            "ref": {"type": "string", "maxLength": 512},
+            "digest": SCHEMA_DIGEST,
+            "media_type": {"type": "string"},
+            "platforms": {"type": "object", "propertyNames": SCHEMA_PLATFORM, "additionalProperties": SCHEMA_DIGEST},
+            "user": {"type": ["string", "null"], "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?$"},
+        }, ["digest", "media_type", "platforms", "ref"])
+
+    def section_problem(self, section: dict[str, Any]) -> str | None:
+        if not section:
+            return None
+        checks = [
+            ("base/ref", isinstance(section.get("ref"), str) and len(section["ref"]) <= 512),
+            ("base/digest", matches(section.get("digest"), DIGEST_PATTERN)),
+            ("base/user", section.get("user") is None or matches(section.get("user"), _USER)),
+            ("base/platforms", isinstance(section.get("platforms"), dict) and all(matches(d, DIGEST_PATTERN) for d in section["platforms"].values())),
+        ]
+        return next((f"{where}: not what bakegen writes" for where, ok in checks if not ok), None)
+
+    def entries(self, lock: StackLock, part: ImageLock) -> list[LockedEntry]:
+        return [LockedEntry(self.name, part.ref.split("@", 1)[0], "", part.digest)]
+
+    def summary(self, lock: StackLock, part: ImageLock) -> str:
+        return f"base {part.digest[:19]}"
+
+    def upgrade_names(self, stack: EffectiveStack, lock: StackLock | None) -> set[str]:
+        """The base as written without digest, without tag, or its short name (``python``)."""
+        if stack.stack.base is None:
+            return set()
+        bare = stack.stack.base.split("@", 1)[0]
+        return {bare, bare.rsplit(":", 1)[0], bare.rsplit("/", 1)[-1].split(":")[0]}
+
+    def facts(self, ctx: PlanContext) -> dict[str, Any]:
+        """The pinned base (the ARG default) and the base image's own user, unless it is root."""
+        image = ctx.lock.parts.get(self.name)
+        root_image = ctx.locks[ctx.stack.root.name].parts.get(self.name) if ctx.stack.root.name in ctx.locks else image
+        user = root_image.user if root_image and root_image.user and root_image.user.split(":")[0] not in ("root", "0") else None
+        return {"base_image": image.pinned if image else None, "base_user": user}
+
+
+ECOSYSTEM = Image()

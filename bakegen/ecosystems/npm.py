@@ -1,0 +1,150 @@
+"""npm packages (JupyterLab extensions' assets, CLI tools): the ``[npm]`` table, npm's own
+package.json and package-lock.json, installed by ``npm ci`` in a builder stage of its own."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from bakegen import schema
+from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext
+from bakegen.ecosystems.apt import installed_names
+from bakegen.ecosystems.python import version_newer
+from bakegen.errors import StackError
+from bakegen.files import sha256_text
+from bakegen.lock import SCHEMA_SHA, SCHEMA_VERSIONS, StackLock, schema_obj
+from bakegen.plan import ORDER_PACKAGES, PlanContext, Stage, Step
+from bakegen.resolvers.npm import NpmLock, NpmResolver
+from bakegen.stack import EffectiveStack, StackGraph, stack_location
+
+PACKAGE_JSON = "package.json"
+PACKAGE_LOCK = "package-lock.json"
+# npm packages from the registry only: a name and a version, range or dist-tag (no
+# file:, git, URL or alias specs, which would bypass the registry's integrity).
+PACKAGE = r"(?:@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*(?:@[A-Za-z0-9.^~<>=|*+ -]+)?"
+
+TABLE: dict[str, Any] = {
+    "packages": schema.list_of(schema.matching(PACKAGE, "npm package (a registry name with a version or range)", "leaflet@1.9.4")),
+    "allow_scripts": schema.boolean,
+    "node": schema.one_of("apt", "base"),
+}
+
+
+def _settings(stack: EffectiveStack) -> tuple[list[str], bool, str]:
+    table = stack.table("npm")
+    return list(table.get("packages", ())), bool(table.get("allow_scripts", False)), str(table.get("node", "apt"))
+
+
+class Npm(Ecosystem):
+    name = "npm"
+    in_format_2 = True
+    table = TABLE
+    file_patterns = (re.escape(PACKAGE_JSON), re.escape(PACKAGE_LOCK))
+
+    def check_graph(self, stack: EffectiveStack, graph: StackGraph) -> list[StackError]:
+        packages, _, node = _settings(stack)
+        if not packages or node != "apt":
+            return []
+        builder_apt = installed_names(stack) | {p.partition("=")[0] for p in stack.table("apt").get("build", ())}
+        missing = [tool for tool in ("nodejs", "npm") if tool not in builder_apt]
+        if not missing:
+            return []
+        return [StackError(
+            f"npm packages need {' and '.join(missing)} in the builder stage",
+            location=stack_location(stack.stack, graph.root, ("npm", "packages")),
+            hint='add [apt] build = ["nodejs", "npm"] (locked, builder stage only), or set npm.node = "base" if the base image has node',
+        )]
+
+    def default_resolver(self) -> NpmResolver:
+        return NpmResolver()
+
+    def used(self, stack: EffectiveStack) -> bool:
+        return bool(_settings(stack)[0])
+
+    def fingerprint(self, stack: EffectiveStack) -> Any:
+        packages, allow_scripts, node = _settings(stack)
+        return {"packages": sorted(packages), "allow_scripts": allow_scripts, "node": node} if packages else None
+
+    def resolve(self, ctx: ResolveContext) -> NpmLock:
+        packages, allow_scripts, node = _settings(ctx.stack)
+        return ctx.resolver.resolve(
+            ctx.stack.name, packages, allow_scripts, node, previous=ctx.previous_part(self.name), upgrade=[n for n, _ in ctx.upgrade],
+        )
+
+    def files(self, lock: StackLock, part: NpmLock, command: str) -> dict[str, str]:
+        return {PACKAGE_JSON: part.package_json, PACKAGE_LOCK: part.package_lock}
+
+    def section_of(self, lock: StackLock, part: NpmLock, files: dict[str, str]) -> dict[str, Any]:
+        return {
+            "tool": part.tool, "node": part.node, "allow_scripts": part.allow_scripts,
+            "file": PACKAGE_LOCK, "sha256": sha256_text(files[PACKAGE_LOCK]),
+            "package_file": PACKAGE_JSON, "package_sha256": sha256_text(files[PACKAGE_JSON]),
+            "packages": part.packages(),
+        }
+
+    def read(self, section: dict[str, Any], read_file: ReadFile, doc: dict[str, Any], where: str) -> NpmLock:
+        return NpmLock(
+            package_json=read_file(section["package_file"], section["package_sha256"]),
+            package_lock=read_file(section["file"], section["sha256"]),
+            tool=section["tool"], allow_scripts=section["allow_scripts"], node=section["node"],
+        )
+
+    def section_schema(self) -> dict[str, Any]:
+        return schema_obj({
+            "tool": {"type": "string"},
+            "node": {"enum": ["apt", "base"]},
+            "allow_scripts": {"type": "boolean"},
+            "file": {"const": PACKAGE_LOCK},
+            "sha256": SCHEMA_SHA,
+            "package_file": {"const": PACKAGE_JSON},
+            "package_sha256": SCHEMA_SHA,
+            "packages": SCHEMA_VERSIONS,
+        })
+
+    def entries(self, lock: StackLock, part: NpmLock) -> list[LockedEntry]:
+        return [LockedEntry(self.name, path.split("node_modules/", 1)[1] if path.startswith("node_modules/") else path, "", version)
+                for path, version in part.packages().items()]
+
+    def upgrade_names(self, stack: EffectiveStack, lock: StackLock | None) -> set[str]:
+        part = lock.parts.get(self.name) if lock else None
+        return {path.rsplit("node_modules/", 1)[-1] for path in part.packages()} if part else set()
+
+    def newer(self, old: str, new: str) -> bool:
+        return version_newer(old, new)
+
+    # --- the Dockerfile ---
+    def builder_stages(self, ctx: PlanContext) -> list[Stage]:
+        npm = ctx.lock.parts.get(self.name)
+        if npm is None:
+            return []
+        where, scripts = f"/opt/npm/{ctx.name}", "" if npm.allow_scripts else "--ignore-scripts "
+        run = (
+            "RUN --mount=type=cache,id=bakegen-npm,target=/root/.npm \\\n"
+            f"    --mount=type=bind,source={ctx.lock_dir}/{PACKAGE_JSON},target=/tmp/bakegen/npm/{PACKAGE_JSON} \\\n"
+            f"    --mount=type=bind,source={ctx.lock_dir}/{PACKAGE_LOCK},target=/tmp/bakegen/npm/{PACKAGE_LOCK} \\\n"
+            "    --mount=type=secret,id=cacert \\\n"
+            "    if [ -s /run/secrets/cacert ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/cacert; fi; \\\n"
+            f"    install -d {where} \\\n"
+            f" && cp /tmp/bakegen/npm/{PACKAGE_JSON} /tmp/bakegen/npm/{PACKAGE_LOCK} {where}/ \\\n"
+            f" && cd {where} \\\n"
+            f" && npm ci {scripts}--no-audit --no-fund --no-update-notifier \\\n"
+            f" && rm {PACKAGE_LOCK}"
+        )
+        title = "# --- npm builder: node, npm and npm's cache stay in this stage -----------------"
+        return [Stage(title, ctx.tools, "npm-builder", [
+            Step("USER root"),
+            Step(run, ("Exactly the locked npm packages: npm ci checks every integrity hash in package-lock.json.",)),
+        ], ("Its own stage, so that a Python pin bump does not re-run npm (and the reverse).",))]
+
+    def final_steps(self, ctx: PlanContext) -> list[Step]:
+        if ctx.lock.parts.get(self.name) is None:
+            return []
+        where = f"/opt/npm/{ctx.name}"
+        return [
+            Step(f"COPY --from=npm-builder {where} {where}", ("npm packages before Python: they change less often, so a Python bump keeps this layer.",),
+                 "npm packages (package-lock.json)", ORDER_PACKAGES),
+            Step(f"ENV PATH={where}/node_modules/.bin:$PATH", order=ORDER_PACKAGES),
+        ]
+
+
+ECOSYSTEM = Npm()

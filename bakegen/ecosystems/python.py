@@ -1,0 +1,508 @@
+"""Python packages: the ``[python]`` table, pip-compile-style hashed requirements, the image's virtualenv.
+
+A root stack makes ``/opt/venv`` in a builder stage (or, with ``env = "base"``,
+installs into a vendor image's own Python); a child installs only what its
+parents lack, into a staging prefix that is copied over the parent's venv.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from bakegen import __version__, schema
+from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext
+from bakegen.errors import ResolutionError, StackError
+from bakegen.files import GENERATED_MARKER, sha256_text
+from bakegen.lock import SCHEMA_PLATFORM, SCHEMA_SHA, SCHEMA_VERSIONS, StackLock, arch_of, matches, schema_obj
+from bakegen.plan import ORDER_PACKAGES, SLIM_SCRIPT, PlanContext, Stage, Step, heading
+from bakegen.resolvers.python import DEFAULT_INDEX, Pin, PythonRequest, get_resolver, parse_requirements
+from bakegen.schema import Invalid
+from bakegen.stack import EffectiveStack, StackGraph, stack_location
+
+REQUIREMENTS = "requirements.txt"
+# Docker platform -> uv's --python-platform (glibc 2.28: every current Debian/Ubuntu base)
+PYTHON_PLATFORMS = {"linux/amd64": "x86_64-manylinux_2_28", "linux/arm64": "aarch64-manylinux_2_28"}
+VENV = "/opt/venv"
+STAGING = "/opt/bakegen/staging"
+JUPYTER_SERVER = "jupyter-server"
+ORDER = ORDER_PACKAGES + 10  # after npm and applications: Python pins move most often
+WORKERS = 4
+
+
+def requirements_file(platform: str, platforms: list[str]) -> str:
+    """The Python lock file of ``platform``: the first platform's is ``requirements.txt``."""
+    return REQUIREMENTS if platform == platforms[0] else f"requirements-{arch_of(platform)}.txt"
+
+
+@dataclass
+class PythonLock:
+    version: str
+    resolver: str
+    by_platform: dict[str, list[Pin]]  # in the stack's platform order; the first is the primary
+    parents: list[str] = field(default_factory=list)
+
+    @property
+    def pins(self) -> list[Pin]:
+        """The primary platform's pins."""
+        return next(iter(self.by_platform.values()), [])
+
+    def by_name(self, platform: str | None = None) -> dict[str, Pin]:
+        pins = self.by_platform[platform] if platform else self.pins
+        return {p.key: p for p in pins}
+
+
+# --- the [python] table -------------------------------------------------------------
+
+
+def _requirement(value: Any) -> str:
+    value = schema.text(value)
+    try:
+        req = Requirement(value)
+    except InvalidRequirement as exc:
+        detail = str(exc).splitlines()[0]
+        raise Invalid(f"invalid requirement {schema.shown(value)}: {detail}", "write a PEP 508 requirement such as 'numpy>=2.1' or 'pandas[excel]~=2.2'", value) from None
+    if req.url:
+        raise Invalid(f"requirement {schema.shown(value)} is a direct URL", "name a package from the index, with a version range", value)
+    return value
+
+
+TABLE: dict[str, Any] = {
+    "version": schema.matching(r"3\.\d{1,2}", "Python version", "3.13"),
+    "packages": schema.list_of(_requirement),
+    "env": schema.one_of("venv", "base"),
+    "interpreter": schema.matching(r"/(?:[A-Za-z0-9._+-]+/)*[A-Za-z0-9._+-]+", "interpreter path", "/opt/conda/bin/python"),
+    "slim": schema.boolean,
+    "pip": schema.boolean,
+    "sdists": schema.boolean,
+}
+
+
+def env_of(stack: EffectiveStack) -> str:
+    """"venv": bakegen's /opt/venv; "base": the base image's own Python (vendor images)."""
+    return str(stack.root_table("python").get("env", "venv"))
+
+
+def pip_of(stack: EffectiveStack) -> bool:
+    """Is pip in the image's virtualenv, for runtime installs? ([python] pip of the root; default true with env = "venv".)"""
+    return env_of(stack) == "venv" and stack.root_table("python").get("pip") is not False
+
+
+def slim_of(stack: EffectiveStack) -> bool:
+    """``[python] slim`` of the stack, else of its nearest ancestor that sets it; False when none does."""
+    return bool(stack.nearest("python", "slim", False))
+
+
+def packages_of(stack: EffectiveStack) -> list[str]:
+    return list(stack.table("python").get("packages", ()))
+
+
+def canonical_requirements(packages: list[str]) -> list[str]:
+    """Requirement strings normalized for hashing: canonical names, sorted."""
+    out = []
+    for text in packages:
+        req = Requirement(text)
+        req.name = canonicalize_name(req.name)
+        out.append(str(req))
+    return sorted(out)
+
+
+# --- the lock file ---------------------------------------------------------------------
+
+
+def render_requirements(lock: StackLock, platform: str | None = None, command: str = "bakegen lock") -> str:
+    """Render pip-compile's format. Deterministic: pins sorted by name, hashes sorted."""
+    py = lock.parts["python"]
+    platform = platform or lock.platforms[0]
+    lines = [
+        "#",
+        f"# {GENERATED_MARKER} {__version__} for stack '{lock.stack}', Python {py.version} on {platform}.",
+        f"# Resolved with {py.resolver}. Do not edit; to update, run:",
+        "#",
+        f"#    {command}",
+        "#",
+    ]
+    if py.parents:
+        lines.append("# Installed on top of (never moves their pins):")
+        lines.extend(f"#    locks/{p}/{REQUIREMENTS}" for p in py.parents)
+        lines.append("#")
+    for pin in sorted(py.by_platform[platform], key=lambda p: p.key):
+        lines += _pin_lines(pin)
+    return "\n".join(lines) + "\n"
+
+
+def _pin_lines(pin: Pin) -> list[str]:
+    lines = [f"{pin.key}=={pin.version}" + (" \\" if pin.hashes else "")]
+    lines += [f"    --hash={h}" + (" \\" if i < len(pin.hashes) - 1 else "") for i, h in enumerate(pin.hashes)]
+    if len(pin.via) == 1:
+        lines.append(f"    # via {pin.via[0]}")
+    elif pin.via:
+        lines.append("    # via")
+        lines.extend(f"    #   {v}" for v in pin.via)
+    return lines
+
+
+def pins_digest(by_platform: dict[str, list[Pin]]) -> str:
+    text = "".join(
+        f"{platform} {p.key}=={p.version} {' '.join(p.hashes)}\n"
+        for platform, pins in sorted(by_platform.items())
+        for p in sorted(pins, key=lambda p: p.key)
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class Python(Ecosystem):
+    name = "python"
+    in_format_2 = True
+    always_locked = True  # every image has a Python: the section is never null
+    table = TABLE
+    file_patterns = (r"requirements\.txt", r"requirements-[a-z0-9]+\.txt")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._tool: dict[int, str] = {}
+        self._tool_lock = threading.Lock()
+
+    # --- the stack table ---
+    def check(self, table: dict[str, Any], fields: dict[str, Any], err: Any) -> None:
+        env = table.get("env", "venv")
+        if table.get("pip") and env == "base":
+            raise err("'python.pip' is for bakegen's virtualenv, and this stack installs into its base image's Python", ("python", "pip"), "remove pip: the base image's Python has its own")
+        if "interpreter" in table and env != "base":
+            raise err("'python.interpreter' needs python.env = \"base\"", ("python", "interpreter"), 'set env = "base" to install into the base image\'s own Python')
+        if "base" in fields and "version" not in table:
+            raise err("missing 'python.version' for a stack with a base image", ("python",), 'add [python] version = "3.13" matching the base image')
+        for key in ("env", "interpreter", "pip"):
+            if "extends" in fields and key in table:
+                raise err(f"'python.{key}' can only be set on a root stack", ("python", key), "a child uses its parent's Python")
+
+    def check_graph(self, stack: EffectiveStack, graph: StackGraph) -> list[StackError]:
+        errors = []
+        own = stack.table("python")
+        if own.get("slim") and env_of(stack) == "base":
+            errors.append(StackError("python.slim needs bakegen's own virtualenv, and this stack installs into its base image's Python",
+                                     location=stack_location(stack.stack, graph.root, ("python", "slim")),
+                                     hint=f"remove slim, or set [python] env = \"venv\" in stacks/{stack.root.name}.toml"))
+        if stack.parent is not None and "version" in own and own["version"] != stack.python_version:
+            errors.append(StackError(f"python.version '{own['version']}' differs from '{stack.python_version}' inherited from '{stack.parent.name}'",
+                                     location=stack_location(stack.stack, graph.root, ("python", "version")),
+                                     hint="a child stack runs its parent's Python: remove python.version or make it match"))
+        return errors
+
+    # --- locking ---
+    def default_resolver(self) -> Any:
+        return get_resolver("uv")
+
+    def used(self, stack: EffectiveStack) -> bool:
+        return True
+
+    def _options(self, stack: EffectiveStack) -> dict[str, bool]:
+        """Settings that change what resolves; keys only when set, so old fingerprints hold."""
+        pip = {"pip": True} if self._ships_pip(stack) else {}
+        return {**pip, **({"sdists": True} if stack.table("python").get("sdists") else {})}
+
+    def _ships_pip(self, stack: EffectiveStack) -> bool:
+        """A root stack that ships pip locks it."""
+        return stack.parent is None and pip_of(stack)
+
+    def fingerprint(self, stack: EffectiveStack) -> Any:
+        return {"version": stack.python_version, "requirements": canonical_requirements(packages_of(stack)), **self._options(stack)}
+
+    def parent_digest(self, lock: StackLock) -> tuple[str, str | None] | None:
+        return "python_pins", pins_digest(lock.parts["python"].by_platform)
+
+    def _inputs(self, stack: EffectiveStack) -> list[tuple[str, list[str]]]:
+        inputs = [(f"stacks/{s.name}.toml", list(s.table("python")["packages"])) for s in stack.chain if s.table("python").get("packages")]
+        if self._ships_pip(stack) and not any(canonicalize_name(Requirement(r).name) == "pip" for r in packages_of(stack)):
+            inputs.append((f"stacks/{stack.name}.toml [python] pip", ["pip"]))
+        return inputs
+
+    def tool(self, resolver: Any) -> str:
+        with self._tool_lock:
+            if id(resolver) not in self._tool:
+                self._tool[id(resolver)] = resolver.version()
+            return self._tool[id(resolver)]
+
+    def resolve(self, ctx: ResolveContext) -> PythonLock:
+        stack = ctx.stack
+        active = bool(packages_of(stack) or self._ships_pip(stack))
+        existing = ctx.existing.parts.get("python") if ctx.existing else None
+        return PythonLock(
+            version=stack.python_version,
+            resolver=self.tool(ctx.resolver) if active else (existing.resolver if existing else "none"),
+            by_platform=self._resolve_pins(ctx) if active and self._inputs(stack) else {p: [] for p in stack.platforms},
+            parents=[a.name for a in stack.ancestors],
+        )
+
+    def _resolve_pins(self, ctx: ResolveContext) -> dict[str, list[Pin]]:
+        """The pins of each platform, resolved at the same time; only what the parents lack."""
+        platforms = list(ctx.stack.platforms)
+        requests = [self._request(ctx, platform) for platform in platforms]
+        with ThreadPoolExecutor(max_workers=min(WORKERS, len(platforms))) as pool:
+            results = list(pool.map(ctx.resolver.resolve, requests))
+        return {p: _delta(ctx.stack.name, pins, _parent_env(ctx.parents, p)) for p, pins in zip(platforms, results)}
+
+    def _request(self, ctx: ResolveContext, platform: str) -> PythonRequest:
+        platforms = list(ctx.stack.platforms)
+        previous = ctx.previous_part("python")
+        return PythonRequest(
+            stack=ctx.stack.name,
+            python_version=ctx.stack.python_version,
+            platform=PYTHON_PLATFORMS[platform],
+            inputs=self._inputs(ctx.stack),
+            constraints=[
+                (f"locks/{lock.stack}/{requirements_file(platform, platforms)}", lock.parts["python"].by_platform[platform])
+                for lock in ctx.parents if lock.parts["python"].by_platform.get(platform)
+            ],
+            index_url=ctx.index_url or DEFAULT_INDEX,
+            preferences=list(_parent_env(ctx.parents, platform).values()) + (previous.by_platform.get(platform, []) if previous else []),
+            upgrade=[f"{n}=={v}" if v else n for n, v in ctx.upgrade],
+            allow_sdists=bool(ctx.stack.table("python").get("sdists")),
+            target=platform,
+        )
+
+    def tampered(self, stack: EffectiveStack, lock: StackLock) -> list[tuple[str, Any, Any]]:
+        return [("python version", lock.parts["python"].version, stack.python_version)]
+
+    # --- lock files ---
+    def files(self, lock: StackLock, part: PythonLock, command: str) -> dict[str, str]:
+        return {requirements_file(p, lock.platforms): render_requirements(lock, p, command) for p in lock.platforms}
+
+    def section_of(self, lock: StackLock, part: PythonLock, files: dict[str, str]) -> dict[str, Any]:
+        def file(p: str) -> str:
+            return requirements_file(p, lock.platforms)
+
+        return {
+            "version": part.version,
+            "resolver": part.resolver,
+            "parents": part.parents,
+            "files": {p: {"file": file(p), "sha256": sha256_text(files[file(p)])} for p in lock.platforms},
+            "packages": {p: {pin.key: pin.version for pin in sorted(pins, key=lambda x: x.key)} for p, pins in part.by_platform.items()},
+        }
+
+    def read(self, section: dict[str, Any], read_file: ReadFile, doc: dict[str, Any], where: str) -> PythonLock:
+        by_platform = {}
+        for platform in doc["platforms"]:
+            entry = section["files"][platform]
+            by_platform[platform] = parse_requirements(read_file(entry["file"], entry["sha256"]), f"{where}/{entry['file']}")
+        return PythonLock(version=section["version"], resolver=section["resolver"], by_platform=by_platform, parents=list(section.get("parents", [])))
+
+    def section_schema(self) -> dict[str, Any]:
+        return schema_obj({
+            "version": {"type": "string", "pattern": "^3\\.[0-9]+$"},
+            "resolver": {"type": "string"},
+            "parents": {"type": "array", "items": {"type": "string"}},
+            "files": {"type": "object", "propertyNames": SCHEMA_PLATFORM, "additionalProperties": schema_obj({"file": {"type": "string"}, "sha256": SCHEMA_SHA})},
+            "packages": {"type": "object", "propertyNames": SCHEMA_PLATFORM, "additionalProperties": SCHEMA_VERSIONS},
+        })
+
+    def section_problem(self, section: dict[str, Any]) -> str | None:
+        return None if matches(section.get("version"), r"3\.[0-9]+") else "python/version: not what bakegen writes"
+
+    def entries(self, lock: StackLock, part: PythonLock) -> list[LockedEntry]:
+        return [LockedEntry(self.name, p.key, platform, p.version, p.hashes) for platform, pins in part.by_platform.items() for p in pins]
+
+    def normalize(self, name: str) -> str:
+        return canonicalize_name(name)
+
+    def newer(self, old: str, new: str) -> bool:
+        return version_newer(old, new)
+
+    # --- the Dockerfile ---
+    def facts(self, ctx: PlanContext) -> dict[str, Any]:
+        vendor = env_of(ctx.stack) == "base"
+        parent = ctx.stack.parent
+        interpreter = ctx.stack.root_table("python").get("interpreter", "")
+        return {
+            "server_here": has_server(ctx.graph, ctx.name, ctx.locks) and not (parent is not None and has_server(ctx.graph, parent.name, ctx.locks)),
+            "server_python": (interpreter or "python3") if vendor else f"{VENV}/bin/python",
+            "image_user": ctx.facts.get("base_user") if vendor and not ctx.stack.root.user_declared else None,
+        }
+
+    def builder_stages(self, ctx: PlanContext) -> list[Stage]:
+        vendor, has_python = env_of(ctx.stack) == "base", bool(ctx.lock.parts["python"].pins)
+        if vendor or (ctx.parent and not has_python):
+            return []
+        stage = Stage(heading("builder: build tools and the pip cache stay in this stage"), ctx.tools, "builder", [Step("USER root")])
+        if not ctx.parent:
+            stage.steps.append(Step(f"RUN python3 -m venv {VENV}"))
+        if has_python:
+            stage.steps += _install_steps(ctx)
+        return [stage]
+
+    def final_steps(self, ctx: PlanContext) -> list[Step]:
+        vendor, has_python = env_of(ctx.stack) == "base", bool(ctx.lock.parts["python"].pins)
+        steps = []
+        if not ctx.parent and not vendor:
+            steps += [Step(f"COPY --from=builder {VENV} {VENV}", layer="Python virtualenv (requirements.txt)", order=ORDER),
+                      Step(f"ENV VIRTUAL_ENV={VENV} \\\n    PATH={VENV}/bin:$PATH", order=ORDER)]
+        elif has_python and not vendor:
+            steps.append(Step(f"COPY --from=builder {STAGING}/ {VENV}/", layer="Python packages (requirements.txt)", order=ORDER))
+        if _shared_venv(ctx):
+            steps += _constraints_steps(ctx)
+        if has_python and vendor:
+            steps.append(_vendor_install(ctx))
+        return steps
+
+    def generated_files(self, ctx: PlanContext) -> dict[str, str]:
+        if not _shared_venv(ctx):
+            return {}
+        return {constraints_path(ctx.name, p): render_constraints(ctx, p) for p in ctx.lock.platforms}
+
+    def project_templates(self, graph: StackGraph, locks: dict[str, StackLock]) -> dict[str, str]:
+        slim = any(slim_of(graph.effective(n)) and locks[n].parts["python"].pins for n in graph.order)
+        return {SLIM_SCRIPT: "bakegen-slim.py.j2"} if slim else {}
+
+
+def version_newer(old: str, new: str) -> bool:
+    try:
+        return Version(new) > Version(old)
+    except InvalidVersion:
+        return new > old
+
+
+def _parent_env(parents: list[StackLock], platform: str) -> dict[str, Pin]:
+    """The Python pins the parents install on ``platform``."""
+    env: dict[str, Pin] = {}
+    for lock in parents:
+        env.update({p.key: p for p in lock.parts["python"].by_platform.get(platform, [])})
+    return env
+
+
+def _delta(name: str, full: list[Pin], parent_env: dict[str, Pin]) -> list[Pin]:
+    """What ``name`` installs on top of its parents; refuses any moved parent pin."""
+    out = []
+    for pin in full:
+        have = parent_env.get(pin.key)
+        if have is None:
+            out.append(pin)
+        elif have.version != pin.version:
+            raise ResolutionError(
+                f"{name}: the resolver moved {pin.key} from {have.version} (pinned by a parent) to {pin.version}",
+                hint="a child stack cannot change a parent's pin; change the parent stack instead",
+            )
+    return out
+
+
+def has_server(graph: StackGraph, name: str, locks: dict[str, StackLock]) -> bool:
+    """Does the image of ``name`` have a Jupyter server? (A vendor notebook image has its own.)"""
+    stack = graph.effective(name)
+    if env_of(stack) == "base":
+        return True
+    return any(JUPYTER_SERVER in locks[s.name].parts["python"].by_name(p) for s in stack.chain for p in locks[s.name].parts["python"].by_platform)
+
+
+# --- build steps -----------------------------------------------------------------------
+
+_PIP = f"PIP_CONSTRAINT= {VENV}/bin/pip install --no-input --disable-pip-version-check --require-hashes --no-deps --no-compile"
+_CACERT = "if [ -s /run/secrets/cacert ]; then export PIP_CERT=/run/secrets/cacert; fi"
+_PIP_CACHE = "--mount=type=cache,id=bakegen-pip,target=/root/.cache/pip"
+
+
+def _shared_venv(ctx: PlanContext) -> bool:
+    return pip_of(ctx.stack) and bool(ctx.lock.parts["python"].pins)
+
+
+def _install_comments(ctx: PlanContext) -> tuple[str, ...]:
+    lines = ["Hash-checked install of exactly the locked wheels. The lock is bind-mounted",
+             "and the proxy CA (if any) is a BuildKit secret: neither lands in a layer."]
+    if not ctx.parent and not pip_of(ctx.stack):
+        lines += ["[python] pip = false: pip leaves the virtualenv once the lock is installed, and",
+                  "the virtualenv stays root's. Children bring pip back in their builder."]
+    elif ctx.parent:
+        lines.append("ensurepip gives this stage a pip when the parent's virtualenv has none.")
+    if _shared_venv(ctx):
+        lines += ["Runtime installs (%pip install): the virtualenv is writable by the user's group",
+                  f"({ctx.stack.user.gid}, setgid folders), as docker-stacks' environment is."]
+    if slim_of(ctx.stack):
+        lines += ["[python] slim: tests folders and C/Cython sources are removed before the copy,",
+                  "and every top-level module that imported before must still import."]
+    return tuple(lines)
+
+
+def _install_steps(ctx: PlanContext) -> list[Step]:
+    """The builder's hash-checked pip install of the lock (per platform when there are several)."""
+    platforms = ctx.lock.platforms
+    slim = f"    --mount=type=bind,source={SLIM_SCRIPT},target=/tmp/bakegen/slim.py \\\n" if slim_of(ctx.stack) else ""
+    if len(platforms) > 1:
+        mounts = "".join(f"    --mount=type=bind,source={ctx.lock_dir}/{f},target=/tmp/bakegen/lock/{f} \\\n" for f in (requirements_file(p, platforms) for p in platforms))
+        run = (f"RUN {_PIP_CACHE} \\\n{mounts}{slim}    --mount=type=secret,id=cacert \\\n    {_CACERT}; \\\n"
+               "    req=/tmp/bakegen/lock/requirements.txt; \\\n"
+               '    if [ -f "/tmp/bakegen/lock/requirements-$TARGETARCH.txt" ]; then req="/tmp/bakegen/lock/requirements-$TARGETARCH.txt"; fi; \\\n'
+               '    ln -s "$req" /tmp/bakegen/requirements.txt; \\\n')
+        head = [Step("ARG TARGETARCH", _install_comments(ctx))]
+    else:
+        run = (f"RUN {_PIP_CACHE} \\\n    --mount=type=bind,source={ctx.lock_dir}/{REQUIREMENTS},target=/tmp/bakegen/requirements.txt \\\n"
+               f"{slim}    --mount=type=secret,id=cacert \\\n    {_CACERT}; \\\n")
+        head = []
+    step = Step(run + _install_commands(ctx), () if head else _install_comments(ctx))
+    return head + [step]
+
+
+def _install_commands(ctx: PlanContext) -> str:
+    """pip install, slim, compileall and the group-writable venv: into the venv (root) or a staging prefix (child)."""
+    slim, shared, gid = slim_of(ctx.stack), _shared_venv(ctx), ctx.stack.user.gid
+    target = STAGING if ctx.parent else VENV
+    if ctx.parent:
+        lines = [f"    {VENV}/bin/python -m ensurepip --default-pip >/dev/null", f" && {_PIP} --prefix={STAGING} -r /tmp/bakegen/requirements.txt"]
+    else:
+        lines = [f"    {_PIP} -r /tmp/bakegen/requirements.txt"]
+    if slim:
+        lines.append(f" && {VENV}/bin/python /tmp/bakegen/slim.py /tmp/bakegen/requirements.txt --prefix {target}")
+    if not ctx.parent and not pip_of(ctx.stack):
+        lines.append(f" && {VENV}/bin/python -m pip uninstall --no-input --disable-pip-version-check -q -y pip")
+    prefix = f"-s {STAGING} -p {VENV} {STAGING}" if ctx.parent else VENV
+    lines.append(f" && PYTHONHASHSEED=0 {VENV}/bin/python -m compileall -f -q -j 1 --invalidation-mode checked-hash {prefix}")
+    if shared:
+        lines.append(f" && chgrp -R {gid} {target} && chmod -R g+w {target} && find {target} -type d -exec chmod g+s {{}} +")
+    return " \\\n".join(lines)
+
+
+def constraints_path(name: str, platform: str) -> str:
+    return f"dockerfiles/{name}/pip-constraints-{arch_of(platform)}.txt"
+
+
+def render_constraints(ctx: PlanContext, platform: str) -> str:
+    """Every Python pin of the stack's image on ``platform`` (its parents' and its own), as a pip constraints file."""
+    pins = {p.key: p.version for s in ctx.stack.chain for p in ctx.locks[s.name].parts["python"].by_platform.get(platform, [])}
+    head = f"# {GENERATED_MARKER} {__version__} from locks/ (stack '{ctx.name}', {platform}). Do not edit; to update, run: bakegen generate\n"
+    return head + "".join(f"{key}=={version}\n" for key, version in sorted(pins.items()))
+
+
+def _constraints_steps(ctx: PlanContext) -> list[Step]:
+    files = [constraints_path(ctx.name, p) for p in ctx.lock.platforms]
+    mounts = "".join(f"--mount=type=bind,source={f},target=/tmp/bakegen/{f.rsplit('/', 1)[1]} \\\n    " for f in files)
+    steps = [
+        Step("ARG TARGETARCH", ("The pins of every locked package, for pip at run time: `%pip install x` cannot move",
+                                "them (PIP_CONSTRAINT= pip install ... moves one on purpose)."), order=ORDER),
+        Step(f"RUN {mounts}install -D -m 0644 /tmp/bakegen/pip-constraints-$TARGETARCH.txt /etc/bakegen/pip-constraints.txt",
+             layer="pip constraints (the image's pins)", order=ORDER),
+    ]
+    if not ctx.parent:
+        steps.append(Step("ENV PIP_CONSTRAINT=/etc/bakegen/pip-constraints.txt", order=ORDER))
+    return steps
+
+
+def _vendor_install(ctx: PlanContext) -> Step:
+    interpreter = ctx.stack.root_table("python").get("interpreter", "")
+    py = f'py={shlex.quote(interpreter)}; [ -n "$py" ] || py=$(command -v python3 || command -v python); '
+    return Step(
+        f"RUN {_PIP_CACHE} \\\n    --mount=type=bind,source={ctx.lock_dir}/{REQUIREMENTS},target=/tmp/bakegen/requirements.txt \\\n"
+        f"    --mount=type=secret,id=cacert \\\n    {_CACERT}; \\\n    {py}\\\n"
+        f'    SOURCE_DATE_EPOCH={ctx.lock.source_date_epoch or 0} PYTHONHASHSEED=0 "$py" -m pip install --no-input --disable-pip-version-check --require-hashes --no-deps -r /tmp/bakegen/requirements.txt',
+        ("Hash-checked install into the base image's own Python (python.env = \"base\"), in one",
+         "layer that holds only what changed; pip replaces the vendor's versions it must move.",
+         "SOURCE_DATE_EPOCH (the lock's) makes pip write checked-hash .pyc files; with a fixed",
+         "hash seed they are the same in every build."),
+        "Python packages into the base image's Python", ORDER + 2)
+
+
+ECOSYSTEM = Python()

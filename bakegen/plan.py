@@ -1,0 +1,223 @@
+"""The Dockerfile plan: a stack's stages and steps, as data.
+
+Python decides everything here; ``Dockerfile.j2`` only writes the plan out. Each
+ecosystem adds its own stages and final-image steps (``Ecosystem.builder_stages``,
+``final_steps``); this module adds what every image has (the user, the start
+scripts, the environment, the port, the entrypoint) and orders the steps.
+
+Each :class:`Step` says what its layer holds (``layer``), so ``bakegen report``
+names the layers of a built image from the plan, not from its text.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+from bakegen import __version__
+from bakegen.ecosystem import registry
+from bakegen.files import GENERATED_MARKER
+from bakegen.lock import StackLock
+from bakegen.render.escape import dockerfile_comment, dockerfile_env_value
+from bakegen.stack import DEFAULT_PORT, EffectiveStack, StackGraph
+
+DOCKERFILE_DIR = "dockerfiles"
+APT_SCRIPT = f"{DOCKERFILE_DIR}/apt-install.sh"
+START_SCRIPT = f"{DOCKERFILE_DIR}/bakegen-start.sh"
+SERVER_SCRIPT = f"{DOCKERFILE_DIR}/bakegen-server.sh"
+HEALTHCHECK_SCRIPT = f"{DOCKERFILE_DIR}/bakegen-healthcheck.py"
+SLIM_SCRIPT = f"{DOCKERFILE_DIR}/bakegen-slim.py"
+
+# Where a final-image step goes: each ecosystem's packages in the order they change
+# least often first, so that a bump re-runs as few layers as possible.
+ORDER_ROOT = 0
+ORDER_SYSTEM = 10  # system packages (apt)
+ORDER_USER = 20  # the user, its home and the start scripts (root stacks)
+ORDER_PACKAGES = 30  # language packages: 30 npm, 35 applications, 40 Python
+ORDER_ENV = 50  # the stack's [env]
+ORDER_RUNTIME = 60  # USER, WORKDIR, port, healthcheck, entrypoint, command
+
+
+@dataclass
+class Step:
+    """One instruction as written (continuation lines included), the comments above it,
+    and what its layer holds (None: it makes no layer, e.g. ENV)."""
+
+    text: str
+    comments: tuple[str, ...] = ()
+    layer: str | None = None
+    order: int = 0
+
+
+@dataclass
+class Stage:
+    heading: str  # the comment line above FROM ("# --- builder: ...")
+    base: str  # FROM
+    name: str | None = None  # AS name; None for the final image
+    steps: list[Step] = field(default_factory=list)
+    notes: tuple[str, ...] = ()  # comment lines between the heading and FROM
+
+
+@dataclass
+class DockerfilePlan:
+    stack: str
+    head: list[str]  # the lines before the first stage (comments, ARG)
+    stages: list[Stage]
+
+    @property
+    def final(self) -> Stage:
+        return self.stages[-1]
+
+    def layers(self) -> list[str]:
+        """What each layer of the final stage holds, in order."""
+        return [step.layer for step in self.final.steps if step.layer is not None]
+
+
+@dataclass
+class PlanContext:
+    """What the ecosystems' steps are made from."""
+
+    stack: EffectiveStack
+    lock: StackLock
+    locks: dict[str, StackLock]
+    graph: StackGraph
+    facts: dict[str, Any] = field(default_factory=dict)  # what ecosystems tell the core and each other
+
+    @property
+    def name(self) -> str:
+        return self.stack.name
+
+    @property
+    def parent(self) -> str | None:
+        return self.stack.parent.name if self.stack.parent else None
+
+    @property
+    def from_(self) -> str:
+        """The final image's FROM: the parent stack's image (a bake context) or the pinned base."""
+        return self.parent or "${BASE_IMAGE}"
+
+    @property
+    def lock_dir(self) -> str:
+        return f"locks/{self.name}"
+
+    @property
+    def tools(self) -> str:
+        """What the builder stages start from."""
+        return str(self.facts.get("tools_stage") or self.from_)
+
+
+def heading(title: str) -> str:
+    """A stage's heading comment, 79 columns wide."""
+    return f"# --- {title} ".ljust(79, "-")
+
+
+def dockerfile_path(name: str) -> str:
+    return f"{DOCKERFILE_DIR}/{name}/Dockerfile"
+
+
+def plan_dockerfile(graph: StackGraph, name: str, locks: dict[str, StackLock]) -> DockerfilePlan:
+    ctx = context(graph, name, locks)
+    builders = [stage for eco in registry() for stage in eco.builder_stages(ctx)]
+    tools = [stage for eco in registry() if builders for stage in [eco.tools_stage(ctx)] if stage]
+    final = Stage(heading("final image"), ctx.from_, steps=sorted(_final_steps(ctx), key=lambda s: s.order))
+    return DockerfilePlan(name, _head(ctx), [*tools, *builders, final])
+
+
+def context(graph: StackGraph, name: str, locks: dict[str, StackLock]) -> PlanContext:
+    """The plan context, with each ecosystem's facts (first the tools stage's name, then the rest)."""
+    ctx = PlanContext(graph.effective(name), locks[name], locks, graph)
+    for eco in registry():
+        ctx.facts.update(eco.facts(ctx))
+    return ctx
+
+
+def _head(ctx: PlanContext) -> list[str]:
+    stack = ctx.stack.stack
+    lines = [
+        f"# {GENERATED_MARKER} {__version__} from stacks/{ctx.name}.toml and locks/{ctx.name}/. Do not edit; to update, run: bakegen generate",
+        "#",
+        f"# Stack {ctx.name}: {dockerfile_comment(stack.description)}",
+        f"# Build it with the other stacks: docker buildx bake {ctx.name}   (see docker-bake.hcl)",
+    ]
+    if ctx.parent:
+        return lines + [f'# "{ctx.parent}" below is the {ctx.parent} stack\'s image, linked by bake:', f'#   contexts = {{ {ctx.parent} = "target:{ctx.parent}" }}']
+    return lines + [f"ARG BASE_IMAGE={ctx.facts['base_image']}"]
+
+
+def _final_steps(ctx: PlanContext) -> list[Step]:
+    steps = [Step("USER root", order=ORDER_ROOT)]
+    steps += [step for eco in registry() for step in eco.final_steps(ctx)]
+    if not ctx.parent:
+        steps += _user_steps(ctx)
+    steps += [Step(f"ENV {key}={dockerfile_env_value(value)}", order=ORDER_ENV) for key, value in ctx.stack.stack.env]
+    return steps + _runtime_steps(ctx)
+
+
+def user_facts(ctx: PlanContext) -> dict[str, Any]:
+    """Who the image runs as: the stack's user, or a vendor image's own (when an ecosystem says so)."""
+    user, vendor_user = ctx.stack.user, ctx.facts.get("image_user")
+    run_as = vendor_user or f"{user.uid}:{user.gid}"
+    user_name = vendor_user.split(":")[0] if vendor_user else user.name
+    uid, _, gid = run_as.partition(":")
+    return {"run_as": run_as, "uid": uid, "gid": gid or f"$(id -g {uid})", "user_name": user_name, "home": f"/home/{user_name}", "create_user": vendor_user is None}
+
+
+def _user_steps(ctx: PlanContext) -> list[Step]:
+    u, user = user_facts(ctx), ctx.stack.user
+    q = shlex.quote
+    if u["create_user"]:
+        create = (
+            f"RUN if ! id -u {q(user.name)} >/dev/null 2>&1; then \\\n"
+            f"        (getent group {user.gid} >/dev/null || groupadd --gid {user.gid} {q(user.name)}) \\\n"
+            f"     && SOURCE_DATE_EPOCH={ctx.lock.source_date_epoch or 0} useradd --no-log-init --create-home --uid {user.uid} --gid {user.gid} --shell /bin/bash {q(user.name)}; \\\n"
+            "    fi \\\n"
+        )
+        why = ("useradd dates /etc/shadow with SOURCE_DATE_EPOCH: the lock's, not the clock.",)
+    else:
+        create, why = "RUN true \\\n", ("The base image's own user (from its image config), as vendor notebook images have.",)
+    create += (
+        f" && install -d -m 2775 -o {q(u['uid'])} -g {u['gid']} {q(u['home'])} {q(u['home'] + '/work')} \\\n"
+        " && install -d /usr/local/bin/start-notebook.d /usr/local/bin/before-notebook.d \\\n"
+        " && for name in start-notebook.py start-notebook.sh start-singleuser.py start-singleuser.sh; do \\\n"
+        "        [ -e /usr/local/bin/$name ] || ln -s bakegen-server /usr/local/bin/$name; \\\n"
+        "    done \\\n"
+        " && { [ -e /usr/local/bin/start.sh ] || ln -s bakegen-start /usr/local/bin/start.sh; }"
+    )
+    name = dockerfile_env_value(u["user_name"])
+    return [
+        Step(f"COPY --chmod=0755 {START_SCRIPT} /usr/local/bin/bakegen-start", ("The user's home is group-writable (setgid) for its group, as docker-stacks does: an",
+             "arbitrary uid started with --group-add users can write it."), "entrypoint script", ORDER_USER),
+        Step(f"COPY --chmod=0755 {SERVER_SCRIPT} /usr/local/bin/bakegen-server", layer="server start script", order=ORDER_USER),
+        Step(f"COPY --chmod=0644 {HEALTHCHECK_SCRIPT} /usr/local/lib/bakegen-healthcheck.py", layer="healthcheck script", order=ORDER_USER),
+        Step(create, why, "user and ~/work", ORDER_USER),
+        Step(f"ENV BAKEGEN_USER={name} \\\n    NB_USER={name} \\\n    HOME={dockerfile_env_value(u['home'])} \\\n    SHELL=/bin/bash", order=ORDER_USER),
+    ]
+
+
+def _runtime_steps(ctx: PlanContext) -> list[Step]:
+    u, stack = user_facts(ctx), ctx.stack.stack
+    steps = [Step(f"USER {u['run_as']}")]
+    if not ctx.parent:
+        steps.append(Step(f"WORKDIR {u['home']}", layer="working directory"))
+    port = stack.port or (DEFAULT_PORT if not ctx.parent else None)
+    if port:
+        steps += [Step(f"ENV JUPYTER_PORT={port}"), Step(f"EXPOSE {port}")]
+    if ctx.facts.get("server_here"):
+        steps.append(Step("HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --start-interval=2s --retries=3 \\\n"
+                          f"    CMD {json.dumps([ctx.facts['server_python'], '/usr/local/lib/bakegen-healthcheck.py'])}"))
+    if not ctx.parent:
+        steps.append(_entrypoint(ctx))
+    command = list(stack.command) if stack.command else ["start-notebook.py"] if ctx.facts.get("server_here") else None if ctx.parent else ["python3"]
+    if command:
+        steps.append(Step(f"CMD {json.dumps(command)}"))
+    for step in steps:
+        step.order = ORDER_RUNTIME
+    return steps
+
+
+def _entrypoint(ctx: PlanContext) -> Step:
+    if ctx.facts.get("init"):
+        return Step(f"ENTRYPOINT {json.dumps([ctx.facts['init'], '-g', '--', 'bakegen-start'])}")
+    return Step('ENTRYPOINT ["bakegen-start"]', ("No tini in apt.packages: the start script runs as PID 1 without an init.",))
