@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from packageurl import PackageURL
+
 if TYPE_CHECKING:
     from bakegen.errors import StackError
     from bakegen.lock import StackLock
@@ -48,6 +50,28 @@ class LockedEntry:
     @property
     def key(self) -> tuple[str, str, str]:
         return (self.ecosystem, self.name, self.platform)
+
+
+@dataclass(frozen=True)
+class SbomItem:
+    """One component of an image, as a lock records it (for ``bakegen sbom``)."""
+
+    kind: str  # oci, pypi, deb, npm
+    name: str
+    version: str
+    purl: PackageURL
+    stack: str  # the stack whose lock installs it
+    hashes: tuple[tuple[str, str], ...] = ()  # (algorithm of HASHES, hex)
+    license: str | None = None
+    download: str | None = None
+
+    @property
+    def ref(self) -> str:
+        return str(self.purl.to_string())
+
+
+# SRI / lock algorithm -> (CycloneDX, SPDX) names
+HASHES = {"sha1": ("SHA-1", "SHA1"), "sha256": ("SHA-256", "SHA256"), "sha384": ("SHA-384", "SHA384"), "sha512": ("SHA-512", "SHA512")}
 
 
 # A lock file's text, read and checked against the manifest: read_file(name, sha256) -> text
@@ -84,6 +108,7 @@ class Ecosystem:
     in_format_2: bool = False
     table: dict[str, Any] | None = None  # the stack table's schema (bakegen.schema checkers)
     file_patterns: tuple[str, ...] = ()  # the lock files it owns in locks/<stack>/ (full-match regexes)
+    resolver_of: str = ""  # resolves with another ecosystem's resolver (named)
 
     def __init__(self) -> None:
         self.section = self.section or self.name
@@ -156,6 +181,10 @@ class Ecosystem:
 
     def newer(self, old: str, new: str) -> bool:
         return True
+
+    def sbom_items(self, lock: StackLock, part: Any, platform: str) -> list[SbomItem]:
+        """What it installs in the final image on ``platform``, as SBOM components (purl, hashes, license)."""
+        return []
 
     # --- the Dockerfile -----------------------------------------------------------
     def facts(self, ctx: PlanContext) -> dict[str, Any]:

@@ -36,8 +36,6 @@ one: a hash of the content. Components are sorted; files end with a newline.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import re
@@ -53,12 +51,12 @@ from cyclonedx.model.component import Component, ComponentType
 from cyclonedx.model.license import LicenseAcknowledgement, LicenseExpression
 from cyclonedx.model.tool import ToolRepository
 from cyclonedx.output.json import JsonV1Dot6
-from packageurl import PackageURL
 
 from bakegen import __version__
+from bakegen.ecosystem import HASHES, registry
+from bakegen.ecosystem import SbomItem as Item
 from bakegen.files import GENERATED_MARKER
 from bakegen.lock import StackLock, arch_of
-from bakegen.resolvers.image import ImageRef
 from bakegen.stack import StackGraph
 
 SBOM_DIR = "sbom"
@@ -66,28 +64,6 @@ FORMATS = {"cyclonedx": "cdx.json", "spdx": "spdx.json"}  # format -> file suffi
 FALLBACK_EPOCH = 0  # 1970-01-01T00:00:00Z: only for a lock without source_date_epoch
 UUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://bakegen.dev/sbom")
 SPDX_NAMESPACE = "https://bakegen.dev/spdx"
-RUNTIME_APT = ("req", "dep")
-NPM_CPU = {"amd64": "x64", "arm64": "arm64"}
-# SRI / lock algorithm -> (CycloneDX, SPDX) names
-HASHES = {"sha1": ("SHA-1", "SHA1"), "sha256": ("SHA-256", "SHA256"), "sha384": ("SHA-384", "SHA384"), "sha512": ("SHA-512", "SHA512")}
-
-
-@dataclass(frozen=True)
-class Item:
-    """One component of an image, as a lock records it."""
-
-    kind: str  # oci, pypi, deb, npm
-    name: str
-    version: str
-    purl: PackageURL
-    stack: str  # the stack whose lock installs it
-    hashes: tuple[tuple[str, str], ...] = ()  # (algorithm of HASHES, hex)
-    license: str | None = None
-    download: str | None = None
-
-    @property
-    def ref(self) -> str:
-        return str(self.purl.to_string())
 
 
 @dataclass(frozen=True)
@@ -130,87 +106,8 @@ def image_sbom(graph: StackGraph, locks: dict[str, StackLock], name: str, platfo
 
 
 def lock_items(lock: StackLock, platform: str) -> list[Item]:
-    """Everything one stack's lock installs in the final image on ``platform``."""
-    return [*base_items(lock, platform), *python_items(lock, platform), *apt_items(lock, arch_of(platform)), *npm_items(lock, arch_of(platform))]
-
-
-def base_items(lock: StackLock, platform: str) -> list[Item]:
-    if lock.image is None:
-        return []
-    ref = ImageRef.parse(lock.image.ref)
-    per_platform = lock.image.platforms.get(platform)
-    digest = per_platform or lock.image.digest
-    qualifiers = {"repository_url": f"{ref.registry}/{ref.repository}"}
-    if per_platform:
-        qualifiers["arch"] = arch_of(platform)
-    if ref.tag:
-        qualifiers["tag"] = ref.tag
-    name = ref.repository.rsplit("/", 1)[-1]
-    purl = PackageURL(type="oci", name=name, version=digest, qualifiers=qualifiers)
-    return [Item("oci", name, digest, purl, lock.stack, (("sha256", digest.removeprefix("sha256:")),))]
-
-
-def python_items(lock: StackLock, platform: str) -> list[Item]:
-    out = []
-    for pin in lock.python.by_platform.get(platform, []):
-        hashes = tuple(("sha256", h.removeprefix("sha256:")) for h in pin.hashes)
-        out.append(Item("pypi", pin.key, pin.version, PackageURL(type="pypi", name=pin.key, version=pin.version), lock.stack, hashes))
-    return out
-
-
-def apt_items(lock: StackLock, arch: str) -> list[Item]:
-    apt = lock.apt
-    if apt is None:
-        return []
-    out = []
-    for e in apt.entries:
-        if e.arch != arch or e.kind not in RUNTIME_APT:
-            continue
-        deb_arch = e.filename.removesuffix(".deb").rsplit("_", 1)[-1]  # pool/main/d/debconf/debconf_1.5.91_all.deb
-        purl = PackageURL(type="deb", namespace=apt.distro, name=e.name, version=e.version, qualifiers={"arch": deb_arch, "distro": apt.suite})
-        out.append(Item("deb", e.name, e.version, purl, lock.stack, (("sha256", e.sha256),)))
-    return out
-
-
-def npm_items(lock: StackLock, arch: str) -> list[Item]:
-    if lock.npm is None:
-        return []
-    out = []
-    for path, meta in sorted(json.loads(lock.npm.package_lock).get("packages", {}).items()):
-        if not path or "version" not in meta or not npm_fits(meta, arch):
-            continue
-        name = path.rsplit("node_modules/", 1)[-1]
-        scope, _, short = name.rpartition("/")
-        purl = PackageURL(type="npm", namespace=scope or None, name=short, version=meta["version"])
-        license_ = meta.get("license") if isinstance(meta.get("license"), str) else None
-        out.append(Item("npm", name, meta["version"], purl, lock.stack, sri_hashes(meta.get("integrity", "")), license_, meta.get("resolved")))
-    return out
-
-
-def npm_fits(meta: dict[str, Any], arch: str) -> bool:
-    """False for a package whose ``os``/``cpu`` exclude Linux on ``arch`` (npm ci leaves such an optional package out)."""
-    for field_, value in (("os", "linux"), ("cpu", NPM_CPU.get(arch, arch))):
-        allowed = meta.get(field_)
-        if not isinstance(allowed, list):
-            continue
-        wanted = [v for v in allowed if not v.startswith("!")]
-        if f"!{value}" in allowed or (wanted and value not in wanted):
-            return False
-    return True
-
-
-def sri_hashes(integrity: str) -> tuple[tuple[str, str], ...]:
-    """Subresource Integrity (``sha512-<base64>``, space-separated) -> ((algorithm, hex), ...)."""
-    out = []
-    for token in integrity.split():
-        alg, _, b64 = token.partition("-")
-        if alg not in HASHES:
-            continue
-        try:
-            out.append((alg, base64.b64decode(b64.split("?", 1)[0], validate=True).hex()))
-        except (binascii.Error, ValueError):
-            continue
-    return tuple(sorted(set(out)))
+    """Everything one stack's lock installs in the final image on ``platform``, from each ecosystem."""
+    return [item for eco in registry() if lock.parts.get(eco.name) is not None for item in eco.sbom_items(lock, lock.parts[eco.name], platform)]
 
 
 # --- CycloneDX 1.6 ----------------------------------------------------------------------

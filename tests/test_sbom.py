@@ -24,10 +24,10 @@ from spdx_tools.spdx.parser.parse_anything import parse_file
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
 from bakegen.cli import main
+from bakegen.ecosystems.npm import npm_fits, sri_hashes
 from bakegen.files import is_generated, write_set
 from bakegen.locker import Resolvers, lock_stacks, outcome_files
 from bakegen.resolvers.npm import NpmLock
-from bakegen.sbom import npm_fits, sri_hashes
 from bakegen.stack import load_stacks
 
 EXAMPLE = ("stacks", "locks", "dockerfiles")

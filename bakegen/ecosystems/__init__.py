@@ -10,13 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from bakegen.ecosystem import Ecosystem
-from bakegen.ecosystems import apt, image, npm, python
+from bakegen.ecosystems import apps, apt, image, npm, python
 
 ECOSYSTEMS: list[Ecosystem] = [
     image.ECOSYSTEM,
     python.ECOSYSTEM,
     apt.ECOSYSTEM,
     npm.ECOSYSTEM,
+    apps.ECOSYSTEM,
 ]
 
 
@@ -33,8 +34,11 @@ class Resolvers:
         self._made: dict[str, Any] = {}
 
     def get(self, name: str) -> Any:
+        eco = next(e for e in ECOSYSTEMS if e.name == name)
+        if eco.resolver_of:
+            return self.get(eco.resolver_of)
         if name in self._given:
             return self._given[name]
         if name not in self._made:
-            self._made[name] = next(e for e in ECOSYSTEMS if e.name == name).default_resolver()
+            self._made[name] = eco.default_resolver()
         return self._made[name]

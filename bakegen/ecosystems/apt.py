@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from debian.debian_support import Version as DebVersion
+from packageurl import PackageURL
 
 from bakegen import __version__, schema
-from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext
+from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext, SbomItem
 from bakegen.errors import Location, StackError, StaleError, did_you_mean, one_line
 from bakegen.files import GENERATED_MARKER, sha256_text
 from bakegen.lock import SCHEMA_SHA, SCHEMA_VERSIONS, StackLock, arch_of, schema_obj
@@ -255,6 +256,17 @@ class Apt(Ecosystem):
 
     def newer(self, old: str, new: str) -> bool:
         return bool(DebVersion(new) > DebVersion(old))
+
+    def sbom_items(self, lock: StackLock, part: AptLock, platform: str) -> list[SbomItem]:
+        """The runtime packages (build packages stay in the builder stage)."""
+        out = []
+        for e in part.entries:
+            if e.arch != arch_of(platform) or e.kind not in ("req", "dep"):
+                continue
+            deb_arch = e.filename.removesuffix(".deb").rsplit("_", 1)[-1]  # pool/main/d/debconf/debconf_1.5.91_all.deb
+            purl = PackageURL(type="deb", namespace=part.distro, name=e.name, version=e.version, qualifiers={"arch": deb_arch, "distro": part.suite})
+            out.append(SbomItem("deb", e.name, e.version, purl, lock.stack, (("sha256", e.sha256),)))
+        return out
 
     # --- the Dockerfile ---
     def facts(self, ctx: PlanContext) -> dict[str, Any]:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext
+from packageurl import PackageURL
+
+from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext, SbomItem
 from bakegen.errors import NetworkError
-from bakegen.lock import DIGEST_PATTERN, SCHEMA_DIGEST, SCHEMA_PLATFORM, StackLock, matches, schema_obj
+from bakegen.lock import DIGEST_PATTERN, SCHEMA_DIGEST, SCHEMA_PLATFORM, StackLock, arch_of, matches, schema_obj
 from bakegen.plan import PlanContext
 from bakegen.resolvers.image import ImageLock, ImageRef, ImageResolver
 from bakegen.stack import EffectiveStack
@@ -93,6 +95,19 @@ class Image(Ecosystem):
             return set()
         bare = stack.stack.base.split("@", 1)[0]
         return {bare, bare.rsplit(":", 1)[0], bare.rsplit("/", 1)[-1].split(":")[0]}
+
+    def sbom_items(self, lock: StackLock, part: ImageLock, platform: str) -> list[SbomItem]:
+        ref = ImageRef.parse(part.ref)
+        per_platform = part.platforms.get(platform)
+        digest = per_platform or part.digest
+        qualifiers = {"repository_url": f"{ref.registry}/{ref.repository}"}
+        if per_platform:
+            qualifiers["arch"] = arch_of(platform)
+        if ref.tag:
+            qualifiers["tag"] = ref.tag
+        name = ref.repository.rsplit("/", 1)[-1]
+        purl = PackageURL(type="oci", name=name, version=digest, qualifiers=qualifiers)
+        return [SbomItem("oci", name, digest, purl, lock.stack, (("sha256", digest.removeprefix("sha256:")),))]
 
     def facts(self, ctx: PlanContext) -> dict[str, Any]:
         """The pinned base (the ARG default) and the base image's own user, unless it is root."""

@@ -3,16 +3,21 @@ package.json and package-lock.json, installed by ``npm ci`` in a builder stage o
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import re
 from typing import Any
 
+from packageurl import PackageURL
+
 from bakegen import schema
-from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext
+from bakegen.ecosystem import HASHES, Ecosystem, LockedEntry, ReadFile, ResolveContext, SbomItem
 from bakegen.ecosystems.apt import installed_names
 from bakegen.ecosystems.python import version_newer
 from bakegen.errors import StackError
 from bakegen.files import sha256_text
-from bakegen.lock import SCHEMA_SHA, SCHEMA_VERSIONS, StackLock, schema_obj
+from bakegen.lock import SCHEMA_SHA, SCHEMA_VERSIONS, StackLock, arch_of, schema_obj
 from bakegen.plan import ORDER_PACKAGES, PlanContext, Stage, Step
 from bakegen.resolvers.npm import NpmLock, NpmResolver
 from bakegen.stack import EffectiveStack, StackGraph, stack_location
@@ -33,6 +38,35 @@ TABLE: dict[str, Any] = {
 def _settings(stack: EffectiveStack) -> tuple[list[str], bool, str]:
     table = stack.table("npm")
     return list(table.get("packages", ())), bool(table.get("allow_scripts", False)), str(table.get("node", "apt"))
+
+
+NPM_CPU = {"amd64": "x64", "arm64": "arm64"}
+
+
+def npm_fits(meta: dict[str, Any], arch: str) -> bool:
+    """False for a package whose ``os``/``cpu`` exclude Linux on ``arch`` (npm ci leaves such an optional package out)."""
+    for field_, value in (("os", "linux"), ("cpu", NPM_CPU.get(arch, arch))):
+        allowed = meta.get(field_)
+        if not isinstance(allowed, list):
+            continue
+        wanted = [v for v in allowed if not v.startswith("!")]
+        if f"!{value}" in allowed or (wanted and value not in wanted):
+            return False
+    return True
+
+
+def sri_hashes(integrity: str) -> tuple[tuple[str, str], ...]:
+    """Subresource Integrity (``sha512-<base64>``, space-separated) -> ((algorithm, hex), ...)."""
+    out = []
+    for token in integrity.split():
+        alg, _, b64 = token.partition("-")
+        if alg not in HASHES:
+            continue
+        try:
+            out.append((alg, base64.b64decode(b64.split("?", 1)[0], validate=True).hex()))
+        except (binascii.Error, ValueError):
+            continue
+    return tuple(sorted(set(out)))
 
 
 class Npm(Ecosystem):
@@ -111,6 +145,18 @@ class Npm(Ecosystem):
 
     def newer(self, old: str, new: str) -> bool:
         return version_newer(old, new)
+
+    def sbom_items(self, lock: StackLock, part: NpmLock, platform: str) -> list[SbomItem]:
+        out = []
+        for path, meta in sorted(json.loads(part.package_lock).get("packages", {}).items()):
+            if not path or "version" not in meta or not npm_fits(meta, arch_of(platform)):
+                continue
+            name = path.rsplit("node_modules/", 1)[-1]
+            scope, _, short = name.rpartition("/")
+            purl = PackageURL(type="npm", namespace=scope or None, name=short, version=meta["version"])
+            license_ = meta.get("license") if isinstance(meta.get("license"), str) else None
+            out.append(SbomItem("npm", name, meta["version"], purl, lock.stack, sri_hashes(meta.get("integrity", "")), license_, meta.get("resolved")))
+        return out
 
     # --- the Dockerfile ---
     def builder_stages(self, ctx: PlanContext) -> list[Stage]:

@@ -14,12 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from packageurl import PackageURL
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from bakegen import __version__, schema
-from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext
+from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext, SbomItem
 from bakegen.errors import ResolutionError, StackError
 from bakegen.files import GENERATED_MARKER, sha256_text
 from bakegen.lock import SCHEMA_PLATFORM, SCHEMA_SHA, SCHEMA_VERSIONS, StackLock, arch_of, matches, schema_obj
@@ -135,11 +136,11 @@ def render_requirements(lock: StackLock, platform: str | None = None, command: s
         lines.extend(f"#    locks/{p}/{REQUIREMENTS}" for p in py.parents)
         lines.append("#")
     for pin in sorted(py.by_platform[platform], key=lambda p: p.key):
-        lines += _pin_lines(pin)
+        lines += pin_lines(pin)
     return "\n".join(lines) + "\n"
 
 
-def _pin_lines(pin: Pin) -> list[str]:
+def pin_lines(pin: Pin) -> list[str]:
     lines = [f"{pin.key}=={pin.version}" + (" \\" if pin.hashes else "")]
     lines += [f"    --hash={h}" + (" \\" if i < len(pin.hashes) - 1 else "") for i, h in enumerate(pin.hashes)]
     if len(pin.via) == 1:
@@ -165,11 +166,6 @@ class Python(Ecosystem):
     always_locked = True  # every image has a Python: the section is never null
     table = TABLE
     file_patterns = (r"requirements\.txt", r"requirements-[a-z0-9]+\.txt")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._tool: dict[int, str] = {}
-        self._tool_lock = threading.Lock()
 
     # --- the stack table ---
     def check(self, table: dict[str, Any], fields: dict[str, Any], err: Any) -> None:
@@ -225,19 +221,13 @@ class Python(Ecosystem):
             inputs.append((f"stacks/{stack.name}.toml [python] pip", ["pip"]))
         return inputs
 
-    def tool(self, resolver: Any) -> str:
-        with self._tool_lock:
-            if id(resolver) not in self._tool:
-                self._tool[id(resolver)] = resolver.version()
-            return self._tool[id(resolver)]
-
     def resolve(self, ctx: ResolveContext) -> PythonLock:
         stack = ctx.stack
         active = bool(packages_of(stack) or self._ships_pip(stack))
         existing = ctx.existing.parts.get("python") if ctx.existing else None
         return PythonLock(
             version=stack.python_version,
-            resolver=self.tool(ctx.resolver) if active else (existing.resolver if existing else "none"),
+            resolver=tool_version(ctx.resolver) if active else (existing.resolver if existing else "none"),
             by_platform=self._resolve_pins(ctx) if active and self._inputs(stack) else {p: [] for p in stack.platforms},
             parents=[a.name for a in stack.ancestors],
         )
@@ -316,6 +306,9 @@ class Python(Ecosystem):
     def newer(self, old: str, new: str) -> bool:
         return version_newer(old, new)
 
+    def sbom_items(self, lock: StackLock, part: PythonLock, platform: str) -> list[SbomItem]:
+        return pypi_items(lock.stack, part.by_platform.get(platform, []))
+
     # --- the Dockerfile ---
     def facts(self, ctx: PlanContext) -> dict[str, Any]:
         vendor = env_of(ctx.stack) == "base"
@@ -360,6 +353,27 @@ class Python(Ecosystem):
     def project_templates(self, graph: StackGraph, locks: dict[str, StackLock]) -> dict[str, str]:
         slim = any(slim_of(graph.effective(n)) and locks[n].parts["python"].pins for n in graph.order)
         return {SLIM_SCRIPT: "bakegen-slim.py.j2"} if slim else {}
+
+
+def pypi_items(stack: str, pins: list[Pin]) -> list[SbomItem]:
+    """SBOM components of Python distributions (``pkg:pypi``), with their sha256 hashes."""
+    return [
+        SbomItem("pypi", pin.key, pin.version, PackageURL(type="pypi", name=pin.key, version=pin.version), stack,
+                 tuple(("sha256", h.removeprefix("sha256:")) for h in pin.hashes))
+        for pin in pins
+    ]
+
+
+_TOOLS: dict[int, str] = {}
+_TOOLS_LOCK = threading.Lock()
+
+
+def tool_version(resolver: Any) -> str:
+    """The resolver's name and version ("uv 0.9.5"), asked once per resolver."""
+    with _TOOLS_LOCK:
+        if id(resolver) not in _TOOLS:
+            _TOOLS[id(resolver)] = resolver.version()
+        return _TOOLS[id(resolver)]
 
 
 def version_newer(old: str, new: str) -> bool:

@@ -1,0 +1,216 @@
+"""Python applications, each in a virtualenv of its own, as pipx installs them: the ``[apps]`` table.
+
+``[apps] packages = ["nbstripout>=0.8", "ruff"]`` installs each application into
+``/opt/apps/<app>`` from its own hashed lock (``locks/<stack>/app-<app>.txt``;
+``app-<app>.<arch>.txt`` for each further platform) and puts its console scripts
+in ``/opt/apps/bin``, which is on PATH after the image's own virtualenv. An
+application's dependencies never meet the notebook environment's: each resolves
+alone, and a parent's pins do not constrain it.
+"""
+
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from bakegen import __version__
+from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext, SbomItem
+from bakegen.ecosystems.python import PYTHON_PLATFORMS, pin_lines, pypi_items, tool_version, version_newer
+from bakegen.ecosystems.python import TABLE as PYTHON_TABLE
+from bakegen.errors import StackError
+from bakegen.files import GENERATED_MARKER, sha256_text
+from bakegen.lock import SCHEMA_PLATFORM, SCHEMA_SHA, SCHEMA_VERSIONS, StackLock, arch_of, schema_obj
+from bakegen.plan import DOCKERFILE_DIR, ORDER_PACKAGES, PlanContext, Stage, Step, heading
+from bakegen.resolvers.python import DEFAULT_INDEX, Pin, PythonRequest, parse_requirements
+from bakegen.stack import EffectiveStack, StackGraph, stack_location
+
+APPS = "/opt/apps"
+OUT = "/opt/bakegen/apps"
+SCRIPT = f"{DOCKERFILE_DIR}/bakegen-apps.sh"
+ORDER = ORDER_PACKAGES + 5  # after npm, before the notebook environment's Python packages
+FILE = re.compile(r"app-(?P<app>[a-z0-9]+(?:-[a-z0-9]+)*)(?:\.(?P<arch>amd64|arm64))?\.txt")
+
+TABLE: dict[str, Any] = {"packages": PYTHON_TABLE["packages"]}
+
+
+def app_file(app: str, platform: str, platforms: list[str]) -> str:
+    return f"app-{app}.txt" if platform == platforms[0] else f"app-{app}.{arch_of(platform)}.txt"
+
+
+@dataclass
+class AppsLock:
+    resolver: str
+    requirements: dict[str, str]  # app (canonical name) -> its requirement, as written
+    pins: dict[str, dict[str, list[Pin]]]  # app -> platform -> pins
+
+
+def _apps(stack: EffectiveStack) -> dict[str, str]:
+    """The stack's own applications: canonical name -> requirement."""
+    return {canonicalize_name(Requirement(r).name): r for r in stack.table("apps").get("packages", ())}
+
+
+def render_app(lock: StackLock, part: AppsLock, app: str, platform: str, command: str) -> str:
+    lines = [
+        "#",
+        f"# {GENERATED_MARKER} {__version__} for stack '{lock.stack}': the application {app} ({part.requirements[app]}),",
+        f"# in a virtualenv of its own, Python {lock.parts['python'].version} on {platform}. Resolved with {part.resolver}.",
+        "# Do not edit; to update, run:",
+        "#",
+        f"#    {command}",
+        "#",
+    ]
+    for pin in sorted(part.pins[app][platform], key=lambda p: p.key):
+        lines += pin_lines(pin)
+    return "\n".join(lines) + "\n"
+
+
+class Apps(Ecosystem):
+    name = "apps"
+    resolver_of = "python"  # the same resolver (uv or pip-tools) as the notebook environment
+    table = TABLE
+    file_patterns = (FILE.pattern,)
+
+    def check(self, table: dict[str, Any], fields: dict[str, Any], err: Any) -> None:
+        seen: dict[str, str] = {}
+        for requirement in table.get("packages", ()):
+            app = canonicalize_name(Requirement(requirement).name)
+            if app in seen:
+                raise err(f"apps.packages: '{requirement}' and '{seen[app]}' are the same application", ("apps", "packages"), "list each application once", requirement)
+            if app == "bin":
+                raise err("apps.packages: an application cannot be named 'bin' (/opt/apps/bin holds the scripts)", ("apps", "packages"), "install it under another name", requirement)
+            seen[app] = requirement
+
+    def check_graph(self, stack: EffectiveStack, graph: StackGraph) -> list[StackError]:
+        inherited = {app: s.name for s in stack.ancestors for app in _apps(graph.effective(s.name))}
+        return [
+            StackError(f"apps.packages: '{app}' is already installed by '{inherited[app]}'", location=stack_location(stack.stack, graph.root, ("apps", "packages")),
+                       hint=f"remove it here, or from stacks/{inherited[app]}.toml")
+            for app in _apps(stack) if app in inherited
+        ][:1]
+
+    def used(self, stack: EffectiveStack) -> bool:
+        return bool(_apps(stack))
+
+    def fingerprint(self, stack: EffectiveStack) -> Any:
+        apps = _apps(stack)
+        return {"packages": sorted(str(Requirement(r)) for r in apps.values())} if apps else None
+
+    def resolve(self, ctx: ResolveContext) -> AppsLock:
+        apps, platforms = _apps(ctx.stack), list(ctx.stack.platforms)
+        jobs = [(app, platform) for app in apps for platform in platforms]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            results = list(pool.map(lambda job: ctx.resolver.resolve(self._request(ctx, job[0], job[1], apps[job[0]])), jobs))
+        pins: dict[str, dict[str, list[Pin]]] = {app: {} for app in apps}
+        for (app, platform), found in zip(jobs, results):
+            pins[app][platform] = found
+        return AppsLock(tool_version(ctx.resolver), dict(sorted(apps.items())), dict(sorted(pins.items())))
+
+    def _request(self, ctx: ResolveContext, app: str, platform: str, requirement: str) -> PythonRequest:
+        previous = ctx.previous_part(self.name)
+        kept = previous.pins.get(app, {}).get(platform, []) if previous else []
+        names = {p.key for p in kept}
+        return PythonRequest(
+            stack=ctx.stack.name,
+            python_version=ctx.stack.python_version,
+            platform=PYTHON_PLATFORMS[platform],
+            inputs=[(f"stacks/{ctx.stack.name}.toml [apps] {app}", [requirement])],
+            index_url=ctx.index_url or DEFAULT_INDEX,
+            preferences=list(kept),
+            upgrade=[f"{n}=={v}" if v else n for n, v in ctx.upgrade if n in names],
+            target=platform,
+        )
+
+    def files(self, lock: StackLock, part: AppsLock, command: str) -> dict[str, str]:
+        return {app_file(app, p, lock.platforms): render_app(lock, part, app, p, command) for app in part.pins for p in lock.platforms}
+
+    def section_of(self, lock: StackLock, part: AppsLock, files: dict[str, str]) -> dict[str, Any]:
+        def file(app: str, p: str) -> dict[str, str]:
+            name = app_file(app, p, lock.platforms)
+            return {"file": name, "sha256": sha256_text(files[name])}
+
+        return {
+            "resolver": part.resolver,
+            "apps": {
+                app: {
+                    "requirement": part.requirements[app],
+                    "files": {p: file(app, p) for p in lock.platforms},
+                    "packages": {p: {pin.key: pin.version for pin in sorted(pins, key=lambda x: x.key)} for p, pins in part.pins[app].items()},
+                }
+                for app in part.pins
+            },
+        }
+
+    def read(self, section: dict[str, Any], read_file: ReadFile, doc: dict[str, Any], where: str) -> AppsLock:
+        pins: dict[str, dict[str, list[Pin]]] = {}
+        for app, entry in section["apps"].items():
+            pins[app] = {p: parse_requirements(read_file(f["file"], f["sha256"]), f"{where}/{f['file']}") for p, f in entry["files"].items()}
+        return AppsLock(section["resolver"], {app: entry["requirement"] for app, entry in section["apps"].items()}, pins)
+
+    def section_schema(self) -> dict[str, Any]:
+        app = schema_obj({
+            "requirement": {"type": "string"},
+            "files": {"type": "object", "propertyNames": SCHEMA_PLATFORM, "additionalProperties": schema_obj({"file": {"type": "string", "pattern": f"^{FILE.pattern}$"}, "sha256": SCHEMA_SHA})},
+            "packages": {"type": "object", "propertyNames": SCHEMA_PLATFORM, "additionalProperties": SCHEMA_VERSIONS},
+        })
+        return schema_obj({"resolver": {"type": "string"}, "apps": {"type": "object", "propertyNames": {"pattern": "^[a-z0-9]+(-[a-z0-9]+)*$"}, "additionalProperties": app}})
+
+    def section_problem(self, section: dict[str, Any]) -> str | None:
+        apps = section.get("apps")
+        ok = isinstance(apps, dict) and all(isinstance(a, str) and re.fullmatch(r"[a-z0-9]+(?:-[a-z0-9]+)*", a) for a in apps)
+        return None if ok else "apps/apps: not what bakegen writes"
+
+    def entries(self, lock: StackLock, part: AppsLock) -> list[LockedEntry]:
+        return [LockedEntry(self.name, pin.key if pin.key == app else f"{app}/{pin.key}", platform, pin.version, pin.hashes)
+                for app, by_platform in part.pins.items() for platform, pins in by_platform.items() for pin in pins]
+
+    def upgrade_names(self, stack: EffectiveStack, lock: StackLock | None) -> set[str]:
+        part = lock.parts.get(self.name) if lock else None
+        return {pin.key for by_platform in part.pins.values() for pins in by_platform.values() for pin in pins} if part else set()
+
+    def normalize(self, name: str) -> str:
+        return canonicalize_name(name)
+
+    def newer(self, old: str, new: str) -> bool:
+        return version_newer(old, new)
+
+    def sbom_items(self, lock: StackLock, part: AppsLock, platform: str) -> list[SbomItem]:
+        return [item for by_platform in part.pins.values() for item in pypi_items(lock.stack, by_platform.get(platform, []))]
+
+    # --- the Dockerfile ---
+    def builder_stages(self, ctx: PlanContext) -> list[Stage]:
+        part = ctx.lock.parts.get(self.name)
+        if part is None:
+            return []
+        files = [app_file(app, p, ctx.lock.platforms) for app in part.pins for p in ctx.lock.platforms]
+        mounts = "".join(f"    --mount=type=bind,source={ctx.lock_dir}/{f},target=/tmp/bakegen/apps/{f} \\\n" for f in files)
+        run = (
+            "RUN --mount=type=cache,id=bakegen-pip,target=/root/.cache/pip \\\n"
+            f"{mounts}    --mount=type=bind,source={SCRIPT},target=/tmp/bakegen/apps.sh \\\n"
+            "    --mount=type=secret,id=cacert \\\n"
+            "    if [ -s /run/secrets/cacert ]; then export PIP_CERT=/run/secrets/cacert; fi; \\\n"
+            f"    sh /tmp/bakegen/apps.sh /tmp/bakegen/apps {OUT} {' '.join(part.pins)}"
+        )
+        return [Stage(heading("applications: one virtualenv each, from its own lock"), ctx.tools, "apps-builder", [
+            Step("USER root"), Step("ARG TARGETARCH"),
+            Step(run, ("Each application in its own virtualenv (/opt/apps/<app>), hash-checked; its console",
+                       "scripts are linked into /opt/apps/bin.")),
+        ])]
+
+    def final_steps(self, ctx: PlanContext) -> list[Step]:
+        if ctx.lock.parts.get(self.name) is None:
+            return []
+        steps = [Step(f"COPY --from=apps-builder {OUT}/ /", layer="applications (app-*.txt)", order=ORDER)]
+        if not any(self.used(ctx.graph.effective(a.name)) for a in ctx.stack.ancestors):
+            steps.append(Step(f"ENV PATH=$PATH:{APPS}/bin", order=ORDER))
+        return steps
+
+    def project_templates(self, graph: StackGraph, locks: dict[str, StackLock]) -> dict[str, str]:
+        return {SCRIPT: "bakegen-apps.sh.j2"} if any(lock.parts.get(self.name) is not None for lock in locks.values()) else {}
+
+
+ECOSYSTEM = Apps()

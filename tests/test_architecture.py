@@ -1,0 +1,114 @@
+"""The shape of the code: one registry of ecosystems, generic code that names none, a plan the
+template only writes out, and fingerprints that a new ecosystem does not move."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bakegen import ecosystems
+from bakegen.ecosystem import Ecosystem
+from bakegen.lock import read_lock
+from bakegen.locker import current_locks, stack_fingerprint
+from bakegen.stack import load_stacks
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "bakegen"
+ECOSYSTEM_MODULES = {f"bakegen.ecosystems.{p.stem}" for p in (PACKAGE / "ecosystems").glob("*.py") if p.stem != "__init__"}
+GENERIC = ["lock.py", "files.py", "ecosystem.py", "locker.py", "diff.py", "report.py", "cli.py", "plan.py", "stack.py", "render"]
+
+
+class Dummy(Ecosystem):
+    """An ecosystem that no stack uses: [dummy] packages."""
+
+    name = "dummy"
+    table = {"packages": lambda value: tuple(value)}
+
+    def used(self, stack: Any) -> bool:
+        return bool(stack.table("dummy"))
+
+    def fingerprint(self, stack: Any) -> Any:
+        return {"packages": list(stack.table("dummy")["packages"])} if stack.table("dummy") else None
+
+
+def _imports(path: Path, top_level: bool = False) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found = set()
+    for node in tree.body if top_level else ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    return found
+
+
+@pytest.mark.parametrize("where", GENERIC)
+def test_generic_code_names_no_ecosystem_module(where):
+    paths = sorted((PACKAGE / where).glob("*.py")) if (PACKAGE / where).is_dir() else [PACKAGE / where]
+    for path in paths:
+        named = _imports(path) & ECOSYSTEM_MODULES
+        assert not named, f"{path.relative_to(REPO)} imports {sorted(named)}: go through the registry"
+
+
+def test_the_model_does_not_import_the_registry_at_module_level():
+    for name in ("lock.py", "files.py", "ecosystem.py"):
+        assert not {m for m in _imports(PACKAGE / name, top_level=True) if m.startswith("bakegen.ecosystems")}, name
+
+
+def test_render_never_reaches_a_resolver_or_the_network():
+    for path in (PACKAGE / "render").glob("*.py"):
+        assert not {m for m in _imports(path) if m.startswith(("bakegen.resolvers", "urllib", "bakegen.proc"))}, path.name
+
+
+def test_each_ecosystem_is_one_module_and_one_registry_line():
+    lines = [line.strip() for line in (PACKAGE / "ecosystems" / "__init__.py").read_text().splitlines() if line.strip().endswith(".ECOSYSTEM,")]
+    assert len(lines) == len(ecosystems.ECOSYSTEMS) == len(ECOSYSTEM_MODULES)
+    assert len({e.name for e in ecosystems.ECOSYSTEMS}) == len(ecosystems.ECOSYSTEMS)
+
+
+def test_the_dockerfile_template_makes_no_decisions():
+    text = (PACKAGE / "render" / "templates" / "Dockerfile.j2").read_text()
+    assert "{% if" not in text and "{% set" not in text and text.count("{% for") == 5
+
+
+def test_no_function_is_longer_than_50_lines():
+    long = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 50:
+                long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name}")
+    assert not long
+
+
+def _fingerprints(root: Path) -> dict[str, tuple[str, str]]:
+    graph = load_stacks(root)
+    out = {}
+    for name in graph.order:
+        parent = graph.parent(name)
+        lock = read_lock(root / "locks" / name, root)
+        assert lock is not None
+        parent_lock = read_lock(root / "locks" / parent.name, root) if parent else None
+        out[name] = (lock.fingerprint, stack_fingerprint(graph, name, parent_lock))
+    return out
+
+
+@pytest.mark.parametrize("root", [REPO, REPO / "tests" / "cases" / "migrate-v2"], ids=["examples", "migrate-v2"])
+def test_an_ecosystem_that_no_stack_uses_changes_no_fingerprint(root, monkeypatch):
+    before = _fingerprints(root)
+    assert all(locked == now for locked, now in before.values())  # the committed locks are current
+    monkeypatch.setattr(ecosystems, "ECOSYSTEMS", [*ecosystems.ECOSYSTEMS, Dummy()])
+    assert _fingerprints(root) == before
+    if root == REPO:
+        current_locks(load_stacks(root))  # and every lock still reads and matches
+
+
+def test_an_ecosystem_a_stack_uses_changes_its_fingerprint(project, monkeypatch):
+    monkeypatch.setattr(ecosystems, "ECOSYSTEMS", [*ecosystems.ECOSYSTEMS, Dummy()])
+    base = 'name = "base"\ndescription = "b"\nbase = "python:3.13-slim"\n[python]\nversion = "3.13"\n'
+    plain = load_stacks(project({"base": base}))
+    used = load_stacks(project({"base": base + '[dummy]\npackages = ["x"]\n'}))
+    assert stack_fingerprint(plain, "base", None) != stack_fingerprint(used, "base", None)
