@@ -109,12 +109,18 @@ class Ecosystem:
     table: dict[str, Any] | None = None  # the stack table's schema (bakegen.schema checkers)
     file_patterns: tuple[str, ...] = ()  # the lock files it owns in locks/<stack>/ (full-match regexes)
     resolver_of: str = ""  # resolves with another ecosystem's resolver (named)
+    offline: bool = False  # locks from the stack's own files, never the network: its changes re-resolve no other ecosystem
+    layer_order: int = 0  # where its packages are in the final image (a build step that needs it comes after)
 
     def __init__(self) -> None:
         self.section = self.section or self.name
         self.fingerprint_key = self.fingerprint_key or self.name
 
     # --- the stack table -------------------------------------------------------
+    def stack_tables(self) -> dict[str, Any]:
+        """The stack file's keys it owns (its name by default), with their schemas."""
+        return {self.name: self.table} if self.table is not None else {}
+
     def check(self, table: dict[str, Any], fields: dict[str, Any], err: Callable[..., StackError]) -> None:
         """Checks of one stack file's table that need more than one key (raise ``err(...)``)."""
 

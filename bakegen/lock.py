@@ -49,6 +49,9 @@ class StackLock:
     # the image's SOURCE_DATE_EPOCH and "created" time, never the build's clock.
     source_date_epoch: int | None = None
     format_version: int = LOCK_VERSION  # the format it was read in; older ones are rewritten by bakegen lock
+    # The fingerprint without the offline ecosystems (the stack's own files and steps): when only
+    # they change, the rest of the lock is kept without resolving. Set only when they are used.
+    resolved_fingerprint: str | None = None
 
     def __getattr__(self, name: str) -> Any:
         """``lock.<ecosystem>``: that ecosystem's part, or None when the stack does not use it."""
@@ -83,6 +86,7 @@ def render_manifest(lock: StackLock, files: dict[str, str]) -> str:
         "version": LOCK_VERSION,
         "stack": lock.stack,
         "fingerprint": lock.fingerprint,
+        **({"resolved_fingerprint": lock.resolved_fingerprint} if lock.resolved_fingerprint else {}),
         "parent": lock.parent,
         "generator": f"bakegen {__version__}",
         "source_date_epoch": lock.source_date_epoch,
@@ -187,6 +191,7 @@ def _read_v2(doc: dict[str, Any], lock_dir: Path, shown: str, version: int = 2) 
         parts=parts,
         source_date_epoch=doc.get("source_date_epoch"),
         format_version=version,
+        resolved_fingerprint=doc.get("resolved_fingerprint"),
     )
 
 
@@ -217,6 +222,7 @@ def _schema_problem(doc: dict[str, Any]) -> str | None:
         ("stack", matches(doc.get("stack"), NAME_PATTERN)),
         ("parent", doc.get("parent") is None or matches(doc.get("parent"), NAME_PATTERN)),
         ("fingerprint", matches(doc.get("fingerprint"), DIGEST_PATTERN)),
+        ("resolved_fingerprint", doc.get("resolved_fingerprint") is None or matches(doc.get("resolved_fingerprint"), DIGEST_PATTERN)),
         ("platforms", isinstance(platforms, list) and bool(platforms) and len(set(platforms)) == len(platforms)
          and all(p in ("linux/amd64", "linux/arm64") for p in platforms)),
         ("source_date_epoch", epoch is None or (isinstance(epoch, int) and not isinstance(epoch, bool) and 0 <= epoch <= MAX_EPOCH)),
@@ -262,13 +268,14 @@ def manifest_schema() -> dict[str, Any]:
         "version": {"const": LOCK_VERSION},
         "stack": {"type": "string", "pattern": _SCHEMA_STACK_NAME},
         "fingerprint": SCHEMA_DIGEST,
+        "resolved_fingerprint": SCHEMA_DIGEST,
         "parent": {"type": ["string", "null"], "pattern": _SCHEMA_STACK_NAME},
         "generator": {"type": "string"},
         "source_date_epoch": {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_EPOCH},
         "checksum": SCHEMA_DIGEST,
         "platforms": {"type": "array", "items": SCHEMA_PLATFORM, "minItems": 1, "uniqueItems": True},
     }
-    optional = ["_comment", "source_date_epoch"]
+    optional = ["_comment", "source_date_epoch", "resolved_fingerprint"]
     for eco in registry():
         always = getattr(eco, "always_locked", False)
         top[eco.section] = eco.section_schema() if always else _nullable(eco.section_schema())

@@ -80,7 +80,7 @@ class LockOutcome:
     migrated: bool = False  # kept, and rewritten from an older lock format
 
 
-def stack_fingerprint(graph: StackGraph, name: str, parent_lock: StackLock | None) -> str:
+def stack_fingerprint(graph: StackGraph, name: str, parent_lock: StackLock | None, offline: bool = True) -> str:
     """Fingerprint of everything that decides a stack's lock (see :func:`bakegen.lock.fingerprint`).
 
     An ecosystem that the stack does not use adds nothing (the first ecosystems keep
@@ -89,7 +89,7 @@ def stack_fingerprint(graph: StackGraph, name: str, parent_lock: StackLock | Non
     stack = graph.effective(name)
     projection: dict[str, Any] = {"platforms": list(stack.platforms)}
     for eco in registry():
-        value = eco.fingerprint(stack)
+        value = eco.fingerprint(stack) if offline or not eco.offline else None
         if value is not None or eco.in_format_2:
             projection[eco.fingerprint_key] = value
     projection["parent"] = None
@@ -155,13 +155,35 @@ def _lock_one(run: _Run, name: str) -> LockOutcome:
     parent = graph.parent(name)
     fp = stack_fingerprint(graph, name, run.locks[parent.name] if parent else None)
     existing = _existing(graph, name, fp)
-    if existing is not None and existing.fingerprint == fp and not run.upgrades.touches(existing, graph.effective(name)):
+    untouched = existing is not None and not run.upgrades.touches(existing, graph.effective(name))
+    if existing is not None and untouched and existing.fingerprint == fp:
         # a lock in an older format is rewritten in this one, resolving nothing
         old_format = existing.format_version < LOCK_VERSION
         return LockOutcome(name, existing, changed=old_format, migrated=old_format)
+    rest = stack_fingerprint(graph, name, run.locks[parent.name] if parent else None, offline=False)
+    if existing is not None and untouched and rest in (existing.fingerprint, existing.resolved_fingerprint):
+        return LockOutcome(name, _relock_offline(run, name, fp, rest, existing), changed=True)  # only the stack's own files or steps changed
     outcome = LockOutcome(name, None, changed=True)  # type: ignore[arg-type]
     outcome.lock = _resolve(run, name, fp, existing, outcome.warnings)
+    outcome.lock.resolved_fingerprint = rest if _uses_offline(outcome.lock) else None
     return outcome
+
+
+def _uses_offline(lock: StackLock) -> bool:
+    return any(eco.offline and lock.parts.get(eco.name) is not None for eco in registry())
+
+
+def _relock_offline(run: _Run, name: str, fp: str, rest: str, existing: StackLock) -> StackLock:
+    """The existing lock with its offline ecosystems locked again (no network, no other pin moves)."""
+    stack = run.graph.effective(name)
+    parts = {k: v for k, v in existing.parts.items() if not next(e for e in registry() if e.name == k).offline}
+    for eco in registry():
+        if eco.offline and eco.used(stack):
+            parts[eco.name] = eco.resolve(_context(run, eco, stack, existing, []))
+    lock = StackLock(stack=name, fingerprint=fp, parent=existing.parent, platforms=existing.platforms, parts=parts,
+                     source_date_epoch=existing.source_date_epoch)
+    lock.resolved_fingerprint = rest if _uses_offline(lock) else None
+    return lock
 
 
 def _existing(graph: StackGraph, name: str, fp: str) -> StackLock | None:
@@ -286,7 +308,8 @@ def stale_locks(graph: StackGraph, locks: dict[str, StackLock]) -> list[tuple[st
             stale.append((name, exc.message))
             continue
         fp = stack_fingerprint(graph, name, locks[parent.name] if parent else None)
-        problem = "no lock" if existing is None else lock_problem(graph, name, existing, fp)
+        rest = stack_fingerprint(graph, name, locks[parent.name] if parent else None, offline=False)
+        problem = "no lock" if existing is None else lock_problem(graph, name, existing, fp, rest)
         if problem is None and existing is not None and existing.format_version < LOCK_VERSION:
             problem = f"lock format {existing.format_version} (run bakegen lock: it rewrites it in format {LOCK_VERSION} and resolves nothing)"
         if problem is not None:
@@ -296,8 +319,11 @@ def stale_locks(graph: StackGraph, locks: dict[str, StackLock]) -> list[tuple[st
     return stale
 
 
-def lock_problem(graph: StackGraph, name: str, lock: StackLock, fp: str) -> str | None:
-    """Why ``lock`` cannot be used for stack ``name`` (tampered or stale), or None."""
+def lock_problem(graph: StackGraph, name: str, lock: StackLock, fp: str, rest: str | None = None) -> str | None:
+    """Why ``lock`` cannot be used for stack ``name`` (tampered or stale), or None. ``rest``: the fingerprint
+    without the stack's own files and steps (when it still matches, only they changed)."""
+    if lock.fingerprint != fp and rest is not None and rest in (lock.resolved_fingerprint, lock.fingerprint):
+        return f"stacks/{name}.toml's files, steps or hooks (stacks/{name}/) changed since it was locked"
     if lock.fingerprint != fp:
         changed = f"stacks/{name}.toml" if graph.stacks[name].extends is None else f"stacks/{name}.toml or its parent's lock"
         return f"{changed} changed since it was locked"

@@ -137,3 +137,26 @@ def table_of(key: Checker, val: Checker) -> Checker:
         return tuple((key(k), val(v)) for k, v in value.items())
 
     return check
+
+
+def record(fields: dict[str, Checker], required: tuple[str, ...] = ()) -> Checker:
+    """A table with known keys (an item of an array of tables, [[steps]]): each key checked, unknown keys refused."""
+
+    def check(value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise Invalid(f"expected a table, got {type_name(value)}", f"write each item as a table with {', '.join(sorted(fields))}")
+        for key in value:
+            if key not in fields:
+                raise Invalid(f"unknown key {shown(str(key))}", did_you_mean(str(key), fields) or f"valid keys: {', '.join(sorted(fields))}")
+        for key in required:
+            if key not in value:
+                raise Invalid(f"missing '{key}'", f"each item needs {', '.join(required)}")
+        out = {}
+        for key, item in value.items():
+            try:
+                out[key] = fields[key](item)
+            except Invalid as exc:
+                raise Invalid(f"{key}: {exc.message}", exc.hint, exc.value) from None
+        return out
+
+    return check

@@ -54,7 +54,7 @@ class Stack:
     description: str
     base: str | None = None
     extends: str | None = None
-    tables: dict[str, dict[str, Any]] = field(default_factory=dict)  # each ecosystem's validated table, as written
+    tables: dict[str, Any] = field(default_factory=dict)  # each ecosystem's validated tables, as written
     profile: tuple[tuple[str, Any], ...] = ()  # [profile] overrides for JupyterHub's profileList
     user_declared: bool = False
     env: tuple[tuple[str, str], ...] = ()
@@ -168,7 +168,7 @@ REQUIRED = ("name", "description")
 
 def stack_schema() -> dict[str, Any]:
     """The stack file's keys: bakegen's own, and each ecosystem's table."""
-    return {**SCHEMA, **{eco.name: eco.table for eco in registry() if eco.table is not None}}
+    return {**SCHEMA, **{key: spec for eco in registry() for key, spec in eco.stack_tables().items()}}
 
 
 # --- locating keys in the source text ------------------------------------------
@@ -241,7 +241,7 @@ def load_stack(path: Path, root: Path | None = None) -> Stack:
     fields = _validate(data, stack_schema(), (), err)
     _check_identity(fields, path, err)
     for eco in registry():
-        eco.check(fields.get(eco.name, {}), fields, err)
+        eco.check(fields.get(eco.name, {}), fields, err)  # the table of its name; fields holds the rest
     if "extends" in fields:
         _check_root_only(fields, err)
     return _stack_from(fields, path)
@@ -294,7 +294,7 @@ def _stack_from(fields: dict[str, Any], path: Path) -> Stack:
         description=fields["description"],
         base=fields.get("base"),
         extends=fields.get("extends"),
-        tables={eco.name: fields[eco.name] for eco in registry() if eco.table is not None and eco.name in fields},
+        tables={key: fields[key] for eco in registry() for key in eco.stack_tables() if key in fields},
         profile=tuple(fields.get("profile", {}).items()),
         user_declared=user is not None,
         env=fields.get("env", ()),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from bakegen.ecosystem import Ecosystem
-from bakegen.ecosystems import apps, apt, image, npm, python
+from bakegen.ecosystems import apps, apt, custom, image, npm, python
 
 ECOSYSTEMS: list[Ecosystem] = [
     image.ECOSYSTEM,
@@ -18,6 +18,7 @@ ECOSYSTEMS: list[Ecosystem] = [
     apt.ECOSYSTEM,
     npm.ECOSYSTEM,
     apps.ECOSYSTEM,
+    custom.ECOSYSTEM,
 ]
 
 

@@ -71,6 +71,7 @@ def render_app(lock: StackLock, part: AppsLock, app: str, platform: str, command
 
 class Apps(Ecosystem):
     name = "apps"
+    layer_order = ORDER
     resolver_of = "python"  # the same resolver (uv or pip-tools) as the notebook environment
     table = TABLE
     file_patterns = (FILE.pattern,)

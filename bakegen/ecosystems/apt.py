@@ -129,6 +129,7 @@ def _summary(apt: AptLock, arch: str) -> dict[str, dict[str, str]]:
 
 class Apt(Ecosystem):
     name = "apt"
+    layer_order = ORDER_SYSTEM
     in_format_2 = True
     table = TABLE
     file_patterns = (re.escape(APT_LOCK), re.escape(APT_SOURCES))

@@ -71,6 +71,7 @@ def sri_hashes(integrity: str) -> tuple[tuple[str, str], ...]:
 
 class Npm(Ecosystem):
     name = "npm"
+    layer_order = ORDER_PACKAGES
     in_format_2 = True
     table = TABLE
     file_patterns = (re.escape(PACKAGE_JSON), re.escape(PACKAGE_LOCK))

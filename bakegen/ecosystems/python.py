@@ -162,6 +162,7 @@ def pins_digest(by_platform: dict[str, list[Pin]]) -> str:
 
 class Python(Ecosystem):
     name = "python"
+    layer_order = ORDER + 2  # the vendor install; the venv and the constraints come before it
     in_format_2 = True
     always_locked = True  # every image has a Python: the section is never null
     table = TABLE

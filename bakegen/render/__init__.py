@@ -2,29 +2,50 @@
 
 Templates live in ``templates/`` and are rendered by one Jinja2 environment
 with ``StrictUndefined``, so a misspelled variable is an error, not an empty
-string.
+string. A project's own ``templates/`` folder overrides them, file by file
+(:data:`TEMPLATE_VARIABLES` says what each template receives).
 """
 
 from __future__ import annotations
 
 import json
 import shlex
+from pathlib import Path
+from types import TracebackType
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined, TemplateError, TemplateSyntaxError
 
 from bakegen import __version__
 from bakegen.ecosystem import registry
+from bakegen.errors import BakegenError, Location
 from bakegen.files import GENERATED_MARKER
 from bakegen.lock import StackLock
 from bakegen.render.escape import dockerfile_comment, dockerfile_env_value, hcl_ident, hcl_string
 from bakegen.stack import StackGraph
 
 BAKE_FILE = "docker-bake.hcl"
+OVERRIDES = "templates"  # a project's own templates, which take precedence over bakegen's
+# What each template receives (README: "Overriding a template"); anything else is an error.
+TEMPLATE_VARIABLES = {
+    "Dockerfile.j2": "plan: DockerfilePlan (head: lines; stages: heading, notes, base, name, steps: comments, text, layer)",
+    "docker-bake.hcl.j2": "header, group (stack names), targets (name, dockerfile, base_var, base_default, platforms, parent, tags, labels, label_keys, annotations, epoch)",
+    "apt-install.sh.j2": "header",
+    "bakegen-apps.sh.j2": "header",
+    "bakegen-healthcheck.py.j2": "header",
+    "bakegen-server.sh.j2": "header",
+    "bakegen-slim.py.j2": "header",
+    "bakegen-start.sh.j2": "header",
+}
 
 
-def environment() -> Environment:
+def environment(root: Path | None = None) -> Environment:
+    """The templates: a project's ``templates/`` folder first (when ``root`` has one), then bakegen's."""
+    packaged = PackageLoader("bakegen.render", "templates")
+    overrides = root / OVERRIDES if root is not None else None
+    if overrides is not None and overrides.is_dir():
+        _check_overrides(overrides)
     env = Environment(
-        loader=PackageLoader("bakegen.render", "templates"),
+        loader=ChoiceLoader([FileSystemLoader(str(overrides)), packaged]) if overrides is not None and overrides.is_dir() else packaged,
         undefined=StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
@@ -35,13 +56,44 @@ def environment() -> Environment:
     return env
 
 
+def _check_overrides(folder: Path) -> None:
+    """Every file in the project's templates/ folder overrides one of bakegen's (a typo is an error, not ignored)."""
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.relative_to(folder).as_posix() not in TEMPLATE_VARIABLES:
+            raise BakegenError(f"{OVERRIDES}/{path.relative_to(folder).as_posix()} overrides no bakegen template",
+                               location=Location(f"{OVERRIDES}/{path.relative_to(folder).as_posix()}"),
+                               hint=f"name it after one of: {', '.join(sorted(TEMPLATE_VARIABLES))}")
+
+
+def template_error(exc: TemplateError, tb: TracebackType | None) -> BakegenError:
+    """A template's error, at its file and line (an override's, usually)."""
+    name, line = getattr(exc, "filename", None) or getattr(exc, "name", None), getattr(exc, "lineno", None)
+    if not isinstance(exc, TemplateSyntaxError):
+        while tb is not None:  # the innermost frame in a template
+            if tb.tb_frame.f_code.co_filename.endswith(".j2"):
+                name, line = tb.tb_frame.f_code.co_filename, tb.tb_lineno
+            tb = tb.tb_next
+    where = str(name) if name else "a template"
+    shown = f"{OVERRIDES}/{Path(where).name}" if f"/{OVERRIDES}/" in where else Path(where).name
+    variables = TEMPLATE_VARIABLES.get(Path(where).name, "")
+    return BakegenError(f"{exc.message or type(exc).__name__}", location=Location(shown, line),
+                        hint=f"this template receives: {variables}" if variables else "check the template")
+
+
 def render_project(graph: StackGraph, locks: dict[str, StackLock]) -> dict[str, str]:
     """Every generated file of the project: the bake file, the scripts, and each stack's Dockerfile and files."""
+    try:
+        return _render_project(graph, locks)
+    except TemplateError as exc:
+        raise template_error(exc, exc.__traceback__) from None
+
+
+def _render_project(graph: StackGraph, locks: dict[str, StackLock]) -> dict[str, str]:
     from bakegen.plan import HEALTHCHECK_SCRIPT, SERVER_SCRIPT, START_SCRIPT, context, dockerfile_path, plan_dockerfile
     from bakegen.render.bake import render_bake
     from bakegen.render.dockerfile import render_dockerfile
 
-    env = environment()
+    env = environment(graph.root)
     header = f"{GENERATED_MARKER} {__version__}. Do not edit; to update, run: bakegen generate"
     scripts = {START_SCRIPT: "bakegen-start.sh.j2", SERVER_SCRIPT: "bakegen-server.sh.j2", HEALTHCHECK_SCRIPT: "bakegen-healthcheck.py.j2"}
     scripts.update({path: template for eco in registry() for path, template in eco.project_templates(graph, locks).items()})

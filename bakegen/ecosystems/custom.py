@@ -1,0 +1,251 @@
+"""The stack's own content: files it copies in, build steps it runs, and start hooks.
+
+    [[files]]                       # from the stack's folder, stacks/<stack>/
+    source = "jupyter_server_config.py"
+    target = "/etc/jupyter/jupyter_server_config.py"
+    mode = "0644"                   # default 0644
+    owner = "root"                  # or "user" (the image's user and group)
+
+    [[steps]]
+    run = "python -m nltk.downloader -d /usr/share/nltk_data punkt"
+    user = "root"                   # or "user" (default)
+    needs = ["python"]              # what it uses; default: everything (it runs last)
+
+    [start]
+    hooks = ["hooks/marker.sh"]     # run before the server starts, in order, after the parents' hooks
+
+Files and hooks are hashed into the stack's fingerprint (an edited file makes the lock
+stale; ``bakegen lock`` re-hashes it and resolves nothing else). In the image, files
+and hooks come after the packages (an edit re-copies one small layer); a step comes
+right after the last thing it ``needs`` (an ecosystem, or "files"), so a bump of
+anything it does not need does not re-run it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bakegen import schema
+from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext, registry
+from bakegen.errors import StackError
+from bakegen.lock import SCHEMA_SHA, StackLock, schema_obj
+from bakegen.plan import ORDER_PACKAGES, ORDER_USER, PlanContext, Step, user_facts
+from bakegen.stack import EffectiveStack, StackGraph, stack_location
+
+NAME = "files"
+ORDER = ORDER_PACKAGES + 15  # after every ecosystem's packages
+HOOKS = "/usr/local/bin/before-notebook.d"
+MAX_FILE = 50_000_000  # bytes: a config file, a script, a small model; big data belongs in a package
+RELATIVE = r"(?:[A-Za-z0-9_][A-Za-z0-9._+-]*/)*[A-Za-z0-9_][A-Za-z0-9._+-]*"
+ABSOLUTE = r"/(?:[A-Za-z0-9_][A-Za-z0-9._+@-]*/)*[A-Za-z0-9_][A-Za-z0-9._+@-]*"
+
+
+def _needs(value: Any) -> str:
+    name = schema.string(value)
+    known = [e.name for e in registry()]
+    if name not in known:
+        raise Invalid(f"unknown ecosystem {schema.shown(name)}", f"name one of: {', '.join(known)}", name)
+    return name
+
+
+Invalid = schema.Invalid
+TABLES: dict[str, Any] = {
+    "files": schema.list_of(schema.record({
+        "source": schema.matching(RELATIVE, "file in the stack's folder", "jupyter_server_config.py or lab/overrides.json"),
+        "target": schema.matching(ABSOLUTE, "absolute path in the image", "/etc/jupyter/jupyter_server_config.py"),
+        "mode": schema.matching(r"0?[0-7]{3}", "file mode", "0644 or 0755"),
+        "owner": schema.one_of("root", "user"),
+    }, required=("source", "target"))),
+    "steps": schema.list_of(schema.record({
+        "run": schema.text,
+        "user": schema.one_of("root", "user"),
+        "needs": schema.list_of(_needs),
+    }, required=("run",))),
+    "start": {"hooks": schema.list_of(schema.matching(RELATIVE, "hook file in the stack's folder", "hooks/10-marker.sh"))},
+}
+
+
+@dataclass(frozen=True)
+class File:
+    source: str  # relative to stacks/<stack>/
+    sha256: str
+    target: str
+    mode: str = "0644"
+    owner: str = "root"
+
+
+@dataclass(frozen=True)
+class BuildStep:
+    run: str
+    user: str = "user"
+    needs: tuple[str, ...] | None = None  # None: everything
+
+
+@dataclass
+class CustomLock:
+    files: list[File]
+    hooks: list[File]  # target: the hook's name in before-notebook.d
+    steps: list[BuildStep]
+
+
+def folder(stack: EffectiveStack) -> Path:
+    return stack.stack.path.parent / stack.name
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _hook_name(stack: EffectiveStack, i: int, source: str) -> str:
+    """Parents' hooks first, then this stack's in the order given."""
+    return f"{len(stack.ancestors):02d}-{stack.name}-{i:02d}-{source.rsplit('/', 1)[-1]}"
+
+
+def content(stack: EffectiveStack) -> CustomLock:
+    """The stack's files, hooks and steps, with the files hashed (checked by check_graph first)."""
+    files = [File(f["source"], _sha256(folder(stack) / f["source"]), f["target"], f.get("mode", "0644").rjust(4, "0"), f.get("owner", "root"))
+             for f in stack.stack.tables.get("files", ())]
+    hooks = [File(h, _sha256(folder(stack) / h), _hook_name(stack, i, h), "0755") for i, h in enumerate(stack.stack.table("start").get("hooks", ()), 1)]
+    steps = [BuildStep(s["run"], s.get("user", "user"), tuple(s["needs"]) if "needs" in s else None) for s in stack.stack.tables.get("steps", ())]
+    return CustomLock(files, hooks, steps)
+
+
+def _file_problem(stack: EffectiveStack, source: str, root: Path) -> str | None:
+    """Why ``source`` cannot be copied: missing, not a file, too big, or outside the stack's folder or the project."""
+    path, base = folder(stack) / source, folder(stack)
+    if not path.exists() and not path.is_symlink():
+        return f"{source}: no such file in {base.relative_to(root) if base.is_relative_to(root) else base}/"
+    real = Path(os.path.realpath(path))
+    if not real.is_relative_to(Path(os.path.realpath(root))):
+        return f"{source}: a symbolic link out of the project"
+    if not real.is_relative_to(Path(os.path.realpath(base))):
+        return f"{source}: outside the stack's folder stacks/{stack.name}/"
+    if not real.is_file():
+        return f"{source}: not a regular file"
+    if real.stat().st_size > MAX_FILE:
+        return f"{source}: larger than {MAX_FILE} bytes"
+    return None
+
+
+class Custom(Ecosystem):
+    name = NAME
+    offline = True  # locking it reads files, never the network: a change re-resolves nothing else
+    layer_order = ORDER
+
+    def stack_tables(self) -> dict[str, Any]:
+        return TABLES
+
+    def check(self, table: dict[str, Any], fields: dict[str, Any], err: Any) -> None:
+        targets = [f["target"] for f in fields.get("files", ())]
+        for target in targets:
+            if targets.count(target) > 1:
+                raise err(f"files: two files go to {target}", ("files",), "give each file its own target", target)
+            if target.startswith((HOOKS + "/", "/opt/bakegen/", "/tmp/bakegen/")):
+                raise err(f"files: {target} is bakegen's", ("files",), "use [start] hooks for start hooks; pick another target", target)
+
+    def check_graph(self, stack: EffectiveStack, graph: StackGraph) -> list[StackError]:
+        sources = [("files", f["source"]) for f in stack.stack.tables.get("files", ())] + [("start", h) for h in stack.stack.table("start").get("hooks", ())]
+        for key, source in sources:
+            problem = _file_problem(stack, source, graph.root)
+            if problem:
+                return [StackError(f"{key}: {problem}", location=stack_location(stack.stack, graph.root, (key,)),
+                                   hint=f"put the file in stacks/{stack.name}/ and give its path relative to that folder")]
+        return []
+
+    def used(self, stack: EffectiveStack) -> bool:
+        return any(stack.stack.tables.get(k) for k in TABLES)
+
+    def fingerprint(self, stack: EffectiveStack) -> Any:
+        if not self.used(stack):
+            return None
+        part = content(stack)
+        return {"files": [list(f.__dict__.values()) for f in part.files], "hooks": [list(h.__dict__.values()) for h in part.hooks],
+                "steps": [[s.run, s.user, list(s.needs) if s.needs is not None else None] for s in part.steps]}
+
+    def resolve(self, ctx: ResolveContext) -> CustomLock:
+        return content(ctx.stack)
+
+    def section_of(self, lock: StackLock, part: CustomLock, files: dict[str, str]) -> dict[str, Any]:
+        return {
+            "files": [f.__dict__ for f in part.files],
+            "hooks": [h.__dict__ for h in part.hooks],
+            "steps": [{"run": s.run, "user": s.user, "needs": list(s.needs) if s.needs is not None else None} for s in part.steps],
+        }
+
+    def read(self, section: dict[str, Any], read_file: ReadFile, doc: dict[str, Any], where: str) -> CustomLock:
+        return CustomLock([File(**f) for f in section["files"]], [File(**h) for h in section["hooks"]],
+                          [BuildStep(s["run"], s["user"], tuple(s["needs"]) if s["needs"] is not None else None) for s in section["steps"]])
+
+    def section_schema(self) -> dict[str, Any]:
+        file = schema_obj({"source": {"type": "string", "pattern": f"^{RELATIVE}$"}, "sha256": SCHEMA_SHA, "target": {"type": "string"},
+                           "mode": {"type": "string", "pattern": "^0[0-7]{3}$"}, "owner": {"enum": ["root", "user"]}})
+        step = schema_obj({"run": {"type": "string"}, "user": {"enum": ["root", "user"]}, "needs": {"type": ["array", "null"], "items": {"type": "string"}}})
+        return schema_obj({"files": {"type": "array", "items": file}, "hooks": {"type": "array", "items": file}, "steps": {"type": "array", "items": step}})
+
+    def section_problem(self, section: dict[str, Any]) -> str | None:
+        """What reaches the Dockerfile must have the shape the stack schema allows."""
+        try:
+            part = self.read(section, lambda name, sha: "", {}, "")
+        except (KeyError, TypeError, AttributeError):
+            return "files: not what bakegen writes"
+        files_ok = all(re.fullmatch(RELATIVE, f.source) and re.fullmatch(r"[0-9a-f]{64}", f.sha256) and re.fullmatch(r"0[0-7]{3}", f.mode)
+                       and f.owner in ("root", "user") for f in part.files + part.hooks)
+        targets_ok = all(re.fullmatch(ABSOLUTE, f.target) for f in part.files) and all(re.fullmatch(r"[A-Za-z0-9._+-]+", h.target) for h in part.hooks)
+        steps_ok = all(isinstance(s.run, str) and not re.search(r"[\x00-\x1f\x7f]", s.run) and s.user in ("root", "user") for s in part.steps)
+        return None if files_ok and targets_ok and steps_ok else "files: not what bakegen writes"
+
+    def entries(self, lock: StackLock, part: CustomLock) -> list[LockedEntry]:
+        return [
+            *(LockedEntry(self.name, f.target, "", f"sha256:{f.sha256[:12]}") for f in part.files),
+            *(LockedEntry(self.name, f"start hook {h.source}", "", f"sha256:{h.sha256[:12]}") for h in part.hooks),
+            *(LockedEntry(self.name, f"step {i}", "", s.run) for i, s in enumerate(part.steps, 1)),
+        ]
+
+    def upgrade_names(self, stack: EffectiveStack, lock: StackLock | None) -> set[str]:
+        return set()
+
+    def summary(self, lock: StackLock, part: CustomLock) -> str:
+        return f"{len(part.files)} files, {len(part.hooks)} start hooks, {len(part.steps)} steps"
+
+    # --- the Dockerfile ---
+    def final_steps(self, ctx: PlanContext) -> list[Step]:
+        part = ctx.lock.parts.get(self.name)
+        if part is None:
+            return []
+        u = user_facts(ctx)
+        owner = {"root": "", "user": f" --chown={u['uid']}" + (f":{u['gid']}" if u["gid"].isdigit() else "")}
+        src = f"stacks/{ctx.name}"
+        steps = [Step(f"COPY --chmod={f.mode}{owner[f.owner]} {src}/{f.source} {f.target}", layer=f"file {f.target}", order=ORDER) for f in part.files]
+        steps += [Step(f"COPY --chmod=0755 {src}/{h.source} {HOOKS}/{h.target}", layer=f"start hook {h.source}", order=ORDER) for h in part.hooks]
+        if steps:
+            steps[0].comments = (f"The stack's own files and start hooks (stacks/{ctx.name}/), after its packages.",)
+        for i, s in enumerate(part.steps, 1):
+            steps += _build_step(ctx, i, s, u["run_as"])
+        return steps
+
+
+def _step_order(needs: tuple[str, ...] | None) -> int:
+    """Right after the last thing the step needs; after everything when it does not say."""
+    if needs is None:
+        return ORDER + 2
+    orders = [next(e for e in registry() if e.name == n).layer_order for n in needs]
+    return max(orders, default=ORDER_USER) + 1
+
+
+def _build_step(ctx: PlanContext, i: int, step: BuildStep, run_as: str) -> list[Step]:
+    """A [[steps]] item: exec form (no shell-form parsing, no heredoc), as root or as the user."""
+    order = _step_order(step.needs)
+    label = f"step {i}: {step.run[:60]}"
+    run = Step(f"RUN {json.dumps(['/bin/sh', '-c', step.run])}", (f"[[steps]] {i} of stacks/{ctx.name}.toml, as {step.user}.",), label, order)
+    if step.user == "root":
+        return [run]
+    return [Step(f"USER {run_as}", order=order), run, Step("USER root", order=order)]
+
+
+ECOSYSTEM = Custom()

