@@ -200,6 +200,7 @@ def _shown(root: Path, path: Path) -> str:
 def cmd_verify_repro(args: argparse.Namespace) -> int:
     """Build a stack twice from the same locks; exit 0 when bit-for-bit identical, 1 when not."""
     from bakegen.build import BuildOptions
+    from bakegen.plan import plan_dockerfile
     from bakegen.repro import verify_repro
 
     graph = load_stacks(args.root)
@@ -211,7 +212,9 @@ def cmd_verify_repro(args: argparse.Namespace) -> int:
     )
     locks = current_locks(graph)
     epochs = [locks[s.name].source_date_epoch for s in graph.ancestors(args.stack)] + [locks[args.stack].source_date_epoch]
-    result = verify_repro(args.root, args.stack, opts, epoch=max((e for e in epochs if e is not None), default=None))
+    plan = plan_dockerfile(graph, args.stack, locks)
+    steps = [(step.text, step.layer) for step in plan.final.steps]  # to name a differing layer by its step
+    result = verify_repro(args.root, args.stack, opts, epoch=max((e for e in epochs if e is not None), default=None), steps=steps)
     if result.identical:
         print(f"{args.stack}: identical ({result.digests[0]})")
         return 0

@@ -53,12 +53,27 @@ def read_oci_platforms(path: Path) -> tuple[str, dict[str, OciImage]]:
         return top, images
 
 
-def platform_difference(a: dict[str, OciImage], b: dict[str, OciImage]) -> str | None:
+def layer_names(config: dict, steps: list[tuple[str, str | None]]) -> dict[int, str]:
+    """Layer index -> the plan's name for it: BuildKit writes one history entry per instruction of the
+    final stage, so the last entries are the plan's ``steps`` ((instruction, layer name)), in order."""
+    history = config.get("history", [])
+    first_own = len(history) - len(steps)
+    names, layer = {}, 0
+    for i, entry in enumerate(history):
+        if entry.get("empty_layer"):
+            continue
+        if i >= first_own and steps[i - first_own][1]:
+            names[layer] = str(steps[i - first_own][1])
+        layer += 1
+    return names
+
+
+def platform_difference(a: dict[str, OciImage], b: dict[str, OciImage], steps: list[tuple[str, str | None]] | None = None) -> str | None:
     """The first difference between two builds of the same platforms, named by platform when there are several."""
     if sorted(a) != sorted(b):
         return f"the builds have the platforms {', '.join(sorted(a))} and {', '.join(sorted(b))}"
     for platform in sorted(a):
-        difference = first_difference(a[platform], b[platform])
+        difference = first_difference(a[platform], b[platform], layer_names(a[platform].config, steps) if steps else None)
         if difference:
             return f"{platform}: {difference}" if len(a) > 1 else difference
     return None
@@ -75,8 +90,8 @@ def _members(tar: tarfile.TarFile) -> dict[str, tuple]:
 FIELDS = ("type", "mode", "uid", "gid", "size", "mtime", "link target", "content")
 
 
-def first_difference(a: OciImage, b: OciImage) -> str | None:
-    """None when identical; else a sentence naming the first difference."""
+def first_difference(a: OciImage, b: OciImage, names: dict[int, str] | None = None) -> str | None:
+    """None when identical; else a sentence naming the first difference (its layer by the plan's ``names`` when given)."""
     if a.manifest_digest == b.manifest_digest:
         return None
     if len(a.layers) != len(b.layers):
@@ -86,7 +101,7 @@ def first_difference(a: OciImage, b: OciImage) -> str | None:
         for i, (la, lb) in enumerate(zip(a.layers, b.layers)):
             if la == lb:
                 continue
-            step = history[i].get("created_by", "?")[:120] if i < len(history) else "?"
+            step = (names or {}).get(i) or (history[i].get("created_by", "?")[:120] if i < len(history) else "?")
             ma = _members(tarfile.open(fileobj=ta.extractfile(f"blobs/sha256/{la.split(':')[1]}"), mode="r:*"))
             mb = _members(tarfile.open(fileobj=tb.extractfile(f"blobs/sha256/{lb.split(':')[1]}"), mode="r:*"))
             for name in sorted(set(ma) | set(mb)):
@@ -115,7 +130,8 @@ class ReproResult:
         return self.difference is None
 
 
-def verify_repro(root: Path, stack: str, opts: BuildOptions, epoch: int | None = None, workdir: Path | None = None) -> ReproResult:
+def verify_repro(root: Path, stack: str, opts: BuildOptions, epoch: int | None = None, workdir: Path | None = None,
+                 steps: list[tuple[str, str | None]] | None = None) -> ReproResult:
     """Build ``stack`` twice with --no-cache to OCI tarballs and compare them.
 
     ``epoch`` (the lock's) is passed as SOURCE_DATE_EPOCH: the image's created
@@ -135,6 +151,6 @@ def verify_repro(root: Path, stack: str, opts: BuildOptions, epoch: int | None =
             proc.run(cmd, cwd=root, env={**os.environ, **variables}, capture=opts.progress == "quiet")
             images.append(read_oci_platforms(dest))
         (top1, one), (top2, two) = images
-        difference = None if top1 == top2 else platform_difference(one, two) or "the image indexes differ"
+        difference = None if top1 == top2 else platform_difference(one, two, steps) or "the image indexes differ"
         per_platform = {p: (one[p].manifest_digest, two[p].manifest_digest) for p in sorted(one) if p in two}
         return ReproResult(stack, (top1, top2), difference, per_platform)

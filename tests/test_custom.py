@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import os
 
+import dockerfile
 import pytest
 from fakes import FakeApt, FakeImages, FakeResolver
+from hypothesis import HealthCheck, given, settings
+from test_fuzz import HOSTILE
 
 from bakegen.cli import main
 from bakegen.diff import diff_locks
@@ -85,6 +88,8 @@ def test_files_steps_and_hooks_are_locked_and_planned_in_order(project):
     final = text.split("# --- final image")[1]
     copy = "COPY --chmod=0644 stacks/base/jupyter_server_config.py /etc/jupyter/jupyter_server_config.py"
     assert copy in final and "COPY --chmod=0644 --chown=1000:100 stacks/base/lab/overrides.json" in final
+    # the folders first: COPY --chmod=0644 would make the folders it creates 0644 (not enterable)
+    assert final.index("RUN mkdir -p /etc/jupyter /opt/venv/share/jupyter/lab/settings\n") < final.index(copy)
     assert "COPY --chmod=0755 stacks/base/hooks/marker.sh /usr/local/bin/before-notebook.d/00-base-01-marker.sh" in final
     root_step = 'RUN ["/bin/sh", "-c", "mkdir -p /srv/data && echo hello > /srv/data/readme"]'
     user_step = 'USER 1000:100\n# [[steps]] 2 of stacks/base.toml, as user.\nRUN ["/bin/sh", "-c", "python -c \'import jupyter_server\' > $HOME/.checked"]\nUSER root'
@@ -176,3 +181,26 @@ def test_a_template_override_takes_precedence_and_fails_on_an_unknown_variable(p
     (root / "templates" / "Dockerfile.jinja").write_text("x")
     assert main(["-C", str(root), "generate"]) == 2
     assert "error: templates/Dockerfile.jinja: templates/Dockerfile.jinja overrides no bakegen template" in capsys.readouterr().err
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(run=HOSTILE)
+def test_buildkits_parser_reads_each_step_back_exactly(tmp_path_factory, run):
+    """Any one-line step (heredoc markers, quotes, backslashes, $, JSON) is one RUN that BuildKit's own parser reads as the same command."""
+    from bakegen.schema import Invalid, text
+
+    try:
+        text(run)
+    except Invalid:
+        return  # control characters and overlong lines are refused at load (tested above)
+    root = tmp_path_factory.mktemp("steps")
+    base = 'name = "base"\ndescription = "b"\nbase = "python:3.13-slim"\n[python]\nversion = "3.13"\n[[steps]]\nrun = ' + json.dumps(run) + "\n"
+    (root / "stacks").mkdir()
+    (root / "stacks" / "base.toml").write_text(base)
+    lock(root)
+    commands = dockerfile.parse_file(str(root / "dockerfiles" / "base" / "Dockerfile"))
+    steps = [c for c in commands if c.cmd == "RUN" and c.json and c.value[:2] == ("/bin/sh", "-c")]
+    assert [c.value[2] for c in steps] == [run]
+    # nothing was injected: the instructions are the ones bakegen writes, the step's among them once
+    assert [c.cmd for c in commands].count("RUN") == (root / "dockerfiles" / "base" / "Dockerfile").read_text().count("\nRUN ")
+    assert commands[-1].cmd == "CMD"

@@ -12,7 +12,7 @@ import tarfile
 import pytest
 from conftest import REPO
 
-from bakegen.repro import first_difference, platform_difference, read_oci, read_oci_platforms
+from bakegen.repro import first_difference, layer_names, platform_difference, read_oci, read_oci_platforms
 
 
 def layer(files: dict[str, bytes], mtime: int = 0) -> bytes:
@@ -109,3 +109,13 @@ def test_base_builds_bit_for_bit(engine):
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.startswith("base: identical (sha256:")
+
+
+def test_a_differing_layer_is_named_by_its_plan_step(tmp_path):
+    a = oci(tmp_path / "a.tar", [layer({"etc/x": b"1"}), layer({"usr/share/nltk/punkt": b"a"})])
+    b = oci(tmp_path / "b.tar", [layer({"etc/x": b"1"}), layer({"usr/share/nltk/punkt": b"b"})])
+    # the history has one entry per instruction; an ENV between the two makes no layer
+    a.config["history"] = [{"created_by": "RUN step 0"}, {"created_by": "ENV A=1", "empty_layer": True}, {"created_by": "RUN step 1"}]
+    steps = [("ENV A=1", None), ('RUN ["/bin/sh", "-c", "python -m nltk.downloader punkt"]', "step 1: python -m nltk.downloader punkt")]
+    assert layer_names(a.config, steps) == {1: "step 1: python -m nltk.downloader punkt"}
+    assert first_difference(a, b, layer_names(a.config, steps)) == "layer 2 (step 1: python -m nltk.downloader punkt): /usr/share/nltk/punkt differs in content"

@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -197,7 +198,7 @@ class Custom(Ecosystem):
         files_ok = all(re.fullmatch(RELATIVE, f.source) and re.fullmatch(r"[0-9a-f]{64}", f.sha256) and re.fullmatch(r"0[0-7]{3}", f.mode)
                        and f.owner in ("root", "user") for f in part.files + part.hooks)
         targets_ok = all(re.fullmatch(ABSOLUTE, f.target) for f in part.files) and all(re.fullmatch(r"[A-Za-z0-9._+-]+", h.target) for h in part.hooks)
-        steps_ok = all(isinstance(s.run, str) and not re.search(r"[\x00-\x1f\x7f]", s.run) and s.user in ("root", "user") for s in part.steps)
+        steps_ok = all(_is_text(s.run) and s.user in ("root", "user") for s in part.steps)
         return None if files_ok and targets_ok and steps_ok else "files: not what bakegen writes"
 
     def entries(self, lock: StackLock, part: CustomLock) -> list[LockedEntry]:
@@ -221,13 +222,32 @@ class Custom(Ecosystem):
         u = user_facts(ctx)
         owner = {"root": "", "user": f" --chown={u['uid']}" + (f":{u['gid']}" if u["gid"].isdigit() else "")}
         src = f"stacks/{ctx.name}"
-        steps = [Step(f"COPY --chmod={f.mode}{owner[f.owner]} {src}/{f.source} {f.target}", layer=f"file {f.target}", order=ORDER) for f in part.files]
+        steps = _folders(part.files)
+        steps += [Step(f"COPY --chmod={f.mode}{owner[f.owner]} {src}/{f.source} {f.target}", layer=f"file {f.target}", order=ORDER) for f in part.files]
         steps += [Step(f"COPY --chmod=0755 {src}/{h.source} {HOOKS}/{h.target}", layer=f"start hook {h.source}", order=ORDER) for h in part.hooks]
         if steps:
             steps[0].comments = (f"The stack's own files and start hooks (stacks/{ctx.name}/), after its packages.",)
         for i, s in enumerate(part.steps, 1):
             steps += _build_step(ctx, i, s, u["run_as"])
         return steps
+
+
+def _is_text(value: Any) -> bool:
+    """What a stack's step may hold (the stack schema's one-line text)."""
+    try:
+        schema.text(value)
+    except schema.Invalid:
+        return False
+    return True
+
+
+def _folders(files: list[File]) -> list[Step]:
+    """The targets' folders, made first (0755): COPY --chmod would give the folders it makes the file's mode
+    (moby/buildkit#5943), and a 0644 folder cannot be entered. mkdir -p leaves existing folders as they are."""
+    folders = sorted({f.target.rsplit("/", 1)[0] for f in files} - {""})
+    if not folders:
+        return []
+    return [Step(f"RUN mkdir -p {' '.join(shlex.quote(d) for d in folders)}", layer="folders of the stack's files", order=ORDER)]
 
 
 def _step_order(needs: tuple[str, ...] | None) -> int:

@@ -25,17 +25,21 @@ from bakegen.stack import StackGraph
 
 BAKE_FILE = "docker-bake.hcl"
 OVERRIDES = "templates"  # a project's own templates, which take precedence over bakegen's
-# What each template receives (README: "Overriding a template"); anything else is an error.
+# What each template receives (README: "Overriding a template"); every other template (the
+# scripts) receives only ``header``. Anything else is an error.
 TEMPLATE_VARIABLES = {
     "Dockerfile.j2": "plan: DockerfilePlan (head: lines; stages: heading, notes, base, name, steps: comments, text, layer)",
     "docker-bake.hcl.j2": "header, group (stack names), targets (name, dockerfile, base_var, base_default, platforms, parent, tags, labels, label_keys, annotations, epoch)",
-    "apt-install.sh.j2": "header",
-    "bakegen-apps.sh.j2": "header",
-    "bakegen-healthcheck.py.j2": "header",
-    "bakegen-server.sh.j2": "header",
-    "bakegen-slim.py.j2": "header",
-    "bakegen-start.sh.j2": "header",
 }
+
+
+def packaged_templates() -> list[str]:
+    """The templates a project may override (bakegen init's own are not among them)."""
+    return [t for t in PackageLoader("bakegen.render", "templates").list_templates() if "/" not in t]
+
+
+def variables_of(template: str) -> str:
+    return TEMPLATE_VARIABLES.get(template, "header")
 
 
 def environment(root: Path | None = None) -> Environment:
@@ -59,10 +63,10 @@ def environment(root: Path | None = None) -> Environment:
 def _check_overrides(folder: Path) -> None:
     """Every file in the project's templates/ folder overrides one of bakegen's (a typo is an error, not ignored)."""
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.relative_to(folder).as_posix() not in TEMPLATE_VARIABLES:
+        if path.is_file() and path.relative_to(folder).as_posix() not in packaged_templates():
             raise BakegenError(f"{OVERRIDES}/{path.relative_to(folder).as_posix()} overrides no bakegen template",
                                location=Location(f"{OVERRIDES}/{path.relative_to(folder).as_posix()}"),
-                               hint=f"name it after one of: {', '.join(sorted(TEMPLATE_VARIABLES))}")
+                               hint=f"name it after one of: {', '.join(packaged_templates())}")
 
 
 def template_error(exc: TemplateError, tb: TracebackType | None) -> BakegenError:
@@ -75,9 +79,8 @@ def template_error(exc: TemplateError, tb: TracebackType | None) -> BakegenError
             tb = tb.tb_next
     where = str(name) if name else "a template"
     shown = f"{OVERRIDES}/{Path(where).name}" if f"/{OVERRIDES}/" in where else Path(where).name
-    variables = TEMPLATE_VARIABLES.get(Path(where).name, "")
     return BakegenError(f"{exc.message or type(exc).__name__}", location=Location(shown, line),
-                        hint=f"this template receives: {variables}" if variables else "check the template")
+                        hint=f"this template receives: {variables_of(Path(where).name)}" if name else "check the template")
 
 
 def render_project(graph: StackGraph, locks: dict[str, StackLock]) -> dict[str, str]:

@@ -44,12 +44,17 @@ class Built:
         return out
 
 
+def copy_project(source: Path, root: Path) -> Path:
+    """The stacks, locks and generated files of ``source`` in ``root``."""
+    for d in ("stacks", "locks", "dockerfiles"):
+        shutil.copytree(source / d, root / d)
+    shutil.copy(source / "docker-bake.hcl", root)
+    return root
+
+
 @pytest.fixture(scope="session")
 def built(engine, tmp_path_factory) -> Built:
-    root = tmp_path_factory.mktemp("project")
-    for d in ("stacks", "locks", "dockerfiles"):
-        shutil.copytree(REPO / d, root / d)
-    shutil.copy(REPO / "docker-bake.hcl", root)
+    root = copy_project(REPO, tmp_path_factory.mktemp("project"))
     before = tree(root)
 
     lock = bakegen(root, "lock")

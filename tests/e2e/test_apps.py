@@ -4,13 +4,12 @@ own on top of the built example base, and it runs as the image's user next to th
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 
 import pytest
 
 from bakegen.lock import read_lock
-from e2e.conftest import PREFIX, bakegen, run
+from e2e.conftest import PREFIX, bakegen, copy_project, run
 
 pytestmark = pytest.mark.e2e
 
@@ -26,10 +25,7 @@ packages = ["nbstripout>=0.8"]
 
 @pytest.fixture(scope="module")
 def tools(built, engine, tmp_path_factory):
-    root = tmp_path_factory.mktemp("apps")
-    for d in ("stacks", "locks", "dockerfiles"):
-        shutil.copytree(built.root / d, root / d)
-    shutil.copy(built.root / "docker-bake.hcl", root)
+    root = copy_project(built.root, tmp_path_factory.mktemp("apps"))
     (root / "stacks" / "tools.toml").write_text(TOOLS)
     locked = bakegen(root, "lock")
     assert locked.returncode == 0, locked.stderr

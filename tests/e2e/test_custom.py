@@ -1,0 +1,107 @@
+"""A stack's own files, build steps and start hook, for real: BuildKit builds them on the example base,
+the server and JupyterLab read them over HTTP, the hook runs before the server, and two --no-cache
+builds are bit-for-bit identical."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from e2e.conftest import PREFIX, bakegen, copy_project, docker, run
+from e2e.test_runtime import server, wait
+
+pytestmark = pytest.mark.e2e
+
+CUSTOM = """\
+name = "custom"
+description = "The example base with a server config, a JupyterLab setting, a start hook and two build steps"
+extends = "base"
+
+[[files]]
+source = "jupyter_server_config.py"
+target = "/etc/jupyter/jupyter_server_config.py"
+
+[[files]]
+source = "lab/overrides.json"
+target = "/opt/venv/share/jupyter/lab/settings/overrides.json"
+
+[[steps]]
+run = "mkdir -p /srv/bakegen && echo made-by-root > /srv/bakegen/root.txt"
+user = "root"
+needs = []
+
+[[steps]]
+run = "jupyter --version > $HOME/.jupyter-version"
+
+[start]
+hooks = ["hooks/marker.sh"]
+"""
+FILES = {
+    "jupyter_server_config.py": 'c.ServerApp.tornado_settings = {"headers": {"X-Bakegen-Custom": "from-a-stack-file"}}\n',
+    "lab/overrides.json": json.dumps({"@jupyterlab/apputils-extension:themes": {"theme": "JupyterLab Dark"}}) + "\n",
+    "hooks/marker.sh": 'echo "hook ran as $(id -u) before the server" > /tmp/bakegen-hook-marker\n',
+}
+TOKEN = "bakegen-custom-token"
+
+
+@pytest.fixture(scope="module")
+def custom(built, engine, tmp_path_factory):
+    root = copy_project(built.root, tmp_path_factory.mktemp("custom"))
+    (root / "stacks" / "custom.toml").write_text(CUSTOM)
+    for rel, text in FILES.items():
+        (root / "stacks" / "custom" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / "stacks" / "custom" / rel).write_text(text)
+    for args in (["lock"], ["generate"]):
+        out = bakegen(root, *args)
+        assert out.returncode == 0, out.stdout + out.stderr
+    build = bakegen(root, "build", "--base-image", f"base={engine.standin}", "--registry", PREFIX, "--load", "--ca-bundle", engine.ca_bundle, "custom")
+    assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
+    return root
+
+
+def test_the_server_config_and_the_lab_setting_are_read_over_http(custom):
+    with server(f"{PREFIX}/custom:latest", env={"JUPYTER_TOKEN": TOKEN}) as (cid, port):
+        auth = {"Authorization": f"token {TOKEN}"}
+        status, _ = wait(f"http://127.0.0.1:{port}/api/status", cid, headers=auth)
+        assert status == 200
+        import urllib.request
+
+        with urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/api/status", headers=auth), timeout=10) as resp:
+            assert resp.headers["X-Bakegen-Custom"] == "from-a-stack-file"
+        _, body = wait(f"http://127.0.0.1:{port}/lab/api/settings/@jupyterlab/apputils-extension:themes", cid, headers=auth)
+        settings = json.loads(body)
+        assert settings["schema"]["properties"]["theme"]["default"] == "JupyterLab Dark"
+        # the start hook ran before the server, as the user
+        assert docker("exec", cid, "cat", "/tmp/bakegen-hook-marker").strip() == "hook ran as 1000 before the server"
+        logs = subprocess.run(["docker", "logs", cid], capture_output=True, text=True)
+        assert "sourcing hook /usr/local/bin/before-notebook.d/01-custom-01-marker.sh" in logs.stdout + logs.stderr
+
+
+def test_the_root_and_user_steps_ran_as_said(custom):
+    image = f"{PREFIX}/custom:latest"
+    out = run(image, "sh", "-c", "cat /srv/bakegen/root.txt; stat -c %U /srv/bakegen/root.txt; stat -c %u $HOME/.jupyter-version; grep -c jupyter_server $HOME/.jupyter-version")
+    assert out.split() == ["made-by-root", "root", "1000", "1"]
+    # the files' folders are enterable (0755), the files have their modes and owners
+    modes = run(image, "stat", "-c", "%a %U %n", "/etc/jupyter", "/etc/jupyter/jupyter_server_config.py", "/opt/venv/share/jupyter/lab/settings/overrides.json")
+    assert modes.splitlines() == ["755 root /etc/jupyter", "644 root /etc/jupyter/jupyter_server_config.py", "644 root /opt/venv/share/jupyter/lab/settings/overrides.json"]
+
+
+def test_report_and_diff_name_the_files_and_steps(custom):
+    report = bakegen(custom, "report", "--registry", PREFIX, "--format", "json")
+    assert report.returncode == 0, report.stderr
+    own = {r["stack"]: r for r in json.loads(report.stdout)}["custom"]
+    installs = [x["installs"] for x in own["layer_sizes"][-6:]]
+    assert installs[0].startswith("step 1: mkdir -p /srv/bakegen")
+    assert installs[1:6] == ["folders of the stack's files", "file /etc/jupyter/jupyter_server_config.py", "file /opt/venv/share/jupyter/lab/settings/overrides.json",
+                             "start hook hooks/marker.sh", "step 2: jupyter --version > $HOME/.jupyter-version"], installs
+
+
+def test_verify_repro_of_a_stack_with_files_a_hook_and_steps(custom, engine):
+    start = time.monotonic()
+    out = bakegen(custom, "verify-repro", "custom", "--base-image", f"base={engine.standin}", "--ca-bundle", engine.ca_bundle, "--progress", "quiet")
+    print(f"verify-repro custom (two --no-cache builds of base + custom): {time.monotonic() - start:.0f}s")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.startswith("custom: identical (sha256:")
