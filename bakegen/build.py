@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass, field
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from bakegen import proc
 from bakegen.errors import BakegenError
@@ -64,3 +71,115 @@ def bake_command(root: Path, opts: BuildOptions) -> tuple[list[str], dict[str, s
 def build(root: Path, opts: BuildOptions) -> None:
     cmd, variables = bake_command(root, opts)
     proc.run(cmd, cwd=root, env={**os.environ, **variables}, capture=False)
+
+
+# --- reproducible --load and --push ------------------------------------------------------
+#
+# BuildKit's image exporter (the docker driver's --load and --push) cannot rewrite file
+# times, and a parent built inside a child's bake is re-stamped with the child's date.
+# So each level of the graph (parents first) is exported to an OCI layout with
+# rewrite-timestamp=true under one SOURCE_DATE_EPOCH per graph (the root lock's); a child
+# is built FROM its parent's exported layout (an oci-layout:// context, by digest), so its
+# parent's layers are the parent's own bytes. The layouts are then loaded (docker load
+# keeps the digest on the containerd image store) or pushed with skopeo --preserve-digests.
+
+
+@dataclass
+class Published:
+    stack: str
+    digest: str  # the manifest (or image index) digest: the same on every machine, from the same locks
+    names: list[str]  # image references (repository:tag)
+    pushed_bytes: int = 0  # compressed blob bytes the registry did not have
+
+
+def bake_targets(root: Path, opts: BuildOptions) -> dict[str, Any]:
+    """The bake file's targets as ``docker buildx bake --print`` resolves them (tags with REGISTRY and TAG_PREFIX)."""
+    cmd, variables = bake_command(root, BuildOptions(targets=opts.targets, base_images=opts.base_images, ca_bundle=opts.ca_bundle,
+                                                     registry=opts.registry, tag_prefix=opts.tag_prefix, cache=opts.cache, extra=["--print"]))
+    return dict(json.loads(proc.run(cmd, cwd=root, env={**os.environ, **variables}).stdout)["target"])
+
+
+def reproducible_build(root: Path, levels: list[list[str]], epochs: dict[str, int], parents: dict[str, str | None],
+                       opts: BuildOptions, work: Path) -> list[Published]:
+    """Build ``levels`` (stacks, parents first) to OCI layouts in ``work``; load or push each one."""
+    if opts.push and shutil.which("skopeo") is None:
+        raise BakegenError("bakegen build --push needs skopeo, to push each image with the digest it was built with",
+                           hint="install it (apt-get install skopeo; GitHub's ubuntu runners have it), or build with --load")
+    targets = bake_targets(root, opts)
+    out: list[Published] = []
+    digests: dict[str, str] = {}
+    for level in levels:
+        extra = [f"--allow=fs.write={work}", f"--allow=fs.read={work}"]  # the layouts: written here, read as the children's parents
+        extra += [arg for stack in level for arg in _oci_settings(stack, targets[stack]["tags"], epochs[stack], parents.get(stack), digests, work, opts)]
+        cmd, variables = bake_command(root, replace(opts, targets=level, load=False, push=False, extra=[*opts.extra, *extra]))
+        proc.run(cmd, cwd=root, env={**os.environ, **variables}, capture=opts.progress == "quiet")
+        for stack in level:
+            digests[stack] = layout_digest(work / stack)
+            published = Published(stack, digests[stack], list(targets[stack]["tags"]))
+            if opts.load:
+                _load(work / stack)
+            if opts.push:
+                published.pushed_bytes = _push(work / stack, published.names)
+            out.append(published)
+    return out
+
+
+def _oci_settings(stack: str, names: list[str], epoch: int, parent: str | None, digests: dict[str, str], work: Path, opts: BuildOptions) -> list[str]:
+    output = f'{stack}.output=type=oci,dest={work / stack},tar=false,rewrite-timestamp=true,"name={",".join(names)}"'
+    sets = [output, f"{stack}.args.SOURCE_DATE_EPOCH={epoch}"]
+    if not opts.provenance:
+        sets.append(f"{stack}.attest=type=provenance,disabled=true")
+    if parent is not None and parent in digests:
+        sets.append(f"{stack}.contexts.{parent}=oci-layout://{work / parent}@{digests[parent]}")
+    return [arg for s in sets for arg in ("--set", s)]
+
+
+def layout_digest(layout: Path) -> str:
+    """The digest of the image (or image index) an OCI layout holds."""
+    return str(json.loads((layout / "index.json").read_text())["manifests"][0]["digest"])
+
+
+def _load(layout: Path) -> None:
+    with tempfile.NamedTemporaryFile(suffix=".tar", dir=layout.parent) as archive:
+        with tarfile.open(archive.name, "w") as tar:
+            for path in sorted(layout.iterdir()):
+                if path.name != "ingest":
+                    tar.add(path, arcname=path.name)
+        proc.run(["docker", "load", "--quiet", "--input", archive.name])
+
+
+def insecure(registry: str) -> bool:
+    """A plain-http registry: localhost, or one named in BAKEGEN_INSECURE_REGISTRIES."""
+    host = registry.split("/")[0]
+    listed = {h.strip() for h in os.environ.get("BAKEGEN_INSECURE_REGISTRIES", "").split(",") if h.strip()}
+    return host.split(":")[0] in ("localhost", "127.0.0.1") or host in listed
+
+
+def _push(layout: Path, names: list[str]) -> int:
+    """skopeo copy of each name (blobs the registry has are skipped); the bytes of the blobs it lacked."""
+    missing = missing_bytes(layout, names[0])
+    for name in names:
+        tag = name.rsplit(":", 1)[1]
+        tls = ["--dest-tls-verify=false"] if insecure(name) else []
+        proc.run(["skopeo", "copy", "--quiet", "--all", "--preserve-digests", *tls, f"oci:{layout}:{tag}", f"docker://{name}"])
+    return missing
+
+
+def missing_bytes(layout: Path, name: str) -> int:
+    """The compressed bytes of the layout's blobs that the registry of ``name`` does not hold yet (what a push uploads)."""
+    repo = name.rsplit(":", 1)[0]
+    host, _, path = repo.partition("/")
+    scheme = "http" if insecure(repo) else "https"
+    total = 0
+    for blob in sorted((layout / "blobs" / "sha256").iterdir()):
+        request = urllib.request.Request(f"{scheme}://{host}/v2/{path}/blobs/sha256:{blob.name}", method="HEAD")
+        try:
+            with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=30):
+                continue
+        except urllib.error.HTTPError as exc:
+            if exc.code != 404:
+                return -1  # the registry wants a login: not measured
+        except OSError:
+            return -1
+        total += blob.stat().st_size
+    return total

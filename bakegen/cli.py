@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import re
@@ -263,10 +264,42 @@ def cmd_build(args: argparse.Namespace) -> int:
         push=args.push,
         progress=args.progress,
         provenance=args.provenance,
-        extra=["--metadata-file", args.metadata_file] if args.metadata_file else [],
+        extra=["--no-cache"] if args.no_cache else [],
     )
-    build(args.root, opts)
+    if not (args.load or args.push):
+        opts.extra += ["--metadata-file", args.metadata_file] if args.metadata_file else []
+        build(args.root, opts)
+        return 0
+    return _publish(args, graph, opts)
+
+
+def _publish(args: argparse.Namespace, graph, opts) -> int:  # type: ignore[no-untyped-def]
+    """--load and --push: bit-for-bit images, level by level through OCI layouts (bakegen.build.reproducible_build)."""
+    import tempfile
+
+    from bakegen.build import bake_command, reproducible_build
+
+    bake_command(args.root, opts)  # the bake file exists, --load and --push are not both given
+    locks = current_locks(graph)
+    selected = graph.select(args.targets)
+    depth = {name: len(graph.ancestors(name)) for name in selected}
+    levels = [[n for n in selected if depth[n] == d] for d in sorted(set(depth.values()))]
+    epochs = {name: graph_epoch(graph, locks, name) for name in selected}
+    parents = {name: graph.stacks[name].extends for name in selected}
+    with tempfile.TemporaryDirectory(prefix="bakegen-build-") as work:
+        published = reproducible_build(args.root, levels, epochs, parents, opts, Path(work))
+    for p in published:
+        pushed = f", {p.pushed_bytes / 1e6:.1f} MB uploaded" if args.push and p.pushed_bytes >= 0 else ""
+        print(f"{p.stack}: {p.digest} ({', '.join(p.names)}{pushed})")
+    if args.metadata_file:
+        doc = {p.stack: {"containerimage.digest": p.digest, "image.name": ",".join(p.names), "bakegen.pushed_bytes": p.pushed_bytes} for p in published}
+        Path(args.metadata_file).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     return 0
+
+
+def graph_epoch(graph, locks: dict, name: str) -> int:  # type: ignore[no-untyped-def]
+    """SOURCE_DATE_EPOCH of an image: its root lock's, for every image of the graph (README: "Reproducible builds")."""
+    return int(locks[graph.root_of(name).name].source_date_epoch or 0)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -354,6 +387,7 @@ def _add_build_commands(sub: argparse._SubParsersAction) -> None:
     bd.add_argument("--cache", metavar="REPO", help="registry layer cache: read and write REPO:<stack> (e.g. ghcr.io/acme/bakegen-cache)")
     bd.add_argument("--load", action="store_true", help="load the images into the local image store")
     bd.add_argument("--push", action="store_true", help="push the images")
+    bd.add_argument("--no-cache", action="store_true", help="build every step again (as a new machine would)")
     bd.add_argument("--provenance", action="store_true", help="attach BuildKit's provenance attestation (mode=max); it holds build times, so the index digest changes on every build")
     bd.add_argument("--metadata-file", metavar="FILE", help="write bake's build metadata (image digests) here; bakegen profiles --metadata reads it")
     bd.add_argument("--progress", default="auto", choices=["auto", "plain", "tty", "quiet"], help="build output style")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 import tempfile
 from collections.abc import Callable
@@ -209,12 +210,21 @@ def to_markdown(diffs: list[ImageDiff], old_label: str, new_label: str) -> str:
             continue
         out += ["| ecosystem | package | change | from | to |", "|---|---|---|---|---|"]
         for eco, c in rows:
-            out.append(f"| {eco} | `{_md(c.name)}` | {c.kind} | {_md(c.old or '')} | {_md(c.new or '')} |")
+            out.append(f"| {eco} | `{_md(c.name)}` | {c.kind} | {_md_text(c.old or '')} | {_md_text(c.new or '')} |")
     return "\n".join(out) + "\n"
 
 
 def _md(text: str) -> str:
     return text.replace("|", "\\|")
+
+
+_MARKDOWN = re.compile(r"([\\`*_\[\]<>&@#~|!])")
+
+
+def _md_text(text: str) -> str:
+    """Text in a pull request body (a version, or a step's command): every markdown character escaped, so
+    a stack's text cannot add a link, HTML or an @mention."""
+    return _MARKDOWN.sub(r"\\\1", text)
 
 
 FORMATS = {"text": to_text, "markdown": to_markdown, "json": to_json}

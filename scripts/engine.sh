@@ -199,7 +199,9 @@ cmd_arm64() {
 REGISTRY_ADDR=${BAKEGEN_REGISTRY_ADDR:-127.0.0.1:5000}
 
 cmd_registry() {
-    # Debian's docker-registry (CNCF distribution), for digest-pinning and push tests.
+    # Debian's docker-registry (CNCF distribution), for digest-pinning and push tests;
+    # skopeo, with which bakegen build --push copies each image with its digest.
+    apt_install skopeo
     if curl -fsS "http://$REGISTRY_ADDR/v2/" >/dev/null 2>&1; then say "registry already on $REGISTRY_ADDR"; return 0; fi
     apt_install docker-registry curl
     mkdir -p "$ENGINE_DIR/registry"

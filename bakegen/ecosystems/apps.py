@@ -82,8 +82,12 @@ class Apps(Ecosystem):
             app = canonicalize_name(Requirement(requirement).name)
             if app in seen:
                 raise err(f"apps.packages: '{requirement}' and '{seen[app]}' are the same application", ("apps", "packages"), "list each application once", requirement)
-            if app == "bin":
-                raise err("apps.packages: an application cannot be named 'bin' (/opt/apps/bin holds the scripts)", ("apps", "packages"), "install it under another name", requirement)
+            if app in ("bin", "pip"):
+                raise err(f"apps.packages: an application cannot be named '{app}' (/opt/apps/bin holds the scripts; pip installs the others)",
+                          ("apps", "packages"), "install it in the notebook environment ([python] packages) instead", requirement)
+            if Requirement(requirement).marker is not None:
+                raise err(f"apps.packages: '{requirement}' has an environment marker", ("apps", "packages"),
+                          "an application is installed on every platform of the image; remove the marker", requirement)
             seen[app] = requirement
 
     def check_graph(self, stack: EffectiveStack, graph: StackGraph) -> list[StackError]:

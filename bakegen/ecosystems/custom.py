@@ -44,7 +44,11 @@ ORDER = ORDER_PACKAGES + 15  # after every ecosystem's packages
 HOOKS = "/usr/local/bin/before-notebook.d"
 MAX_FILE = 50_000_000  # bytes: a config file, a script, a small model; big data belongs in a package
 RELATIVE = r"(?:[A-Za-z0-9_][A-Za-z0-9._+-]*/)*[A-Za-z0-9_][A-Za-z0-9._+-]*"
-ABSOLUTE = r"/(?:[A-Za-z0-9_][A-Za-z0-9._+@-]*/)*[A-Za-z0-9_][A-Za-z0-9._+@-]*"
+_PART = r"(?!\.\.?(?:/|$))[A-Za-z0-9_.][A-Za-z0-9._+@-]*"  # a path part; dot folders (~/.jupyter), never . or ..
+ABSOLUTE = rf"(?:/{_PART})+"
+# Where a file may not go: bakegen's own files and folders, and the kernel's.
+RESERVED = ("/usr/local/bin/before-notebook.d", "/usr/local/bin/start-notebook.d", "/usr/local/bin/bakegen-start", "/usr/local/bin/bakegen-server",
+            "/usr/local/lib/bakegen-healthcheck.py", "/etc/bakegen", "/opt/bakegen", "/tmp/bakegen", "/opt/apps", "/opt/npm", "/proc", "/sys", "/dev")
 
 
 def _needs(value: Any) -> str:
@@ -56,6 +60,15 @@ def _needs(value: Any) -> str:
 
 
 Invalid = schema.Invalid
+
+
+def _command(value: Any) -> str:
+    """One line of shell, not blank."""
+    text = schema.text(value)
+    if not text.strip():
+        raise Invalid("an empty command", 'write the command to run, e.g. run = "python -m nltk.downloader punkt"', text)
+    return text
+
 TABLES: dict[str, Any] = {
     "files": schema.list_of(schema.record({
         "source": schema.matching(RELATIVE, "file in the stack's folder", "jupyter_server_config.py or lab/overrides.json"),
@@ -64,7 +77,7 @@ TABLES: dict[str, Any] = {
         "owner": schema.one_of("root", "user"),
     }, required=("source", "target"))),
     "steps": schema.list_of(schema.record({
-        "run": schema.text,
+        "run": _command,
         "user": schema.one_of("root", "user"),
         "needs": schema.list_of(_needs),
     }, required=("run",))),
@@ -105,7 +118,7 @@ def _sha256(path: Path) -> str:
 
 def _hook_name(stack: EffectiveStack, i: int, source: str) -> str:
     """Parents' hooks first, then this stack's in the order given."""
-    return f"{len(stack.ancestors):02d}-{stack.name}-{i:02d}-{source.rsplit('/', 1)[-1]}"
+    return f"{len(stack.ancestors):02d}-{stack.name}-{i:03d}-{source.rsplit('/', 1)[-1]}"
 
 
 def content(stack: EffectiveStack) -> CustomLock:
@@ -131,6 +144,8 @@ def _file_problem(stack: EffectiveStack, source: str, root: Path) -> str | None:
         return f"{source}: not a regular file"
     if real.stat().st_size > MAX_FILE:
         return f"{source}: larger than {MAX_FILE} bytes"
+    if not os.access(real, os.R_OK):
+        return f"{source}: not readable"
     return None
 
 
@@ -147,16 +162,19 @@ class Custom(Ecosystem):
         for target in targets:
             if targets.count(target) > 1:
                 raise err(f"files: two files go to {target}", ("files",), "give each file its own target", target)
-            if target.startswith((HOOKS + "/", "/opt/bakegen/", "/tmp/bakegen/")):
-                raise err(f"files: {target} is bakegen's", ("files",), "use [start] hooks for start hooks; pick another target", target)
+            if any(target == r or target.startswith(r + "/") for r in RESERVED):
+                raise err(f"files: {target} is bakegen's or the system's", ("files",), "use [start] hooks for start hooks; pick another target", target)
+            if any(other.startswith(target + "/") for other in targets):
+                raise err(f"files: {target} is a file, and another file goes inside it", ("files",), "give each file its own folder", target)
 
     def check_graph(self, stack: EffectiveStack, graph: StackGraph) -> list[StackError]:
         sources = [("files", f["source"]) for f in stack.stack.tables.get("files", ())] + [("start", h) for h in stack.stack.table("start").get("hooks", ())]
         for key, source in sources:
             problem = _file_problem(stack, source, graph.root)
             if problem:
-                return [StackError(f"{key}: {problem}", location=stack_location(stack.stack, graph.root, (key,)),
-                                   hint=f"put the file in stacks/{stack.name}/ and give its path relative to that folder")]
+                where = (key, "hooks") if key == "start" else (key,)
+                return [StackError(f"{key}: {problem}", location=stack_location(stack.stack, graph.root, where),
+                                   hint=f"keep the file in stacks/{stack.name}/, readable, at most {MAX_FILE} bytes, and give its path relative to that folder")]
         return []
 
     def used(self, stack: EffectiveStack) -> bool:
@@ -171,6 +189,14 @@ class Custom(Ecosystem):
 
     def resolve(self, ctx: ResolveContext) -> CustomLock:
         return content(ctx.stack)
+
+    def tampered(self, stack: EffectiveStack, lock: StackLock) -> list[tuple[str, Any, Any]]:
+        """The section is derived from the stack alone: it must be exactly what the stack gives today."""
+        part = lock.parts.get(self.name)
+        if part is None and not self.used(stack):
+            return []
+        want = content(stack) if self.used(stack) else None
+        return [("files, steps and hooks", part, want)] if part != want else []
 
     def section_of(self, lock: StackLock, part: CustomLock, files: dict[str, str]) -> dict[str, Any]:
         return {
@@ -198,7 +224,8 @@ class Custom(Ecosystem):
         files_ok = all(re.fullmatch(RELATIVE, f.source) and re.fullmatch(r"[0-9a-f]{64}", f.sha256) and re.fullmatch(r"0[0-7]{3}", f.mode)
                        and f.owner in ("root", "user") for f in part.files + part.hooks)
         targets_ok = all(re.fullmatch(ABSOLUTE, f.target) for f in part.files) and all(re.fullmatch(r"[A-Za-z0-9._+-]+", h.target) for h in part.hooks)
-        steps_ok = all(_is_text(s.run) and s.user in ("root", "user") for s in part.steps)
+        known = {e.name for e in registry()}
+        steps_ok = all(_is_text(s.run) and s.user in ("root", "user") and set(s.needs or ()) <= known for s in part.steps)
         return None if files_ok and targets_ok and steps_ok else "files: not what bakegen writes"
 
     def entries(self, lock: StackLock, part: CustomLock) -> list[LockedEntry]:
@@ -260,7 +287,7 @@ def _step_order(needs: tuple[str, ...] | None) -> int:
 
 def _build_step(ctx: PlanContext, i: int, step: BuildStep, run_as: str) -> list[Step]:
     """A [[steps]] item: exec form (no shell-form parsing, no heredoc), as root or as the user."""
-    order = _step_order(step.needs)
+    order = _step_order(step.needs) if step.user == "root" else max(_step_order(step.needs), ORDER_USER + 1)  # the user exists
     label = f"step {i}: {step.run[:60]}"
     run = Step(f"RUN {json.dumps(['/bin/sh', '-c', step.run])}", (f"[[steps]] {i} of stacks/{ctx.name}.toml, as {step.user}.",), label, order)
     if step.user == "root":

@@ -9,15 +9,17 @@ string. A project's own ``templates/`` folder overrides them, file by file
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from pathlib import Path
 from types import TracebackType
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined, TemplateError, TemplateSyntaxError
+from jinja2.sandbox import SandboxedEnvironment
 
 from bakegen import __version__
 from bakegen.ecosystem import registry
-from bakegen.errors import BakegenError, Location
+from bakegen.errors import BakegenError, Location, one_line
 from bakegen.files import GENERATED_MARKER
 from bakegen.lock import StackLock
 from bakegen.render.escape import dockerfile_comment, dockerfile_env_value, hcl_ident, hcl_string
@@ -46,10 +48,11 @@ def environment(root: Path | None = None) -> Environment:
     """The templates: a project's ``templates/`` folder first (when ``root`` has one), then bakegen's."""
     packaged = PackageLoader("bakegen.render", "templates")
     overrides = root / OVERRIDES if root is not None else None
-    if overrides is not None and overrides.is_dir():
+    if overrides is not None and (overrides.exists() or overrides.is_symlink()):
         _check_overrides(overrides)
-    env = Environment(
-        loader=ChoiceLoader([FileSystemLoader(str(overrides)), packaged]) if overrides is not None and overrides.is_dir() else packaged,
+    # Sandboxed: an override comes from whoever can open a pull request, and bakegen check runs it in CI.
+    env = SandboxedEnvironment(
+        loader=ChoiceLoader([FileSystemLoader(str(overrides), followlinks=False), packaged]) if overrides is not None and overrides.is_dir() else packaged,
         undefined=StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
@@ -61,15 +64,30 @@ def environment(root: Path | None = None) -> Environment:
 
 
 def _check_overrides(folder: Path) -> None:
-    """Every file in the project's templates/ folder overrides one of bakegen's (a typo is an error, not ignored)."""
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.relative_to(folder).as_posix() not in packaged_templates():
-            raise BakegenError(f"{OVERRIDES}/{path.relative_to(folder).as_posix()} overrides no bakegen template",
-                               location=Location(f"{OVERRIDES}/{path.relative_to(folder).as_posix()}"),
-                               hint=f"name it after one of: {', '.join(packaged_templates())}")
+    """The project's templates/ folder holds regular files, each named after one of bakegen's templates
+    (a typo is an error, not ignored; hidden files, editors' backups among them, are skipped)."""
+    def refuse(message: str, where: str) -> BakegenError:
+        return BakegenError(message, location=Location(where), hint=f"templates/ holds regular files named after bakegen's templates: {', '.join(packaged_templates())}")
+
+    if folder.is_symlink() or not folder.is_dir():
+        raise refuse("not a folder", OVERRIDES)
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as exc:
+        raise refuse(f"cannot read it: {exc.strerror}", OVERRIDES) from None
+    for path in entries:
+        shown = f"{OVERRIDES}/{path.name}"
+        if path.name.startswith("."):
+            continue
+        if path.is_symlink() or not path.is_file():
+            raise refuse("not a regular file (a folder, a symbolic link or a device)", shown)
+        if path.name not in packaged_templates():
+            raise refuse(f"{shown} overrides no bakegen template", shown)
+        if not os.access(path, os.R_OK):
+            raise refuse("not readable", shown)
 
 
-def template_error(exc: TemplateError, tb: TracebackType | None) -> BakegenError:
+def template_error(exc: Exception, tb: TracebackType | None) -> BakegenError:
     """A template's error, at its file and line (an override's, usually)."""
     name, line = getattr(exc, "filename", None) or getattr(exc, "name", None), getattr(exc, "lineno", None)
     if not isinstance(exc, TemplateSyntaxError):
@@ -79,16 +97,32 @@ def template_error(exc: TemplateError, tb: TracebackType | None) -> BakegenError
             tb = tb.tb_next
     where = str(name) if name else "a template"
     shown = f"{OVERRIDES}/{Path(where).name}" if f"/{OVERRIDES}/" in where else Path(where).name
-    return BakegenError(f"{exc.message or type(exc).__name__}", location=Location(shown, line),
+    message = getattr(exc, "message", None) or f"{type(exc).__name__}: {one_line(str(exc), 200)}"
+    return BakegenError(message, location=Location(shown, line),
                         hint=f"this template receives: {variables_of(Path(where).name)}" if name else "check the template")
 
 
 def render_project(graph: StackGraph, locks: dict[str, StackLock]) -> dict[str, str]:
     """Every generated file of the project: the bake file, the scripts, and each stack's Dockerfile and files."""
+    overridden = (graph.root / OVERRIDES).is_dir()
     try:
-        return _render_project(graph, locks)
+        files = _render_project(graph, locks)
     except TemplateError as exc:
         raise template_error(exc, exc.__traceback__) from None
+    except (ArithmeticError, TypeError, ValueError, LookupError, RecursionError, OSError, AttributeError) as exc:
+        if not overridden:
+            raise  # bakegen's own templates: a bug
+        raise template_error(exc, exc.__traceback__) from None
+    _check_headers(graph.root, files)
+    return files
+
+
+def _check_headers(root: Path, files: dict[str, str]) -> None:
+    """Every file an override writes keeps bakegen's header, or the next generate would refuse to overwrite it."""
+    for path, text in files.items():
+        if GENERATED_MARKER not in "".join(text.splitlines(keepends=True)[:5]):
+            raise BakegenError(f"the output for {path} lost the '{GENERATED_MARKER}' header", location=Location(f"{OVERRIDES}/"),
+                               hint="keep the header line the packaged template writes first (bakegen only overwrites files that carry it)")
 
 
 def _render_project(graph: StackGraph, locks: dict[str, StackLock]) -> dict[str, str]:

@@ -77,7 +77,7 @@ def test_the_server_config_and_the_lab_setting_are_read_over_http(custom):
         # the start hook ran before the server, as the user
         assert docker("exec", cid, "cat", "/tmp/bakegen-hook-marker").strip() == "hook ran as 1000 before the server"
         logs = subprocess.run(["docker", "logs", cid], capture_output=True, text=True)
-        assert "sourcing hook /usr/local/bin/before-notebook.d/01-custom-01-marker.sh" in logs.stdout + logs.stderr
+        assert "sourcing hook /usr/local/bin/before-notebook.d/01-custom-001-marker.sh" in logs.stdout + logs.stderr
 
 
 def test_the_root_and_user_steps_ran_as_said(custom):
