@@ -9,14 +9,19 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from bakegen import proc
+from bakegen.attest import attach_sboms
 from bakegen.errors import BakegenError
+from bakegen.lock import StackLock
 from bakegen.render import BAKE_FILE
 from bakegen.render.bake import base_variable
+from bakegen.stack import StackGraph
 
 
 @dataclass
@@ -85,6 +90,27 @@ def build(root: Path, opts: BuildOptions) -> None:
 
 
 @dataclass
+class Chain:
+    """What to build, parents first: the stacks in levels, each image's SOURCE_DATE_EPOCH, and its parent."""
+
+    levels: list[list[str]]
+    epochs: dict[str, int]
+    parents: dict[str, str | None]
+
+
+def chain_of(graph: StackGraph, locks: dict[str, StackLock], targets: list[str] | None) -> Chain:
+    """``targets`` and their parents. The epoch policy: one SOURCE_DATE_EPOCH per graph, its root lock's (README:
+    "Reproducible builds"), so parents and children stamp files alike and a leaf bump moves no other layer."""
+    selected = graph.select(targets)
+    depth = {name: len(graph.ancestors(name)) for name in selected}
+    return Chain(
+        levels=[[n for n in selected if depth[n] == d] for d in sorted(set(depth.values()))],
+        epochs={n: int(locks[graph.root_of(n).name].source_date_epoch or 0) for n in selected},
+        parents={n: graph.stacks[n].extends for n in selected},
+    )
+
+
+@dataclass
 class Published:
     stack: str
     digest: str  # the manifest (or image index) digest: the same on every machine, from the same locks
@@ -99,23 +125,24 @@ def bake_targets(root: Path, opts: BuildOptions) -> dict[str, Any]:
     return dict(json.loads(proc.run(cmd, cwd=root, env={**os.environ, **variables}).stdout)["target"])
 
 
-def reproducible_build(root: Path, levels: list[list[str]], epochs: dict[str, int], parents: dict[str, str | None],
-                       opts: BuildOptions, work: Path) -> list[Published]:
-    """Build ``levels`` (stacks, parents first) to OCI layouts in ``work``; load or push each one."""
+def reproducible_build(root: Path, chain: Chain, opts: BuildOptions, work: Path, sbom: Callable[[str, str], str] | None = None) -> list[Published]:
+    """Build ``chain`` (parents first) to OCI layouts in ``work``; attach each image's SBOM (``sbom(stack, platform)``:
+    CycloneDX JSON) as an attestation; load or push each image."""
     if opts.push and shutil.which("skopeo") is None:
         raise BakegenError("bakegen build --push needs skopeo, to push each image with the digest it was built with",
                            hint="install it (apt-get install skopeo; GitHub's ubuntu runners have it), or build with --load")
     targets = bake_targets(root, opts)
     out: list[Published] = []
     digests: dict[str, str] = {}
-    for level in levels:
+    for level in chain.levels:
         extra = [f"--allow=fs.write={work}", f"--allow=fs.read={work}"]  # the layouts: written here, read as the children's parents
-        extra += [arg for stack in level for arg in _oci_settings(stack, targets[stack]["tags"], epochs[stack], parents.get(stack), digests, work, opts)]
+        extra += [arg for stack in level for arg in _oci_settings(stack, targets[stack]["tags"], chain.epochs[stack], chain.parents.get(stack), digests, work, opts)]
         cmd, variables = bake_command(root, replace(opts, targets=level, load=False, push=False, extra=[*opts.extra, *extra]))
         proc.run(cmd, cwd=root, env={**os.environ, **variables}, capture=opts.progress == "quiet")
         for stack in level:
-            digests[stack] = layout_digest(work / stack)
-            published = Published(stack, digests[stack], list(targets[stack]["tags"]))
+            digests[stack] = layout_digest(work / stack)  # the image itself: what the children build FROM
+            top = attach_sboms(work / stack, targets[stack]["tags"][0], partial(sbom, stack)) if sbom else digests[stack]
+            published = Published(stack, top, list(targets[stack]["tags"]))
             if opts.load:
                 _load(work / stack)
             if opts.push:
@@ -165,21 +192,37 @@ def _push(layout: Path, names: list[str]) -> int:
     return missing
 
 
+def layout_blobs(layout: Path) -> dict[str, int]:
+    """The config and layer blobs (digest -> compressed size) of every image in an OCI layout."""
+    def doc(digest: str) -> Any:
+        return json.loads((layout / "blobs" / "sha256" / digest.split(":")[1]).read_text())
+
+    blobs: dict[str, int] = {}
+    todo = [m["digest"] for m in json.loads((layout / "index.json").read_text())["manifests"]]
+    while todo:
+        manifest = doc(todo.pop())
+        todo += [m["digest"] for m in manifest.get("manifests", [])]
+        for entry in [manifest["config"], *manifest["layers"]] if "config" in manifest else []:
+            blobs[entry["digest"]] = entry["size"]
+    return blobs
+
+
 def missing_bytes(layout: Path, name: str) -> int:
-    """The compressed bytes of the layout's blobs that the registry of ``name`` does not hold yet (what a push uploads)."""
+    """The compressed bytes of the layout's blobs that the registry of ``name`` does not hold yet (what a push
+    uploads, manifests aside); -1 when the registry does not say (it wants a login)."""
     repo = name.rsplit(":", 1)[0]
     host, _, path = repo.partition("/")
     scheme = "http" if insecure(repo) else "https"
     total = 0
-    for blob in sorted((layout / "blobs" / "sha256").iterdir()):
-        request = urllib.request.Request(f"{scheme}://{host}/v2/{path}/blobs/sha256:{blob.name}", method="HEAD")
+    for digest, size in sorted(layout_blobs(layout).items()):
+        request = urllib.request.Request(f"{scheme}://{host}/v2/{path}/blobs/{digest}", method="HEAD")
         try:
             with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=30):
                 continue
         except urllib.error.HTTPError as exc:
             if exc.code != 404:
-                return -1  # the registry wants a login: not measured
+                return -1
         except OSError:
             return -1
-        total += blob.stat().st_size
+        total += size
     return total

@@ -199,8 +199,8 @@ def _shown(root: Path, path: Path) -> str:
 
 
 def cmd_verify_repro(args: argparse.Namespace) -> int:
-    """Build a stack twice from the same locks; exit 0 when bit-for-bit identical, 1 when not."""
-    from bakegen.build import BuildOptions
+    """Build a stack twice from the same locks (or once, against a registry); exit 0 when bit-for-bit identical, 1 when not."""
+    from bakegen.build import BuildOptions, chain_of
     from bakegen.plan import plan_dockerfile
     from bakegen.repro import verify_repro
 
@@ -212,12 +212,13 @@ def cmd_verify_repro(args: argparse.Namespace) -> int:
         progress=args.progress,
     )
     locks = current_locks(graph)
-    epochs = [locks[s.name].source_date_epoch for s in graph.ancestors(args.stack)] + [locks[args.stack].source_date_epoch]
     plan = plan_dockerfile(graph, args.stack, locks)
     steps = [(step.text, step.layer) for step in plan.final.steps]  # to name a differing layer by its step
-    result = verify_repro(args.root, args.stack, opts, epoch=max((e for e in epochs if e is not None), default=None), steps=steps)
+    from bakegen.sbom import cyclonedx_of
+
+    result = verify_repro(args.root, chain_of(graph, locks, [args.stack]), opts, steps=steps, against=args.against, sbom=cyclonedx_of(graph, locks))
     if result.identical:
-        print(f"{args.stack}: identical ({result.digests[0]})")
+        print(f"{args.stack}: identical ({result.digests[0]})" + (f", the digest {args.against} has" if args.against else ""))
         return 0
     print(f"{args.stack}: different ({result.digests[0]} vs {result.digests[1]})")
     print(f"first difference: {result.difference}")
@@ -277,17 +278,15 @@ def _publish(args: argparse.Namespace, graph, opts) -> int:  # type: ignore[no-u
     """--load and --push: bit-for-bit images, level by level through OCI layouts (bakegen.build.reproducible_build)."""
     import tempfile
 
-    from bakegen.build import bake_command, reproducible_build
+    from bakegen.build import bake_command, chain_of, reproducible_build
 
     bake_command(args.root, opts)  # the bake file exists, --load and --push are not both given
+    from bakegen.sbom import cyclonedx_of
+
     locks = current_locks(graph)
-    selected = graph.select(args.targets)
-    depth = {name: len(graph.ancestors(name)) for name in selected}
-    levels = [[n for n in selected if depth[n] == d] for d in sorted(set(depth.values()))]
-    epochs = {name: graph_epoch(graph, locks, name) for name in selected}
-    parents = {name: graph.stacks[name].extends for name in selected}
+    chain = chain_of(graph, locks, args.targets)
     with tempfile.TemporaryDirectory(prefix="bakegen-build-") as work:
-        published = reproducible_build(args.root, levels, epochs, parents, opts, Path(work))
+        published = reproducible_build(args.root, chain, opts, Path(work), sbom=cyclonedx_of(graph, locks))
     for p in published:
         pushed = f", {p.pushed_bytes / 1e6:.1f} MB uploaded" if args.push and p.pushed_bytes >= 0 else ""
         print(f"{p.stack}: {p.digest} ({', '.join(p.names)}{pushed})")
@@ -295,11 +294,6 @@ def _publish(args: argparse.Namespace, graph, opts) -> int:  # type: ignore[no-u
         doc = {p.stack: {"containerimage.digest": p.digest, "image.name": ",".join(p.names), "bakegen.pushed_bytes": p.pushed_bytes} for p in published}
         Path(args.metadata_file).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     return 0
-
-
-def graph_epoch(graph, locks: dict, name: str) -> int:  # type: ignore[no-untyped-def]
-    """SOURCE_DATE_EPOCH of an image: its root lock's, for every image of the graph (README: "Reproducible builds")."""
-    return int(locks[graph.root_of(name).name].source_date_epoch or 0)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -376,6 +370,7 @@ def _add_build_commands(sub: argparse._SubParsersAction) -> None:
     vr.add_argument("--base-image", action="append", default=[], metavar="STACK=IMAGE", help="replace a root stack's base image")
     vr.add_argument("--ca-bundle", metavar="PEM", help="CA bundle for a TLS-intercepting proxy (env: BAKEGEN_CA_BUNDLE)")
     vr.add_argument("--progress", default="quiet", choices=["auto", "plain", "tty", "quiet"], help="build output (default: quiet)")
+    vr.add_argument("--against", metavar="REF", help="compare one clean build with the image a registry holds (REGISTRY/REPOSITORY:TAG)")
     vr.set_defaults(func=cmd_verify_repro)
 
     bd = sub.add_parser("build", help="run docker buildx bake on the generated files")

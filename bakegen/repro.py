@@ -1,24 +1,28 @@
 """Reproducibility: build a stack twice from the same locks and compare the results.
 
-Each build is a ``docker buildx bake --no-cache`` of one target to an OCI
-tarball with ``rewrite-timestamp=true`` (file times clamped to the lock's
-SOURCE_DATE_EPOCH). Identical manifest digests mean bit-for-bit identical
-images; otherwise the first differing file is found by reading the two layer
-tarballs side by side.
+Each build is what ``bakegen build --load/--push`` publishes (bakegen.build.reproducible_build:
+the stack and its parents, level by level, ``--no-cache``, to OCI layouts with
+``rewrite-timestamp=true`` under the graph's SOURCE_DATE_EPOCH). Identical manifest
+digests mean bit-for-bit identical images; otherwise the first differing file is
+found by reading the two layer tarballs side by side. With a registry reference,
+one clean build is compared with what the registry holds.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tarfile
 import tempfile
-from dataclasses import dataclass, field
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import IO
 
-from bakegen import proc
-from bakegen.build import BuildOptions, bake_command
+from bakegen.build import BuildOptions, Chain, insecure, reproducible_build
+from bakegen.errors import BakegenError, one_line
 
 
 @dataclass
@@ -34,23 +38,33 @@ def read_oci(path: Path) -> OciImage:
     return next(iter(read_oci_platforms(path)[1].values()))
 
 
+def open_blob(path: Path, digest: str) -> IO[bytes]:
+    """A blob of an OCI layout: a folder, or a tarball of one."""
+    name = f"blobs/sha256/{digest.split(':')[1]}"
+    if path.is_dir():
+        return (path / name).open("rb")
+    tar = tarfile.open(path)
+    member = tar.extractfile(name)
+    assert member is not None
+    return member
+
+
 def read_oci_platforms(path: Path) -> tuple[str, dict[str, OciImage]]:
-    """The digest the tarball's index names (an image index or one manifest), and its image per platform."""
-    with tarfile.open(path) as tar:
-        index = json.load(tar.extractfile("index.json"))  # type: ignore[arg-type]
-        top = index["manifests"][0]["digest"]
+    """The digest the layout's index names (an image index or one manifest), and its image per platform."""
+    def blob(d: str) -> bytes:
+        with open_blob(path, d) as fh:
+            return fh.read()
 
-        def blob(d: str) -> bytes:
-            return tar.extractfile(f"blobs/sha256/{d.split(':')[1]}").read()  # type: ignore[union-attr]
-
-        doc = json.loads(blob(top))
-        entries = [(m["digest"], json.loads(blob(m["digest"]))) for m in doc["manifests"] if m.get("platform", {}).get("os") != "unknown"] if "manifests" in doc else [(top, doc)]
-        images = {}
-        for digest, manifest in entries:
-            config = json.loads(blob(manifest["config"]["digest"]))
-            platform = "/".join(p for p in (config.get("os"), config.get("architecture"), config.get("variant")) if p)
-            images[platform] = OciImage(digest, config, [layer["digest"] for layer in manifest["layers"]], path)
-        return top, images
+    index = json.loads((path / "index.json").read_text() if path.is_dir() else tarfile.open(path).extractfile("index.json").read())  # type: ignore[union-attr]
+    top = index["manifests"][0]["digest"]
+    doc = json.loads(blob(top))
+    entries = [(m["digest"], json.loads(blob(m["digest"]))) for m in doc["manifests"] if m.get("platform", {}).get("os") != "unknown"] if "manifests" in doc else [(top, doc)]
+    images = {}
+    for digest, manifest in entries:
+        config = json.loads(blob(manifest["config"]["digest"]))
+        platform = "/".join(p for p in (config.get("os"), config.get("architecture"), config.get("variant")) if p)
+        images[platform] = OciImage(digest, config, [layer["digest"] for layer in manifest["layers"]], path)
+    return top, images
 
 
 def layer_names(config: dict, steps: list[tuple[str, str | None]]) -> dict[int, str]:
@@ -97,20 +111,19 @@ def first_difference(a: OciImage, b: OciImage, names: dict[int, str] | None = No
     if len(a.layers) != len(b.layers):
         return f"the images have {len(a.layers)} and {len(b.layers)} layers"
     history = [h for h in a.config.get("history", []) if not h.get("empty_layer")]
-    with tarfile.open(a.path) as ta, tarfile.open(b.path) as tb:
-        for i, (la, lb) in enumerate(zip(a.layers, b.layers)):
-            if la == lb:
-                continue
-            step = (names or {}).get(i) or (history[i].get("created_by", "?")[:120] if i < len(history) else "?")
-            ma = _members(tarfile.open(fileobj=ta.extractfile(f"blobs/sha256/{la.split(':')[1]}"), mode="r:*"))
-            mb = _members(tarfile.open(fileobj=tb.extractfile(f"blobs/sha256/{lb.split(':')[1]}"), mode="r:*"))
-            for name in sorted(set(ma) | set(mb)):
-                if ma.get(name) != mb.get(name):
-                    if name not in ma or name not in mb:
-                        return f"layer {i + 1} ({step}): /{name} is only in build {'2' if name not in ma else '1'}"
-                    what = next(f for f, x, y in zip(FIELDS, ma[name], mb[name]) if x != y)
-                    return f"layer {i + 1} ({step}): /{name} differs in {what}"
-            return f"layer {i + 1} ({step}): same files, different archive (file order or headers)"
+    for i, (la, lb) in enumerate(zip(a.layers, b.layers)):
+        if la == lb:
+            continue
+        step = (names or {}).get(i) or (history[i].get("created_by", "?")[:120] if i < len(history) else "?")
+        ma = _members(tarfile.open(fileobj=open_blob(a.path, la), mode="r:*"))
+        mb = _members(tarfile.open(fileobj=open_blob(b.path, lb), mode="r:*"))
+        for name in sorted(set(ma) | set(mb)):
+            if ma.get(name) != mb.get(name):
+                if name not in ma or name not in mb:
+                    return f"layer {i + 1} ({step}): /{name} is only in build {'2' if name not in ma else '1'}"
+                what = next(f for f, x, y in zip(FIELDS, ma[name], mb[name]) if x != y)
+                return f"layer {i + 1} ({step}): /{name} differs in {what}"
+        return f"layer {i + 1} ({step}): same files, different archive (file order or headers)"
     ca, cb = dict(a.config), dict(b.config)
     for key in sorted(set(ca) | set(cb)):
         if ca.get(key) != cb.get(key):
@@ -130,27 +143,47 @@ class ReproResult:
         return self.difference is None
 
 
-def verify_repro(root: Path, stack: str, opts: BuildOptions, epoch: int | None = None, workdir: Path | None = None,
-                 steps: list[tuple[str, str | None]] | None = None) -> ReproResult:
-    """Build ``stack`` twice with --no-cache to OCI tarballs and compare them.
-
-    ``epoch`` (the lock's) is passed as SOURCE_DATE_EPOCH: the image's created
-    time and, with rewrite-timestamp, every file time.
-    """
-    sde = ["--set", f"{stack}.args.SOURCE_DATE_EPOCH={epoch}"] if epoch is not None else []
+def verify_repro(root: Path, chain: Chain, opts: BuildOptions, workdir: Path | None = None,
+                 steps: list[tuple[str, str | None]] | None = None, against: str | None = None,
+                 sbom: Callable[[str, str], str] | None = None) -> ReproResult:
+    """Build the last stack of ``chain`` (with its parents) twice with --no-cache, as ``bakegen build`` publishes
+    it, and compare; with ``against`` (a registry reference), build once and compare with the registry's digest."""
+    stack = chain.levels[-1][0]
+    clean = replace(opts, load=False, push=False, extra=[*opts.extra, "--no-cache"])
     with tempfile.TemporaryDirectory(prefix="bakegen-repro-", dir=workdir) as tmp:
         images = []
-        for n in (1, 2):
-            dest = Path(tmp) / f"build{n}.tar"
-            build = BuildOptions(
-                targets=[stack], base_images=opts.base_images, ca_bundle=opts.ca_bundle, progress=opts.progress,
-                extra=["--no-cache", "--set", f"{stack}.output=type=oci,dest={dest},rewrite-timestamp=true",
-                       "--set", f"{stack}.attest=type=provenance,disabled=true", *sde],
-            )
-            cmd, variables = bake_command(root, build)
-            proc.run(cmd, cwd=root, env={**os.environ, **variables}, capture=opts.progress == "quiet")
-            images.append(read_oci_platforms(dest))
+        for n in (1,) if against else (1, 2):
+            work = Path(tmp) / f"build{n}"
+            work.mkdir()
+            reproducible_build(root, chain, clean, work, sbom)
+            images.append(read_oci_platforms(work / stack))
+        if against:
+            remote = registry_digest(against)
+            (top, one), = images
+            difference = None if remote == top else f"the registry holds {remote} for {against}; a clean build gives {top}"
+            return ReproResult(stack, (remote, top), difference, {p: (img.manifest_digest, img.manifest_digest) for p, img in one.items()})
         (top1, one), (top2, two) = images
         difference = None if top1 == top2 else platform_difference(one, two, steps) or "the image indexes differ"
         per_platform = {p: (one[p].manifest_digest, two[p].manifest_digest) for p in sorted(one) if p in two}
         return ReproResult(stack, (top1, top2), difference, per_platform)
+
+
+MANIFEST_TYPES = ", ".join([
+    "application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json",
+])
+
+
+def registry_digest(reference: str) -> str:
+    """The digest a registry serves for ``host/repository:tag`` (HEAD on its manifest; plain http for localhost)."""
+    repo, _, tag = reference.rpartition(":")
+    host, _, name = repo.partition("/")
+    if not repo or not name or "/" in tag:
+        raise BakegenError(f"--against {reference!r} is not REGISTRY/REPOSITORY:TAG", hint="for example --against ghcr.io/acme/geo:latest")
+    scheme = "http" if insecure(host) else "https"
+    request = urllib.request.Request(f"{scheme}://{host}/v2/{name}/manifests/{tag}", method="HEAD", headers={"Accept": MANIFEST_TYPES})
+    try:
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=30) as resp:
+            return str(resp.headers["Docker-Content-Digest"])
+    except (urllib.error.URLError, OSError) as exc:
+        raise BakegenError(f"cannot read {reference} from its registry: {one_line(str(exc), 200)}", hint="check the reference (a registry that needs a login is not supported here)") from None

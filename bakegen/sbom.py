@@ -40,6 +40,7 @@ import hashlib
 import json
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -254,6 +255,11 @@ def _json(doc: dict[str, Any]) -> str:
 
 
 RENDERERS = {"cyclonedx": to_cyclonedx, "spdx": to_spdx}
+
+
+def cyclonedx_of(graph: StackGraph, locks: dict[str, StackLock]) -> Callable[[str, str], str]:
+    """(stack, platform) -> the image's CycloneDX JSON, for the attestation bakegen build attaches."""
+    return lambda stack, platform: to_cyclonedx(image_sbom(graph, locks, stack, platform))
 
 
 def sbom_path(stack: str, platform: str, fmt: str) -> str:

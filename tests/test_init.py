@@ -78,7 +78,9 @@ def test_actionlint_can_fail(tmp_path):
     ("bakegen-check.yml", "docker/bake-action@v6"),
     ("bakegen-upgrade.yml", "bakegen diff --format markdown"),
     ("bakegen-upgrade.yml", "make upgrade"),
-    ("bakegen-build.yml", "CACHE:"),
+    ("bakegen-build.yml", "bakegen build --push --registry \"$REGISTRY\" --cache"),
+    ("bakegen-build.yml", "cosign attest --yes --type cyclonedx"),
+    ("bakegen-build.yml", "if: env.BAKEGEN_SIGN == 'true'"),
 ])
 def test_workflows_do_what_they_say(workflow, needle):
     assert needle in (EXAMPLE / ".github/workflows" / workflow).read_text()

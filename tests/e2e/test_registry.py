@@ -89,4 +89,13 @@ def test_lock_pins_digest_keeps_it_and_upgrade_moves_it(registry, engine, tmp_pa
     index = json.loads(subprocess.run(["docker", "buildx", "imagetools", "inspect", "--raw", f"{registry}/bakegen-pushed/base:latest"],
                                       capture_output=True, text=True, check=True).stdout)
     kinds = sorted(m.get("annotations", {}).get("vnd.docker.reference.type", "image") for m in index["manifests"])
-    assert kinds == ["attestation-manifest", "image"], index
+    assert kinds == ["attestation-manifest", "attestation-manifest", "image"], index
+    # ... and bakegen's SBOM attestation (CycloneDX, from the locks), about the same image
+    image = next(m["digest"] for m in index["manifests"] if m["platform"]["os"] != "unknown")
+    predicates = {}
+    for m in index["manifests"]:
+        if m["platform"]["os"] == "unknown":
+            assert m["annotations"]["vnd.docker.reference.digest"] == image
+            manifest, _ = registry_get(f"{registry}/bakegen-pushed/base", m["digest"])
+            predicates.update({layer["annotations"]["in-toto.io/predicate-type"]: layer["digest"] for layer in manifest["layers"]})
+    assert "https://cyclonedx.org/bom" in predicates and any("slsa.dev/provenance" in p for p in predicates), predicates

@@ -1,0 +1,96 @@
+"""SBOM attestations in an OCI layout, in the shape BuildKit's ``attest type=sbom`` gives them.
+
+For each image (platform) of the layout, an attestation manifest whose one layer is an
+in-toto statement (``application/vnd.in-toto+json``, predicate type CycloneDX) about that
+image's manifest digest; the image index lists it with platform ``unknown/unknown`` and
+the annotations ``vnd.docker.reference.type = attestation-manifest`` and
+``vnd.docker.reference.digest = <the image's digest>``, where ``docker buildx imagetools
+inspect``, Docker Scout and other tools look for it. The SBOM comes from the locks and
+carries no build time, so the image index stays the same on every build; the images'
+own manifests do not change at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+INDEX = "application/vnd.oci.image.index.v1+json"
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+CONFIG = "application/vnd.oci.image.config.v1+json"
+IN_TOTO = "application/vnd.in-toto+json"
+CYCLONEDX = "https://cyclonedx.org/bom"
+STATEMENT = "https://in-toto.io/Statement/v0.1"
+
+# (platform "linux/amd64") -> the image's CycloneDX JSON
+SbomOf = Callable[[str], str]
+
+
+def _canonical(doc: Any) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _put(layout: Path, data: bytes) -> str:
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    (layout / "blobs" / "sha256" / digest.split(":")[1]).write_bytes(data)
+    return digest
+
+
+def _get(layout: Path, digest: str) -> Any:
+    return json.loads((layout / "blobs" / "sha256" / digest.split(":")[1]).read_bytes())
+
+
+def attestation(layout: Path, subject: str, platform: str, name: str, sbom: str) -> dict[str, Any]:
+    """Write the attestation manifest of one image; its index entry."""
+    statement = {
+        "_type": STATEMENT,
+        "predicateType": CYCLONEDX,
+        "subject": [{"name": f"pkg:docker/{name}?platform={urllib.parse.quote(platform, safe='')}", "digest": {"sha256": subject.split(":")[1]}}],
+        "predicate": json.loads(sbom),
+    }
+    layer = _canonical(statement)
+    layer_digest = _put(layout, layer)
+    config = _canonical({"architecture": "unknown", "os": "unknown", "config": {}, "rootfs": {"type": "layers", "diff_ids": [layer_digest]}})
+    manifest = _canonical({
+        "schemaVersion": 2, "mediaType": MANIFEST,
+        "config": {"mediaType": CONFIG, "digest": _put(layout, config), "size": len(config)},
+        "layers": [{"mediaType": IN_TOTO, "digest": layer_digest, "size": len(layer), "annotations": {"in-toto.io/predicate-type": CYCLONEDX}}],
+    })
+    return {
+        "mediaType": MANIFEST, "digest": _put(layout, manifest), "size": len(manifest),
+        "annotations": {"vnd.docker.reference.digest": subject, "vnd.docker.reference.type": "attestation-manifest"},
+        "platform": {"architecture": "unknown", "os": "unknown"},
+    }
+
+
+def attach_sboms(layout: Path, name: str, sbom_of: SbomOf) -> str:
+    """Add an SBOM attestation for each image of the layout; the new top digest (always an image index)."""
+    entries = json.loads((layout / "index.json").read_text())
+    top = entries["manifests"][0]
+    doc = _get(layout, top["digest"])
+    images = doc["manifests"] if "manifests" in doc else [{**{k: v for k, v in top.items() if k in ("mediaType", "digest", "size")}, "platform": _platform_of(layout, doc)}]
+    own = [m for m in images if m.get("platform", {}).get("os") != "unknown"]
+    added = [attestation(layout, m["digest"], _platform_name(m["platform"]), name, sbom_of(_platform_name(m["platform"]))) for m in own]
+    index = {"schemaVersion": 2, "mediaType": INDEX, "manifests": [*images, *added]}
+    if "manifests" in doc and doc.get("annotations"):
+        index["annotations"] = doc["annotations"]
+    data = json.dumps(index).encode()
+    digest = _put(layout, data)
+    for entry in entries["manifests"]:
+        entry.update({"mediaType": INDEX, "digest": digest, "size": len(data)})
+        entry.pop("platform", None)
+    (layout / "index.json").write_text(json.dumps(entries))
+    return digest
+
+
+def _platform_of(layout: Path, manifest: dict[str, Any]) -> dict[str, str]:
+    config = _get(layout, manifest["config"]["digest"])
+    return {k: config[k] for k in ("architecture", "os", "variant") if config.get(k)}
+
+
+def _platform_name(platform: dict[str, str]) -> str:
+    return "/".join(platform[k] for k in ("os", "architecture", "variant") if platform.get(k))

@@ -1,0 +1,123 @@
+"""Published images are bit for bit: two clean `bakegen build --push` runs give the registry the same
+digests, children share their parents' layers, --load keeps the digest, a leaf pin bump uploads only
+the layers that changed, and verify-repro checks a pushed image against a clean rebuild."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from bakegen.lock import read_lock
+from e2e.conftest import bakegen, copy_project, registry_get
+
+pytestmark = pytest.mark.e2e
+STACKS = ("base", "scipy", "geo")
+
+
+def push(root, engine, registry, *extra):
+    meta = root / f"metadata-{registry.rsplit('/', 1)[1]}.json"
+    start = time.monotonic()
+    out = bakegen(root, "build", "--push", "--registry", registry, "--base-image", f"base={engine.standin}",
+                  "--ca-bundle", engine.ca_bundle, "--progress", "quiet", "--metadata-file", str(meta), *extra)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    print(f"bakegen build --push {' '.join(extra)} to {registry}: {time.monotonic() - start:.0f}s")
+    return json.loads(meta.read_text())
+
+
+@pytest.fixture(scope="module")
+def published(built, engine, registry, tmp_path_factory):
+    root = copy_project(built.root, tmp_path_factory.mktemp("publish"))
+    a = push(root, engine, f"{registry}/bakegen-pub-a", "--no-cache")
+    b = push(root, engine, f"{registry}/bakegen-pub-b", "--no-cache")
+    return root, registry, a, b
+
+
+def test_two_clean_pushes_give_the_registry_the_same_digests(published):
+    root, registry, a, b = published
+    for stack in STACKS:
+        _, in_a = registry_get(f"{registry}/bakegen-pub-a/{stack}", "latest")
+        _, in_b = registry_get(f"{registry}/bakegen-pub-b/{stack}", "latest")
+        assert in_a == in_b == a[stack]["containerimage.digest"] == b[stack]["containerimage.digest"], stack
+        print(f"{stack}: {in_a} in both registries")
+
+
+def test_children_share_their_parents_layers_in_the_registry(published):
+    _, registry, _, _ = published
+    layers = {s: [x["digest"] for x in registry_get(f"{registry}/bakegen-pub-a/{s}", "latest")[0]["layers"]] for s in STACKS}
+    assert layers["scipy"][: len(layers["base"])] == layers["base"]
+    assert layers["geo"][: len(layers["scipy"])] == layers["scipy"]
+
+
+def test_load_keeps_the_pushed_digest(published, engine):
+    root, registry, a, _ = published
+    out = bakegen(root, "build", "--load", "--registry", "bakegen-pub-local", "--base-image", f"base={engine.standin}",
+                  "--ca-bundle", engine.ca_bundle, "--progress", "quiet")
+    assert out.returncode == 0, out.stderr[-3000:]
+    for stack in STACKS:
+        image_id = subprocess.run(["docker", "image", "inspect", f"bakegen-pub-local/{stack}:latest", "--format", "{{.Id}}"],
+                                  capture_output=True, text=True, check=True).stdout.strip()
+        assert image_id == a[stack]["containerimage.digest"], stack
+
+
+def test_verify_repro_checks_the_registry_against_a_clean_rebuild(published, engine):
+    root, registry, _, _ = published
+    start = time.monotonic()
+    out = bakegen(root, "verify-repro", "scipy", "--against", f"{registry}/bakegen-pub-a/scipy:latest",
+                  "--base-image", f"base={engine.standin}", "--ca-bundle", engine.ca_bundle, "--progress", "quiet")
+    print(f"verify-repro scipy --against the registry (one clean build of base + scipy): {time.monotonic() - start:.0f}s")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.startswith("scipy: identical (sha256:")
+
+
+def _older(package: str, current: str) -> str:
+    with urllib.request.urlopen(f"https://pypi.org/pypi/{package}/json", timeout=30) as resp:
+        releases = json.load(resp)["releases"]
+    from packaging.version import Version
+
+    older = sorted((Version(v) for v, files in releases.items() if files and Version(v) < Version(current) and not Version(v).is_prerelease))
+    return str(older[-1])
+
+
+def test_a_leaf_pin_bump_uploads_only_the_layers_that_changed(published, engine):
+    root, registry, a, _ = published
+    pin = read_lock(root / "locks" / "geo", root).parts["python"].by_name()["xyzservices"].version
+    older = _older("xyzservices", pin)
+    moved = bakegen(root, "lock", "--upgrade-package", f"xyzservices=={older}")
+    assert moved.returncode == 0, moved.stderr
+    assert "geo: locked" in moved.stdout and "scipy: up to date" in moved.stdout and "base: up to date" in moved.stdout
+    assert bakegen(root, "generate").returncode == 0
+    before = [x["digest"] for x in registry_get(f"{registry}/bakegen-pub-a/geo", "latest")[0]["layers"]]
+    after_meta = push(root, engine, f"{registry}/bakegen-pub-a")
+    manifest, _ = registry_get(f"{registry}/bakegen-pub-a/geo", "latest")
+    after = [x["digest"] for x in manifest["layers"]]
+    changed = [i for i, (x, y) in enumerate(zip(before, after)) if x != y]
+    total = sum(x["size"] for x in manifest["layers"])
+    uploaded = after_meta["geo"]["bakegen.pushed_bytes"]
+    new_layers = sum(x["size"] for x in manifest["layers"] if x["digest"] not in before)
+    print(f"xyzservices {pin} -> {older} in geo: {len(changed)} of {len(after)} layers changed; "
+          f"{uploaded / 1e6:.2f} MB uploaded of {total / 1e6:.1f} MB compressed ({100 * uploaded / total:.2f}%)")
+    assert after_meta["base"]["bakegen.pushed_bytes"] == 0 and after_meta["scipy"]["bakegen.pushed_bytes"] == 0
+    assert len(before) == len(after) and len(changed) == 2  # the Python packages and the pip constraints: npm's layer stays
+    assert new_layers <= uploaded <= new_layers + 64_000  # the new layers, the config and nothing else
+
+
+def test_the_lock_sbom_rides_with_each_image_as_an_attestation(published):
+    root, registry, _, _ = published
+    index, _ = registry_get(f"{registry}/bakegen-pub-a/scipy", "latest")
+    image = next(m for m in index["manifests"] if m["platform"]["os"] == "linux")
+    (attestation,) = [m for m in index["manifests"] if m["platform"]["os"] == "unknown"]
+    assert attestation["annotations"] == {"vnd.docker.reference.digest": image["digest"], "vnd.docker.reference.type": "attestation-manifest"}
+    manifest, _ = registry_get(f"{registry}/bakegen-pub-a/scipy", attestation["digest"])
+    (layer,) = manifest["layers"]
+    assert layer["mediaType"] == "application/vnd.in-toto+json" and layer["annotations"]["in-toto.io/predicate-type"] == "https://cyclonedx.org/bom"
+    url = f"http://{registry.replace('localhost', '127.0.0.1')}/v2/bakegen-pub-a/scipy/blobs/{layer['digest']}"
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=30) as resp:
+        statement = json.load(resp)
+    assert statement["subject"][0]["digest"] == {"sha256": image["digest"].split(":")[1]}
+    out = bakegen(root, "sbom", "scipy", "--format", "cyclonedx", "--output", str(root / "sbom-check"))
+    assert out.returncode == 0, out.stderr
+    assert statement["predicate"] == json.loads((root / "sbom-check" / "scipy" / "amd64.cdx.json").read_text())
