@@ -45,7 +45,8 @@ def _get(layout: Path, digest: str) -> Any:
 
 
 def attestation(layout: Path, subject: str, platform: str, name: str, sbom: str) -> dict[str, Any]:
-    """Write the attestation manifest of one image; its index entry."""
+    """Write the attestation manifest of one image; its index entry. ``name`` (the subject's) holds no
+    registry or tag, so that the image has the same index wherever it is pushed."""
     statement = {
         "_type": STATEMENT,
         "predicateType": CYCLONEDX,

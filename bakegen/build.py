@@ -141,7 +141,8 @@ def reproducible_build(root: Path, chain: Chain, opts: BuildOptions, work: Path,
         proc.run(cmd, cwd=root, env={**os.environ, **variables}, capture=opts.progress == "quiet")
         for stack in level:
             digests[stack] = layout_digest(work / stack)  # the image itself: what the children build FROM
-            top = attach_sboms(work / stack, targets[stack]["tags"][0], partial(sbom, stack)) if sbom else digests[stack]
+            # the statement names the stack, not where it is pushed: the same image has the same index everywhere
+            top = attach_sboms(work / stack, stack, partial(sbom, stack)) if sbom else digests[stack]
             published = Published(stack, top, list(targets[stack]["tags"]))
             if opts.load:
                 _load(work / stack)

@@ -34,7 +34,7 @@ def single_image_layout(path):
 def test_an_sbom_attestation_sits_beside_the_image_in_an_index(tmp_path):
     image = single_image_layout(tmp_path / "a")
     sbom = json.dumps({"bomFormat": "CycloneDX", "specVersion": "1.6", "components": [{"name": "numpy"}]})
-    top = attach_sboms(tmp_path / "a", "reg/geo:latest", lambda platform: sbom if platform == "linux/amd64" else "{}")
+    top = attach_sboms(tmp_path / "a", "geo", lambda platform: sbom if platform == "linux/amd64" else "{}")
     index = json.loads((tmp_path / "a" / "blobs" / "sha256" / top.split(":")[1]).read_text())
     assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
     first, attestation = index["manifests"]
@@ -56,4 +56,4 @@ def test_the_same_layout_and_sbom_give_the_same_index(tmp_path):
     single_image_layout(tmp_path / "a")
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     sbom = json.dumps({"bomFormat": "CycloneDX"})
-    assert attach_sboms(tmp_path / "a", "reg/geo:latest", lambda p: sbom) == attach_sboms(tmp_path / "b", "reg/geo:latest", lambda p: sbom)
+    assert attach_sboms(tmp_path / "a", "geo", lambda p: sbom) == attach_sboms(tmp_path / "b", "geo", lambda p: sbom)
