@@ -90,8 +90,9 @@ def attach_sboms(layout: Path, name: str, sbom_of: SbomOf) -> str:
 
 def _platform_of(layout: Path, manifest: dict[str, Any]) -> dict[str, str]:
     config = _get(layout, manifest["config"]["digest"])
-    return {k: config[k] for k in ("architecture", "os", "variant") if config.get(k)}
+    return {k: config[k] for k in ("architecture", "os") if config.get(k)}
 
 
 def _platform_name(platform: dict[str, str]) -> str:
-    return "/".join(platform[k] for k in ("os", "architecture", "variant") if platform.get(k))
+    """"linux/arm64": the platform as a stack names it (an arm64 image's variant v8 is not part of it)."""
+    return f"{platform['os']}/{platform['architecture']}"

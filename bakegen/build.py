@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
@@ -131,7 +132,15 @@ def reproducible_build(root: Path, chain: Chain, opts: BuildOptions, work: Path,
     if opts.push and shutil.which("skopeo") is None:
         raise BakegenError("bakegen build --push needs skopeo, to push each image with the digest it was built with",
                            hint="install it (apt-get install skopeo; GitHub's ubuntu runners have it), or build with --load")
-    targets = bake_targets(root, opts)
+    try:
+        return _levels(root, chain, opts, work, sbom)
+    except (OSError, ValueError, KeyError) as exc:
+        raise BakegenError(f"the OCI layouts of the build could not be read or written: {type(exc).__name__}: {exc}",
+                           hint="check the free space of the temporary folder (TMPDIR); the OCI exporter needs buildx >= 0.13 with BuildKit >= 0.13") from None
+
+
+def _levels(root: Path, chain: Chain, opts: BuildOptions, work: Path, sbom: Callable[[str, str], str] | None) -> list[Published]:
+    targets = bake_targets(root, replace(opts, targets=[s for level in chain.levels for s in level]))
     out: list[Published] = []
     digests: dict[str, str] = {}
     for level in chain.levels:
@@ -157,7 +166,9 @@ def _oci_settings(stack: str, names: list[str], epoch: int, parent: str | None, 
     sets = [output, f"{stack}.args.SOURCE_DATE_EPOCH={epoch}"]
     if not opts.provenance:
         sets.append(f"{stack}.attest=type=provenance,disabled=true")
-    if parent is not None and parent in digests:
+    if parent is not None:
+        if parent not in digests:
+            raise BakegenError(f"{stack}: its parent {parent} was not built first", hint="this is a bug in bakegen's build order")
         sets.append(f"{stack}.contexts.{parent}=oci-layout://{work / parent}@{digests[parent]}")
     return [arg for s in sets for arg in ("--set", s)]
 
@@ -187,7 +198,7 @@ def _push(layout: Path, names: list[str]) -> int:
     """skopeo copy of each name (blobs the registry has are skipped); the bytes of the blobs it lacked."""
     missing = missing_bytes(layout, names[0])
     for name in names:
-        tag = name.rsplit(":", 1)[1]
+        tag = tag_of(name)
         tls = ["--dest-tls-verify=false"] if insecure(name) else []
         proc.run(["skopeo", "copy", "--quiet", "--all", "--preserve-digests", *tls, f"oci:{layout}:{tag}", f"docker://{name}"])
     return missing
@@ -208,10 +219,18 @@ def layout_blobs(layout: Path) -> dict[str, int]:
     return blobs
 
 
+def tag_of(name: str) -> str:
+    """``host:5000/repo:tag`` -> ``tag`` (a colon after the last slash)."""
+    last = name.rsplit("/", 1)[-1]
+    if ":" not in last:
+        raise BakegenError(f"the image name {name!r} has no tag", hint="bakegen names every image REGISTRY/STACK:TAG")
+    return last.rsplit(":", 1)[1]
+
+
 def missing_bytes(layout: Path, name: str) -> int:
     """The compressed bytes of the layout's blobs that the registry of ``name`` does not hold yet (what a push
     uploads, manifests aside); -1 when the registry does not say (it wants a login)."""
-    repo = name.rsplit(":", 1)[0]
+    repo = name[: -len(tag_of(name)) - 1]
     host, _, path = repo.partition("/")
     scheme = "http" if insecure(repo) else "https"
     total = 0
@@ -223,7 +242,7 @@ def missing_bytes(layout: Path, name: str) -> int:
         except urllib.error.HTTPError as exc:
             if exc.code != 404:
                 return -1
-        except OSError:
+        except (OSError, ValueError, http.client.HTTPException):
             return -1
         total += size
     return total

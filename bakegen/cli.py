@@ -248,9 +248,26 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+REGISTRY_RE = re.compile(r"[a-z0-9.-]+(?::[0-9]{1,5})?(?:/[a-z0-9._-]+)*")
+TAG_PREFIX_RE = re.compile(r"[A-Za-z0-9_.-]{0,64}")
+
+
+def _check_names(args: argparse.Namespace) -> None:
+    """--registry and --tag-prefix (or REGISTRY and TAG_PREFIX) end up in image names and exporter options."""
+    registry = args.registry if args.registry is not None else os.environ.get("REGISTRY", "")
+    prefix = args.tag_prefix if args.tag_prefix is not None else os.environ.get("TAG_PREFIX", "")
+    if registry and not REGISTRY_RE.fullmatch(registry.rstrip("/")):
+        raise BakegenError(f"--registry {one_line(repr(registry), 80)} is not a registry host with an optional path", hint="for example --registry ghcr.io/acme (lower case)")
+    if not TAG_PREFIX_RE.fullmatch(prefix):
+        raise BakegenError(f"--tag-prefix {one_line(repr(prefix), 80)} is not a tag prefix", hint="letters, digits, '_', '.' and '-', for example pr-42-")
+    if args.push and not registry:
+        raise BakegenError("--push needs --registry (or REGISTRY): without it the images would go to Docker Hub's library/", hint="for example --registry ghcr.io/acme")
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from bakegen.build import BuildOptions, build
 
+    _check_names(args)
     graph = load_stacks(args.root)
     base_images = _base_images(args, graph)
     graph.select(args.targets)  # validates target names

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import shutil
 import tarfile
 import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
 
+from bakegen import proc
 from bakegen.build import BuildOptions, Chain, insecure, reproducible_build
 from bakegen.errors import BakegenError, one_line
 
@@ -168,22 +169,16 @@ def verify_repro(root: Path, chain: Chain, opts: BuildOptions, workdir: Path | N
         return ReproResult(stack, (top1, top2), difference, per_platform)
 
 
-MANIFEST_TYPES = ", ".join([
-    "application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json",
-])
+REFERENCE = re.compile(r"[a-z0-9.-]+(?::[0-9]{1,5})?(?:/[a-z0-9._-]+)+:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
 def registry_digest(reference: str) -> str:
-    """The digest a registry serves for ``host/repository:tag`` (HEAD on its manifest; plain http for localhost)."""
-    repo, _, tag = reference.rpartition(":")
-    host, _, name = repo.partition("/")
-    if not repo or not name or "/" in tag:
-        raise BakegenError(f"--against {reference!r} is not REGISTRY/REPOSITORY:TAG", hint="for example --against ghcr.io/acme/geo:latest")
-    scheme = "http" if insecure(host) else "https"
-    request = urllib.request.Request(f"{scheme}://{host}/v2/{name}/manifests/{tag}", method="HEAD", headers={"Accept": MANIFEST_TYPES})
-    try:
-        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=30) as resp:
-            return str(resp.headers["Docker-Content-Digest"])
-    except (urllib.error.URLError, OSError) as exc:
-        raise BakegenError(f"cannot read {reference} from its registry: {one_line(str(exc), 200)}", hint="check the reference (a registry that needs a login is not supported here)") from None
+    """The digest a registry serves for ``host/repository:tag``: the sha256 of the manifest or index skopeo reads
+    (skopeo does the registry's login, proxy and TLS as for a push)."""
+    if not REFERENCE.fullmatch(reference):
+        raise BakegenError(f"--against {one_line(repr(reference), 120)} is not REGISTRY/REPOSITORY:TAG", hint="for example --against ghcr.io/acme/geo:latest")
+    if shutil.which("skopeo") is None:
+        raise BakegenError("verify-repro --against needs skopeo, to read the registry's manifest", hint="install it (apt-get install skopeo)")
+    tls = ["--tls-verify=false"] if insecure(reference) else []
+    raw = proc.run(["skopeo", "inspect", "--raw", *tls, f"docker://{reference}"], binary=True).data
+    return "sha256:" + hashlib.sha256(raw).hexdigest()

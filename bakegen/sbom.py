@@ -56,6 +56,7 @@ from cyclonedx.output.json import JsonV1Dot6
 from bakegen import __version__
 from bakegen.ecosystem import HASHES, registry
 from bakegen.ecosystem import SbomItem as Item
+from bakegen.errors import BakegenError
 from bakegen.files import GENERATED_MARKER
 from bakegen.lock import StackLock, arch_of
 from bakegen.stack import StackGraph
@@ -259,7 +260,12 @@ RENDERERS = {"cyclonedx": to_cyclonedx, "spdx": to_spdx}
 
 def cyclonedx_of(graph: StackGraph, locks: dict[str, StackLock]) -> Callable[[str, str], str]:
     """(stack, platform) -> the image's CycloneDX JSON, for the attestation bakegen build attaches."""
-    return lambda stack, platform: to_cyclonedx(image_sbom(graph, locks, stack, platform))
+    def sbom(stack: str, platform: str) -> str:
+        if platform not in locks[stack].platforms:
+            raise BakegenError(f"{stack}: the built image is for {platform}, which the lock does not have", hint="run bakegen lock, then bakegen generate")
+        return to_cyclonedx(image_sbom(graph, locks, stack, platform))
+
+    return sbom
 
 
 def sbom_path(stack: str, platform: str, fmt: str) -> str:

@@ -27,3 +27,19 @@ def test_bake_command_errors(tmp_path):
         bake_command(tmp_path, BuildOptions(ca_bundle="/nope.pem"))
     with pytest.raises(BakegenError, match="cannot be combined"):
         bake_command(tmp_path, BuildOptions(load=True, push=True))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--push"], "--push needs --registry"),
+    (["--load", "--registry", 'ghcr.io/acme",dest=/tmp/x'], "is not a registry host"),
+    (["--load", "--registry", "GHCR.io/Acme"], "is not a registry host"),
+    (["--load", "--tag-prefix", 'pr-1",name=evil'], "is not a tag prefix"),
+])
+def test_image_names_are_checked_before_anything_is_built(tmp_path, capsys, args, message):
+    from bakegen.cli import main
+
+    (tmp_path / "stacks").mkdir()
+    (tmp_path / "stacks" / "base.toml").write_text('name = "base"\ndescription = "b"\nbase = "python:3.13-slim"\n[python]\nversion = "3.13"\n')
+    assert main(["-C", str(tmp_path), "build", *args]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("error: ") and message in err[0] and len(err) == 2, err
