@@ -7,6 +7,7 @@ and CMD. Everything is asked through the proxy, as a browser would.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import pytest
@@ -82,6 +83,9 @@ def test_base_keeps_files_on_its_home_volume_and_serves_tree_and_bash_terminals(
     assert "bash" in comms.split(), comms
 
     hub.stop_server("bob")
+    deadline = time.monotonic() + 30  # the hub answers the stop before Docker has finished removing the container
+    while docker("ps", "-aq", "--filter", f"name={hub.container('bob')}") and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert not docker("ps", "-aq", "--filter", f"name={hub.container('bob')}"), "DockerSpawner removes the container"
     hub.start_server("bob")
     status, body, _ = hub.user_get("bob", "/api/contents/work/kept.txt")

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from bakegen.ecosystems.python import slim_of
-from bakegen.lock import read_lock
+from bakegen.lock import manifest_checksum, read_lock
 from bakegen.stack import load_stacks
 from e2e.conftest import Built, bakegen, docker, run
 
@@ -296,8 +296,14 @@ def test_a_leaf_python_change_rebuilds_only_its_python_layer(built, engine, tmp_
     root = tmp_path / "bumped"
     shutil.copytree(built.root, root)
     req = root / "locks" / "geo" / "requirements.txt"
-    # unique each run: an earlier run's identical change would be in BuildKit's cache
+    # unique each run: an earlier run's identical change would be in BuildKit's cache. The manifest
+    # is made to agree (bakegen build --load reads current locks: it stamps the images with their date)
     req.write_text(req.read_text() + f"# a change to the leaf's Python lock: {uuid.uuid4()}\n")
+    manifest = root / "locks" / "geo" / "lock.json"
+    doc = json.loads(manifest.read_text())
+    doc["python"]["files"]["linux/amd64"]["sha256"] = hashlib.sha256(req.read_bytes()).hexdigest()
+    doc["checksum"] = manifest_checksum(doc)
+    manifest.write_text(json.dumps(doc, indent=2) + "\n")
     args = ["build", "geo", "--base-image", f"base={engine.standin}", "--registry", "bakegen-e2e-bumped", "--load", "--progress", "plain"]
     if Path(engine.ca_bundle).is_file():
         args += ["--ca-bundle", engine.ca_bundle]

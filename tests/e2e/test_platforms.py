@@ -75,9 +75,15 @@ def test_the_index_has_both_platforms(pushed):
     _, prefix, _ = pushed
     for name in ("multi", "multikid"):
         assert sorted(platform_manifests(f"{prefix}/{name}")) == PLATFORMS
-        # no provenance attestation (it holds build times) unless bakegen build --provenance
+        # no provenance attestation (it holds build times) unless bakegen build --provenance: only
+        # bakegen's SBOM attestation, one per platform, about that platform's image
         index, _ = registry_get(f"{prefix}/{name}", "latest")
-        assert [m["platform"]["os"] for m in index["manifests"]] == ["linux", "linux"], index
+        images = [m["digest"] for m in index["manifests"] if m["platform"]["os"] == "linux"]
+        attestations = [m for m in index["manifests"] if m["platform"]["os"] == "unknown"]
+        assert len(images) == 2 and sorted(m["annotations"]["vnd.docker.reference.digest"] for m in attestations) == sorted(images), index
+        for m in attestations:
+            manifest, _ = registry_get(f"{prefix}/{name}", m["digest"])
+            assert [x["annotations"]["in-toto.io/predicate-type"] for x in manifest["layers"]] == ["https://cyclonedx.org/bom"]
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)
