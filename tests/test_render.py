@@ -219,7 +219,7 @@ def test_vendor_base_uses_its_own_python_and_user(project):
     for text in (v, kid):
         assert "/opt/venv" not in text and "AS builder" not in text
         assert '"$py" -m pip install --no-input --disable-pip-version-check --require-hashes --no-deps' in text
-        assert re.search(r'SOURCE_DATE_EPOCH=\d+ PYTHONHASHSEED=0 "\$py" -m pip install', text)  # reproducible .pyc files
+        assert re.search(r'SOURCE_DATE_EPOCH=\d+ PYTHONHASHSEED=0 PIP_CACHE_DIR=/root/.cache/pip "\$py" -m pip install', text)  # reproducible .pyc files
         assert "\nUSER jupyter\n" in text
     assert "useradd" not in v and "install -d -m 2775 -o jupyter -g $(id -g jupyter) /home/jupyter /home/jupyter/work" in v
     assert 'CMD ["python3", "/usr/local/lib/bakegen-healthcheck.py"]' in v
@@ -260,7 +260,7 @@ def test_pip_stays_with_a_group_writable_venv_and_constraints_unless_turned_off(
     uninstall = "/opt/venv/bin/python -m pip uninstall --no-input --disable-pip-version-check -q -y pip"
     assert uninstall not in base
     # the build's own installs ignore the runtime constraints; the venv is the users group's, setgid
-    assert "PIP_CONSTRAINT= /opt/venv/bin/pip install" in base and "PIP_CONSTRAINT= /opt/venv/bin/pip install" in kid
+    assert "PIP_CONSTRAINT= PIP_CACHE_DIR=/root/.cache/pip /opt/venv/bin/pip install" in base and "PIP_CONSTRAINT= PIP_CACHE_DIR=/root/.cache/pip /opt/venv/bin/pip install" in kid
     assert "chgrp -R 100 /opt/venv && chmod -R g+w /opt/venv" in base
     assert "chgrp -R 100 /opt/bakegen/staging && chmod -R g+w /opt/bakegen/staging" in kid
     assert base.count("ENV PIP_CONSTRAINT=/etc/bakegen/pip-constraints.txt") == 1 and "ENV PIP_CONSTRAINT" not in kid

@@ -20,7 +20,7 @@ from packaging.utils import canonicalize_name
 
 from bakegen import __version__
 from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext, SbomItem
-from bakegen.ecosystems.python import PYTHON_PLATFORMS, pin_lines, pypi_items, tool_version, version_newer
+from bakegen.ecosystems.python import PIP_CACHE, PYTHON_PLATFORMS, pin_lines, pypi_items, tool_version, version_newer
 from bakegen.ecosystems.python import TABLE as PYTHON_TABLE
 from bakegen.errors import StackError
 from bakegen.files import GENERATED_MARKER, sha256_text
@@ -198,7 +198,7 @@ class Apps(Ecosystem):
             f"{mounts}    --mount=type=bind,source={SCRIPT},target=/tmp/bakegen/apps.sh \\\n"
             "    --mount=type=secret,id=cacert \\\n"
             "    if [ -s /run/secrets/cacert ]; then export PIP_CERT=/run/secrets/cacert; fi; \\\n"
-            f"    sh /tmp/bakegen/apps.sh /tmp/bakegen/apps {OUT} {' '.join(part.pins)}"
+            f"    {PIP_CACHE} sh /tmp/bakegen/apps.sh /tmp/bakegen/apps {OUT} {' '.join(part.pins)}"
         )
         return [Stage(heading("applications: one virtualenv each, from its own lock"), ctx.tools, "apps-builder", [
             Step("USER root"), Step("ARG TARGETARCH"),

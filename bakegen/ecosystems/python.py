@@ -417,7 +417,10 @@ def has_server(graph: StackGraph, name: str, locks: dict[str, StackLock]) -> boo
 
 # --- build steps -----------------------------------------------------------------------
 
-_PIP = f"PIP_CONSTRAINT= {VENV}/bin/pip install --no-input --disable-pip-version-check --require-hashes --no-deps --no-compile"
+# The cache mount is root's; a child's builder inherits HOME=/home/<user> from its parent, where pip would
+# find no writable cache and download every wheel again.
+PIP_CACHE = "PIP_CACHE_DIR=/root/.cache/pip"
+_PIP = f"PIP_CONSTRAINT= {PIP_CACHE} {VENV}/bin/pip install --no-input --disable-pip-version-check --require-hashes --no-deps --no-compile"
 _CACERT = "if [ -s /run/secrets/cacert ]; then export PIP_CERT=/run/secrets/cacert; fi"
 _PIP_CACHE = "--mount=type=cache,id=bakegen-pip,target=/root/.cache/pip"
 
@@ -512,7 +515,7 @@ def _vendor_install(ctx: PlanContext) -> Step:
     return Step(
         f"RUN {_PIP_CACHE} \\\n    --mount=type=bind,source={ctx.lock_dir}/{REQUIREMENTS},target=/tmp/bakegen/requirements.txt \\\n"
         f"    --mount=type=secret,id=cacert \\\n    {_CACERT}; \\\n    {py}\\\n"
-        f'    SOURCE_DATE_EPOCH={ctx.lock.source_date_epoch or 0} PYTHONHASHSEED=0 "$py" -m pip install --no-input --disable-pip-version-check --require-hashes --no-deps -r /tmp/bakegen/requirements.txt',
+        f'    SOURCE_DATE_EPOCH={ctx.lock.source_date_epoch or 0} PYTHONHASHSEED=0 {PIP_CACHE} "$py" -m pip install --no-input --disable-pip-version-check --require-hashes --no-deps -r /tmp/bakegen/requirements.txt',
         ("Hash-checked install into the base image's own Python (python.env = \"base\"), in one",
          "layer that holds only what changed; pip replaces the vendor's versions it must move.",
          "SOURCE_DATE_EPOCH (the lock's) makes pip write checked-hash .pyc files; with a fixed",
