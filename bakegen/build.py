@@ -103,9 +103,8 @@ def chain_of(graph: StackGraph, locks: dict[str, StackLock], targets: list[str] 
     """``targets`` and their parents. The epoch policy: one SOURCE_DATE_EPOCH per graph, its root lock's (README:
     "Reproducible builds"), so parents and children stamp files alike and a leaf bump moves no other layer."""
     selected = graph.select(targets)
-    depth = {name: len(graph.ancestors(name)) for name in selected}
     return Chain(
-        levels=[[n for n in selected if depth[n] == d] for d in sorted(set(depth.values()))],
+        levels=graph.levels(selected),
         epochs={n: int(locks[graph.root_of(n).name].source_date_epoch or 0) for n in selected},
         parents={n: graph.stacks[n].extends for n in selected},
     )

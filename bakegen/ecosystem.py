@@ -106,6 +106,7 @@ class Ecosystem:
     # they keep it, so that old locks stay fresh. Every newer one adds its key only
     # when a stack uses it, so adding an ecosystem changes no fingerprint.
     in_format_2: bool = False
+    always_locked: bool = False  # its manifest section is never null (every image has it)
     table: dict[str, Any] | None = None  # the stack table's schema (bakegen.schema checkers)
     file_patterns: tuple[str, ...] = ()  # the lock files it owns in locks/<stack>/ (full-match regexes)
     resolver_of: str = ""  # resolves with another ecosystem's resolver (named)

@@ -277,8 +277,7 @@ def manifest_schema() -> dict[str, Any]:
     }
     optional = ["_comment", "source_date_epoch", "resolved_fingerprint"]
     for eco in registry():
-        always = getattr(eco, "always_locked", False)
-        top[eco.section] = eco.section_schema() if always else _nullable(eco.section_schema())
+        top[eco.section] = eco.section_schema() if eco.always_locked else _nullable(eco.section_schema())
         if not eco.in_format_2:
             optional.append(eco.section)
     return {

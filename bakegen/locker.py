@@ -136,18 +136,12 @@ def lock_stacks(
     _check_upgrade_names(graph, selected, upgrades)
     run = _Run(graph, resolvers, upgrades, index_url)
     outcomes: dict[str, LockOutcome] = {}
-    for level in _levels(graph, selected):
+    for level in graph.levels(selected):
         with ThreadPoolExecutor(max_workers=min(WORKERS, len(level))) as pool:
             for outcome in pool.map(lambda name: _lock_one(run, name), level):
                 outcomes[outcome.stack] = outcome
                 run.locks[outcome.stack] = outcome.lock
     return [outcomes[name] for name in selected]
-
-
-def _levels(graph: StackGraph, selected: list[str]) -> list[list[str]]:
-    """``selected`` in groups that can be locked together: each after all of its parents."""
-    depth = {name: len(graph.ancestors(name)) for name in selected}
-    return [[n for n in selected if depth[n] == d] for d in sorted(set(depth.values()))]
 
 
 def _lock_one(run: _Run, name: str) -> LockOutcome:

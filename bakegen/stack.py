@@ -399,6 +399,11 @@ class StackGraph:
     def platforms(self, name: str) -> list[str]:
         return list(self.root_of(name).platforms or DEFAULT_PLATFORMS)
 
+    def levels(self, names: list[str]) -> list[list[str]]:
+        """``names`` in groups that can be built or locked together: each after all of its parents."""
+        depth = {name: len(self.ancestors(name)) for name in names}
+        return [[n for n in names if depth[n] == d] for d in sorted(set(depth.values()))]
+
     def select(self, names: list[str] | None) -> list[str]:
         """``names`` plus their ancestors, in build order; all stacks when ``names`` is empty."""
         if not names:

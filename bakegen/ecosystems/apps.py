@@ -11,6 +11,7 @@ alone, and a parent's pins do not constrain it.
 from __future__ import annotations
 
 import re
+import shlex
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -198,7 +199,7 @@ class Apps(Ecosystem):
             f"{mounts}    --mount=type=bind,source={SCRIPT},target=/tmp/bakegen/apps.sh \\\n"
             "    --mount=type=secret,id=cacert \\\n"
             "    if [ -s /run/secrets/cacert ]; then export PIP_CERT=/run/secrets/cacert; fi; \\\n"
-            f"    {PIP_CACHE} sh /tmp/bakegen/apps.sh /tmp/bakegen/apps {OUT} {' '.join(part.pins)}"
+            f"    {PIP_CACHE} sh /tmp/bakegen/apps.sh /tmp/bakegen/apps {OUT} {' '.join(shlex.quote(app) for app in part.pins)}"
         )
         return [Stage(heading("applications: one virtualenv each, from its own lock"), ctx.tools, "apps-builder", [
             Step("USER root"), Step("ARG TARGETARCH"),

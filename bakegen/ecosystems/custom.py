@@ -55,18 +55,17 @@ def _needs(value: Any) -> str:
     name = schema.string(value)
     known = [e.name for e in registry()]
     if name not in known:
-        raise Invalid(f"unknown ecosystem {schema.shown(name)}", f"name one of: {', '.join(known)}", name)
+        raise schema.Invalid(f"unknown ecosystem {schema.shown(name)}", f"name one of: {', '.join(known)}", name)
     return name
 
 
-Invalid = schema.Invalid
 
 
 def _command(value: Any) -> str:
     """One line of shell, not blank."""
     text = schema.text(value)
     if not text.strip():
-        raise Invalid("an empty command", 'write the command to run, e.g. run = "python -m nltk.downloader punkt"', text)
+        raise schema.Invalid("an empty command", 'write the command to run, e.g. run = "python -m nltk.downloader punkt"', text)
     return text
 
 TABLES: dict[str, Any] = {
