@@ -8,6 +8,7 @@ import json
 import subprocess
 import time
 import urllib.request
+import uuid
 
 import pytest
 
@@ -37,30 +38,34 @@ def push(root, engine, registry, *extra):
 
 @pytest.fixture(scope="module")
 def published(built, engine, registry, tmp_path_factory):
+    """Two clean pushes into two repositories that no earlier run used. The registry outlives a test run (a
+    warm machine, a CI runner that ran before), and bit-for-bit images are the same every run: an earlier run's
+    leaf bump would have left the very layers this run's bump makes, and nothing would be uploaded."""
     root = copy_project(built.root, tmp_path_factory.mktemp("publish"))
-    a = push(root, engine, f"{registry}/bakegen-pub-a", "--no-cache")
-    b = push(root, engine, f"{registry}/bakegen-pub-b", "--no-cache")
-    return root, registry, a, b
+    run = uuid.uuid4().hex[:8]
+    a = push(root, engine, f"{registry}/bakegen-pub-{run}-a", "--no-cache")
+    b = push(root, engine, f"{registry}/bakegen-pub-{run}-b", "--no-cache")
+    return root, f"{registry}/bakegen-pub-{run}", a, b
 
 
 def test_two_clean_pushes_give_the_registry_the_same_digests(published):
-    root, registry, a, b = published
+    root, repos, a, b = published
     for stack in STACKS:
-        _, in_a = registry_get(f"{registry}/bakegen-pub-a/{stack}", "latest")
-        _, in_b = registry_get(f"{registry}/bakegen-pub-b/{stack}", "latest")
+        _, in_a = registry_get(f"{repos}-a/{stack}", "latest")
+        _, in_b = registry_get(f"{repos}-b/{stack}", "latest")
         assert in_a == in_b == a[stack]["containerimage.digest"] == b[stack]["containerimage.digest"], stack
         print(f"{stack}: {in_a} in both registries")
 
 
 def test_children_share_their_parents_layers_in_the_registry(published):
-    _, registry, _, _ = published
-    layers = {s: [x["digest"] for x in image_manifest(f"{registry}/bakegen-pub-a/{s}")["layers"]] for s in STACKS}
+    _, repos, _, _ = published
+    layers = {s: [x["digest"] for x in image_manifest(f"{repos}-a/{s}")["layers"]] for s in STACKS}
     assert layers["scipy"][: len(layers["base"])] == layers["base"]
     assert layers["geo"][: len(layers["scipy"])] == layers["scipy"]
 
 
 def test_load_keeps_the_pushed_digest(published, engine):
-    root, registry, a, _ = published
+    root, repos, a, _ = published
     out = bakegen(root, "build", "--load", "--registry", "bakegen-pub-local", "--base-image", f"base={engine.standin}",
                   "--ca-bundle", engine.ca_bundle, "--progress", "quiet")
     assert out.returncode == 0, out.stderr[-3000:]
@@ -71,9 +76,9 @@ def test_load_keeps_the_pushed_digest(published, engine):
 
 
 def test_verify_repro_checks_the_registry_against_a_clean_rebuild(published, engine):
-    root, registry, _, _ = published
+    root, repos, _, _ = published
     start = time.monotonic()
-    out = bakegen(root, "verify-repro", "scipy", "--against", f"{registry}/bakegen-pub-a/scipy:latest",
+    out = bakegen(root, "verify-repro", "scipy", "--against", f"{repos}-a/scipy:latest",
                   "--base-image", f"base={engine.standin}", "--ca-bundle", engine.ca_bundle, "--progress", "quiet")
     print(f"verify-repro scipy --against the registry (one clean build of base + scipy): {time.monotonic() - start:.0f}s")
     assert out.returncode == 0, out.stdout + out.stderr
@@ -90,16 +95,16 @@ def _older(package: str, current: str) -> str:
 
 
 def test_a_leaf_pin_bump_uploads_only_the_layers_that_changed(published, engine):
-    root, registry, a, _ = published
+    root, repos, a, _ = published
     pin = read_lock(root / "locks" / "geo", root).parts["python"].by_name()["xyzservices"].version
     older = _older("xyzservices", pin)
     moved = bakegen(root, "lock", "--upgrade-package", f"xyzservices=={older}")
     assert moved.returncode == 0, moved.stderr
     assert "geo: locked" in moved.stdout and "scipy: up to date" in moved.stdout and "base: up to date" in moved.stdout
     assert bakegen(root, "generate").returncode == 0
-    before = [x["digest"] for x in image_manifest(f"{registry}/bakegen-pub-a/geo")["layers"]]
-    after_meta = push(root, engine, f"{registry}/bakegen-pub-a")
-    manifest = image_manifest(f"{registry}/bakegen-pub-a/geo")
+    before = [x["digest"] for x in image_manifest(f"{repos}-a/geo")["layers"]]
+    after_meta = push(root, engine, f"{repos}-a")
+    manifest = image_manifest(f"{repos}-a/geo")
     after = [x["digest"] for x in manifest["layers"]]
     changed = [i for i, (x, y) in enumerate(zip(before, after)) if x != y]
     total = sum(x["size"] for x in manifest["layers"])
@@ -113,15 +118,16 @@ def test_a_leaf_pin_bump_uploads_only_the_layers_that_changed(published, engine)
 
 
 def test_the_lock_sbom_rides_with_each_image_as_an_attestation(published):
-    root, registry, _, _ = published
-    index, _ = registry_get(f"{registry}/bakegen-pub-a/scipy", "latest")
+    root, repos, _, _ = published
+    index, _ = registry_get(f"{repos}-a/scipy", "latest")
     image = next(m for m in index["manifests"] if m["platform"]["os"] == "linux")
     (attestation,) = [m for m in index["manifests"] if m["platform"]["os"] == "unknown"]
     assert attestation["annotations"] == {"vnd.docker.reference.digest": image["digest"], "vnd.docker.reference.type": "attestation-manifest"}
-    manifest, _ = registry_get(f"{registry}/bakegen-pub-a/scipy", attestation["digest"])
+    manifest, _ = registry_get(f"{repos}-a/scipy", attestation["digest"])
     (layer,) = manifest["layers"]
     assert layer["mediaType"] == "application/vnd.in-toto+json" and layer["annotations"]["in-toto.io/predicate-type"] == "https://cyclonedx.org/bom"
-    url = f"http://{registry.replace('localhost', '127.0.0.1')}/v2/bakegen-pub-a/scipy/blobs/{layer['digest']}"
+    host, _, path = f"{repos}-a/scipy".partition("/")
+    url = f"http://{host.replace('localhost', '127.0.0.1')}/v2/{path}/blobs/{layer['digest']}"
     with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=30) as resp:
         statement = json.load(resp)
     assert statement["subject"][0]["digest"] == {"sha256": image["digest"].split(":")[1]}
