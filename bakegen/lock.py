@@ -53,14 +53,6 @@ class StackLock:
     # they change, the rest of the lock is kept without resolving. Set only when they are used.
     resolved_fingerprint: str | None = None
 
-    def __getattr__(self, name: str) -> Any:
-        """``lock.<ecosystem>``: that ecosystem's part, or None when the stack does not use it."""
-        if name.startswith("_") or name == "parts":
-            raise AttributeError(name)
-        if name not in {e.name for e in registry()}:
-            raise AttributeError(f"StackLock has no attribute or ecosystem {name!r}")
-        return self.parts.get(name)
-
     def entries(self) -> list[LockedEntry]:
         """Everything this lock pins, in every ecosystem."""
         return [entry for eco in registry() if self.parts.get(eco.name) is not None for entry in eco.entries(self, self.parts[eco.name])]

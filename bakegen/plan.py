@@ -24,18 +24,16 @@ from bakegen.render.escape import dockerfile_comment, dockerfile_env_value
 from bakegen.stack import DEFAULT_PORT, EffectiveStack, StackGraph
 
 DOCKERFILE_DIR = "dockerfiles"
-APT_SCRIPT = f"{DOCKERFILE_DIR}/apt-install.sh"
 START_SCRIPT = f"{DOCKERFILE_DIR}/bakegen-start.sh"
 SERVER_SCRIPT = f"{DOCKERFILE_DIR}/bakegen-server.sh"
 HEALTHCHECK_SCRIPT = f"{DOCKERFILE_DIR}/bakegen-healthcheck.py"
-SLIM_SCRIPT = f"{DOCKERFILE_DIR}/bakegen-slim.py"
 
-# Where a final-image step goes: each ecosystem's packages in the order they change
-# least often first, so that a bump re-runs as few layers as possible.
+# Where a final-image step goes: packages in the order they change least often first,
+# so that a bump re-runs as few layers as possible. Each ecosystem adds its offset.
 ORDER_ROOT = 0
-ORDER_SYSTEM = 10  # system packages (apt)
+ORDER_SYSTEM = 10  # system packages
 ORDER_USER = 20  # the user, its home and the start scripts (root stacks)
-ORDER_PACKAGES = 30  # language packages: 30 npm, 35 applications, 40 Python
+ORDER_PACKAGES = 30  # language packages and applications; then the stack's own files and steps
 ORDER_ENV = 50  # the stack's [env]
 ORDER_RUNTIME = 60  # USER, WORKDIR, port, healthcheck, entrypoint, command
 

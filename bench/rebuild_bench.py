@@ -47,7 +47,7 @@ def main() -> None:
     with workdir() as tmp:
         root = project(tmp, "graph")
         graph = load_stacks(root)
-        pins = {p.key: p.version for p in read_lock(root / "locks" / LEAF).python.pins}
+        pins = {p.key: p.version for p in read_lock(root / "locks" / LEAF).parts["python"].pins}
         bump = os.environ.get("BENCH_BUMP")
         if not bump:
             bump = f"xyzservices=={previous_release('xyzservices', pins['xyzservices'])}"

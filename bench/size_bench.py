@@ -72,10 +72,10 @@ def single_stage(root: Path, ctx: Path, chain: list[str]) -> None:
     apt, requirements, npm = {}, [], ""
     for stack in chain:
         lock = read_lock(root / "locks" / stack)
-        if lock.apt:
-            apt.update({e.name: e.version for e in lock.apt.entries if e.arch == "amd64" and e.kind in ("req", "build")})
+        if lock.parts.get("apt"):
+            apt.update({e.name: e.version for e in lock.parts["apt"].entries if e.arch == "amd64" and e.kind in ("req", "build")})
         requirements.append(re.sub(r"(?m)^#.*\n", "", (root / "locks" / stack / "requirements.txt").read_text()))
-        if lock.npm:
+        if lock.parts.get("npm"):
             for name in ("package.json", "package-lock.json"):
                 (ctx / name).write_text((root / "locks" / stack / name).read_text())
             npm = NPM

@@ -75,19 +75,19 @@ def test_manifest_round_trip(tmp_path):
     d = write_lock(tmp_path, sample_lock())
     back = read_lock(d)
     assert back.fingerprint == "sha256:" + "0" * 64
-    assert back.python.by_name()["requests"].version == "2.32.5"
+    assert back.parts["python"].by_name()["requests"].version == "2.32.5"
     doc = json.loads((d / "lock.json").read_text())
     assert doc["version"] == 3 and doc["checksum"].startswith("sha256:")
     assert doc["python"]["packages"] == {"linux/amd64": {"certifi": "2026.10.18", "requests": "2.32.5"}}
-    assert back.image.pinned == "python:3.13-slim@sha256:" + "1" * 64
-    assert back.image.platforms == {"linux/amd64": "sha256:" + "2" * 64}
+    assert back.parts["image"].pinned == "python:3.13-slim@sha256:" + "1" * 64
+    assert back.parts["image"].platforms == {"linux/amd64": "sha256:" + "2" * 64}
 
 
 def test_multi_platform_lock_has_one_requirements_file_per_platform(tmp_path):
     d = write_lock(tmp_path, sample_lock(platforms=("linux/amd64", "linux/arm64")))
     assert sorted(p.name for p in d.iterdir()) == ["lock.json", "requirements-arm64.txt", "requirements.txt"]
     assert "on linux/arm64." in (d / "requirements-arm64.txt").read_text()
-    assert set(read_lock(d).python.by_platform) == {"linux/amd64", "linux/arm64"}
+    assert set(read_lock(d).parts["python"].by_platform) == {"linux/amd64", "linux/arm64"}
 
 
 def test_version_1_locks_are_stale(tmp_path):

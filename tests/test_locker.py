@@ -24,8 +24,8 @@ def test_child_is_constrained_by_parent_and_lists_only_new_packages(project):
     root = project({"base": BASE, "scipy": SCIPY})
     fake = FakeResolver()
     out = lock(root, fake)
-    base = out["base"].lock.python.by_name()
-    scipy = out["scipy"].lock.python.by_name()
+    base = out["base"].lock.parts["python"].by_name()
+    scipy = out["scipy"].lock.parts["python"].by_name()
     # pip is locked with the root (python.pip defaults to true), from an input of its own
     assert {k: p.version for k, p in base.items()} == {"jupyterlab": "4.2.0", "tornado": "6.4", "packaging": "24.1", "jupyter-server": "2.14.0", "pip": "25.2"}
     assert [label for label, _ in fake.calls[0].inputs] == ["stacks/base.toml", "stacks/base.toml [python] pip"]
@@ -81,9 +81,9 @@ def test_changing_a_parent_relocks_its_children(project):
     out = lock(root, fake)
     assert [o for o in out if out[o].changed] == ["base", "scipy", "geo"]
     # like pip-compile, a relaxed requirement keeps the existing pin; --upgrade moves it
-    assert out["base"].lock.python.by_name()["jupyterlab"].version == "4.2.0"
+    assert out["base"].lock.parts["python"].by_name()["jupyterlab"].version == "4.2.0"
     out = lock(root, FakeResolver(), upgrade=True)
-    assert out["base"].lock.python.by_name()["jupyterlab"].version == "4.3.1"
+    assert out["base"].lock.parts["python"].by_name()["jupyterlab"].version == "4.3.1"
 
 
 def test_changing_a_leaf_relocks_only_the_leaf(project):
@@ -107,7 +107,7 @@ def test_stack_without_python_packages_needs_no_resolver(project):
     root = project({"base": BASE, "empty": 'name = "empty"\ndescription = "e"\nextends = "base"\n'})
     fake = FakeResolver()
     out = lock(root, fake)
-    assert out["empty"].lock.python.pins == [] and len(fake.calls) == 1
+    assert out["empty"].lock.parts["python"].pins == [] and len(fake.calls) == 1
 
 
 def test_current_locks_reports_stale_stacks(project):
@@ -134,16 +134,16 @@ def test_base_image_is_pinned_and_kept_until_upgrade(project):
     root = project({"base": BASE, "scipy": SCIPY})
     registry = FakeImages({"python:3.13-slim": "sha256:" + "a" * 64})
     out = lock(root, FakeResolver(), images=registry)
-    assert out["base"].lock.image.pinned == "python:3.13-slim@sha256:" + "a" * 64
-    assert out["scipy"].lock.image is None
-    assert set(out["base"].lock.image.platforms) == {"linux/amd64"}
+    assert out["base"].lock.parts["image"].pinned == "python:3.13-slim@sha256:" + "a" * 64
+    assert out["scipy"].lock.parts.get("image") is None
+    assert set(out["base"].lock.parts["image"].platforms) == {"linux/amd64"}
     # a new image is pushed under the same tag
     registry.digests["python:3.13-slim"] = "sha256:" + "b" * 64
     (root / "stacks/base.toml").write_text(BASE.replace("jupyterlab<4.3", "jupyterlab<4.4"))
     out = lock(root, FakeResolver(), images=registry)
-    assert out["base"].changed and out["base"].lock.image.digest == "sha256:" + "a" * 64  # a plain lock keeps it
+    assert out["base"].changed and out["base"].lock.parts["image"].digest == "sha256:" + "a" * 64  # a plain lock keeps it
     out = lock(root, FakeResolver(), images=registry, upgrade=True)
-    assert out["base"].lock.image.digest == "sha256:" + "b" * 64
+    assert out["base"].lock.parts["image"].digest == "sha256:" + "b" * 64
 
 
 def test_changing_the_base_ref_resolves_it_again(project):
@@ -153,7 +153,7 @@ def test_changing_the_base_ref_resolves_it_again(project):
     (root / "stacks/base.toml").write_text(BASE.replace("python:3.13-slim", "python:3.13-slim-trixie"))
     out = lock(root, FakeResolver(), images=registry)
     assert registry.calls == ["python:3.13-slim", "python:3.13-slim-trixie"]
-    assert out["base"].lock.image.ref == "python:3.13-slim-trixie"
+    assert out["base"].lock.parts["image"].ref == "python:3.13-slim-trixie"
 
 
 def test_digest_pinned_base_without_registry_keeps_the_digest_and_warns(project):
@@ -166,7 +166,7 @@ def test_digest_pinned_base_without_registry_keeps_the_digest_and_warns(project)
     digest = "sha256:" + "c" * 64
     root = project({"base": BASE.replace('"python:3.13-slim"', f'"python:3.13-slim@{digest}"')})
     out = lock(root, FakeResolver(), images=Offline())
-    assert out["base"].lock.image.pinned == f"python:3.13-slim@{digest}"
+    assert out["base"].lock.parts["image"].pinned == f"python:3.13-slim@{digest}"
     assert out["base"].warnings and "without per-platform digests" in out["base"].warnings[0]
     tag_root = project({"base": BASE})
     with pytest.raises(NetworkError):
@@ -194,7 +194,7 @@ def test_upgrade_package_moves_one_pin_and_relocks_children(project):
     assert not any(o.changed for o in lock(root, FakeResolver()).values())
     out = lock(root, FakeResolver(), upgrade=Upgrades.parse(False, ["tornado"]))
     assert [n for n in out if out[n].changed] == ["base", "scipy", "geo"]  # children relocked against the new parent
-    base = out["base"].lock.python.by_name()
+    base = out["base"].lock.parts["python"].by_name()
     assert base["tornado"].version == "6.4" and base["packaging"].version == "24.1" and base["jupyterlab"].version == "4.2.0"
     after = (root / "locks/base/requirements.txt").read_text()
     changed = [ln for ln in after.splitlines() if ln not in before["locks/base/requirements.txt"].splitlines()]
@@ -206,7 +206,7 @@ def test_upgrade_package_to_a_version(project):
     root = project({"base": BASE})
     lock(root, FakeResolver())
     out = lock(root, FakeResolver(), upgrade=Upgrades.parse(False, ["tornado==6.2"]))
-    assert out["base"].lock.python.by_name()["tornado"].version == "6.2"
+    assert out["base"].lock.parts["python"].by_name()["tornado"].version == "6.2"
 
 
 def test_upgrade_package_unknown_name_is_an_error(project):
@@ -222,8 +222,8 @@ def test_upgrade_package_for_the_base_image(project):
     lock(root, FakeResolver(), images=registry)
     registry.digests["python:3.13-slim"] = "sha256:" + "b" * 64
     out = lock(root, FakeResolver(), images=registry, upgrade=Upgrades.parse(False, ["python:3.13-slim"]))
-    assert out["base"].lock.image.digest == "sha256:" + "b" * 64
-    assert out["base"].lock.python.by_name() == lock(root, FakeResolver())["base"].lock.python.by_name()
+    assert out["base"].lock.parts["image"].digest == "sha256:" + "b" * 64
+    assert out["base"].lock.parts["python"].by_name() == lock(root, FakeResolver())["base"].lock.parts["python"].by_name()
 
 
 def test_upgrade_package_for_apt_keeps_the_other_apt_pins(project):
@@ -233,4 +233,4 @@ def test_upgrade_package_for_apt_keeps_the_other_apt_pins(project):
     write_set(root, outcome_files(lock_stacks(graph, Resolvers(FakeResolver(), FakeImages(), archive))), command="test")
     archive.versions = {"tini": ["0.18", "0.19"], "less": ["600", "668"]}  # new versions appear
     out = lock_stacks(load_stacks(root), Resolvers(FakeResolver(), FakeImages(), archive), upgrade=Upgrades.parse(False, ["tini"]))
-    assert out[0].lock.apt.packages("amd64") == {"tini": "0.19", "less": "600"}
+    assert out[0].lock.parts["apt"].packages("amd64") == {"tini": "0.19", "less": "600"}

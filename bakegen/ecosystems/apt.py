@@ -16,13 +16,14 @@ from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext, 
 from bakegen.errors import Location, StackError, StaleError, did_you_mean, one_line
 from bakegen.files import GENERATED_MARKER, sha256_text
 from bakegen.lock import SCHEMA_SHA, SCHEMA_VERSIONS, StackLock, arch_of, schema_obj
-from bakegen.plan import APT_SCRIPT, ORDER_SYSTEM, PlanContext, Stage, Step, heading
+from bakegen.plan import DOCKERFILE_DIR, ORDER_SYSTEM, PlanContext, Stage, Step, heading
 from bakegen.resolvers.apt import DEBIAN_SUITES, UBUNTU_SUITES, AptRequest, AptResolver, AptSpec, distro_of
 from bakegen.stack import EffectiveStack, StackGraph, stack_location
 
 APT_LOCK = "apt.lock"
 APT_SOURCES = "apt-sources.list"
 APT_KINDS = ("req", "dep", "build", "build-dep")
+APT_SCRIPT = f"{DOCKERFILE_DIR}/apt-install.sh"  # the install script every apt stack mounts
 PACKAGE = r"[a-z0-9][a-z0-9+.-]+(?:=[A-Za-z0-9.+~:-]+)?"
 
 TABLE: dict[str, Any] = {

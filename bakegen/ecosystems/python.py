@@ -24,7 +24,7 @@ from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext, 
 from bakegen.errors import ResolutionError, StackError
 from bakegen.files import GENERATED_MARKER, sha256_text
 from bakegen.lock import SCHEMA_PLATFORM, SCHEMA_SHA, SCHEMA_VERSIONS, StackLock, arch_of, matches, schema_obj
-from bakegen.plan import ORDER_PACKAGES, SLIM_SCRIPT, PlanContext, Stage, Step, heading
+from bakegen.plan import DOCKERFILE_DIR, ORDER_PACKAGES, PlanContext, Stage, Step, heading
 from bakegen.resolvers.python import DEFAULT_INDEX, Pin, PythonRequest, get_resolver, parse_requirements
 from bakegen.schema import Invalid
 from bakegen.stack import EffectiveStack, StackGraph, stack_location
@@ -37,6 +37,7 @@ STAGING = "/opt/bakegen/staging"
 JUPYTER_SERVER = "jupyter-server"
 ORDER = ORDER_PACKAGES + 10  # after npm and applications: Python pins move most often
 WORKERS = 4
+SLIM_SCRIPT = f"{DOCKERFILE_DIR}/bakegen-slim.py"  # the slim step's pruning script
 
 
 def requirements_file(platform: str, platforms: list[str]) -> str:

@@ -206,7 +206,7 @@ def test_pip_install_in_a_running_kernel_keeps_the_locked_pins(built, name, tmp_
     make_wheel(wheels, "bakegen_probe", "1.0", "VALUE = 42\n")
     make_wheel(wheels, "tornado", "99.0", "version = '99.0'\n")
     os.chmod(wheels, 0o755)
-    tornado = read_lock(built.root / "locks" / "base").python.by_name()["tornado"].version
+    tornado = read_lock(built.root / "locks" / "base").parts["python"].by_name()["tornado"].version
     with container(built.image(name), f"--IdentityProvider.token={TOKEN}", extra=["-v", f"{wheels}:/wheels:ro"]) as (cid, url):
         wait_api(cid, url + "/")
         headers = {"Authorization": f"token {TOKEN}"}

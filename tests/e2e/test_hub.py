@@ -54,7 +54,7 @@ def test_geo_runs_code_in_a_kernel_and_serves_its_lab_extension(built, hub_facto
     hub.start_server("alice")
     status, body, _ = hub.user_get("alice", "/api/status")
     assert status == 200, body
-    numpy = read_lock(built.root / "locks" / "scipy").python.by_name()["numpy"].version
+    numpy = read_lock(built.root / "locks" / "scipy").parts["python"].by_name()["numpy"].version
     out = execute(hub, "alice", "import ipyleaflet, numpy\nm = ipyleaflet.Map()\nprint(type(m).__name__, numpy.__version__)")
     assert out == {"status": "ok", "stdout": f"Map {numpy}\n", "error": None}
     status, body, _ = hub.user_get("alice", "/lab/api/extensions")

@@ -43,7 +43,7 @@ def test_installed_versions_are_exactly_the_locked_ones(built, name):
     locked = {}
     for stack in built.chain(name):
         lock = read_lock(built.root / "locks" / stack)
-        locked.update({p.key: p.version for p in lock.python.pins})
+        locked.update({p.key: p.version for p in lock.parts["python"].pins})
     listed = json.loads(run(built.image(name), "python", "-c", LIST_DISTS))
     from packaging.utils import canonicalize_name
 
@@ -114,7 +114,7 @@ print(json.dumps({"modules": modules, "failed": failed, "tests": tests[:20]}))
 def test_slim_stacks_have_no_tests_and_every_top_level_module_imports(built, name):
     graph = load_stacks(built.root)
     assert slim_of(graph.effective(name))
-    wanted = [p.key for p in read_lock(built.root / "locks" / name).python.pins]
+    wanted = [p.key for p in read_lock(built.root / "locks" / name).parts["python"].pins]
     out = json.loads(run(built.image(name), "python", "-c", SMOKE, json.dumps(wanted)).splitlines()[-1])
     assert out["failed"] == {}
     assert out["tests"] == []
@@ -149,7 +149,7 @@ def test_children_reuse_parent_layers_and_install_only_what_parents_lack(built, 
     # and the Python layer holds exactly the scipy lock's distributions
     dists = {f.split("/site-packages/")[1].split("-")[0].lower().replace("_", "-") for f in new_files if f.endswith(".dist-info/METADATA")}
     lock = read_lock(built.root / "locks" / "scipy")
-    assert dists == {p.key.replace("_", "-") for p in lock.python.pins}
+    assert dists == {p.key.replace("_", "-") for p in lock.parts["python"].pins}
 
 
 def test_no_lock_file_or_secret_in_any_layer(built, engine, tmp_path):
@@ -175,12 +175,12 @@ def test_apt_packages_are_exactly_the_locked_ones(built, name):
     included) is installed at its locked version: the lock is the truth about the image."""
     locked: dict[str, str] = {}
     for stack in built.chain(name):
-        apt = read_lock(built.root / "locks" / stack).apt
+        apt = read_lock(built.root / "locks" / stack).parts["apt"]
         locked.update(apt.packages("amd64") if apt else {})
     out = run(built.image(name), "dpkg-query", "-W", "-f", "${Package} ${Version} ${db:Status-Status}\\n", *sorted(locked))
     installed = {p: v for p, v, status in (line.split() for line in out.splitlines()) if status == "installed"}
     assert installed == locked
-    requested = {e.name for e in read_lock(built.root / "locks" / "base").apt.entries if e.kind == "req"}
+    requested = {e.name for e in read_lock(built.root / "locks" / "base").parts["apt"].entries if e.kind == "req"}
     assert requested == {"tini", "sudo"} and len(locked) > 20
 
 
@@ -245,7 +245,7 @@ def test_npm_packages_are_exactly_the_locked_ones(built, tmp_path):
     assert not (tmp_path / "geo" / "package-lock.json").exists()  # no lock file left in the layer
     out = subprocess.run(["npm", "ls", "--all", "--json"], cwd=tmp_path / "geo", capture_output=True, text=True, check=True)
     tree = json.loads(out.stdout)["dependencies"]
-    locked = read_lock(built.root / "locks" / "geo").npm.packages()
+    locked = read_lock(built.root / "locks" / "geo").parts["npm"].packages()
     assert {f"node_modules/{name}": dep["version"] for name, dep in tree.items()} == locked == {"node_modules/leaflet": "1.9.4"}
     assert run(built.image("geo"), "sh", "-c", "command -v node npm || true").strip() == ""  # node stayed in the builder
 

@@ -66,8 +66,8 @@ def pushed(arm64_standin, registry, engine, tmp_path_factory):
 def test_the_base_is_pinned_per_platform_in_the_lock(pushed):
     root, _, standin = pushed
     lock = read_lock(root / "locks" / "multi")
-    assert lock.platforms == PLATFORMS and lock.image.digest == standin.split("@")[1]
-    assert sorted(lock.image.platforms) == PLATFORMS
+    assert lock.platforms == PLATFORMS and lock.parts["image"].digest == standin.split("@")[1]
+    assert sorted(lock.parts["image"].platforms) == PLATFORMS
     assert (root / "locks" / "multi" / "requirements-arm64.txt").is_file()
 
 
@@ -98,12 +98,12 @@ def test_each_platform_runs_its_own_lock(pushed, platform):
     out = json.loads(docker("run", "--rm", "--platform", platform, image, "python", "-c", probe))
     print(f"{platform}: python start + imports {time.monotonic() - start:.1f}s")
     assert out["machine"] == MACHINE[platform] and out["sum"] == 45
-    locked = {(p.key, p.version) for s in ("multi", "multikid") for p in read_lock(root / "locks" / s).python.by_platform[platform]}
+    locked = {(p.key, p.version) for s in ("multi", "multikid") for p in read_lock(root / "locks" / s).parts["python"].by_platform[platform]}
     assert {(canonicalize_name(n), v) for n, v in out["dists"]} == locked
     arch = platform.split("/")[1]
     dpkg = docker("run", "--rm", "--platform", platform, image, "dpkg-query", "-W", "-f", "${Package}:${Architecture}=${Version}\n")
     installed = set(dpkg.split())
-    entries = [e for e in read_lock(root / "locks" / "multi").apt.entries if e.arch == arch and e.kind in ("req", "dep")]
+    entries = [e for e in read_lock(root / "locks" / "multi").parts["apt"].entries if e.arch == arch and e.kind in ("req", "dep")]
     assert entries and {e.name for e in entries} >= {"tini"}
     for e in entries:
         assert f"{e.name}:{arch}={e.version}" in installed or f"{e.name}:all={e.version}" in installed, e

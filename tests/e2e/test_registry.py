@@ -39,16 +39,16 @@ def test_lock_pins_digest_keeps_it_and_upgrade_moves_it(registry, engine, tmp_pa
     out = bakegen(root, "lock")
     assert out.returncode == 0, out.stderr
     lock = read_lock(root / "locks" / "base")
-    assert lock.image.digest == first
+    assert lock.parts["image"].digest == first
     index = json.loads(subprocess.run(["docker", "buildx", "imagetools", "inspect", "--raw", tag], capture_output=True, text=True, check=True).stdout)
     amd64 = [m["digest"] for m in index["manifests"] if m.get("platform", {}).get("architecture") == "amd64"]
-    assert lock.image.platforms == {"linux/amd64": amd64[0]}
-    assert lock.image.media_type == "application/vnd.oci.image.index.v1+json"
+    assert lock.parts["image"].platforms == {"linux/amd64": amd64[0]}
+    assert lock.parts["image"].media_type == "application/vnd.oci.image.index.v1+json"
 
     second = push(tmp_path, tag, engine.standin, "second")
     assert second != first
     assert bakegen(root, "lock").returncode == 0
-    assert read_lock(root / "locks" / "base").image.digest == first  # a plain lock keeps the old digest
+    assert read_lock(root / "locks" / "base").parts["image"].digest == first  # a plain lock keeps the old digest
 
     # the generated files build FROM the pinned digest, not the moved tag
     assert bakegen(root, "generate").returncode == 0
@@ -72,13 +72,13 @@ def test_lock_pins_digest_keeps_it_and_upgrade_moves_it(registry, engine, tmp_pa
 
     up = bakegen(root, "lock", "--upgrade")
     assert up.returncode == 0, up.stderr
-    assert read_lock(root / "locks" / "base").image.digest == second
+    assert read_lock(root / "locks" / "base").parts["image"].digest == second
 
     # --upgrade-package names the image: only its digest moves
     third = push(tmp_path, tag, engine.standin, "third")
     up = bakegen(root, "lock", "--upgrade-package", tag)
     assert up.returncode == 0, up.stderr
-    assert read_lock(root / "locks" / "base").image.digest == third
+    assert read_lock(root / "locks" / "base").parts["image"].digest == third
 
     # bakegen build --push puts the images into the registry
     assert bakegen(root, "generate").returncode == 0

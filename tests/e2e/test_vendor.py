@@ -51,7 +51,7 @@ def test_vendor_base_image(engine, registry, tmp_path):
 
     bakegen("lock")
     lock = read_lock(root / "locks/vertex")
-    assert lock.image.user == "jupyter"  # read from the image config
+    assert lock.parts["image"].user == "jupyter"  # read from the image config
     bakegen("generate")
     dockerfile = (root / "dockerfiles/vertex/Dockerfile").read_text()
     assert "/opt/venv" not in dockerfile and "USER jupyter" in dockerfile and "useradd" not in dockerfile
@@ -63,7 +63,7 @@ def test_vendor_base_image(engine, registry, tmp_path):
     assert user == "jupyter" and python == "/opt/conda/bin/python" and module.startswith("/opt/conda/lib/")
     listed = json.loads(docker("run", "--rm", image, "python", "-m", "pip", "list", "--format=json"))
     installed = {d["name"].lower().replace("_", "-"): d["version"] for d in listed}
-    assert all(installed.get(p.key) == p.version for p in lock.python.pins)  # the locked versions, in the vendor's Python
+    assert all(installed.get(p.key) == p.version for p in lock.parts["python"].pins)  # the locked versions, in the vendor's Python
     assert docker("run", "--rm", image, "sh", "-c", "test -w ~/work && echo writable").strip() == "writable"
     assert load_stacks(REPO / "examples/vertex").order == ["vertex"]
     # and it builds bit for bit: pip writes checked-hash .pyc files under the lock's SOURCE_DATE_EPOCH
