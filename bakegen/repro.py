@@ -16,7 +16,8 @@ import re
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
@@ -39,15 +40,22 @@ def read_oci(path: Path) -> OciImage:
     return next(iter(read_oci_platforms(path)[1].values()))
 
 
-def open_blob(path: Path, digest: str) -> IO[bytes]:
-    """A blob of an OCI layout: a folder, or a tarball of one."""
-    name = f"blobs/sha256/{digest.split(':')[1]}"
+def open_blob(path: Path, digest: str) -> AbstractContextManager[IO[bytes]]:
+    """A blob of an OCI layout (a folder, or a tarball of one), closed with the layout's tarball."""
+    return open_member(path, f"blobs/sha256/{digest.split(':')[1]}")
+
+
+@contextmanager
+def open_member(path: Path, name: str) -> Iterator[IO[bytes]]:
     if path.is_dir():
-        return (path / name).open("rb")
-    tar = tarfile.open(path)
-    member = tar.extractfile(name)
-    assert member is not None
-    return member
+        with (path / name).open("rb") as fh:
+            yield fh
+        return
+    with tarfile.open(path) as tar:
+        member = tar.extractfile(name)
+        if member is None:
+            raise BakegenError(f"{path}: {name} is not a file", hint="the OCI layout is damaged; build it again")
+        yield member
 
 
 def read_oci_platforms(path: Path) -> tuple[str, dict[str, OciImage]]:
@@ -56,7 +64,8 @@ def read_oci_platforms(path: Path) -> tuple[str, dict[str, OciImage]]:
         with open_blob(path, d) as fh:
             return fh.read()
 
-    index = json.loads((path / "index.json").read_text() if path.is_dir() else tarfile.open(path).extractfile("index.json").read())  # type: ignore[union-attr]
+    with open_member(path, "index.json") as fh:
+        index = json.load(fh)
     top = index["manifests"][0]["digest"]
     doc = json.loads(blob(top))
     entries = [(m["digest"], json.loads(blob(m["digest"]))) for m in doc["manifests"] if m.get("platform", {}).get("os") != "unknown"] if "manifests" in doc else [(top, doc)]
@@ -94,6 +103,11 @@ def platform_difference(a: dict[str, OciImage], b: dict[str, OciImage], steps: l
     return None
 
 
+def _layer_members(path: Path, digest: str) -> dict[str, tuple]:
+    with open_blob(path, digest) as fh, tarfile.open(fileobj=fh, mode="r:*") as tar:
+        return _members(tar)
+
+
 def _members(tar: tarfile.TarFile) -> dict[str, tuple]:
     out = {}
     for m in tar.getmembers():
@@ -116,8 +130,7 @@ def first_difference(a: OciImage, b: OciImage, names: dict[int, str] | None = No
         if la == lb:
             continue
         step = (names or {}).get(i) or (history[i].get("created_by", "?")[:120] if i < len(history) else "?")
-        ma = _members(tarfile.open(fileobj=open_blob(a.path, la), mode="r:*"))
-        mb = _members(tarfile.open(fileobj=open_blob(b.path, lb), mode="r:*"))
+        ma, mb = _layer_members(a.path, la), _layer_members(b.path, lb)
         for name in sorted(set(ma) | set(mb)):
             if ma.get(name) != mb.get(name):
                 if name not in ma or name not in mb:

@@ -119,3 +119,17 @@ def test_a_differing_layer_is_named_by_its_plan_step(tmp_path):
     steps = [("ENV A=1", None), ('RUN ["/bin/sh", "-c", "python -m nltk.downloader punkt"]', "step 1: python -m nltk.downloader punkt")]
     assert layer_names(a.config, steps) == {1: "step 1: python -m nltk.downloader punkt"}
     assert first_difference(a, b, layer_names(a.config, steps)) == "layer 2 (step 1: python -m nltk.downloader punkt): /usr/share/nltk/punkt differs in content"
+
+
+def test_reading_layout_tarballs_closes_every_file(tmp_path):
+    import gc
+    import warnings
+
+    a = oci(tmp_path / "a.tar", [layer({"etc/x": b"1"}), layer({"opt/a": b"a"})])
+    b = oci(tmp_path / "b.tar", [layer({"etc/x": b"1"}), layer({"opt/a": b"b"})])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        assert first_difference(a, b) == "layer 2 (RUN step 1): /opt/a differs in content"
+        read_oci_platforms(tmp_path / "a.tar")
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
