@@ -7,7 +7,9 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -406,12 +408,32 @@ def _add_build_commands(sub: argparse._SubParsersAction) -> None:
     bd.set_defaults(func=cmd_build)
 
 
+class Terminated(BaseException):
+    """SIGTERM (a cancelled CI job, docker stop, kill): raised so that temporary folders and files are removed."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     _logging(args.verbose)
+    previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() else None
+    try:
+        return _run(args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         args.root = args.root.resolve()
         return args.func(args)
+    except Terminated:
+        print("error: terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except StackErrors as exc:
         return _report(exc.errors, exc.exit_code)
     except BakegenError as exc:

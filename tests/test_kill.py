@@ -111,3 +111,32 @@ def test_killed_at_any_moment_all_old_or_all_new(command, tmp_path):
             assert not leftovers(work)
         shutil.rmtree(work)
     assert seen["interrupted"] > 0 and seen["old"] > 0, seen  # the kills landed before and inside the write
+
+
+TERM_WRAPPER = """
+import sys, time
+from pathlib import Path
+import bakegen.build, bakegen.cli
+def slow_build(root, chain, opts, work, sbom=None):
+    (Path(work) / "base").mkdir()
+    (Path(work) / "base" / "blob").write_bytes(b"layer")
+    print("building", flush=True)
+    time.sleep(60)
+bakegen.build.reproducible_build = slow_build
+sys.exit(bakegen.cli.main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_during_a_build_removes_its_oci_layouts(tmp_path):
+    """A cancelled CI job sends SIGTERM: bakegen build stops with one error line and leaves no layout in TMPDIR."""
+    root = project(tmp_path)
+    scratch = tmp_path / "tmpdir"
+    scratch.mkdir()
+    cmd = [sys.executable, "-c", TERM_WRAPPER, "-C", str(root), "build", "--load"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(scratch)})
+    assert proc.stdout.readline() == "building\n"
+    assert [p.name for p in scratch.iterdir()][0].startswith("bakegen-build-")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143 and err == "error: terminated (SIGTERM)\n", err
+    assert list(scratch.iterdir()) == []
