@@ -89,8 +89,11 @@ def test_files_steps_and_hooks_are_locked_and_planned_in_order(project):
     final = text.split("# --- final image")[1]
     copy = "COPY --chmod=0644 stacks/base/jupyter_server_config.py /etc/jupyter/jupyter_server_config.py"
     assert copy in final and "COPY --chmod=0644 --chown=1000:100 stacks/base/lab/overrides.json" in final
-    # the folders first: COPY --chmod=0644 would make the folders it creates 0644 (not enterable)
-    assert final.index("RUN mkdir -p /etc/jupyter /opt/venv/share/jupyter/lab/settings\n") < final.index(copy)
+    # the folders first: COPY --chmod=0644 would make the folders it creates 0644 (not enterable); the
+    # folders made for the user's file are the user's (those that exist are left as they are)
+    folders = ('RUN mkdir -p /etc/jupyter && for d in /opt /opt/venv /opt/venv/share /opt/venv/share/jupyter /opt/venv/share/jupyter/lab'
+               ' /opt/venv/share/jupyter/lab/settings; do if [ ! -d "$d" ]; then mkdir "$d" && chown 1000:100 "$d" || exit 1; fi; done\n')
+    assert final.index(folders) < final.index(copy)
     assert "COPY --chmod=0755 stacks/base/hooks/marker.sh /usr/local/bin/before-notebook.d/00-base-001-marker.sh" in final
     root_step = 'RUN ["/bin/sh", "-c", "mkdir -p /srv/data && echo hello > /srv/data/readme"]'
     user_step = 'USER 1000:100\n# [[steps]] 2 of stacks/base.toml, as user.\nRUN ["/bin/sh", "-c", "python -c \'import jupyter_server\' > $HOME/.checked"]\nUSER root'
@@ -280,3 +283,27 @@ def test_a_steps_text_cannot_add_markdown_to_the_pull_request_body(project):
     body = to_markdown(diff_locks({"base": before}, {"base": after}, {"base": None}), "a", "b")
     row = next(line for line in body.splitlines() if "step 3" in line)
     assert "\\<img" in row and "\\@maintainer" in row and "\\[click\\]" in row and "<img" not in row.replace("\\<img", "")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root (CI and the e2e machine run as root)")
+def test_the_folders_made_for_a_users_file_are_the_users_and_existing_ones_stay(tmp_path):
+    """The folders step, run by a real /bin/sh: a lab setting under ~/.jupyter leaves ~/.jupyter writable by the user."""
+    import subprocess
+
+    from bakegen.ecosystems.custom import File, _folders
+
+    home = tmp_path / "home" / "jovyan"
+    home.mkdir(parents=True)
+    files = [File("a", "x", f"{tmp_path}/etc/jupyter/a.py", "0644", "root"),
+             File("b", "y", f"{home}/.jupyter/lab/user-settings/@jupyterlab/x.jupyterlab-settings", "0644", "user")]
+    (step,) = _folders(files, "4242:4243")
+    subprocess.run(["/bin/sh", "-c", step.text.removeprefix("RUN ")], check=True)
+    owners = {str(p.relative_to(tmp_path)): (p.stat().st_uid, p.stat().st_gid, oct(p.stat().st_mode & 0o777)) for p in sorted(tmp_path.rglob("*"))}
+    assert owners == {
+        "etc": (0, 0, "0o755"), "etc/jupyter": (0, 0, "0o755"), "home": (0, 0, "0o755"), "home/jovyan": (0, 0, "0o755"),
+        "home/jovyan/.jupyter": (4242, 4243, "0o755"), "home/jovyan/.jupyter/lab": (4242, 4243, "0o755"),
+        "home/jovyan/.jupyter/lab/user-settings": (4242, 4243, "0o755"),
+        "home/jovyan/.jupyter/lab/user-settings/@jupyterlab": (4242, 4243, "0o755"),
+    }
+    failing = [File("b", "y", "/proc/1/no/such/folder/x", "0644", "user")]  # mkdir fails: the step fails
+    assert subprocess.run(["/bin/sh", "-c", _folders(failing, "4242")[0].text.removeprefix("RUN ")], capture_output=True).returncode != 0

@@ -246,9 +246,10 @@ class Custom(Ecosystem):
         if part is None:
             return []
         u = user_facts(ctx)
-        owner = {"root": "", "user": f" --chown={u['uid']}" + (f":{u['gid']}" if u["gid"].isdigit() else "")}
+        chown = f"{u['uid']}" + (f":{u['gid']}" if u["gid"].isdigit() else "")
+        owner = {"root": "", "user": f" --chown={chown}"}
         src = f"stacks/{ctx.name}"
-        steps = _folders(part.files)
+        steps = _folders(part.files, chown)
         steps += [Step(f"COPY --chmod={f.mode}{owner[f.owner]} {src}/{f.source} {f.target}", layer=f"file {f.target}", order=ORDER) for f in part.files]
         steps += [Step(f"COPY --chmod=0755 {src}/{h.source} {HOOKS}/{h.target}", layer=f"start hook {h.source}", order=ORDER) for h in part.hooks]
         if steps:
@@ -267,13 +268,29 @@ def _is_text(value: Any) -> bool:
     return True
 
 
-def _folders(files: list[File]) -> list[Step]:
+def _folders(files: list[File], chown: str) -> list[Step]:
     """The targets' folders, made first (0755): COPY --chmod would give the folders it makes the file's mode
-    (moby/buildkit#5943), and a 0644 folder cannot be entered. mkdir -p leaves existing folders as they are."""
-    folders = sorted({f.target.rsplit("/", 1)[0] for f in files} - {""})
-    if not folders:
+    (moby/buildkit#5943), and a 0644 folder cannot be entered. Existing folders are left as they are; the
+    folders made for a user's file (``~/.jupyter`` for a lab setting) are the user's, so that the user can
+    write next to it."""
+    root = sorted({_parent(f.target) for f in files if f.owner == "root"} - {""})
+    mine = sorted({d for f in files if f.owner == "user" for d in _ancestors(_parent(f.target))} - set(root))  # parents first
+    if not root and not mine:
         return []
-    return [Step(f"RUN mkdir -p {' '.join(shlex.quote(d) for d in folders)}", layer="folders of the stack's files", order=ORDER)]
+    parts = [f"mkdir -p {' '.join(shlex.quote(d) for d in root)}"] if root else []
+    if mine:
+        parts.append(f'for d in {" ".join(shlex.quote(d) for d in mine)}; do if [ ! -d "$d" ]; then mkdir "$d" && chown {chown} "$d" || exit 1; fi; done')
+    return [Step(f"RUN {' && '.join(parts)}", layer="folders of the stack's files", order=ORDER)]
+
+
+def _parent(path: str) -> str:
+    return path.rsplit("/", 1)[0]
+
+
+def _ancestors(folder: str) -> list[str]:
+    """``/a/b/c`` -> ``/a``, ``/a/b``, ``/a/b/c``."""
+    names = [n for n in folder.split("/") if n]
+    return ["/" + "/".join(names[: i + 1]) for i in range(len(names))]
 
 
 def _step_order(needs: tuple[str, ...] | None) -> int:

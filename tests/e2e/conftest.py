@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, tree
+from packaging.version import Version
 
 from bakegen.stack import load_stacks
 
@@ -117,3 +119,20 @@ def registry_get(repo: str, reference: str) -> tuple[dict, str]:
 
 def run(image: str, *cmd: str) -> str:
     return docker("run", "--rm", image, *cmd)
+
+
+def last_bake_steps(log: str, target: str) -> dict[str, bool]:
+    """The RUN and COPY steps of the last bake in a ``--progress plain`` log (bakegen build bakes one level at a
+    time, each numbered from #0), each with whether it ran (False: CACHED). With one target in a bake, BuildKit
+    names its steps without the target (``[builder 1/1]``)."""
+    log = log[log.rindex("#0 building with"):]
+    steps = {m.group(1): m.group(2) for m in re.finditer(rf"^#(\d+) \[(?:{re.escape(target)} )?[^\]]*\] ((?:RUN|COPY)[^\n]*)$", log, re.M)}
+    return {text: not re.search(rf"^#{n} CACHED$", log, re.M) for n, text in steps.items()}
+
+
+def older_release(package: str, current: str) -> str:
+    """The newest release of ``package`` on PyPI before ``current``."""
+    with urllib.request.urlopen(f"https://pypi.org/pypi/{package}/json", timeout=30) as resp:
+        releases = json.load(resp)["releases"]
+    older = sorted((Version(v) for v, files in releases.items() if files and Version(v) < Version(current) and not Version(v).is_prerelease))
+    return str(older[-1])

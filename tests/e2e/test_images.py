@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import pytest
 from bakegen.ecosystems.python import slim_of
 from bakegen.lock import manifest_checksum, read_lock
 from bakegen.stack import load_stacks
-from e2e.conftest import Built, bakegen, docker, run
+from e2e.conftest import Built, bakegen, docker, last_bake_steps, run
 
 pytestmark = pytest.mark.e2e
 
@@ -309,12 +308,7 @@ def test_a_leaf_python_change_rebuilds_only_its_python_layer(built, engine, tmp_
         args += ["--ca-bundle", engine.ca_bundle]
     proc = bakegen(root, *args)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    log = proc.stdout + proc.stderr
-    log = log[log.rindex("#0 building with"):]  # the last bake: geo's level (each level is one bake, numbered from #0)
-    # one target in this bake: BuildKit names its steps without the target ("[builder 1/1]")
-    steps = {m.group(1): m.group(2) for m in re.finditer(r"^#(\d+) \[(?:geo )?[^\]]*\] (RUN|COPY)[^\n]*$", log, re.M)}
-    ran = {n for n in steps if not re.search(rf"^#{n} CACHED$", log, re.M)}
-    ran_lines = [re.search(rf"^#{n} (.*)$", log, re.M).group(1) for n in sorted(ran, key=int)]  # type: ignore[union-attr]
+    ran_lines = [text for text, ran in last_bake_steps(proc.stdout + proc.stderr, "geo").items() if ran]
     assert any("pip install" in line for line in ran_lines), ran_lines
     assert not any("npm ci" in line or "apt-install.sh" in line for line in ran_lines), ran_lines
     before, after = layer_ids(built.image("geo")), layer_ids("bakegen-e2e-bumped/geo:latest")

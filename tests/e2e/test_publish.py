@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from bakegen.lock import read_lock
-from e2e.conftest import bakegen, copy_project, registry_get
+from e2e.conftest import bakegen, copy_project, older_release, registry_get
 
 pytestmark = pytest.mark.e2e
 STACKS = ("base", "scipy", "geo")
@@ -85,19 +85,10 @@ def test_verify_repro_checks_the_registry_against_a_clean_rebuild(published, eng
     assert out.stdout.startswith("scipy: identical (sha256:")
 
 
-def _older(package: str, current: str) -> str:
-    with urllib.request.urlopen(f"https://pypi.org/pypi/{package}/json", timeout=30) as resp:
-        releases = json.load(resp)["releases"]
-    from packaging.version import Version
-
-    older = sorted((Version(v) for v, files in releases.items() if files and Version(v) < Version(current) and not Version(v).is_prerelease))
-    return str(older[-1])
-
-
 def test_a_leaf_pin_bump_uploads_only_the_layers_that_changed(published, engine):
     root, repos, a, _ = published
     pin = read_lock(root / "locks" / "geo", root).parts["python"].by_name()["xyzservices"].version
-    older = _older("xyzservices", pin)
+    older = older_release("xyzservices", pin)
     moved = bakegen(root, "lock", "--upgrade-package", f"xyzservices=={older}")
     assert moved.returncode == 0, moved.stderr
     assert "geo: locked" in moved.stdout and "scipy: up to date" in moved.stdout and "base: up to date" in moved.stdout
