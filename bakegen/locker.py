@@ -115,7 +115,7 @@ WORKERS = 4  # stacks, and ecosystems of one stack, resolved at once (they wait 
 
 def lock_stacks(
     graph: StackGraph,
-    resolvers: Resolvers | Any,
+    resolvers: Resolvers,
     *,
     names: list[str] | None = None,
     index_url: str = DEFAULT_INDEX,
@@ -129,8 +129,6 @@ def lock_stacks(
     are locked are resolved at the same time, and so are the ecosystems of one
     stack.
     """
-    if not isinstance(resolvers, Resolvers):
-        resolvers = Resolvers(resolvers)
     upgrades = upgrade if isinstance(upgrade, Upgrades) else Upgrades(everything=bool(upgrade))
     selected = graph.select(names)
     _check_upgrade_names(graph, selected, upgrades)

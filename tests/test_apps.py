@@ -23,7 +23,7 @@ IMAGES = {"python:3.13-slim": "sha256:" + "d" * 64}
 
 def lock(root, upgrade=False):
     graph = load_stacks(root)
-    outcomes = lock_stacks(graph, Resolvers(FakeResolver(), FakeImages(IMAGES)), upgrade=upgrade)
+    outcomes = lock_stacks(graph, Resolvers(python=FakeResolver(), image=FakeImages(IMAGES)), upgrade=upgrade)
     write_set(root, outcome_files(outcomes), command="test")
     return outcomes
 
@@ -76,7 +76,7 @@ def test_upgrade_package_moves_a_pin_inside_one_application(project):
     lock(root)
     graph = load_stacks(root)
     before = current_locks(graph)
-    outcomes = lock_stacks(graph, Resolvers(FakeResolver(), FakeImages(IMAGES)), upgrade=Upgrades.parse(False, ["nbformat==5.9.0"]))
+    outcomes = lock_stacks(graph, Resolvers(python=FakeResolver(), image=FakeImages(IMAGES)), upgrade=Upgrades.parse(False, ["nbformat==5.9.0"]))
     kid = next(o for o in outcomes if o.stack == "kid")
     assert kid.changed and {p.key: p.version for p in kid.lock.parts["apps"].pins["nbstripout"]["linux/amd64"]}["nbformat"] == "5.9.0"
     assert not next(o for o in outcomes if o.stack == "base").changed

@@ -73,7 +73,7 @@ def locked(tmp_path_factory):
     (root / "stacks").mkdir()
     (root / "stacks" / "base.toml").write_text(PINNED)
     (root / "stacks" / "kid.toml").write_text(KID)
-    write_set(root, outcome_files(lock_stacks(load_stacks(root), Resolvers(FakeResolver(), FakeImages({f"python:3.13-slim@{DIGEST}": DIGEST})))), command="test")
+    write_set(root, outcome_files(lock_stacks(load_stacks(root), Resolvers(python=FakeResolver(), image=FakeImages({f"python:3.13-slim@{DIGEST}": DIGEST})))), command="test")
     write_set(root, render_project(load_stacks(root), current_locks(load_stacks(root))), command="test")
     assert main(["-C", str(root), "check"]) == 0
     return root
@@ -269,7 +269,7 @@ def test_a_stack_label_wins_over_the_source_url_variable(tmp_path, capsys):
 
     (tmp_path / "stacks").mkdir()
     (tmp_path / "stacks" / "base.toml").write_text(BASE + '[labels]\n"org.opencontainers.image.source" = "https://example.org/images"\n')
-    write_set(tmp_path, outcome_files(lock_stacks(load_stacks(tmp_path), Resolvers(FakeResolver(), FakeImages()))), command="test")
+    write_set(tmp_path, outcome_files(lock_stacks(load_stacks(tmp_path), Resolvers(python=FakeResolver(), image=FakeImages()))), command="test")
     assert main(["-C", str(tmp_path), "generate"]) == 0
     bake = (tmp_path / "docker-bake.hcl").read_text()
     assert bake.count('"org.opencontainers.image.source"') == 1 and '"org.opencontainers.image.revision"' in bake

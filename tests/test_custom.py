@@ -72,7 +72,7 @@ def make(project, base=BASE, kid=KID):
 
 def lock(root, resolver=None):
     graph = load_stacks(root)
-    outcomes = lock_stacks(graph, Resolvers(resolver or FakeResolver(), FakeImages(IMAGES), FakeApt({"tini": ["0.19"]})))
+    outcomes = lock_stacks(graph, Resolvers(python=resolver or FakeResolver(), image=FakeImages(IMAGES), apt=FakeApt({"tini": ["0.19"]})))
     write_set(root, outcome_files(outcomes), command="test")
     graph = load_stacks(root)
     write_set(root, render_project(graph, current_locks(graph)), command="test")

@@ -92,7 +92,7 @@ def stack_text(field: str, value: str) -> str:
 def lock_and_generate(root: Path) -> bool:
     """Lock with the fakes and generate; False when a valid name is one the fakes do not know."""
     try:
-        outcomes = lock_stacks(load_stacks(root), Resolvers(FakeResolver(), FakeImages(), FakeApt({"tini": ["0.19"]})))
+        outcomes = lock_stacks(load_stacks(root), Resolvers(python=FakeResolver(), image=FakeImages(), apt=FakeApt({"tini": ["0.19"]})))
     except ResolutionError as exc:
         assert "\n" not in exc.message
         return False

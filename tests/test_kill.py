@@ -31,7 +31,7 @@ def slow(src, dst):
     return real(src, dst)
 bakegen.files.os.replace = slow
 bakegen.cli.get_resolver = lambda name: FakeResolver()
-bakegen.cli.Resolvers = lambda python: bakegen.locker.Resolvers(python, FakeImages())
+bakegen.cli.Resolvers = lambda python: bakegen.locker.Resolvers(python=python, image=FakeImages())
 sys.exit(bakegen.cli.main(sys.argv[1:]))
 """
 

@@ -15,7 +15,7 @@ GEO = 'name = "geo"\ndescription = "g"\nextends = "scipy"\n[python]\npackages = 
 
 def lock(root, resolver, names=None, images=None, upgrade=False):
     graph = load_stacks(root)
-    outcomes = lock_stacks(graph, Resolvers(resolver, images or FakeImages()), names=names, upgrade=upgrade)
+    outcomes = lock_stacks(graph, Resolvers(python=resolver, image=images or FakeImages()), names=names, upgrade=upgrade)
     write_set(root, outcome_files(outcomes), command="test")
     return {o.stack: o for o in outcomes}
 
@@ -230,7 +230,7 @@ def test_upgrade_package_for_apt_keeps_the_other_apt_pins(project):
     root = project({"base": BASE + '[apt]\nsuite = "trixie"\npackages = ["tini", "less"]\n'})
     graph = load_stacks(root)
     archive = FakeApt({"tini": ["0.18"], "less": ["600"]})
-    write_set(root, outcome_files(lock_stacks(graph, Resolvers(FakeResolver(), FakeImages(), archive))), command="test")
+    write_set(root, outcome_files(lock_stacks(graph, Resolvers(python=FakeResolver(), image=FakeImages(), apt=archive))), command="test")
     archive.versions = {"tini": ["0.18", "0.19"], "less": ["600", "668"]}  # new versions appear
-    out = lock_stacks(load_stacks(root), Resolvers(FakeResolver(), FakeImages(), archive), upgrade=Upgrades.parse(False, ["tini"]))
+    out = lock_stacks(load_stacks(root), Resolvers(python=FakeResolver(), image=FakeImages(), apt=archive), upgrade=Upgrades.parse(False, ["tini"]))
     assert out[0].lock.parts["apt"].packages("amd64") == {"tini": "0.19", "less": "600"}

@@ -75,7 +75,7 @@ def locked_project(tmp_path, stacks: dict[str, str]):
     (tmp_path / "stacks").mkdir(parents=True)
     for name, text in stacks.items():
         (tmp_path / "stacks" / f"{name}.toml").write_text(text)
-    outcomes = lock_stacks(load_stacks(tmp_path), Resolvers(FakeResolver(), FakeImages()))
+    outcomes = lock_stacks(load_stacks(tmp_path), Resolvers(python=FakeResolver(), image=FakeImages()))
     write_set(tmp_path, outcome_files(outcomes), command="test")
     return tmp_path
 

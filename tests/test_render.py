@@ -35,7 +35,7 @@ KID = 'name = "kid"\ndescription = "k"\nextends = "base"\n[python]\npackages = [
 def locked_project(project, stacks):
     root = project(stacks)
     graph = load_stacks(root)
-    write_set(root, outcome_files(lock_stacks(graph, Resolvers(FakeResolver(), FakeImages({'python:3.13-slim': 'sha256:' + 'd' * 64})))), command="test")
+    write_set(root, outcome_files(lock_stacks(graph, Resolvers(python=FakeResolver(), image=FakeImages({'python:3.13-slim': 'sha256:' + 'd' * 64})))), command="test")
     return root, graph
 
 
@@ -213,7 +213,7 @@ def test_vendor_base_uses_its_own_python_and_user(project):
     }
     root = project(stacks)
     graph = load_stacks(root)
-    write_set(root, outcome_files(lock_stacks(graph, Resolvers(FakeResolver(), VendorImages()))), command="test")
+    write_set(root, outcome_files(lock_stacks(graph, Resolvers(python=FakeResolver(), image=VendorImages()))), command="test")
     files = render_project(load_stacks(root), current_locks(load_stacks(root)))
     v, kid = files["dockerfiles/v/Dockerfile"], files["dockerfiles/kid/Dockerfile"]
     for text in (v, kid):
@@ -271,7 +271,7 @@ def test_pip_stays_with_a_group_writable_venv_and_constraints_unless_turned_off(
     # pip = false: pip leaves the root's builder after the lock is installed, before compiling and the copy
     (root / "stacks" / "base.toml").write_text(BASE.replace("[python]", "[python]\npip = false", 1))
     graph = load_stacks(root)
-    write_set(root, outcome_files(lock_stacks(graph, Resolvers(FakeResolver(), FakeImages({"python:3.13-slim": "sha256:" + "d" * 64})))), command="test")
+    write_set(root, outcome_files(lock_stacks(graph, Resolvers(python=FakeResolver(), image=FakeImages({"python:3.13-slim": "sha256:" + "d" * 64})))), command="test")
     files = render_project(graph, current_locks(graph))
     base, kid = files["dockerfiles/base/Dockerfile"], files["dockerfiles/kid/Dockerfile"]
     assert base.index("pip install") < base.index(uninstall) < base.index("compileall") < base.index("COPY --from=builder /opt/venv")

@@ -87,7 +87,7 @@ class FakeNpm:
 @pytest.fixture
 def multi(project) -> Path:
     root = project({"r": ROOT, "c": CHILD})
-    resolvers = Resolvers(FakeResolver(), FakeImages(), FakeApt({"tini": ["0.19"]}), FakeNpm())
+    resolvers = Resolvers(python=FakeResolver(), image=FakeImages(), apt=FakeApt({"tini": ["0.19"]}), npm=FakeNpm())
     write_set(root, outcome_files(lock_stacks(load_stacks(root), resolvers)), command="test")
     return root
 

@@ -23,15 +23,14 @@ ECOSYSTEMS: list[Ecosystem] = [
 
 
 class Resolvers:
-    """The resolver of each ecosystem (by name); an ecosystem not given gets its default.
+    """The resolver of each ecosystem, by its name (``Resolvers(python=..., image=...)``; tests pass fakes
+    this way); an ecosystem not given gets its default."""
 
-    ``Resolvers(python, image, apt, npm)`` also works positionally, in registry order
-    of the first ecosystems (tests pass fakes this way).
-    """
-
-    def __init__(self, *positional: Any, **named: Any):
-        order = ["python", "image", "apt", "npm"]
-        self._given = {**dict(zip(order, positional)), **named}
+    def __init__(self, **given: Any):
+        unknown = set(given) - {e.name for e in ECOSYSTEMS}
+        if unknown:
+            raise TypeError(f"Resolvers: no ecosystem named {', '.join(sorted(unknown))}")
+        self._given = given
         self._made: dict[str, Any] = {}
 
     def get(self, name: str) -> Any:
