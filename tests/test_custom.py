@@ -307,3 +307,21 @@ def test_the_folders_made_for_a_users_file_are_the_users_and_existing_ones_stay(
     }
     failing = [File("b", "y", "/proc/1/no/such/folder/x", "0644", "user")]  # mkdir fails: the step fails
     assert subprocess.run(["/bin/sh", "-c", _folders(failing, "4242")[0].text.removeprefix("RUN ")], capture_output=True).returncode != 0
+
+
+def test_jupyterlab_user_settings_paths_with_an_npm_scope_are_accepted_and_hooks_are_not(project, capsys):
+    """JupyterLab keeps user settings under user-settings/@jupyterlab/...: '@' is allowed in files' paths. A hook's
+    file name becomes part of its name in before-notebook.d, so hooks keep the narrower set."""
+    setting = "lab/user-settings/@jupyterlab/notebook-extension/tracker.jupyterlab-settings"
+    files = f'[[files]]\nsource = "{setting}"\ntarget = "/home/jovyan/.jupyter/{setting[4:]}"\nowner = "user"\n'
+    root = make(project, base=BASE + files)
+    (root / "stacks" / "base" / setting).parent.mkdir(parents=True)
+    (root / "stacks" / "base" / setting).write_text('{"codeCellConfig": {"lineNumbers": true}}\n')
+    lock(root)
+    text = (root / "dockerfiles" / "base" / "Dockerfile").read_text()
+    copy = f"COPY --chmod=0644 --chown=1000:100 stacks/base/{setting} /home/jovyan/.jupyter/{setting[4:]}"
+    assert copy in [c.original for c in dockerfile.parse_string(text)]
+    assert main(["-C", str(root), "check"]) == 0
+    root = make(project, kid='name = "kid"\ndescription = "k"\nextends = "base"\n[start]\nhooks = ["@scope/x.sh"]\n')
+    assert main(["-C", str(root), "lock"]) == 2
+    assert "invalid hook file in the stack's folder" in capsys.readouterr().err

@@ -43,8 +43,10 @@ NAME = "files"
 ORDER = ORDER_PACKAGES + 15  # after every ecosystem's packages
 HOOKS = "/usr/local/bin/before-notebook.d"
 MAX_FILE = 50_000_000  # bytes: a config file, a script, a small model; big data belongs in a package
-RELATIVE = r"(?:[A-Za-z0-9_][A-Za-z0-9._+-]*/)*[A-Za-z0-9_][A-Za-z0-9._+-]*"
-_PART = r"(?!\.\.?(?:/|$))[A-Za-z0-9_.][A-Za-z0-9._+@-]*"  # a path part; dot folders (~/.jupyter), never . or ..
+# Path parts: letters, digits and ._+-, and @ for npm scopes (JupyterLab's user-settings/@jupyterlab/...)
+RELATIVE = r"(?:[A-Za-z0-9_@][A-Za-z0-9._+@-]*/)*[A-Za-z0-9_@][A-Za-z0-9._+@-]*"
+HOOK = r"(?:[A-Za-z0-9_][A-Za-z0-9._+-]*/)*[A-Za-z0-9_][A-Za-z0-9._+-]*"  # its file name is part of its name in the image
+_PART = r"(?!\.\.?(?:/|$))[A-Za-z0-9_.@][A-Za-z0-9._+@-]*"  # a path part; dot folders (~/.jupyter), never . or ..
 ABSOLUTE = rf"(?:/{_PART})+"
 # Where a file may not go: bakegen's own files and folders, and the kernel's.
 RESERVED = ("/usr/local/bin/before-notebook.d", "/usr/local/bin/start-notebook.d", "/usr/local/bin/bakegen-start", "/usr/local/bin/bakegen-server",
@@ -80,7 +82,7 @@ TABLES: dict[str, Any] = {
         "user": schema.one_of("root", "user"),
         "needs": schema.list_of(_needs),
     }, required=("run",))),
-    "start": {"hooks": schema.list_of(schema.matching(RELATIVE, "hook file in the stack's folder", "hooks/10-marker.sh"))},
+    "start": {"hooks": schema.list_of(schema.matching(HOOK, "hook file in the stack's folder", "hooks/10-marker.sh"))},
 }
 
 

@@ -34,7 +34,7 @@ source = "lab/overrides.json"
 target = "/opt/venv/share/jupyter/lab/settings/overrides.json"
 
 [[files]]
-source = "lab/tracker.jupyterlab-settings"
+source = "lab/user-settings/@jupyterlab/notebook-extension/tracker.jupyterlab-settings"
 target = "/home/jovyan/.jupyter/lab/user-settings/@jupyterlab/notebook-extension/tracker.jupyterlab-settings"
 owner = "user"
 
@@ -52,7 +52,7 @@ hooks = ["hooks/marker.sh"]
 FILES = {
     "jupyter_server_config.py": 'c.ServerApp.tornado_settings = {"headers": {"X-Bakegen-Custom": "from-a-stack-file"}}\n',
     "lab/overrides.json": json.dumps({"@jupyterlab/apputils-extension:themes": {"theme": "JupyterLab Dark"}}) + "\n",
-    "lab/tracker.jupyterlab-settings": json.dumps({"codeCellConfig": {"lineNumbers": True}}) + "\n",
+    "lab/user-settings/@jupyterlab/notebook-extension/tracker.jupyterlab-settings": json.dumps({"codeCellConfig": {"lineNumbers": True}}) + "\n",
     "hooks/marker.sh": 'echo "hook ran as $(id -u) before the server" > /tmp/bakegen-hook-marker\n',
 }
 TOKEN = "bakegen-custom-token"
@@ -84,7 +84,7 @@ def test_the_server_config_and_the_lab_setting_are_read_over_http(custom):
         settings = json.loads(body)
         assert settings["schema"]["properties"]["theme"]["default"] == "JupyterLab Dark"
         _, body = wait(f"http://127.0.0.1:{port}/lab/api/settings/@jupyterlab/notebook-extension:tracker", cid, headers=auth)
-        assert json.loads(body)["raw"] == FILES["lab/tracker.jupyterlab-settings"]  # the user's own setting, from ~/.jupyter
+        assert json.loads(body)["raw"] == FILES["lab/user-settings/@jupyterlab/notebook-extension/tracker.jupyterlab-settings"]  # the user's own setting, from ~/.jupyter
         # the start hook ran before the server, as the user
         assert docker("exec", cid, "cat", "/tmp/bakegen-hook-marker").strip() == "hook ran as 1000 before the server"
         logs = subprocess.run(["docker", "logs", cid], capture_output=True, text=True)
