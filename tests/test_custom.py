@@ -92,7 +92,7 @@ def test_files_steps_and_hooks_are_locked_and_planned_in_order(project):
     # the folders first: COPY --chmod=0644 would make the folders it creates 0644 (not enterable); the
     # folders made for the user's file are the user's (those that exist are left as they are)
     folders = ('RUN mkdir -p /etc/jupyter && for d in /opt /opt/venv /opt/venv/share /opt/venv/share/jupyter /opt/venv/share/jupyter/lab'
-               ' /opt/venv/share/jupyter/lab/settings; do if [ ! -d "$d" ]; then mkdir "$d" && chown 1000:100 "$d" || exit 1; fi; done\n')
+               ' /opt/venv/share/jupyter/lab/settings; do if [ ! -d "$d" ]; then mkdir "$d" && chown 1000:100 "$d" && chmod 2775 "$d" || exit 1; fi; done\n')
     assert final.index(folders) < final.index(copy)
     assert "COPY --chmod=0755 stacks/base/hooks/marker.sh /usr/local/bin/before-notebook.d/00-base-001-marker.sh" in final
     root_step = 'RUN ["/bin/sh", "-c", "mkdir -p /srv/data && echo hello > /srv/data/readme"]'
@@ -298,12 +298,12 @@ def test_the_folders_made_for_a_users_file_are_the_users_and_existing_ones_stay(
              File("b", "y", f"{home}/.jupyter/lab/user-settings/@jupyterlab/x.jupyterlab-settings", "0644", "user")]
     (step,) = _folders(files, "4242:4243")
     subprocess.run(["/bin/sh", "-c", step.text.removeprefix("RUN ")], check=True)
-    owners = {str(p.relative_to(tmp_path)): (p.stat().st_uid, p.stat().st_gid, oct(p.stat().st_mode & 0o777)) for p in sorted(tmp_path.rglob("*"))}
+    owners = {str(p.relative_to(tmp_path)): (p.stat().st_uid, p.stat().st_gid, oct(p.stat().st_mode & 0o7777)) for p in sorted(tmp_path.rglob("*"))}
     assert owners == {
         "etc": (0, 0, "0o755"), "etc/jupyter": (0, 0, "0o755"), "home": (0, 0, "0o755"), "home/jovyan": (0, 0, "0o755"),
-        "home/jovyan/.jupyter": (4242, 4243, "0o755"), "home/jovyan/.jupyter/lab": (4242, 4243, "0o755"),
-        "home/jovyan/.jupyter/lab/user-settings": (4242, 4243, "0o755"),
-        "home/jovyan/.jupyter/lab/user-settings/@jupyterlab": (4242, 4243, "0o755"),
+        "home/jovyan/.jupyter": (4242, 4243, "0o2775"), "home/jovyan/.jupyter/lab": (4242, 4243, "0o2775"),
+        "home/jovyan/.jupyter/lab/user-settings": (4242, 4243, "0o2775"),
+        "home/jovyan/.jupyter/lab/user-settings/@jupyterlab": (4242, 4243, "0o2775"),
     }
     failing = [File("b", "y", "/proc/1/no/such/folder/x", "0644", "user")]  # mkdir fails: the step fails
     assert subprocess.run(["/bin/sh", "-c", _folders(failing, "4242")[0].text.removeprefix("RUN ")], capture_output=True).returncode != 0

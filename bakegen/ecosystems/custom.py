@@ -273,15 +273,15 @@ def _is_text(value: Any) -> bool:
 def _folders(files: list[File], chown: str) -> list[Step]:
     """The targets' folders, made first (0755): COPY --chmod would give the folders it makes the file's mode
     (moby/buildkit#5943), and a 0644 folder cannot be entered. Existing folders are left as they are; the
-    folders made for a user's file (``~/.jupyter`` for a lab setting) are the user's, so that the user can
-    write next to it."""
+    folders made for a user's file (``~/.jupyter`` for a lab setting) are the user's and, like the home, its
+    group's (2775), so that the user, or an arbitrary uid in the group, can write next to it."""
     root = sorted({_parent(f.target) for f in files if f.owner == "root"} - {""})
     mine = sorted({d for f in files if f.owner == "user" for d in _ancestors(_parent(f.target))} - set(root))  # parents first
     if not root and not mine:
         return []
     parts = [f"mkdir -p {' '.join(shlex.quote(d) for d in root)}"] if root else []
     if mine:
-        parts.append(f'for d in {" ".join(shlex.quote(d) for d in mine)}; do if [ ! -d "$d" ]; then mkdir "$d" && chown {chown} "$d" || exit 1; fi; done')
+        parts.append(f'for d in {" ".join(shlex.quote(d) for d in mine)}; do if [ ! -d "$d" ]; then mkdir "$d" && chown {chown} "$d" && chmod 2775 "$d" || exit 1; fi; done')
     return [Step(f"RUN {' && '.join(parts)}", layer="folders of the stack's files", order=ORDER)]
 
 
