@@ -237,6 +237,12 @@ def test_a_tampered_files_section_is_refused(project, capsys):
     path.write_text(json.dumps(doc, indent=2) + "\n")
     assert main(["-C", str(root), "check"]) == 1
     assert "damaged lock manifest: files: not what bakegen writes" in capsys.readouterr().out
+    doc["files"]["steps"][0]["needs"] = []
+    doc["files"]["hooks"][0]["source"] = "@scope/marker.sh"  # '@' is a file's, never a hook's
+    doc["checksum"] = manifest_checksum(doc)
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    assert main(["-C", str(root), "check"]) == 1
+    assert "damaged lock manifest" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("template, message", [

@@ -211,10 +211,11 @@ class Custom(Ecosystem):
                           [BuildStep(s["run"], s["user"], tuple(s["needs"]) if s["needs"] is not None else None) for s in section["steps"]])
 
     def section_schema(self) -> dict[str, Any]:
-        file = schema_obj({"source": {"type": "string", "pattern": f"^{RELATIVE}$"}, "sha256": SCHEMA_SHA, "target": {"type": "string"},
-                           "mode": {"type": "string", "pattern": "^0[0-7]{3}$"}, "owner": {"enum": ["root", "user"]}})
+        def file(source: str) -> dict[str, Any]:
+            return schema_obj({"source": {"type": "string", "pattern": f"^{source}$"}, "sha256": SCHEMA_SHA, "target": {"type": "string"},
+                               "mode": {"type": "string", "pattern": "^0[0-7]{3}$"}, "owner": {"enum": ["root", "user"]}})
         step = schema_obj({"run": {"type": "string"}, "user": {"enum": ["root", "user"]}, "needs": {"type": ["array", "null"], "items": {"type": "string"}}})
-        return schema_obj({"files": {"type": "array", "items": file}, "hooks": {"type": "array", "items": file}, "steps": {"type": "array", "items": step}})
+        return schema_obj({"files": {"type": "array", "items": file(RELATIVE)}, "hooks": {"type": "array", "items": file(HOOK)}, "steps": {"type": "array", "items": step}})
 
     def section_problem(self, section: dict[str, Any]) -> str | None:
         """What reaches the Dockerfile must have the shape the stack schema allows."""
@@ -222,8 +223,8 @@ class Custom(Ecosystem):
             part = self.read(section, lambda name, sha: "", {}, "")
         except (KeyError, TypeError, AttributeError):
             return "files: not what bakegen writes"
-        files_ok = all(re.fullmatch(RELATIVE, f.source) and re.fullmatch(r"[0-9a-f]{64}", f.sha256) and re.fullmatch(r"0[0-7]{3}", f.mode)
-                       and f.owner in ("root", "user") for f in part.files + part.hooks)
+        files_ok = all(re.fullmatch(pattern, f.source) and re.fullmatch(r"[0-9a-f]{64}", f.sha256) and re.fullmatch(r"0[0-7]{3}", f.mode)
+                       and f.owner in ("root", "user") for pattern, group in ((RELATIVE, part.files), (HOOK, part.hooks)) for f in group)
         targets_ok = all(re.fullmatch(ABSOLUTE, f.target) for f in part.files) and all(re.fullmatch(r"[A-Za-z0-9._+-]+", h.target) for h in part.hooks)
         known = {e.name for e in registry()}
         steps_ok = all(_is_text(s.run) and s.user in ("root", "user") and set(s.needs or ()) <= known for s in part.steps)
@@ -281,7 +282,7 @@ def _folders(files: list[File], chown: str) -> list[Step]:
         return []
     parts = [f"mkdir -p {' '.join(shlex.quote(d) for d in root)}"] if root else []
     if mine:
-        parts.append(f'for d in {" ".join(shlex.quote(d) for d in mine)}; do if [ ! -d "$d" ]; then mkdir "$d" && chown {chown} "$d" && chmod 2775 "$d" || exit 1; fi; done')
+        parts.append(f'for d in {" ".join(shlex.quote(d) for d in mine)}; do if [ ! -d "$d" ]; then mkdir "$d" && chown {shlex.quote(chown)} "$d" && chmod 2775 "$d" || exit 1; fi; done')
     return [Step(f"RUN {' && '.join(parts)}", layer="folders of the stack's files", order=ORDER)]
 
 
