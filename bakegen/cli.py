@@ -13,11 +13,12 @@ import threading
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
-from bakegen import __version__
+from bakegen import __version__, arguments
 from bakegen.ecosystem import registry
 from bakegen.errors import BakegenError, StackErrors, StaleError, one_line
-from bakegen.files import orphans, pending, stale_files, write_set
+from bakegen.files import check_output_file, orphans, output_problem, pending, stale_files, write_output, write_set
 from bakegen.lock import LOCK_VERSION, StackLock, lock_files
 from bakegen.locker import LOCK_DIR, Resolvers, Upgrades, current_locks, lock_folders_without_stack, lock_stacks, orphan_lock_folders, outcome_files, stale_locks
 from bakegen.resolvers.python import BACKENDS, DEFAULT_INDEX, get_resolver
@@ -113,7 +114,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from bakegen.diff import FORMATS, diff_locks, read_rev_locks, read_tree_locks
 
     if args.output:
-        check_output(Path(args.output))
+        check_output_file(Path(args.output))  # refused before any work: a folder, a link, a file bakegen did not write
     new = read_tree_locks(args.root)
     old = read_rev_locks(args.root, args.rev)
     parents = {name: lock.parent for name, lock in {**old, **new}.items()}
@@ -123,25 +124,6 @@ def cmd_diff(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
-
-
-def check_output(path: Path) -> None:
-    if path.is_dir():
-        raise BakegenError(f"--output {path} is a folder", hint="name a file")
-    if not path.parent.is_dir():
-        raise BakegenError(f"--output {path}: the folder {path.parent} does not exist", hint="create it first, or name a file in an existing folder")
-
-
-def write_output(path: Path, text: str) -> None:
-    """A file the user asked for (--output): whole or not at all."""
-    check_output(path)
-    tmp = path.with_name(f".{path.name}.bakegen-tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise BakegenError(f"cannot write {path}: {exc.strerror}", hint="check the folder's permissions") from None
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -162,11 +144,15 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_profiles(args: argparse.Namespace) -> int:
     from bakegen.render.profiles import read_digests, render_profiles
 
+    arguments.registry(args.registry)
+    arguments.tag(args.tag)
+    if args.output:
+        check_output_file(Path(args.output))
     graph = load_stacks(args.root)
     digests = read_digests(Path(args.metadata)) if args.metadata else None
     text = render_profiles(graph, current_locks(graph), registry=args.registry, tag=args.tag, digests=digests, fmt=args.format)
     if args.output:
-        write_set(Path.cwd(), {args.output: text}, command="bakegen profiles")
+        write_output(Path(args.output), text)
         print(f"wrote {args.output}")
     else:
         sys.stdout.write(text)
@@ -182,6 +168,8 @@ def cmd_sbom(args: argparse.Namespace) -> int:
     _refuse_interrupted(args.root)
     locks = current_locks(graph)  # refuses stale locks, as generate does
     out = Path(args.output).resolve() if args.output else args.root / SBOM_DIR
+    if not args.output and output_problem(args.root, SBOM_DIR):
+        raise BakegenError(f"cannot write {SBOM_DIR}/: {output_problem(args.root, SBOM_DIR)}", hint="replace the link by a real folder, or pass --output DIR")
     if out.exists() and not out.is_dir():
         raise BakegenError(f"--output {out} is a file", hint="name a folder (it is created when missing)")
     formats = sorted(FORMATS) if args.format == "both" else [args.format]
@@ -206,13 +194,11 @@ def cmd_verify_repro(args: argparse.Namespace) -> int:
     from bakegen.plan import plan_dockerfile
     from bakegen.repro import verify_repro
 
+    arguments.against(args.against)
+    ca_bundle = arguments.ca_bundle(args.ca_bundle or os.environ.get("BAKEGEN_CA_BUNDLE") or None)
     graph = load_stacks(args.root)
     graph.select([args.stack])
-    opts = BuildOptions(
-        base_images=_base_images(args, graph),
-        ca_bundle=args.ca_bundle or os.environ.get("BAKEGEN_CA_BUNDLE") or None,
-        progress=args.progress,
-    )
+    opts = BuildOptions(base_images=_base_images(args, graph), ca_bundle=ca_bundle, progress=args.progress)
     locks = current_locks(graph)
     plan = plan_dockerfile(graph, args.stack, locks)
     steps = [(step.text, step.layer) for step in plan.final.steps]  # to name a differing layer by its step
@@ -230,9 +216,7 @@ def cmd_verify_repro(args: argparse.Namespace) -> int:
 def _base_images(args: argparse.Namespace, graph) -> dict[str, str]:  # type: ignore[no-untyped-def]
     base_images = {}
     for item in args.base_image:
-        stack, sep, ref = item.partition("=")
-        if not sep or not stack or not ref:
-            raise BakegenError(f"--base-image {item!r} is not STACK=IMAGE", hint="for example --base-image base=python:3.13-slim")
+        stack, ref = arguments.base_image(item)
         if stack not in graph.stacks or graph.stacks[stack].base is None:
             roots = [n for n in graph.order if graph.stacks[n].base]
             raise BakegenError(f"--base-image: '{stack}' is not a stack with a base image", hint=f"root stacks: {', '.join(roots)}")
@@ -250,18 +234,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-REGISTRY_RE = re.compile(r"[a-z0-9.-]+(?::[0-9]{1,5})?(?:/[a-z0-9._-]+)*")
-TAG_PREFIX_RE = re.compile(r"[A-Za-z0-9_.-]{0,64}")
-
-
 def _check_names(args: argparse.Namespace) -> None:
     """--registry and --tag-prefix (or REGISTRY and TAG_PREFIX) end up in image names and exporter options."""
-    registry = args.registry if args.registry is not None else os.environ.get("REGISTRY", "")
-    prefix = args.tag_prefix if args.tag_prefix is not None else os.environ.get("TAG_PREFIX", "")
-    if registry and not REGISTRY_RE.fullmatch(registry.rstrip("/")):
-        raise BakegenError(f"--registry {one_line(repr(registry), 80)} is not a registry host with an optional path", hint="for example --registry ghcr.io/acme (lower case)")
-    if not TAG_PREFIX_RE.fullmatch(prefix):
-        raise BakegenError(f"--tag-prefix {one_line(repr(prefix), 80)} is not a tag prefix", hint="letters, digits, '_', '.' and '-', for example pr-42-")
+    registry = arguments.registry(args.registry if args.registry is not None else os.environ.get("REGISTRY", ""))
+    arguments.tag_prefix(args.tag_prefix if args.tag_prefix is not None else os.environ.get("TAG_PREFIX", ""))
     if args.push and not registry:
         raise BakegenError("--push needs --registry (or REGISTRY): without it the images would go to Docker Hub's library/", hint="for example --registry ghcr.io/acme")
 
@@ -270,13 +246,16 @@ def cmd_build(args: argparse.Namespace) -> int:
     from bakegen.build import BuildOptions, build
 
     _check_names(args)
+    ca_bundle = arguments.ca_bundle(args.ca_bundle or os.environ.get("BAKEGEN_CA_BUNDLE") or None)
+    arguments.cache_repository(args.cache)
+    arguments.output_file(args.metadata_file, "--metadata-file")
     graph = load_stacks(args.root)
     base_images = _base_images(args, graph)
     graph.select(args.targets)  # validates target names
     opts = BuildOptions(
         targets=args.targets,
         base_images=base_images,
-        ca_bundle=args.ca_bundle or os.environ.get("BAKEGEN_CA_BUNDLE") or None,
+        ca_bundle=ca_bundle,
         registry=args.registry,
         tag_prefix=args.tag_prefix,
         cache=args.cache,
@@ -311,12 +290,21 @@ def _publish(args: argparse.Namespace, graph, opts) -> int:  # type: ignore[no-u
         print(f"{p.stack}: {p.digest} ({', '.join(p.names)}{pushed})")
     if args.metadata_file:
         doc = {p.stack: {"containerimage.digest": p.digest, "image.name": ",".join(p.names), "bakegen.pushed_bytes": p.pushed_bytes} for p in published}
-        Path(args.metadata_file).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        write_output(Path(args.metadata_file), json.dumps(doc, indent=2, sort_keys=True) + "\n", require_header=False)
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as bakegen's: one ``error:`` line and a hint (not its usage text)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {one_line(message)}", file=sys.stderr)
+        print(f"hint: {self.prog} --help lists the arguments", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bakegen", description="Lock Jupyter image stacks and compile them to docker buildx bake.")
+    p = _Parser(prog="bakegen", description="Lock Jupyter image stacks and compile them to docker buildx bake.")
     p.add_argument("--version", action="version", version=f"bakegen {__version__}")
     p.add_argument("-C", "--directory", dest="root", type=Path, default=Path("."), help="project folder (holds stacks/)")
     p.add_argument("-v", "--verbose", action="store_true", help="log every external command")

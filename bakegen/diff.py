@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bakegen import proc
+from bakegen import __version__, proc
 from bakegen.ecosystem import Ecosystem, registry
-from bakegen.errors import BakegenError, CommandError
+from bakegen.errors import BakegenError, CommandError, StaleError, one_line
+from bakegen.files import GENERATED_MARKER, output_problem
 from bakegen.lock import StackLock, arch_of, read_lock
 
 
@@ -106,9 +107,16 @@ def diff_locks(old: dict[str, StackLock], new: dict[str, StackLock], parents: di
 
 
 def read_tree_locks(root: Path) -> dict[str, StackLock]:
+    """The locks under ``root/locks/``: each folder named after the stack its manifest is for."""
     locks = {}
-    for d in sorted((root / "locks").glob("*/")):
+    folder = root / "locks"
+    problem = output_problem(root, "locks") if folder.exists() or folder.is_symlink() else None
+    if problem:
+        raise BakegenError(f"cannot read locks/: {problem}", hint="locks/ must be a real folder of the project")
+    for d in sorted(folder.glob("*/")):
         lock = read_lock(d, root)
+        if lock is not None and lock.stack != d.name:
+            raise StaleError(f"locks/{one_line(d.name, 80)}/lock.json is the lock of stack '{lock.stack}'", hint="run bakegen lock to rewrite it")
         if lock is not None:
             locks[d.name] = lock
     return locks
@@ -146,6 +154,7 @@ def _extract(tar: tarfile.TarFile, dest: Path) -> None:
 
 def to_json(diffs: list[ImageDiff], old_label: str, new_label: str) -> str:
     doc: dict[str, Any] = {
+        "_comment": f"{GENERATED_MARKER} {__version__} (bakegen diff)",
         "from": old_label,
         "to": new_label,
         "rebuild": [d.stack for d in diffs if d.rebuild],
@@ -172,7 +181,7 @@ def _line(c: Change) -> str:
 
 
 def to_text(diffs: list[ImageDiff], old_label: str, new_label: str) -> str:
-    lines = [f"bakegen diff {old_label}..{new_label}"]
+    lines = [f"# {GENERATED_MARKER} {__version__}", f"bakegen diff {one_line(old_label, 200)}..{new_label}"]
     for d in diffs:
         if d.status == "unchanged" and not d.rebuild:
             continue
@@ -187,6 +196,8 @@ def to_text(diffs: list[ImageDiff], old_label: str, new_label: str) -> str:
 
 
 def to_markdown(diffs: list[ImageDiff], old_label: str, new_label: str) -> str:
+    """A pull request body. Every value from the repository (the revision, names, versions, a step's text) is
+    a code span, which GitHub shows as it is: no HTML, no link, no @mention, no markdown of its own."""
     rebuild = [d.stack for d in diffs if d.rebuild]
     counts = {k: 0 for k in ("added", "removed", "upgraded", "downgraded")}
     for d in diffs:
@@ -194,36 +205,47 @@ def to_markdown(diffs: list[ImageDiff], old_label: str, new_label: str) -> str:
             for c in cs:
                 counts[c.kind] += 1
     out = [
+        f"<!-- {GENERATED_MARKER} {__version__} (bakegen diff) -->",
         "## Lock changes",
         "",
-        f"`{old_label}` → `{new_label}`: " + ", ".join(f"{n} {k}" for k, n in counts.items()) + ".",
+        f"{code(old_label)} → {code(new_label)}: " + ", ".join(f"{n} {k}" for k, n in counts.items()) + ".",
         "",
-        "**Images to rebuild:** " + (", ".join(f"`{s}`" for s in rebuild) if rebuild else "none"),
+        "**Images to rebuild:** " + (", ".join(code(s) for s in rebuild) if rebuild else "none"),
     ]
     for d in diffs:
         if d.status == "unchanged" and not d.rebuild:
             continue
-        out += ["", f"### `{d.stack}` ({d.status}{', rebuild: ' + d.rebuild_reason if d.rebuild else ''})", ""]
+        reason = f", rebuild: {d.rebuild_reason}" if d.rebuild else ""
+        out += ["", f"### {code(d.stack)} ({d.status}{_md_text(reason)})", ""]
         rows = [(eco, c) for eco in sections() for c in d.changes.get(eco, [])]
         if not rows:
             out.append("No package changes.")
             continue
         out += ["| ecosystem | package | change | from | to |", "|---|---|---|---|---|"]
         for eco, c in rows:
-            out.append(f"| {eco} | `{_md(c.name)}` | {c.kind} | {_md_text(c.old or '')} | {_md_text(c.new or '')} |")
+            out.append(f"| {eco} | {code(c.name, table=True)} | {c.kind} | {code(c.old or '', table=True)} | {code(c.new or '', table=True)} |")
     return "\n".join(out) + "\n"
 
 
-def _md(text: str) -> str:
-    return text.replace("|", "\\|")
+def code(text: str, table: bool = False) -> str:
+    """``text`` as a markdown code span, whatever it holds: a fence longer than any run of backticks in it,
+    padded when it starts or ends with a backtick or a space; ``|`` escaped in a table cell (GFM splits cells
+    first). Empty text is nothing."""
+    text = one_line(str(text), 300)
+    if not text:
+        return ""
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text[0] in "` " or text[-1] in "` " else ""
+    span = f"{fence}{pad}{text}{pad}{fence}"
+    return span.replace("|", "\\|") if table else span
 
 
 _MARKDOWN = re.compile(r"([\\`*_\[\]<>&@#~|!])")
 
 
 def _md_text(text: str) -> str:
-    """Text in a pull request body (a version, or a step's command): every markdown character escaped, so
-    a stack's text cannot add a link, HTML or an @mention."""
+    """Text of bakegen's own with a stack name in it (a rebuild reason): every markdown character escaped
+    (a stack name has no dot or colon, so no link can form)."""
     return _MARKDOWN.sub(r"\\\1", text)
 
 

@@ -112,6 +112,7 @@ class Ecosystem:
     resolver_of: str = ""  # resolves with another ecosystem's resolver (named)
     offline: bool = False  # locks from the stack's own files, never the network: its changes re-resolve no other ecosystem
     layer_order: int = 0  # where its packages are in the final image (a build step that needs it comes after)
+    stages: tuple[str, ...] = ()  # the names of the Dockerfile stages it adds (a stack cannot take them)
 
     def __init__(self) -> None:
         self.section = self.section or self.name

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,8 @@ from typing import Any
 from bakegen import __version__
 from bakegen.ecosystem import LockedEntry, registry
 from bakegen.errors import BakegenError, Location, StaleError, one_line
-from bakegen.files import GENERATED_MARKER, sha256_text
+from bakegen.files import GENERATED_MARKER, output_problem, sha256_text
+from bakegen.paths import Unreadable, read_bounded
 
 LOCK_VERSION = 3
 # What the fingerprint hashes has not changed since format 2: a new format reads an
@@ -105,11 +107,19 @@ def read_lock(lock_dir: Path, root: Path | None = None) -> StackLock | None:
 
     Raises :class:`StaleError` when the files are damaged, edited by hand or in
     an older format (run ``bakegen lock``), and :class:`BakegenError` for a
-    format newer than this bakegen.
+    format newer than this bakegen. The lock is data from the same pull request as
+    the stack: every field is checked as strictly as bakegen writes it, in every
+    format version, and every lock file must be what bakegen writes from the
+    manifest (:func:`_check_files`).
     """
+    root = root if root is not None else lock_dir.parent.parent
+    rel = str(lock_dir.relative_to(root)) if lock_dir.is_relative_to(root) else str(lock_dir)
     manifest = lock_dir / MANIFEST
-    shown = str(manifest.relative_to(root)) if root and manifest.is_relative_to(root) else str(manifest)
-    if not manifest.exists():
+    shown = f"{rel}/{MANIFEST}"
+    problem = output_problem(root, f"{rel}/{MANIFEST}") if lock_dir.is_relative_to(root) else None
+    if problem:
+        raise BakegenError(f"{rel}: {problem}", location=Location(shown), hint="locks/ must be real folders of the project; remove the link")
+    if not os.path.lexists(manifest):
         return None
     doc = _load_manifest(manifest, shown)
     reader = _READERS.get(_version_of(doc, shown))
@@ -120,18 +130,23 @@ def read_lock(lock_dir: Path, root: Path | None = None) -> StackLock | None:
             hint="upgrade bakegen, or delete the lock folder and run bakegen lock",
         )
     try:
-        return reader(doc, lock_dir, shown)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        lock = reader(doc, lock_dir, shown)
+        _check_files(lock, lock_dir, shown)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise StaleError(f"damaged lock manifest ({one_line(repr(exc), 200)})", location=Location(shown), hint="run bakegen lock to rewrite it") from None
+    return lock
+
+
+MAX_LOCK_FILE = 50_000_000  # bytes in one lock file
 
 
 def _load_manifest(manifest: Path, shown: str) -> Any:
     try:
-        return json.loads(manifest.read_text(encoding="utf-8"))
+        return json.loads(read_bounded(manifest, MAX_LOCK_FILE).decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise StaleError(f"unreadable lock manifest: {one_line(str(exc), 200)}", location=Location(shown), hint="run bakegen lock to rewrite it") from None
-    except OSError as exc:
-        raise StaleError(f"cannot read the lock manifest: {exc.strerror}", location=Location(shown), hint="run bakegen lock to rewrite it") from None
+    except Unreadable as exc:
+        raise StaleError(f"cannot read the lock manifest: {exc.reason}", location=Location(shown), hint="run bakegen lock to rewrite it") from None
 
 
 def _version_of(doc: Any, shown: str) -> int:
@@ -147,20 +162,27 @@ def _read_v1(doc: dict[str, Any], lock_dir: Path, shown: str) -> StackLock:
     raise StaleError("lock format version 1 predates base-image digests", location=Location(shown), hint="run bakegen lock to upgrade it to version 2")
 
 
+def _lock_file_text(lock_dir: Path, name: str, shown: str) -> str:
+    """A lock file's text: a regular file of the lock folder (no link), bounded, UTF-8."""
+    path = lock_dir / name
+    if not path.is_file() or path.is_symlink():
+        raise StaleError(f"{name} is missing (or not a regular file)", location=Location(shown), hint="run bakegen lock")
+    try:
+        return read_bounded(path, MAX_LOCK_FILE).decode("utf-8")
+    except Unreadable as exc:
+        raise StaleError(f"cannot read {lock_dir.name}/{name}: {exc.reason}", location=Location(shown), hint="run bakegen lock to rewrite it") from None
+    except UnicodeDecodeError:
+        raise StaleError(f"{lock_dir.name}/{name} is not UTF-8 text: it was edited after locking", location=Location(shown), hint="run bakegen lock to rewrite it") from None
+
+
 def _file_reader(lock_dir: Path, shown: str) -> Any:
     """read_file(name, sha256): a lock file's text, refused when unknown, missing or edited."""
     patterns = [p for eco in registry() for p in eco.file_patterns]
 
     def read_file(name: str, sha256: str) -> str:
-        path = lock_dir / name
         if not isinstance(name, str) or not any(re.fullmatch(p, name) for p in patterns):
             raise StaleError(f"the manifest names an unknown lock file {one_line(repr(name), 80)}", location=Location(shown), hint="run bakegen lock to rewrite it")
-        if not path.is_file():
-            raise StaleError(f"{name} is missing", location=Location(shown), hint="run bakegen lock")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise StaleError(f"{lock_dir.name}/{name} is not UTF-8 text: it was edited after locking", location=Location(shown), hint="run bakegen lock to rewrite it") from None
+        text = _lock_file_text(lock_dir, name, shown)
         if sha256_text(text) != sha256:
             raise StaleError(f"{lock_dir.name}/{name} was edited after locking", location=Location(shown), hint="run bakegen lock to re-resolve; do not edit locks by hand")
         return text
@@ -168,7 +190,28 @@ def _file_reader(lock_dir: Path, shown: str) -> Any:
     return read_file
 
 
+def _body(text: str) -> list[str]:
+    """A lock file without its header (the comment lines it starts with: they name bakegen's version)."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))
+    return lines[start:]
+
+
+def _check_files(lock: StackLock, lock_dir: Path, shown: str) -> None:
+    """Every lock file the Dockerfile mounts is exactly what bakegen writes from the lock as read (its
+    header aside): an option line that bakegen's reader skips but pip obeys, a manifest that points the
+    hash check at another file, or a line the reader does not keep, is refused."""
+    for name, text in lock_files(lock).items():
+        if name != MANIFEST and _body(_lock_file_text(lock_dir, name, shown)) != _body(text):
+            raise StaleError(f"{lock_dir.name}/{name} is not what bakegen writes from {lock_dir.name}/{MANIFEST}", location=Location(shown),
+                             hint="run bakegen lock to rewrite it; do not edit locks by hand")
+
+
 def _read_v2(doc: dict[str, Any], lock_dir: Path, shown: str, version: int = 2) -> StackLock:
+    """Format 2 had no checksum: it is checked as strictly as format 3 (migrating must not accept what check refuses)."""
+    problem = _schema_problem(doc, version)
+    if problem:
+        raise StaleError(f"damaged lock manifest: {problem}", location=Location(shown), hint="run bakegen lock to rewrite it")
     read_file = _file_reader(lock_dir, shown)
     parts = {}
     for eco in registry():
@@ -191,20 +234,19 @@ def _read_v3(doc: dict[str, Any], lock_dir: Path, shown: str) -> StackLock:
     if doc.get("checksum") != manifest_checksum(doc):
         raise StaleError(f"{lock_dir.name}/{MANIFEST} was edited after locking (its checksum does not match)", location=Location(shown),
                          hint="run bakegen lock to rewrite it; do not edit locks by hand")
-    problem = _schema_problem(doc)
-    if problem:
-        raise StaleError(f"damaged lock manifest: {problem}", location=Location(shown), hint="run bakegen lock to rewrite it")
     return _read_v2(doc, lock_dir, shown, version=3)
 
 
 NAME_PATTERN = r"[a-z0-9]+(?:[-_][a-z0-9]+)*"
+# A resolver or tool as a lock names it ("uv 0.13.9", "npm 11.19.1", "python-debian 1.1.1"): it is written into lock files' headers.
+TOOL_PATTERN = r"[a-z][a-z0-9._-]{0,31}(?: [A-Za-z0-9._+?-]{1,32})?"
 DIGEST_PATTERN = r"sha256:[0-9a-f]{64}"
 
 
-def _schema_problem(doc: dict[str, Any]) -> str | None:
-    """The first field of a (checksummed) manifest that is not what bakegen writes, checked without
-    jsonschema's import cost: what reaches a generated file must have its shape (schema/ holds the whole schema)."""
-    allowed = set(manifest_schema()["properties"])
+def _schema_problem(doc: dict[str, Any], version: int = LOCK_VERSION) -> str | None:
+    """The first field of a manifest that is not what bakegen writes, checked without jsonschema's import
+    cost: what reaches a generated file must have its shape (schema/ holds the whole schema)."""
+    allowed = set(manifest_schema()["properties"]) - ({"checksum", "resolved_fingerprint"} if version < 3 else set())
     extra = sorted(set(doc) - allowed)
     if extra:
         return f"unknown key {extra[0]!r}"
@@ -221,9 +263,11 @@ def _schema_problem(doc: dict[str, Any]) -> str | None:
     ]
     problem = next((f"{where}: not what bakegen writes" for where, ok in checks if not ok), None)
     for eco in registry():
-        if problem is None:
-            section = doc.get(eco.section)
-            problem = eco.section_problem(section if isinstance(section, dict) else {}) if section is not None or eco.in_format_2 else None
+        section = doc.get(eco.section)
+        if problem is None and section is None and eco.always_locked:
+            problem = f"{eco.section}: missing (every lock has it)"
+        if problem is None and section is not None:
+            problem = eco.section_problem(section) if isinstance(section, dict) else f"{eco.section}: not what bakegen writes"
     return problem
 
 

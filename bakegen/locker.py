@@ -329,6 +329,8 @@ def tampered(graph: StackGraph, name: str, lock: StackLock) -> str | None:
         ("stack", lock.stack, name),
         ("parent", lock.parent, stack.stack.extends),
         ("platforms", lock.platforms, list(stack.platforms)),
+        # a section for an ecosystem the stack does not use would add a stage (an npm builder, say)
+        ("ecosystems", sorted(lock.parts), sorted(eco.name for eco in registry() if eco.used(stack))),
     ]
     facts += [fact for eco in registry() for fact in eco.tampered(stack, lock)]
     for what, have, want in facts:

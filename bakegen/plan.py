@@ -27,6 +27,9 @@ DOCKERFILE_DIR = "dockerfiles"
 START_SCRIPT = f"{DOCKERFILE_DIR}/bakegen-start.sh"
 SERVER_SCRIPT = f"{DOCKERFILE_DIR}/bakegen-server.sh"
 HEALTHCHECK_SCRIPT = f"{DOCKERFILE_DIR}/bakegen-healthcheck.py"
+# docker-stacks' start commands, linked to bakegen's own scripts in /usr/local/bin (when the base has none)
+SERVER_LINKS = ("start-notebook.py", "start-notebook.sh", "start-singleuser.py", "start-singleuser.sh")
+START_LINK = "start.sh"
 
 # Where a final-image step goes: packages in the order they change least often first,
 # so that a bump re-runs as few layers as possible. Each ecosystem adds its offset.
@@ -56,6 +59,10 @@ class Stage:
     name: str | None = None  # AS name; None for the final image
     steps: list[Step] = field(default_factory=list)
     notes: tuple[str, ...] = ()  # comment lines between the heading and FROM
+
+    @property
+    def from_line(self) -> str:
+        return f"FROM {self.base} AS {self.name}" if self.name else f"FROM {self.base}"
 
 
 @dataclass
@@ -178,10 +185,10 @@ def _user_steps(ctx: PlanContext) -> list[Step]:
     create += (
         f" && install -d -m 2775 -o {q(u['uid'])} -g {u['gid']} {q(u['home'])} {q(u['home'] + '/work')} \\\n"
         " && install -d /usr/local/bin/start-notebook.d /usr/local/bin/before-notebook.d \\\n"
-        " && for name in start-notebook.py start-notebook.sh start-singleuser.py start-singleuser.sh; do \\\n"
+        f" && for name in {' '.join(SERVER_LINKS)}; do \\\n"
         "        [ -e /usr/local/bin/$name ] || ln -s bakegen-server /usr/local/bin/$name; \\\n"
         "    done \\\n"
-        " && { [ -e /usr/local/bin/start.sh ] || ln -s bakegen-start /usr/local/bin/start.sh; }"
+        f" && {{ [ -e /usr/local/bin/{START_LINK} ] || ln -s bakegen-start /usr/local/bin/{START_LINK}; }}"
     )
     name = dockerfile_env_value(u["user_name"])
     return [

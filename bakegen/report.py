@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bakegen import proc
 from bakegen.errors import BakegenError, CommandError
+from bakegen.files import read_output
 from bakegen.locker import current_locks
 from bakegen.plan import DockerfilePlan, dockerfile_path, plan_dockerfile
 from bakegen.stack import StackGraph
@@ -92,8 +93,7 @@ def _report_one(graph: StackGraph, plan: DockerfilePlan, image: str, platform: s
     parent = graph.stacks[name].extends
     mine = done.get((parent, platform or graph.platforms(name)[0])) if parent else None
     layers = label_layers(history, plan, mine.layers if mine else None)
-    dockerfile = graph.root / dockerfile_path(name)
-    lines = dockerfile_lines(dockerfile) if dockerfile.exists() else 0
+    lines = dockerfile_lines(graph.root, dockerfile_path(name))
     r = ImageReport(name, image, parent, compressed, layers, lines, platform=platform or graph.platforms(name)[0])
     if mine:
         r.parent_size, r.parent_layers = mine.size, len(mine.layers)
@@ -132,6 +132,6 @@ def to_json(reports: list[ImageReport]) -> str:
     ], indent=2) + "\n"
 
 
-def dockerfile_lines(path: Path) -> int:
-    """Instruction lines (continuations count), without comments and blank lines."""
-    return sum(1 for ln in path.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#"))
+def dockerfile_lines(root: Path, rel: str) -> int:
+    """Instruction lines (continuations count), without comments and blank lines, of a generated Dockerfile."""
+    return sum(1 for ln in (read_output(root, rel) or "").splitlines() if ln.strip() and not ln.lstrip().startswith("#"))

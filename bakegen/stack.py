@@ -17,6 +17,7 @@ from typing import Any
 from bakegen import schema
 from bakegen.ecosystem import registry
 from bakegen.errors import BakegenError, Location, StackError, StackErrors, did_you_mean
+from bakegen.paths import Unreadable, outside, read_bounded
 from bakegen.resolvers.image import ImageRef
 from bakegen.schema import Invalid
 
@@ -30,9 +31,8 @@ ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 USER = r"[a-z_][a-z0-9_-]{0,31}"
 LABEL_KEY = r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}"
-# Names bakegen gives to things in the generated files: a stack cannot take them.
-RESERVED = {"default": "the bake group of all images", "scratch": "FROM scratch", "builder": "a Dockerfile stage",
-            "build-tools": "a Dockerfile stage", "npm-builder": "a Dockerfile stage"}
+# Names bakegen gives to things in the generated files: a stack cannot take them (nor a stage name of an ecosystem's).
+RESERVED = {"default": "the bake group of all images", "scratch": "FROM scratch"}
 MAX_FILE = 1_000_000  # bytes in a stack file
 PLATFORMS = ("linux/amd64", "linux/arm64")
 DEFAULT_PLATFORMS = ("linux/amd64",)
@@ -135,6 +135,19 @@ def _image(value: Any) -> str:
 
 
 
+# Debian's and Ubuntu's own users (base-passwd): the image's user must be a new one, never root.
+SYSTEM_USERS = ("root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy", "www-data",
+                "backup", "list", "irc", "gnats", "_apt", "nobody", "systemd-network", "systemd-timesync", "messagebus", "ubuntu")
+
+
+def _user_name(value: Any) -> str:
+    value = schema.matching(USER, "user name", "jovyan")(value)
+    if value in SYSTEM_USERS:
+        raise Invalid(f"'{value}' is a user of the base image's system (its home is not /home/{value})",
+                      "name the notebook user, e.g. jovyan; the image never runs as root", value)
+    return value
+
+
 SCHEMA: dict[str, Any] = {
     "name": schema.matching(NAME, "stack name", "scipy"),
     "description": schema.text,
@@ -153,7 +166,7 @@ SCHEMA: dict[str, Any] = {
     },
     "env": schema.table_of(schema.matching(ENV_NAME, "environment variable name", "MPLBACKEND"), schema.text),
     "user": {
-        "name": schema.matching(USER, "user name", "jovyan"),
+        "name": _user_name,
         "uid": schema.int_in(1, 2**31 - 1),
         "gid": schema.int_in(0, 2**31 - 1),
     },
@@ -235,7 +248,7 @@ def _validate(data: dict[str, Any], spec_table: dict[str, Any], prefix: tuple[st
 def load_stack(path: Path, root: Path | None = None) -> Stack:
     """Parse and validate one stack file (inheritance is checked by :func:`load_stacks`)."""
     shown = str(path.relative_to(root)) if root and path.is_relative_to(root) else str(path)
-    text = _read_stack_file(path, shown)
+    text = _read_stack_file(path, shown, root)
     data = _parse_toml(text, shown)
     err = _error_factory(text, shown)
     fields = _validate(data, stack_schema(), (), err)
@@ -307,19 +320,22 @@ def _stack_from(fields: dict[str, Any], path: Path) -> Stack:
     )
 
 
-def _read_stack_file(path: Path, shown: str) -> str:
-    """The file's text, or a StackError that says why it cannot be read."""
+def _read_stack_file(path: Path, shown: str, root: Path | None = None) -> str:
+    """The file's text, or a StackError that says why it cannot be read: a stack file is a regular file in the
+    project (a link may point only inside it, never into .git), at most MAX_FILE bytes."""
     where = Location(shown)
     if path.is_symlink() and not path.exists():
         raise StackError("a broken symbolic link", location=where, hint="point it at a stack file, or remove it")
     if path.is_dir():
         raise StackError("a folder, not a stack file", location=where, hint="stack files are stacks/<name>.toml files")
+    if root is not None and outside(root, path):
+        raise StackError("a symbolic link out of the project (or into .git)", location=where, hint="keep stack files in the project's stacks/ folder")
     try:
-        if path.stat().st_size > MAX_FILE:
-            raise StackError(f"larger than {MAX_FILE} bytes", location=where, hint="a stack file is a few lines of TOML")
-        data = path.read_bytes()
-    except OSError as exc:
-        raise StackError(f"cannot read it: {exc.strerror}", location=where, hint="check the file's permissions") from None
+        data = read_bounded(path, MAX_FILE)
+    except Unreadable as exc:
+        if exc.reason.startswith(("larger", "not a regular")):
+            raise StackError(exc.reason, location=where, hint="a stack file is a few lines of TOML in a regular file") from None
+        raise StackError(f"cannot read it: {exc.reason}", location=where, hint="check the file's permissions") from None
     if data.startswith(b"\xef\xbb\xbf"):
         raise StackError("starts with a byte-order mark (BOM)", location=Location(shown, 1, 1), hint="save the file as UTF-8 without a BOM")
     try:
@@ -420,6 +436,9 @@ class StackGraph:
 def load_stacks(root: Path, stacks_dir: str = "stacks") -> StackGraph:
     """Load every ``<root>/<stacks_dir>/*.toml``; raise :class:`StackErrors` listing every invalid file."""
     directory = root / stacks_dir
+    if directory.is_dir() and outside(root, directory):
+        raise StackErrors([StackError(f"{stacks_dir}/ is a symbolic link out of the project (or into .git)", location=Location(stacks_dir),
+                                      hint="keep the stack files in a real stacks/ folder of the project")])
     # Hidden files are not stacks: editors' lock and backup files (.#base.toml) among them.
     files = sorted(p for p in directory.glob("*.toml") if not p.name.startswith(".")) if directory.is_dir() else []
     if not files:
@@ -456,9 +475,10 @@ def _check_names(stacks: dict[str, Stack], root: Path) -> list[StackError]:
     """Names that collide with what bakegen generates: reserved words, and names equal but for - and _."""
     errors = []
     seen: dict[str, str] = {}
+    reserved = {**RESERVED, **{stage: f"a Dockerfile stage of {eco.name}" for eco in registry() for stage in eco.stages}}
     for name in sorted(stacks):
-        if name in RESERVED:
-            errors.append(StackError(f"the stack name '{name}' is taken by {RESERVED[name]} in the generated files",
+        if name in reserved:
+            errors.append(StackError(f"the stack name '{name}' is taken by {reserved[name]} in the generated files",
                                      location=_location(stacks[name], root, ("name",)), hint="rename the stack (and its file)"))
         key = name.replace("-", "_")
         if key in seen:

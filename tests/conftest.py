@@ -44,6 +44,27 @@ def tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def snapshot(root: Path) -> dict[str, object]:
+    """Everything below root, links not followed: each file's bytes, each link's target, each folder, each
+    special file's kind. Equal before and after: nothing was written, moved or removed."""
+    import os
+    import stat
+
+    out: dict[str, object] = {}
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        for name in sorted(dirs + files):
+            path = Path(folder) / name
+            info = os.lstat(path)
+            rel = str(path.relative_to(root))
+            if stat.S_ISLNK(info.st_mode):
+                out[rel] = ("link", os.readlink(path))
+            elif stat.S_ISREG(info.st_mode):
+                out[rel] = ("file", path.read_bytes(), stat.S_IMODE(info.st_mode))
+            else:
+                out[rel] = ("dir" if stat.S_ISDIR(info.st_mode) else "special", stat.S_IMODE(info.st_mode))
+    return out
+
+
 class Engine:
     """A running Docker engine with buildx, and the local stand-in base image."""
 

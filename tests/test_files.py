@@ -96,5 +96,5 @@ def test_a_run_killed_before_its_journal_leaves_the_old_files(tmp_path, monkeypa
 def test_a_damaged_journal_is_an_error_that_says_what_to_do(tmp_path):
     (tmp_path / TRANSACTION_DIR).mkdir()
     (tmp_path / TRANSACTION_DIR / "journal.json").write_text(json.dumps({"entries": [{"nope": 1}]}))
-    with pytest.raises(BakegenError, match="journal.json is damaged"):
+    with pytest.raises(BakegenError, match="has a journal that is not bakegen.s"):
         recover(tmp_path)

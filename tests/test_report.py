@@ -39,12 +39,15 @@ def test_an_image_older_than_its_plan_is_an_error():
         label_layers([(1, "RUN x")], plan, None)
 
 
+MB = 1_000_000
+
+
 def test_text_shows_only_the_childs_own_layers():
-    parent = ImageReport("base", "base:latest", None, 10, [Layer(100, "", "base image"), Layer(50, "", "Python virtualenv (requirements.txt)")], 30)
-    child = ImageReport("kid", "kid:latest", "base", 12, parent.layers + [Layer(20, "", "Python packages (requirements.txt)")], 10, parent.size, 2)
+    parent = ImageReport("base", "base:latest", None, 10 * MB, [Layer(100 * MB, "", "base image"), Layer(52_500_000, "", "Python virtualenv (requirements.txt)")], 30)
+    child = ImageReport("kid", "kid:latest", "base", 12 * MB, parent.layers + [Layer(20_500_000, "", "Python packages (requirements.txt)")], 10, parent.size, 2)
     assert to_text([parent, child]).splitlines()[-3:] == [
-        "kid (kid:latest, linux/amd64): 0.0 MB on disk (0.0 MB to download), 3 layers, 10 Dockerfile lines; +0.0 MB and +1 layers over base",
-        "      0.0 MB  Python packages (requirements.txt)",
-        "      0.0 MB  2 layers shared with base",
+        "kid (kid:latest, linux/amd64): 173.0 MB on disk (12.0 MB to download), 3 layers, 10 Dockerfile lines; +20.5 MB and +1 layers over base",
+        "     20.5 MB  Python packages (requirements.txt)",
+        "    152.5 MB  2 layers shared with base",
     ]
-    assert child.added_size == 20
+    assert child.added_size == 20_500_000

@@ -27,7 +27,7 @@ from bakegen.cli import main
 from bakegen.ecosystems.npm import npm_fits, sri_hashes
 from bakegen.files import is_generated, write_set
 from bakegen.locker import Resolvers, lock_stacks, outcome_files
-from bakegen.resolvers.npm import NpmLock
+from bakegen.resolvers.npm import NpmLock, package_manifest, split_spec
 from bakegen.stack import load_stacks
 
 EXAMPLE = ("stacks", "locks", "dockerfiles")
@@ -73,7 +73,7 @@ class FakeNpm:
     def resolve(self, stack, specs, allow_scripts=False, node="apt", previous=None, upgrade=()):
         reg = "https://registry.npmjs.org"
         packages = {
-            "": {"name": f"bakegen-{stack}", "version": "0.0.0", "dependencies": {"@scope/pkg": "1.0.0", "opt": "2.0.0"}},
+            "": {"name": f"bakegen-{stack}", "version": "0.0.0", "dependencies": dict(split_spec(s) for s in specs)},
             "node_modules/@scope/pkg": {"version": "1.0.0", "resolved": f"{reg}/@scope/pkg/-/pkg-1.0.0.tgz", "integrity": sri(b"pkg"), "license": "MIT"},
             "node_modules/@scope/pkg/node_modules/dup": {"version": "3.0.0", "resolved": f"{reg}/dup/-/dup-3.0.0.tgz", "integrity": sri(b"dup")},
             "node_modules/dup": {"version": "3.0.0", "resolved": f"{reg}/dup/-/dup-3.0.0.tgz", "integrity": sri(b"dup"), "license": "SEE LICENSE IN LICENSE"},
@@ -81,7 +81,7 @@ class FakeNpm:
                                  "cpu": ["arm64"], "license": "(MIT OR Apache-2.0)"},
         }
         lock = json.dumps({"name": f"bakegen-{stack}", "version": "0.0.0", "lockfileVersion": 3, "requires": True, "packages": packages}, indent=2) + "\n"
-        return NpmLock(json.dumps({"name": f"bakegen-{stack}"}) + "\n", lock, self.version(), allow_scripts, node)
+        return NpmLock(json.dumps(package_manifest(stack, specs), indent=2) + "\n", lock, self.version(), allow_scripts, node)
 
 
 @pytest.fixture

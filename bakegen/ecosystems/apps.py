@@ -14,6 +14,7 @@ import re
 import shlex
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from packaging.requirements import Requirement
@@ -21,17 +22,19 @@ from packaging.utils import canonicalize_name
 
 from bakegen import __version__
 from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext, SbomItem
-from bakegen.ecosystems.python import PIP_CACHE, PYTHON_PLATFORMS, pin_lines, pypi_items, tool_version, version_newer
+from bakegen.ecosystems.python import PIP_CACHE, PYTHON_PLATFORMS, pin_lines, pypi_items, read_requirements, tool_version, version_newer
 from bakegen.ecosystems.python import TABLE as PYTHON_TABLE
 from bakegen.errors import StackError
 from bakegen.files import GENERATED_MARKER, sha256_text
-from bakegen.lock import SCHEMA_PLATFORM, SCHEMA_SHA, SCHEMA_VERSIONS, StackLock, arch_of, schema_obj
+from bakegen.lock import SCHEMA_PLATFORM, SCHEMA_SHA, SCHEMA_VERSIONS, TOOL_PATTERN, StackLock, arch_of, matches, schema_obj
 from bakegen.plan import DOCKERFILE_DIR, ORDER_PACKAGES, PlanContext, Stage, Step, heading
-from bakegen.resolvers.python import DEFAULT_INDEX, Pin, PythonRequest, parse_requirements
+from bakegen.resolvers.python import DEFAULT_INDEX, Pin, PythonRequest
+from bakegen.schema import Invalid
 from bakegen.stack import EffectiveStack, StackGraph, stack_location
 
 APPS = "/opt/apps"
 OUT = "/opt/bakegen/apps"
+STAGE = "apps-builder"
 SCRIPT = f"{DOCKERFILE_DIR}/bakegen-apps.sh"
 ORDER = ORDER_PACKAGES + 5  # after npm, before the notebook environment's Python packages
 FILE = re.compile(r"app-(?P<app>[a-z0-9]+(?:-[a-z0-9]+)*)(?:\.(?P<arch>amd64|arm64))?\.txt")
@@ -41,6 +44,15 @@ TABLE: dict[str, Any] = {"packages": PYTHON_TABLE["packages"]}
 
 def app_file(app: str, platform: str, platforms: list[str]) -> str:
     return f"app-{app}.txt" if platform == platforms[0] else f"app-{app}.{arch_of(platform)}.txt"
+
+
+def _is_requirement(value: Any) -> bool:
+    """What the stack's [apps] packages allow (it is written into the lock file's header)."""
+    try:
+        PYTHON_TABLE["packages"]([value])
+    except Invalid:
+        return False
+    return True
 
 
 @dataclass
@@ -73,6 +85,7 @@ def render_app(lock: StackLock, part: AppsLock, app: str, platform: str, command
 class Apps(Ecosystem):
     name = "apps"
     layer_order = ORDER
+    stages = (STAGE,)
     resolver_of = "python"  # the same resolver (uv or pip-tools) as the notebook environment
     table = TABLE
     file_patterns = (FILE.pattern,)
@@ -152,10 +165,13 @@ class Apps(Ecosystem):
         }
 
     def read(self, section: dict[str, Any], read_file: ReadFile, doc: dict[str, Any], where: str) -> AppsLock:
-        pins: dict[str, dict[str, list[Pin]]] = {}
-        for app, entry in section["apps"].items():
-            pins[app] = {p: parse_requirements(read_file(f["file"], f["sha256"]), f"{where}/{f['file']}") for p, f in entry["files"].items()}
+        platforms = list(doc["platforms"])
+        pins = {app: read_requirements(entry["files"], platforms, read_file, where, partial(app_file, app)) for app, entry in section["apps"].items()}
         return AppsLock(section["resolver"], {app: entry["requirement"] for app, entry in section["apps"].items()}, pins)
+
+    def tampered(self, stack: EffectiveStack, lock: StackLock) -> list[tuple[str, Any, Any]]:
+        part = lock.parts.get(self.name)
+        return [("applications", part.requirements, dict(sorted(_apps(stack).items())))] if part is not None else []
 
     def section_schema(self) -> dict[str, Any]:
         app = schema_obj({
@@ -167,7 +183,9 @@ class Apps(Ecosystem):
 
     def section_problem(self, section: dict[str, Any]) -> str | None:
         apps = section.get("apps")
-        ok = isinstance(apps, dict) and all(isinstance(a, str) and re.fullmatch(r"[a-z0-9]+(?:-[a-z0-9]+)*", a) for a in apps)
+        if not isinstance(apps, dict) or not matches(section.get("resolver"), TOOL_PATTERN):
+            return "apps: not what bakegen writes"
+        ok = all(matches(a, r"[a-z0-9]+(?:-[a-z0-9]+)*") and isinstance(e, dict) and _is_requirement(e.get("requirement")) for a, e in apps.items())
         return None if ok else "apps/apps: not what bakegen writes"
 
     def entries(self, lock: StackLock, part: AppsLock) -> list[LockedEntry]:
@@ -201,7 +219,7 @@ class Apps(Ecosystem):
             "    if [ -s /run/secrets/cacert ]; then export PIP_CERT=/run/secrets/cacert; fi; \\\n"
             f"    {PIP_CACHE} sh /tmp/bakegen/apps.sh /tmp/bakegen/apps {OUT} {' '.join(shlex.quote(app) for app in part.pins)}"
         )
-        return [Stage(heading("applications: one virtualenv each, from its own lock"), ctx.tools, "apps-builder", [
+        return [Stage(heading("applications: one virtualenv each, from its own lock"), ctx.tools, STAGE, [
             Step("USER root"), Step("ARG TARGETARCH"),
             Step(run, ("Each application in its own virtualenv (/opt/apps/<app>), hash-checked; its console",
                        "scripts are linked into /opt/apps/bin.")),
@@ -210,7 +228,7 @@ class Apps(Ecosystem):
     def final_steps(self, ctx: PlanContext) -> list[Step]:
         if ctx.lock.parts.get(self.name) is None:
             return []
-        steps = [Step(f"COPY --from=apps-builder {OUT}/ /", layer="applications (app-*.txt)", order=ORDER)]
+        steps = [Step(f"COPY --from={STAGE} {OUT}/ /", layer="applications (app-*.txt)", order=ORDER)]
         if not any(self.used(ctx.graph.effective(a.name)) for a in ctx.stack.ancestors):
             steps.append(Step(f"ENV PATH=$PATH:{APPS}/bin", order=ORDER))
         return steps

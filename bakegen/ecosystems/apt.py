@@ -15,7 +15,7 @@ from bakegen import __version__, schema
 from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext, SbomItem
 from bakegen.errors import Location, StackError, StaleError, did_you_mean, one_line
 from bakegen.files import GENERATED_MARKER, sha256_text
-from bakegen.lock import SCHEMA_SHA, SCHEMA_VERSIONS, StackLock, arch_of, schema_obj
+from bakegen.lock import SCHEMA_SHA, SCHEMA_VERSIONS, TOOL_PATTERN, StackLock, arch_of, matches, schema_obj
 from bakegen.plan import DOCKERFILE_DIR, ORDER_SYSTEM, PlanContext, Stage, Step, heading
 from bakegen.resolvers.apt import DEBIAN_SUITES, UBUNTU_SUITES, AptRequest, AptResolver, AptSpec, distro_of
 from bakegen.stack import EffectiveStack, StackGraph, stack_location
@@ -23,6 +23,7 @@ from bakegen.stack import EffectiveStack, StackGraph, stack_location
 APT_LOCK = "apt.lock"
 APT_SOURCES = "apt-sources.list"
 APT_KINDS = ("req", "dep", "build", "build-dep")
+TOOLS_STAGE = "build-tools"  # the stage with the apt.build packages, which the builder stages start from
 APT_SCRIPT = f"{DOCKERFILE_DIR}/apt-install.sh"  # the install script every apt stack mounts
 PACKAGE = r"[a-z0-9][a-z0-9+.-]+(?:=[A-Za-z0-9.+~:-]+)?"
 
@@ -131,6 +132,7 @@ def _summary(apt: AptLock, arch: str) -> dict[str, dict[str, str]]:
 class Apt(Ecosystem):
     name = "apt"
     layer_order = ORDER_SYSTEM
+    stages = (TOOLS_STAGE,)
     in_format_2 = True
     table = TABLE
     file_patterns = (re.escape(APT_LOCK), re.escape(APT_SOURCES))
@@ -217,6 +219,28 @@ class Apt(Ecosystem):
             for arch, pins in by_arch.items() for pin in pins if pin.name not in fixed[arch]
         ]
 
+    def tampered(self, stack: EffectiveStack, lock: StackLock) -> list[tuple[str, Any, Any]]:
+        """Where the packages come from is the stack's; what it asks for (and the versions it pins) is in the lock
+        as asked. What the resolver added (dependencies) has the same shape as the stack's own names."""
+        part = lock.parts.get("apt")
+        if part is None:
+            return []
+        suite, snapshot, mirror = self._source(stack)
+        facts: list[tuple[str, Any, Any]] = [("apt source", [part.distro, part.suite, part.snapshot, part.mirror], [distro_of(suite), suite, snapshot, mirror])]
+        for asked, kinds in zip(packages_of(stack), (("req", "dep"), ("build", "build-dep"))):
+            wanted = {p.partition("=")[0]: p.partition("=")[2] for p in asked}
+            named = sorted({e.name for e in part.entries if e.kind == kinds[0]})
+            facts.append((f"apt {kinds[0]} packages", named, sorted(n for n in named if n in wanted)))
+            pinned = sorted((e.name, e.version) for e in part.entries if e.kind == kinds[0] and wanted.get(e.name))
+            facts.append((f"apt {kinds[0]} versions", pinned, sorted((n, wanted[n]) for n, _ in pinned)))
+            if not asked and any(e.kind in kinds for e in part.entries):
+                facts.append((f"apt {kinds[0]} entries", kinds[0], None))
+        return facts
+
+    def section_problem(self, section: dict[str, Any]) -> str | None:
+        ok = section.get("distro") in ("debian", "ubuntu") and matches(section.get("resolver", "python-debian"), TOOL_PATTERN)
+        return None if ok else "apt: not what bakegen writes"
+
     # --- lock files ---
     def files(self, lock: StackLock, part: AptLock, command: str) -> dict[str, str]:
         text, sources = render_apt(lock, command)
@@ -274,12 +298,12 @@ class Apt(Ecosystem):
     def facts(self, ctx: PlanContext) -> dict[str, Any]:
         apt = ctx.lock.parts.get("apt")
         build = bool(apt and any(e.kind in ("build", "build-dep") for e in apt.entries))
-        return {"tools_stage": "build-tools" if build else None, "init": "tini" if "tini" in installed_names(ctx.stack) else None}
+        return {"tools_stage": TOOLS_STAGE if build else None, "init": "tini" if "tini" in installed_names(ctx.stack) else None}
 
     def tools_stage(self, ctx: PlanContext) -> Stage | None:
         if not ctx.facts.get("tools_stage"):
             return None
-        return Stage(heading("build tools: the locked apt.build packages, for the builder stages only"), ctx.from_, "build-tools",
+        return Stage(heading("build tools: the locked apt.build packages, for the builder stages only"), ctx.from_, TOOLS_STAGE,
                      [Step("USER root"), Step(f"RUN {_mounts(ctx)} \\\n    sh /tmp/bakegen/apt-install.sh /tmp/bakegen/lock build")])
 
     def final_steps(self, ctx: PlanContext) -> list[Step]:

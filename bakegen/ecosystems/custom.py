@@ -36,7 +36,8 @@ from bakegen import schema
 from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext, registry
 from bakegen.errors import StackError
 from bakegen.lock import SCHEMA_SHA, StackLock, schema_obj
-from bakegen.plan import ORDER_PACKAGES, ORDER_USER, PlanContext, Step, user_facts
+from bakegen.paths import MAX_PART, outside, read_bounded
+from bakegen.plan import ORDER_PACKAGES, ORDER_USER, SERVER_LINKS, START_LINK, PlanContext, Step, user_facts
 from bakegen.stack import EffectiveStack, StackGraph, stack_location
 
 NAME = "files"
@@ -44,12 +45,14 @@ ORDER = ORDER_PACKAGES + 15  # after every ecosystem's packages
 HOOKS = "/usr/local/bin/before-notebook.d"
 MAX_FILE = 50_000_000  # bytes: a config file, a script, a small model; big data belongs in a package
 # Path parts: letters, digits and ._+-, and @ for npm scopes (JupyterLab's user-settings/@jupyterlab/...)
-RELATIVE = r"(?:[A-Za-z0-9_@][A-Za-z0-9._+@-]*/)*[A-Za-z0-9_@][A-Za-z0-9._+@-]*"
-HOOK = r"(?:[A-Za-z0-9_][A-Za-z0-9._+-]*/)*[A-Za-z0-9_][A-Za-z0-9._+-]*"  # its file name is part of its name in the image
-_PART = r"(?!\.\.?(?:/|$))[A-Za-z0-9_.@][A-Za-z0-9._+@-]*"  # a path part; dot folders (~/.jupyter), never . or ..
-ABSOLUTE = rf"(?:/{_PART})+"
+# (each part at most 255 bytes, the file system's limit; a hook's file name at most 100: it is part of its name in the image)
+RELATIVE = r"(?:[A-Za-z0-9_@][A-Za-z0-9._+@-]{0,254}/){0,32}[A-Za-z0-9_@][A-Za-z0-9._+@-]{0,254}"
+HOOK = r"(?:[A-Za-z0-9_][A-Za-z0-9._+-]{0,254}/){0,32}[A-Za-z0-9_][A-Za-z0-9._+-]{0,99}"
+_PART = r"(?!\.\.?(?:/|$))[A-Za-z0-9_.@][A-Za-z0-9._+@-]{0,254}"  # a path part; dot folders (~/.jupyter), never . or ..
+ABSOLUTE = rf"(?:/{_PART}){{1,32}}"
 # Where a file may not go: bakegen's own files and folders, and the kernel's.
 RESERVED = ("/usr/local/bin/before-notebook.d", "/usr/local/bin/start-notebook.d", "/usr/local/bin/bakegen-start", "/usr/local/bin/bakegen-server",
+            *(f"/usr/local/bin/{name}" for name in (*SERVER_LINKS, START_LINK)),
             "/usr/local/lib/bakegen-healthcheck.py", "/etc/bakegen", "/opt/bakegen", "/tmp/bakegen", "/opt/apps", "/opt/npm", "/proc", "/sys", "/dev")
 
 
@@ -114,7 +117,7 @@ def folder(stack: EffectiveStack) -> Path:
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return hashlib.sha256(read_bounded(path, MAX_FILE)).hexdigest()
 
 
 def _hook_name(stack: EffectiveStack, i: int, source: str) -> str:
@@ -132,21 +135,26 @@ def content(stack: EffectiveStack) -> CustomLock:
 
 
 def _file_problem(stack: EffectiveStack, source: str, root: Path) -> str | None:
-    """Why ``source`` cannot be copied: missing, not a file, too big, or outside the stack's folder or the project."""
+    """Why ``source`` cannot be copied: missing, not a regular file, too big, or not inside the stack's own folder
+    ``stacks/<stack>/`` of the project once links are resolved (a folder linked to ``.git`` would put its token in the image)."""
     path, base = folder(stack) / source, folder(stack)
-    if not path.exists() and not path.is_symlink():
-        return f"{source}: no such file in {base.relative_to(root) if base.is_relative_to(root) else base}/"
-    real = Path(os.path.realpath(path))
-    if not real.is_relative_to(Path(os.path.realpath(root))):
-        return f"{source}: a symbolic link out of the project"
-    if not real.is_relative_to(Path(os.path.realpath(base))):
-        return f"{source}: outside the stack's folder stacks/{stack.name}/"
-    if not real.is_file():
-        return f"{source}: not a regular file"
-    if real.stat().st_size > MAX_FILE:
-        return f"{source}: larger than {MAX_FILE} bytes"
-    if not os.access(real, os.R_OK):
-        return f"{source}: not readable"
+    own = Path(os.path.realpath(root)) / "stacks" / stack.name
+    try:
+        if not path.exists() and not path.is_symlink():
+            return f"{source}: no such file in {base.relative_to(root) if base.is_relative_to(root) else base}/"
+        real = Path(os.path.realpath(path))
+        if outside(root, real):
+            return f"{source}: a symbolic link out of the project (or into .git)"
+        if not real.is_relative_to(own) or outside(root, base):
+            return f"{source}: outside the stack's folder stacks/{stack.name}/"
+        if not real.is_file():
+            return f"{source}: not a regular file"
+        if real.stat().st_size > MAX_FILE:
+            return f"{source}: larger than {MAX_FILE} bytes"
+        if not os.access(real, os.R_OK):
+            return f"{source}: not readable"
+    except OSError as exc:
+        return f"{source}: cannot be read ({exc.strerror})"
     return None
 
 
@@ -170,6 +178,10 @@ class Custom(Ecosystem):
 
     def check_graph(self, stack: EffectiveStack, graph: StackGraph) -> list[StackError]:
         sources = [("files", f["source"]) for f in stack.stack.tables.get("files", ())] + [("start", h) for h in stack.stack.table("start").get("hooks", ())]
+        hooks = [_hook_name(stack, i, h) for i, h in enumerate(stack.stack.table("start").get("hooks", ()), 1)]
+        if any(len(h.encode()) > MAX_PART for h in hooks):
+            return [StackError("start.hooks: a hook's name in the image (depth, stack, number and file name) is longer than 255 bytes",
+                               location=stack_location(stack.stack, graph.root, ("start", "hooks")), hint="give the hook a shorter file name")]
         for key, source in sources:
             problem = _file_problem(stack, source, graph.root)
             if problem:

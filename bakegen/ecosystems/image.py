@@ -10,10 +10,8 @@ from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext, 
 from bakegen.errors import NetworkError
 from bakegen.lock import DIGEST_PATTERN, SCHEMA_DIGEST, SCHEMA_PLATFORM, StackLock, arch_of, matches, schema_obj
 from bakegen.plan import PlanContext
-from bakegen.resolvers.image import ImageLock, ImageRef, ImageResolver
+from bakegen.resolvers.image import IMAGE_USER, INDEX_TYPES, MANIFEST_TYPES, ImageLock, ImageRef, ImageResolver, is_root
 from bakegen.stack import EffectiveStack
-
-_USER = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?"
 
 
 class Image(Ecosystem):
@@ -69,7 +67,7 @@ class Image(Ecosystem):
             "digest": SCHEMA_DIGEST,
             "media_type": {"type": "string"},
             "platforms": {"type": "object", "propertyNames": SCHEMA_PLATFORM, "additionalProperties": SCHEMA_DIGEST},
-            "user": {"type": ["string", "null"], "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?$"},
+            "user": {"type": ["string", "null"], "pattern": f"^{IMAGE_USER}$"},
         }, ["digest", "media_type", "platforms", "ref"])
 
     def section_problem(self, section: dict[str, Any]) -> str | None:
@@ -78,7 +76,8 @@ class Image(Ecosystem):
         checks = [
             ("base/ref", isinstance(section.get("ref"), str) and len(section["ref"]) <= 512),
             ("base/digest", matches(section.get("digest"), DIGEST_PATTERN)),
-            ("base/user", section.get("user") is None or matches(section.get("user"), _USER)),
+            ("base/user", section.get("user") is None or matches(section.get("user"), IMAGE_USER)),
+            ("base/media_type", section.get("media_type") in (*INDEX_TYPES, *MANIFEST_TYPES, "unknown")),
             ("base/platforms", isinstance(section.get("platforms"), dict) and all(matches(d, DIGEST_PATTERN) for d in section["platforms"].values())),
         ]
         return next((f"{where}: not what bakegen writes" for where, ok in checks if not ok), None)
@@ -113,7 +112,7 @@ class Image(Ecosystem):
         """The pinned base (the ARG default) and the base image's own user, unless it is root."""
         image = ctx.lock.parts.get(self.name)
         root_image = ctx.locks[ctx.stack.root.name].parts.get(self.name) if ctx.stack.root.name in ctx.locks else image
-        user = root_image.user if root_image and root_image.user and root_image.user.split(":")[0] not in ("root", "0") else None
+        user = root_image.user if root_image and root_image.user and not is_root(root_image.user) else None
         return {"base_image": image.pinned if image else None, "base_user": user}
 
 

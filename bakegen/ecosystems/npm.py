@@ -15,15 +15,16 @@ from bakegen import schema
 from bakegen.ecosystem import HASHES, Ecosystem, LockedEntry, ReadFile, ResolveContext, SbomItem
 from bakegen.ecosystems.apt import installed_names
 from bakegen.ecosystems.python import version_newer
-from bakegen.errors import StackError
+from bakegen.errors import Location, ResolutionError, StackError, StaleError
 from bakegen.files import sha256_text
-from bakegen.lock import SCHEMA_SHA, SCHEMA_VERSIONS, StackLock, arch_of, schema_obj
+from bakegen.lock import SCHEMA_SHA, SCHEMA_VERSIONS, TOOL_PATTERN, StackLock, arch_of, matches, schema_obj
 from bakegen.plan import ORDER_PACKAGES, PlanContext, Stage, Step
-from bakegen.resolvers.npm import NpmLock, NpmResolver
+from bakegen.resolvers.npm import NpmLock, NpmResolver, check_registry_only, package_manifest, registry_url
 from bakegen.stack import EffectiveStack, StackGraph, stack_location
 
 PACKAGE_JSON = "package.json"
 PACKAGE_LOCK = "package-lock.json"
+STAGE = "npm-builder"
 # npm packages from the registry only: a name and a version, range or dist-tag (no
 # file:, git, URL or alias specs, which would bypass the registry's integrity).
 PACKAGE = r"(?:@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*(?:@[A-Za-z0-9.^~<>=|*+ -]+)?"
@@ -69,9 +70,33 @@ def sri_hashes(integrity: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(set(out)))
 
 
+def _check_lock_files(part: NpmLock, where: str) -> None:
+    """package.json has exactly bakegen's keys, and package-lock.json is npm's, for that package.json, with
+    every package from the registry with an integrity hash (as at lock time)."""
+    def refuse(what: str, file: str = PACKAGE_LOCK) -> StaleError:
+        return StaleError(f"{file}: {what}", location=Location(where), hint="run bakegen lock to rewrite it")
+
+    try:
+        manifest, doc = json.loads(part.package_json), json.loads(part.package_lock)
+    except (ValueError, RecursionError):
+        raise refuse("not JSON", f"{PACKAGE_JSON} or {PACKAGE_LOCK}") from None
+    if not isinstance(manifest, dict) or set(manifest) != set(package_manifest("x", [])) or not isinstance(manifest["dependencies"], dict):
+        raise refuse("not the package.json bakegen writes", PACKAGE_JSON)
+    packages = doc.get("packages") if isinstance(doc, dict) else None
+    if not isinstance(packages, dict) or doc.get("lockfileVersion") not in (2, 3) or doc.get("name") != manifest["name"]:
+        raise refuse("not an npm lock (lockfileVersion 2 or 3) of package.json")
+    if not isinstance(packages.get(""), dict) or packages[""].get("dependencies", {}) != manifest["dependencies"]:
+        raise refuse("the lock's root package does not match package.json")
+    try:
+        check_registry_only(doc, where, registry_url())
+    except ResolutionError as exc:
+        raise refuse(exc.message.split(": ", 1)[-1]) from None
+
+
 class Npm(Ecosystem):
     name = "npm"
     layer_order = ORDER_PACKAGES
+    stages = (STAGE,)
     in_format_2 = True
     table = TABLE
     file_patterns = (re.escape(PACKAGE_JSON), re.escape(PACKAGE_LOCK))
@@ -118,11 +143,28 @@ class Npm(Ecosystem):
         }
 
     def read(self, section: dict[str, Any], read_file: ReadFile, doc: dict[str, Any], where: str) -> NpmLock:
-        return NpmLock(
+        part = NpmLock(
             package_json=read_file(section["package_file"], section["package_sha256"]),
             package_lock=read_file(section["file"], section["sha256"]),
             tool=section["tool"], allow_scripts=section["allow_scripts"], node=section["node"],
         )
+        _check_lock_files(part, where)
+        return part
+
+    def tampered(self, stack: EffectiveStack, lock: StackLock) -> list[tuple[str, Any, Any]]:
+        """allow_scripts, node and package.json are the stack's (package.json's description names bakegen's version)."""
+        part = lock.parts.get(self.name)
+        if part is None:
+            return []
+        packages, allow_scripts, node = _settings(stack)
+        have = {k: v for k, v in json.loads(part.package_json).items() if k != "description"}
+        want = {k: v for k, v in package_manifest(stack.name, packages).items() if k != "description"}
+        return [("npm allow_scripts", part.allow_scripts, allow_scripts), ("npm node", part.node, node), ("npm package.json", have, want)]
+
+    def section_problem(self, section: dict[str, Any]) -> str | None:
+        ok = (matches(section.get("tool"), TOOL_PATTERN) and isinstance(section.get("allow_scripts"), bool) and section.get("node") in ("apt", "base")
+              and section.get("file") == PACKAGE_LOCK and section.get("package_file") == PACKAGE_JSON)
+        return None if ok else "npm: not what bakegen writes"
 
     def section_schema(self) -> dict[str, Any]:
         return schema_obj({
@@ -178,7 +220,7 @@ class Npm(Ecosystem):
             f" && rm {PACKAGE_LOCK}"
         )
         title = "# --- npm builder: node, npm and npm's cache stay in this stage -----------------"
-        return [Stage(title, ctx.tools, "npm-builder", [
+        return [Stage(title, ctx.tools, STAGE, [
             Step("USER root"),
             Step(run, ("Exactly the locked npm packages: npm ci checks every integrity hash in package-lock.json.",)),
         ], ("Its own stage, so that a Python pin bump does not re-run npm (and the reverse).",))]
@@ -188,7 +230,7 @@ class Npm(Ecosystem):
             return []
         where = f"/opt/npm/{ctx.name}"
         return [
-            Step(f"COPY --from=npm-builder {where} {where}", ("npm packages before Python: they change less often, so a Python bump keeps this layer.",),
+            Step(f"COPY --from={STAGE} {where} {where}", ("npm packages before Python: they change less often, so a Python bump keeps this layer.",),
                  "npm packages (package-lock.json)", ORDER_PACKAGES),
             Step(f"ENV PATH={where}/node_modules/.bin:$PATH", order=ORDER_PACKAGES),
         ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import shlex
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,9 +22,9 @@ from packaging.version import InvalidVersion, Version
 
 from bakegen import __version__, schema
 from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext, SbomItem
-from bakegen.errors import ResolutionError, StackError
+from bakegen.errors import Location, ResolutionError, StackError, StaleError
 from bakegen.files import GENERATED_MARKER, sha256_text
-from bakegen.lock import SCHEMA_PLATFORM, SCHEMA_SHA, SCHEMA_VERSIONS, StackLock, arch_of, matches, schema_obj
+from bakegen.lock import NAME_PATTERN, SCHEMA_PLATFORM, SCHEMA_SHA, SCHEMA_VERSIONS, TOOL_PATTERN, StackLock, arch_of, matches, schema_obj
 from bakegen.plan import DOCKERFILE_DIR, ORDER_PACKAGES, PlanContext, Stage, Step, heading
 from bakegen.resolvers.python import DEFAULT_INDEX, Pin, PythonRequest, get_resolver, parse_requirements
 from bakegen.schema import Invalid
@@ -33,6 +34,7 @@ REQUIREMENTS = "requirements.txt"
 # Docker platform -> uv's --python-platform (glibc 2.28: every current Debian/Ubuntu base)
 PYTHON_PLATFORMS = {"linux/amd64": "x86_64-manylinux_2_28", "linux/arm64": "aarch64-manylinux_2_28"}
 VENV = "/opt/venv"
+BUILDER = "builder"  # the stage that makes the virtualenv
 STAGING = "/opt/bakegen/staging"
 JUPYTER_SERVER = "jupyter-server"
 ORDER = ORDER_PACKAGES + 10  # after npm and applications: Python pins move most often
@@ -161,11 +163,27 @@ def pins_digest(by_platform: dict[str, list[Pin]]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def read_requirements(files: dict[str, Any], platforms: list[str], read_file: ReadFile, where: str,
+                      name_of: Callable[[str, list[str]], str]) -> dict[str, list[Pin]]:
+    """The hashed pins of each platform, from the lock files the manifest names: one per platform, each named as
+    bakegen names it (the file the Dockerfile mounts), read strictly (no option line, a hash for every pin)."""
+    if set(files) != set(platforms):
+        raise StaleError(f"the lock's files are for {sorted(files)}, its platforms are {platforms}", location=Location(where), hint="run bakegen lock")
+    out = {}
+    for platform in platforms:
+        name = name_of(platform, platforms)
+        if files[platform]["file"] != name:
+            raise StaleError(f"the manifest names {str(files[platform]['file'])[:80]!r} for {platform}, not {name}", location=Location(where), hint="run bakegen lock")
+        out[platform] = parse_requirements(read_file(name, files[platform]["sha256"]), f"{where}/{name}", strict=True)
+    return out
+
+
 class Python(Ecosystem):
     name = "python"
     layer_order = ORDER + 2  # the vendor install; the venv and the constraints come before it
     in_format_2 = True
     always_locked = True  # every image has a Python: the section is never null
+    stages = (BUILDER,)
     table = TABLE
     file_patterns = (r"requirements\.txt", r"requirements-[a-z0-9]+\.txt")
 
@@ -262,7 +280,8 @@ class Python(Ecosystem):
         )
 
     def tampered(self, stack: EffectiveStack, lock: StackLock) -> list[tuple[str, Any, Any]]:
-        return [("python version", lock.parts["python"].version, stack.python_version)]
+        part = lock.parts["python"]
+        return [("python version", part.version, stack.python_version), ("python parents", part.parents, [a.name for a in stack.ancestors])]
 
     # --- lock files ---
     def files(self, lock: StackLock, part: PythonLock, command: str) -> dict[str, str]:
@@ -281,11 +300,8 @@ class Python(Ecosystem):
         }
 
     def read(self, section: dict[str, Any], read_file: ReadFile, doc: dict[str, Any], where: str) -> PythonLock:
-        by_platform = {}
-        for platform in doc["platforms"]:
-            entry = section["files"][platform]
-            by_platform[platform] = parse_requirements(read_file(entry["file"], entry["sha256"]), f"{where}/{entry['file']}")
-        return PythonLock(version=section["version"], resolver=section["resolver"], by_platform=by_platform, parents=list(section.get("parents", [])))
+        return PythonLock(version=section["version"], resolver=section["resolver"], parents=list(section.get("parents", [])),
+                          by_platform=read_requirements(section["files"], list(doc["platforms"]), read_file, where, requirements_file))
 
     def section_schema(self) -> dict[str, Any]:
         return schema_obj({
@@ -297,7 +313,12 @@ class Python(Ecosystem):
         })
 
     def section_problem(self, section: dict[str, Any]) -> str | None:
-        return None if matches(section.get("version"), r"3\.[0-9]+") else "python/version: not what bakegen writes"
+        checks = [
+            ("python/version", matches(section.get("version"), r"3\.[0-9]{1,2}")),
+            ("python/resolver", section.get("resolver") == "none" or matches(section.get("resolver"), TOOL_PATTERN)),
+            ("python/parents", isinstance(section.get("parents", []), list) and all(matches(p, NAME_PATTERN) for p in section.get("parents", []))),
+        ]
+        return next((f"{where}: not what bakegen writes" for where, ok in checks if not ok), None)
 
     def entries(self, lock: StackLock, part: PythonLock) -> list[LockedEntry]:
         return [LockedEntry(self.name, p.key, platform, p.version, p.hashes) for platform, pins in part.by_platform.items() for p in pins]
@@ -326,7 +347,7 @@ class Python(Ecosystem):
         vendor, has_python = env_of(ctx.stack) == "base", bool(ctx.lock.parts["python"].pins)
         if vendor or (ctx.parent and not has_python):
             return []
-        stage = Stage(heading("builder: build tools and the pip cache stay in this stage"), ctx.tools, "builder", [Step("USER root")])
+        stage = Stage(heading("builder: build tools and the pip cache stay in this stage"), ctx.tools, BUILDER, [Step("USER root")])
         if not ctx.parent:
             stage.steps.append(Step(f"RUN python3 -m venv {VENV}"))
         if has_python:
@@ -337,10 +358,10 @@ class Python(Ecosystem):
         vendor, has_python = env_of(ctx.stack) == "base", bool(ctx.lock.parts["python"].pins)
         steps = []
         if not ctx.parent and not vendor:
-            steps += [Step(f"COPY --from=builder {VENV} {VENV}", layer="Python virtualenv (requirements.txt)", order=ORDER),
+            steps += [Step(f"COPY --from={BUILDER} {VENV} {VENV}", layer="Python virtualenv (requirements.txt)", order=ORDER),
                       Step(f"ENV VIRTUAL_ENV={VENV} \\\n    PATH={VENV}/bin:$PATH", order=ORDER)]
         elif has_python and not vendor:
-            steps.append(Step(f"COPY --from=builder {STAGING}/ {VENV}/", layer="Python packages (requirements.txt)", order=ORDER))
+            steps.append(Step(f"COPY --from={BUILDER} {STAGING}/ {VENV}/", layer="Python packages (requirements.txt)", order=ORDER))
         if _shared_venv(ctx):
             steps += _constraints_steps(ctx)
         if has_python and vendor:

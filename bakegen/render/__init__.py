@@ -26,11 +26,12 @@ from bakegen.render.escape import dockerfile_comment, dockerfile_env_value, hcl_
 from bakegen.stack import StackGraph
 
 BAKE_FILE = "docker-bake.hcl"
-OVERRIDES = "templates"  # a project's own templates, which take precedence over bakegen's
+OVERRIDES = "templates"
+MAX_TEMPLATE = 1_000_000  # bytes in a template override  # a project's own templates, which take precedence over bakegen's
 # What each template receives (README: "Overriding a template"); every other template (the
 # scripts) receives only ``header``. Anything else is an error.
 TEMPLATE_VARIABLES = {
-    "Dockerfile.j2": "plan: DockerfilePlan (head: lines; stages: heading, notes, base, name, steps: comments, text, layer)",
+    "Dockerfile.j2": "plan: DockerfilePlan (head: lines; stages: heading, notes, from_line, base, name, steps: comments, text, layer)",
     "docker-bake.hcl.j2": "header, group (stack names), targets (name, dockerfile, base_var, base_default, platforms, parent, tags, labels, label_keys, annotations, epoch)",
 }
 
@@ -85,6 +86,8 @@ def _check_overrides(folder: Path) -> None:
             raise refuse(f"{shown} overrides no bakegen template", shown)
         if not os.access(path, os.R_OK):
             raise refuse("not readable", shown)
+        if path.stat().st_size > MAX_TEMPLATE:
+            raise refuse(f"larger than {MAX_TEMPLATE} bytes", shown)
 
 
 def template_error(exc: Exception, tb: TracebackType | None) -> BakegenError:
@@ -109,7 +112,9 @@ def render_project(graph: StackGraph, locks: dict[str, StackLock]) -> dict[str, 
         files = _render_project(graph, locks)
     except TemplateError as exc:
         raise template_error(exc, exc.__traceback__) from None
-    except (ArithmeticError, TypeError, ValueError, LookupError, RecursionError, OSError, AttributeError) as exc:
+    except BakegenError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - an override can raise anything a sandboxed template can
         if not overridden:
             raise  # bakegen's own templates: a bug
         raise template_error(exc, exc.__traceback__) from None

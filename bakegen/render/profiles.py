@@ -19,10 +19,12 @@ from bakegen import __version__
 from bakegen.errors import BakegenError, one_line
 from bakegen.files import GENERATED_MARKER
 from bakegen.lock import StackLock
+from bakegen.paths import Unreadable, read_bounded
 from bakegen.stack import StackGraph
 
 log = logging.getLogger("bakegen")
 FORMATS = ("helm", "configmap")
+MAX_METADATA = 10_000_000  # bytes in a bake metadata file
 
 
 def image_ref(registry: str, stack: str, tag: str, digest: str | None) -> str:
@@ -34,8 +36,10 @@ def read_digests(path: Path) -> dict[str, str]:
     """``{stack: digest}`` from a bake metadata file."""
     hint = "write it with docker buildx bake --metadata-file FILE (or bakegen build --metadata-file FILE)"
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as exc:
+        doc = json.loads(read_bounded(path, MAX_METADATA).decode("utf-8"))
+    except Unreadable as exc:
+        raise BakegenError(f"cannot read bake metadata {path}: {exc.reason}", hint=hint) from None
+    except (ValueError, RecursionError) as exc:
         raise BakegenError(f"cannot read bake metadata {path}: {one_line(str(exc), 200)}", hint=hint) from None
     if not isinstance(doc, dict):
         raise BakegenError(f"bake metadata {path} is not a JSON object of targets", hint=hint)

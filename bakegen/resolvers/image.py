@@ -27,6 +27,17 @@ INDEX_TYPES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docke
 MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json")
 ACCEPT = ", ".join(INDEX_TYPES + MANIFEST_TYPES)
 
+# An image config's User: a name or uid, with an optional group name or gid (numbers without leading zeros).
+_ID = r"(?:[A-Za-z_][A-Za-z0-9_.-]{0,31}|0|[1-9][0-9]{0,9})"
+IMAGE_USER = rf"{_ID}(?::{_ID})?"
+
+
+def is_root(user: str) -> bool:
+    """Does ``USER user`` run as root (uid 0, by name or number)?"""
+    name = user.split(":")[0]
+    return name == "root" or (name.isdigit() and int(name) == 0)
+
+
 _REF_RE = re.compile(r"(?P<name>[a-z0-9]+(?:[._/:-][a-z0-9]+)*?)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?")
 
 
@@ -129,7 +140,7 @@ class ImageResolver:
         if status != 200 or "sha256:" + hashlib.sha256(blob).hexdigest() != config:
             raise BakegenError(f"{image.registry}/{image.repository}: cannot read the image config {config}", hint="the registry did not serve the config blob")
         user = (json.loads(blob).get("config") or {}).get("User") or None
-        if user is not None and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?", user):
+        if user is not None and not re.fullmatch(IMAGE_USER, user):
             raise BakegenError(f"{image.registry}/{image.repository}: the image config's User {user[:40]!r} is not a user or user:group", hint="declare [user] in the stack")
         return user
 

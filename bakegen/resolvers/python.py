@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from bakegen import proc
-from bakegen.errors import BakegenError, CommandError, Location, NetworkError, ResolutionError, ToolError
+from bakegen.errors import BakegenError, CommandError, Location, NetworkError, ResolutionError, StaleError, ToolError
 
 DEFAULT_INDEX = "https://pypi.org/simple"
 DEFAULT_PLATFORM = "x86_64-manylinux_2_28"
@@ -53,9 +54,13 @@ _PIN_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)
 _HASH_RE = re.compile(r"--hash=(sha256:[0-9a-f]{64})")
 
 
-def parse_requirements(text: str, source: str = "requirements.txt") -> list[Pin]:
-    """Parse pip-compile / uv output: ``name==ver \\`` + ``--hash`` lines + ``# via`` comments."""
-    pins: list[Pin] = []
+def parse_requirements(text: str, source: str = "requirements.txt", strict: bool = False) -> list[Pin]:
+    """Parse pip-compile / uv output: ``name==ver \\`` + ``--hash`` lines + ``# via`` comments.
+
+    ``strict`` (a lock file from the repository): an option line (``--extra-index-url``, ``-r``), which
+    pip obeys, is refused instead of skipped, and every pin has a valid version and at least one hash.
+    """
+    pins: list[dict[str, Any]] = []
     cur: dict[str, Any] | None = None
     in_via = False
     for lineno, raw in enumerate(text.splitlines(), 1):
@@ -64,15 +69,13 @@ def parse_requirements(text: str, source: str = "requirements.txt") -> list[Pin]
             continue
         if not raw[:1].isspace() and not line.startswith("#"):
             if line.startswith("-"):  # --index-url and other options
+                if strict:
+                    raise StaleError(f"an option line in a lock file: {line[:80]}", location=Location(source, lineno), hint="bakegen writes none; run bakegen lock")
                 cur, in_via = None, False
                 continue
-            m = _PIN_RE.match(line)
-            if not m:
-                raise BakegenError(f"cannot read requirement line: {line}", location=Location(source, lineno), hint="the lock is not in pip-compile format; run bakegen lock")
-            cur = {"name": canonicalize_name(m.group(1)), "version": m.group(2), "hashes": [], "via": []}
-            pins.append(cur)  # type: ignore[arg-type]
+            cur = _pin_start(line, source, lineno, StaleError if strict else BakegenError)
+            pins.append(cur)
             in_via = False
-            cur["hashes"].extend(_HASH_RE.findall(line))
             continue
         if cur is None:
             continue
@@ -80,16 +83,31 @@ def parse_requirements(text: str, source: str = "requirements.txt") -> list[Pin]
             cur["hashes"].extend(_HASH_RE.findall(line))
         elif line.startswith("# via"):
             rest = line[len("# via"):].strip()
-            if rest:
-                cur["via"].append(rest)
-                in_via = False
-            else:
-                in_via = True
+            cur["via"].append(rest) if rest else None
+            in_via = not rest
         elif line.startswith("#") and in_via:
             cur["via"].append(line.lstrip("#").strip())
-    return [Pin(p["name"], p["version"], tuple(sorted(set(p["hashes"]))), tuple(p["via"])) for p in pins]  # type: ignore[index]
+    out = [Pin(p["name"], p["version"], tuple(sorted(set(p["hashes"]))), tuple(p["via"])) for p in pins]
+    if strict:
+        _check_pins(out, source)
+    return out
 
 
+def _pin_start(line: str, source: str, lineno: int, error: type[BakegenError]) -> dict[str, Any]:
+    m = _PIN_RE.match(line)
+    if not m:
+        raise error(f"cannot read requirement line: {line}", location=Location(source, lineno), hint="the lock is not in pip-compile format; run bakegen lock")
+    return {"name": canonicalize_name(m.group(1)), "version": m.group(2), "hashes": _HASH_RE.findall(line), "via": []}
+
+
+def _check_pins(pins: list[Pin], source: str) -> None:
+    for pin in pins:
+        try:
+            Version(pin.version)
+        except InvalidVersion:
+            raise StaleError(f"{pin.key}: {pin.version[:40]!r} is not a version", location=Location(source), hint="run bakegen lock") from None
+        if not pin.hashes:
+            raise StaleError(f"{pin.key}=={pin.version} has no hash", location=Location(source), hint="every locked package is hash-checked; run bakegen lock")
 
 
 @dataclass

@@ -104,6 +104,16 @@ WHOLE = [
     ("reserved-default", ROOT.encode(), "taken by the bake group"),
     ("reserved-scratch", ROOT.encode(), "taken by FROM scratch"),
     ("reserved-builder", ROOT.encode(), "taken by a Dockerfile stage"),
+    ("reserved-apps-builder", ROOT.encode(), "taken by a Dockerfile stage of apps"),
+    ("reserved-npm-builder", ROOT.encode(), "taken by a Dockerfile stage of npm"),
+    ("reserved-build-tools", ROOT.encode(), "taken by a Dockerfile stage of apt"),
+    ("user-root", (root() + '[user]\nname = "root"\nuid = 1000\ngid = 100\n').encode(), "'root' is a user of the base image's system"),
+    ("user-nobody", (root() + '[user]\nname = "nobody"\nuid = 1000\ngid = 100\n').encode(), "'nobody' is a user of the base image's system"),
+    ("file-name-300", (root() + '[[files]]\nsource = "' + "a" * 300 + '"\ntarget = "/etc/x"\n').encode(), "invalid file in the stack's folder"),
+    ("file-target-300", (root() + '[[files]]\nsource = "a"\ntarget = "/etc/' + "a" * 300 + '"\n').encode(), "invalid absolute path in the image"),
+    ("hook-name-300", (root() + '[start]\nhooks = ["' + "h" * 300 + '.sh"]\n').encode(), "invalid hook file in the stack's folder"),
+    ("file-target-start-sh", (root() + '[[files]]\nsource = "a"\ntarget = "/usr/local/bin/start.sh"\n').encode(), "is bakegen's or the system's"),
+    ("file-target-start-notebook", (root() + '[[files]]\nsource = "a"\ntarget = "/usr/local/bin/start-notebook.py"\n').encode(), "is bakegen's or the system's"),
     ("image-ref-uppercase", root(**{'base = "python:3.13-slim"': 'base = "Python:3.13"'}).encode(), "invalid image reference"),
     ("image-ref-bad-digest", root(**{'base = "python:3.13-slim"': 'base = "python@sha256:1234"'}).encode(), "invalid image reference"),
     ("cpu-limit-string", (root() + '[profile]\ncpu_limit = "2"\n').encode(), "profile.cpu_limit: expected a number"),
@@ -117,7 +127,8 @@ WHOLE = [
     ("table-as-value", root(**{"[python]": 'python = "3.13"\n[python]'}).encode(), "malformed TOML"),
 ]
 # stack names that are taken: the stack file is named after them
-RENAMED = {"reserved-default": "default", "reserved-scratch": "scratch", "reserved-builder": "builder"}
+RENAMED = {"reserved-default": "default", "reserved-scratch": "scratch", "reserved-builder": "builder", "reserved-apps-builder": "apps-builder",
+           "reserved-npm-builder": "npm-builder", "reserved-build-tools": "build-tools"}
 
 
 def cases() -> dict[str, tuple[str, bytes, str]]:
@@ -171,8 +182,10 @@ TAMPERS = {
     "user-injected": {"file": "locks/base/lock.json", "op": "json", "path": ["base", "user"], "value": "x;id", "rehash": True, "says": "damaged lock manifest: base/user"},
     "unknown-key": {"file": "locks/base/lock.json", "op": "json", "path": ["extra"], "value": 1, "rehash": True, "says": "damaged lock manifest"},
     "file-outside": {"file": "locks/base/lock.json", "op": "json", "path": ["python", "files", "linux/amd64", "file"], "value": "../../stacks/base.toml",
-                     "rehash": True, "says": "unknown lock file"},
-    "platform-file-missing": {"file": "locks/base/lock.json", "op": "json", "path": ["python", "files"], "value": {}, "rehash": True, "says": "damaged lock manifest"},
+                     "rehash": True, "says": "the manifest names '../../stacks/base.toml' for linux/amd64, not requirements.txt"},
+    "platform-file-missing": {"file": "locks/base/lock.json", "op": "json", "path": ["python", "files"], "value": {}, "rehash": True,
+                              "says": "the lock's files are for [], its platforms are ['linux/amd64']"},
+    "python-section-null": {"file": "locks/base/lock.json", "op": "json", "path": ["python"], "value": None, "rehash": True, "says": "python: missing"},
     "manifest-not-json": {"file": "locks/base/lock.json", "op": "write", "value": "{not json", "says": "unreadable lock manifest"},
     "manifest-empty": {"file": "locks/base/lock.json", "op": "write", "value": "", "says": "unreadable lock manifest"},
     "manifest-deep": {"file": "locks/base/lock.json", "op": "write", "value": "[" * 100000, "says": "unreadable lock manifest"},
@@ -181,8 +194,8 @@ TAMPERS = {
     "requirements-edited": {"file": "locks/base/requirements.txt", "op": "append", "value": "evil==1.0\n", "says": "was edited after locking"},
     "requirements-not-utf8": {"file": "locks/base/requirements.txt", "op": "bytes", "value": "ff", "says": "is not UTF-8 text"},
     "requirements-deleted": {"file": "locks/base/requirements.txt", "op": "delete", "says": "requirements.txt is missing"},
-    "interrupted-lock": {"file": ".bakegen-transaction/journal.json", "op": "write", "value": '{"command": "bakegen lock", "entries": []}',
-                         "says": "interrupted lock", "out": "stale: interrupted lock: run bakegen lock"},
+    "committed-journal": {"file": ".bakegen-transaction/journal.json", "op": "write", "value": '{"command": "bakegen lock", "folder": "1:2", "entries": []}',
+                          "says": "was made in another folder (it was committed or copied)", "exit": 2},
     "interrupted-before-journal": {"file": ".bakegen-transaction/0000", "op": "write", "value": "x", "says": "interrupted write"},
     "orphan-lock": {"file": "locks/gone/requirements.txt", "op": "copy", "value": "locks/base/requirements.txt", "says": "stale item", "out": "no stack named gone"},
     "orphan-dockerfile": {"file": "dockerfiles/gone/Dockerfile", "op": "copy", "value": "dockerfiles/base/Dockerfile", "says": "stale item", "out": "no longer generated"},

@@ -229,10 +229,19 @@ def test_the_healthcheck_follows_base_url_and_ignores_proxies(built):
         assert health["Interval"] <= 10 * 10**9 and health["StartInterval"] <= 2 * 10**9
 
 
+def listening(cid: str) -> set[int]:
+    """The TCP ports something listens on in the container (/proc/net/tcp and tcp6, state 0A)."""
+    out = docker("exec", cid, "sh", "-c", "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null")
+    return {int(f[1].rsplit(":", 1)[1], 16) for f in (line.split() for line in out.splitlines()[1:]) if len(f) > 3 and f[3] == "0A"}
+
+
 def test_jupyter_port(built):
+    """JUPYTER_PORT moves the server (docker-stacks' variable): it answers there, not on the image's 8888."""
     with container(built.image("base"), env={"JUPYTER_PORT": "9999"}, port=9999) as (cid, url):
-        wait_api(cid, url + "/")
-        wait_healthy(cid)
+        assert "version" in wait_api(cid, url + "/")
+        wait_healthy(cid)  # the healthcheck follows the port too
+        ports = listening(cid)
+        assert 9999 in ports and 8888 not in ports, ports
 
 
 def test_the_server_answers_on_its_ipv6_address(built):
