@@ -20,7 +20,7 @@ from bakegen import __version__, proc
 from bakegen.ecosystem import Ecosystem, registry
 from bakegen.errors import BakegenError, CommandError, StaleError, one_line
 from bakegen.files import GENERATED_MARKER, output_problem
-from bakegen.lock import StackLock, arch_of, read_lock
+from bakegen.lock import MAX_LOCK_FILE, StackLock, arch_of, read_lock
 
 
 def sections() -> list[str]:
@@ -131,11 +131,32 @@ def read_rev_locks(root: Path, rev: str) -> dict[str, StackLock]:
     listing = proc.run(["git", "ls-tree", "-d", "--name-only", rev, "locks/"], cwd=root).stdout.split()
     if not listing:
         return {}
+    _check_rev_tree(root, rev)
     archive = proc.run(["git", "archive", "--format=tar", rev, "locks/"], cwd=root, binary=True).data
     with tempfile.TemporaryDirectory(prefix="bakegen-diff-") as tmp:
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
             _extract(tar, Path(tmp))
         return read_tree_locks(Path(tmp))
+
+
+MAX_REV_BYTES = 200_000_000  # all of locks/ at a revision (a lock file is at most MAX_LOCK_FILE)
+MAX_REV_FILES = 20_000
+
+
+def _check_rev_tree(root: Path, rev: str) -> None:
+    """The revision's locks/ holds regular files of bounded size only, before any of it is read."""
+    out = proc.run(["git", "ls-tree", "-r", "-l", "-z", rev, "--", "locks/"], cwd=root).stdout
+    entries = [line.split("\t", 1) for line in out.split("\0") if line]
+    total = 0
+    for meta, path in entries:
+        mode, _, _, size = meta.split()
+        if mode not in ("100644", "100755"):
+            raise BakegenError(f"{rev}: {one_line(path, 120)} is not a regular file (mode {mode})", hint="locks/ holds regular files only")
+        if int(size) > MAX_LOCK_FILE:
+            raise BakegenError(f"{rev}: {one_line(path, 120)} is larger than {MAX_LOCK_FILE} bytes", hint="locks/ holds lock files, not data")
+        total += int(size)
+    if total > MAX_REV_BYTES or len(entries) > MAX_REV_FILES:
+        raise BakegenError(f"{rev}: locks/ holds {len(entries)} files, {total} bytes: more than bakegen reads", hint="locks/ holds lock files, not data")
 
 
 def _extract(tar: tarfile.TarFile, dest: Path) -> None:

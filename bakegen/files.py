@@ -35,6 +35,7 @@ import os
 import re
 import shutil
 import stat
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -377,7 +378,11 @@ def orphans(root: Path, folder: str, keep: set[str], only: set[str] | None = Non
     if not base.is_dir():
         return []
     out = []
-    for path in sorted(base.rglob("*")):
+    try:
+        paths = sorted(base.rglob("*"))
+    except OSError as exc:
+        raise BakegenError(f"cannot list {folder}/: {exc.strerror}: {one_line(str(exc.filename), 120)}", hint=f"remove what cannot be listed in {folder}/") from None
+    for path in paths:
         rel = str(path.relative_to(root))
         sub = path.relative_to(base).parts[0]
         if path.is_symlink() or not path.is_file():
@@ -400,14 +405,23 @@ def check_output_file(path: Path, require_header: bool = True) -> None:
         raise BakegenError(f"--output {path} exists and was not written by bakegen; refusing to overwrite it", hint="name a new file, or remove it first")
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_output(path: Path, text: str, require_header: bool = True) -> None:
     """The file the user named, written whole or not at all (see :func:`check_output_file`)."""
     check_output_file(path, require_header)
-    tmp = path.with_name(f".{path.name}.bakegen-tmp")
+    tmp: str | None = None
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".bakegen-tmp", dir=path.parent)  # a new file (O_EXCL): never through a link
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise BakegenError(f"cannot write {path}: {exc.strerror}", hint="check the folder's permissions") from None

@@ -168,11 +168,15 @@ def _lock_file_text(lock_dir: Path, name: str, shown: str) -> str:
     if not path.is_file() or path.is_symlink():
         raise StaleError(f"{name} is missing (or not a regular file)", location=Location(shown), hint="run bakegen lock")
     try:
-        return read_bounded(path, MAX_LOCK_FILE).decode("utf-8")
+        text = read_bounded(path, MAX_LOCK_FILE).decode("utf-8")
     except Unreadable as exc:
         raise StaleError(f"cannot read {lock_dir.name}/{name}: {exc.reason}", location=Location(shown), hint="run bakegen lock to rewrite it") from None
     except UnicodeDecodeError:
         raise StaleError(f"{lock_dir.name}/{name} is not UTF-8 text: it was edited after locking", location=Location(shown), hint="run bakegen lock to rewrite it") from None
+    bad = re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ufeff]", text)
+    if bad:  # bakegen writes lines split on \n only; the install scripts split on nothing else
+        raise StaleError(f"{lock_dir.name}/{name} holds the control character {bad.group()!r}", location=Location(shown), hint="run bakegen lock to rewrite it")
+    return text
 
 
 def _file_reader(lock_dir: Path, shown: str) -> Any:
@@ -192,7 +196,7 @@ def _file_reader(lock_dir: Path, shown: str) -> Any:
 
 def _body(text: str) -> list[str]:
     """A lock file without its header (the comment lines it starts with: they name bakegen's version)."""
-    lines = text.splitlines()
+    lines = text.split("\n")
     start = next((i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))
     return lines[start:]
 

@@ -46,60 +46,22 @@ def tree(root: Path) -> dict[str, bytes]:
 
 def snapshot(root: Path) -> dict[str, object]:
     """Everything below root, links not followed: each file's bytes, each link's target, each folder, each
-    special file's kind. Equal before and after: nothing was written, moved or removed."""
+    special file's kind. Equal before and after: nothing was written, moved or removed. (Walked by file
+    descriptors: a path too long for the system is still seen.)"""
     import os
     import stat
 
     out: dict[str, object] = {}
-    for folder, dirs, files in os.walk(root, followlinks=False):
+    for folder, dirs, files, fd in os.fwalk(root, follow_symlinks=False):
         for name in sorted(dirs + files):
-            path = Path(folder) / name
-            info = os.lstat(path)
-            rel = str(path.relative_to(root))
+            info = os.lstat(name, dir_fd=fd)
+            rel = str(Path(folder, name).relative_to(root))
             if stat.S_ISLNK(info.st_mode):
-                out[rel] = ("link", os.readlink(path))
+                out[rel] = ("link", os.readlink(name, dir_fd=fd))
             elif stat.S_ISREG(info.st_mode):
-                out[rel] = ("file", path.read_bytes(), stat.S_IMODE(info.st_mode))
+                handle = os.open(name, os.O_RDONLY, dir_fd=fd)
+                with os.fdopen(handle, "rb") as fh:
+                    out[rel] = ("file", fh.read(), stat.S_IMODE(info.st_mode))
             else:
                 out[rel] = ("dir" if stat.S_ISDIR(info.st_mode) else "special", stat.S_IMODE(info.st_mode))
     return out
-
-
-class Engine:
-    """A running Docker engine with buildx, and the local stand-in base image."""
-
-    standin = "bakegen-standin/python:3.13-slim"
-    ca_bundle = "/etc/ssl/certs/ca-certificates.crt"
-
-
-@pytest.fixture(scope="session")
-def engine() -> Engine:
-    """Start the engine with the project's own script. Never skips: no engine is a failure."""
-    import subprocess
-
-    proc = subprocess.run([str(REPO / "scripts" / "engine.sh"), "standin"], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.fail(f"scripts/engine.sh standin failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}", pytrace=False)
-    return Engine()
-
-
-@pytest.fixture(scope="session")
-def arm64_standin(engine) -> str:
-    """The stand-in for amd64 and arm64 as one image index in the local registry (arm64 runs under QEMU)."""
-    import subprocess
-
-    proc = subprocess.run([str(REPO / "scripts" / "engine.sh"), "arm64"], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.fail(f"scripts/engine.sh arm64 failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}", pytrace=False)
-    return proc.stdout.split()[-1]
-
-
-@pytest.fixture(scope="session")
-def registry(engine) -> str:
-    """A real OCI registry (Debian's docker-registry) on 127.0.0.1:5000, started by scripts/engine.sh."""
-    import subprocess
-
-    proc = subprocess.run([str(REPO / "scripts" / "engine.sh"), "registry"], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.fail(f"scripts/engine.sh registry failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}", pytrace=False)
-    return "localhost:5000"

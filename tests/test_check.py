@@ -67,3 +67,16 @@ def test_manifests_validate_against_the_schema():
     broken["python"]["files"]["linux/amd64"]["sha256"] = "not-a-hash"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(broken, schema)
+
+
+def test_the_schema_is_valid_json_schema_for_every_validator():
+    """check-jsonschema's metaschema check (ECMA regexes: a Python-only (?P<name>...) group is refused)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from bakegen.lock import SCHEMA_FILE
+
+    tool = Path(sys.executable).parent / "check-jsonschema"
+    out = subprocess.run([str(tool), "--check-metaschema", str(Path(__file__).parent.parent / SCHEMA_FILE)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr

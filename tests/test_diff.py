@@ -125,3 +125,19 @@ def test_a_branch_name_with_html_and_a_mention_is_inert(repo, capsys):
     body = capsys.readouterr().out
     assert not inert(github_html(body)), body
     assert f"`{name}`" in body
+
+
+@pytest.mark.parametrize("plant, says", [
+    (lambda d: (d / "big").write_bytes(b"x" * 60_000_001), "is larger than 50000000 bytes"),
+    (lambda d: (d / "link").symlink_to("/etc/passwd"), "is not a regular file (mode 120000)"),
+])
+def test_a_revision_with_a_huge_file_or_a_link_in_locks_is_refused_before_it_is_read(repo, capsys, plant, says):
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    (repo / "locks" / "zz").mkdir()
+    plant(repo / "locks" / "zz")
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "crafted"], check=True)
+    shutil.rmtree(repo / "locks" / "zz")
+    assert main(["-C", str(repo), "diff"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: HEAD: locks/zz/") and says in err.splitlines()[0], err

@@ -175,6 +175,20 @@ def test_an_interrupted_write_of_this_folder_is_still_finished(pr, capsys, monke
 # --- 2. and 3. links for output folders, stack folders and stack files ---------------------------
 
 
+def _deep(folder: Path) -> None:
+    """A path git can hold (relative, 4090 characters) that is too long for the system once absolute."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        for _ in range(20):
+            os.mkdir("d" * 200, dir_fd=fd)
+            new = os.open("d" * 200, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = new
+        os.mkdir("e" * 47, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
 def _git(root: Path) -> None:
     (root / ".git").mkdir()
     (root / ".git" / "config").write_text("[http]\n\textraheader = AUTHORIZATION: basic c2VjcmV0OnRva2Vu\n")
@@ -213,6 +227,7 @@ LINKS = {
                                 [["check"], ["generate"]], "cannot read the lock manifest: not a regular file"),
     "sbom-folder-is-a-link": (lambda r, o: (r / "sbom").symlink_to(o / "x"), [["sbom"]], "sbom is a symbolic link"),
     "metadata-is-dev-zero": (lambda r, o: None, [["profiles", "--registry", "r.example", "--metadata", "/dev/zero"]], "cannot read bake metadata /dev/zero: not a regular file"),
+    "a-path-too-long-for-the-system": (lambda r, o: _deep(r / "dockerfiles"), [["check"], ["generate"]], "cannot list dockerfiles/"),
     "a-dockerfile-is-dev-zero": (lambda r, o: ((r / "dockerfiles/geo/Dockerfile").unlink(), (r / "dockerfiles/geo/Dockerfile").symlink_to("/dev/zero")),
                                  [["check"], ["generate"]], "dockerfiles/geo/Dockerfile is a symbolic link"),
 }
@@ -296,6 +311,14 @@ def _npm_lock(root: Path, change) -> None:
     reseal(root / "locks/geo")
 
 
+def _npm_rename(root: Path, path: str) -> None:
+    def rename(doc):
+        key = next(k for k in doc["packages"] if k)
+        doc["packages"][path] = doc["packages"].pop(key)
+    edit_json(root / "locks/geo/package-lock.json", rename)
+    reseal(root / "locks/geo")
+
+
 def _requirements(root: Path, change) -> None:
     path = root / "locks/base/requirements.txt"
     path.write_text(change(path.read_text()))
@@ -317,6 +340,12 @@ def _v2(root: Path, stack: str, change) -> None:
         doc["version"] = 2
         del doc["checksum"]
     edit_json(root / "locks" / stack / "lock.json", launder)
+
+
+def _apt_text(root: Path, change) -> None:
+    path = root / "locks/base/apt.lock"
+    path.write_text(change(path.read_text()))
+    reseal(root / "locks/base")
 
 
 def _apt_row(root: Path, row: str) -> None:
@@ -353,7 +382,11 @@ CRAFTED = {
                          "does not come from the registry"),
     "npm-tarball-from-elsewhere": (lambda r: _npm_lock(r, lambda m: m.__setitem__("resolved", "https://evil.example/leaflet-1.9.4.tgz")),
                                    "does not come from the registry"),
-    "npm-version-an-integer": (lambda r: _npm_lock(r, lambda m: m.__setitem__("version", 1)), "has no valid install path and version"),
+    "npm-version-an-integer": (lambda r: _npm_lock(r, lambda m: m.__setitem__("version", 1)), "has no valid install path, version, os or cpu"),
+    "npm-os-an-integer": (lambda r: _npm_lock(r, lambda m: m.__setitem__("os", [1])), "has no valid install path, version, os or cpu"),
+    "npm-another-packages-tarball": (lambda r: _npm_lock(r, lambda m: m.__setitem__("resolved", "https://registry.npmjs.org/evil-pkg/-/evil-pkg-6.6.6.tgz")),
+                                     "does not come from the registry"),
+    "npm-install-into-bin": (lambda r: _npm_rename(r, "node_modules/.bin"), "has no valid install path"),
     "npm-link": (lambda r: _npm_lock(r, lambda m: m.__setitem__("link", True)), "does not come from the registry"),
     "npm-package-json-scripts": (lambda r: (edit_json(r / "locks/geo/package.json", lambda d: d.__setitem__("scripts", {"preinstall": "id"})), reseal(r / "locks/geo")),
                                  "not the package.json bakegen writes"),
@@ -366,6 +399,11 @@ CRAFTED = {
     "python-parents-dropped": (lambda r: relock(r, "scipy", _part("python", parents=[])), "the lock's python parents"),
     "apt-mirror-moved": (lambda r: relock(r, "base", _part("apt", mirror="http://evil.example/debian")), "the lock's apt source"),
     "apt-build-row-added": (lambda r: _apt_row(r, "amd64 build gcc 14.2.0-19 sha256:" + "a" * 64 + " pool/main/g/gcc/gcc_14.2.0-19_amd64.deb"), "the lock's apt build packages is ['gcc'], the stack says []"),
+    "apt-version-debian-refuses": (lambda r: _apt_text(r, lambda t: t.replace("amd64 req tini 0.19.0-3+b8", "amd64 req tini x:1")), "cannot read apt lock line"),
+    "apt-form-feed-for-a-newline": (lambda r: _apt_text(r, lambda t: t[:-1] + "\f"), "holds the control character '\\x0c'"),
+    "requirements-carriage-returns": (lambda r: _requirements(r, lambda t: t.replace("\n", "\r\n")), "holds the control character '\\r'"),
+    "image-platform-key-injected": (lambda r: edit_json(r / "locks/base/lock.json", lambda d: d["base"]["platforms"].__setitem__("linux/amd64\n<x>", "sha256:" + "0" * 64))
+                                    or reseal(r / "locks/base"), "base/platforms"),
     "apt-dependency-made-a-request": (lambda r: relock(r, "base", _dep_as_req), "the lock's apt req packages"),
 }
 
@@ -560,6 +598,16 @@ def test_a_hostile_argument_is_refused_before_any_subprocess(case, pr, capsys, m
     assert lines[0].startswith("error: ") and len([ln for ln in lines if ln.startswith("error:")]) == 1 and says in lines[0], err
     assert all(ln.startswith(("error: ", "hint: ")) for ln in lines) and "usage:" not in err, err
     assert snapshot(root.parent) == before
+
+
+def test_output_never_writes_through_a_planted_link(pr, capsys):
+    """A link planted where an --output's temporary file could be: the output goes to a new file of its own."""
+    root, outside = pr
+    for name in (".diff.md.bakegen-tmp", ".prof.yaml.bakegen-tmp"):
+        (root / name).symlink_to(outside / "keep.txt")
+    before = snapshot(outside)
+    assert main(["-C", str(root), "profiles", "--registry", "r.example", "--output", str(root / "prof.yaml")]) == 0, capsys.readouterr()
+    assert snapshot(outside) == before and not (root / "prof.yaml").is_symlink() and (root / "prof.yaml").stat().st_mode & 0o777 == 0o644
 
 
 def test_diff_output_can_replace_its_own_earlier_output(pr, capsys):

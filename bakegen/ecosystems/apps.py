@@ -38,6 +38,7 @@ STAGE = "apps-builder"
 SCRIPT = f"{DOCKERFILE_DIR}/bakegen-apps.sh"
 ORDER = ORDER_PACKAGES + 5  # after npm, before the notebook environment's Python packages
 FILE = re.compile(r"app-(?P<app>[a-z0-9]+(?:-[a-z0-9]+)*)(?:\.(?P<arch>amd64|arm64))?\.txt")
+SCHEMA_FILE_PATTERN = "^" + re.sub(r"\?P<\w+>", "", FILE.pattern) + "$"  # JSON Schema's regexes have no named groups
 
 TABLE: dict[str, Any] = {"packages": PYTHON_TABLE["packages"]}
 
@@ -176,7 +177,7 @@ class Apps(Ecosystem):
     def section_schema(self) -> dict[str, Any]:
         app = schema_obj({
             "requirement": {"type": "string"},
-            "files": {"type": "object", "propertyNames": SCHEMA_PLATFORM, "additionalProperties": schema_obj({"file": {"type": "string", "pattern": f"^{FILE.pattern}$"}, "sha256": SCHEMA_SHA})},
+            "files": {"type": "object", "propertyNames": SCHEMA_PLATFORM, "additionalProperties": schema_obj({"file": {"type": "string", "pattern": SCHEMA_FILE_PATTERN}, "sha256": SCHEMA_SHA})},
             "packages": {"type": "object", "propertyNames": SCHEMA_PLATFORM, "additionalProperties": SCHEMA_VERSIONS},
         })
         return schema_obj({"resolver": {"type": "string"}, "apps": {"type": "object", "propertyNames": {"pattern": "^[a-z0-9]+(-[a-z0-9]+)*$"}, "additionalProperties": app}})

@@ -111,14 +111,22 @@ _APT_LINE = re.compile(
 
 def parse_apt(text: str, source: str = APT_LOCK) -> list[AptEntry]:
     out = []
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip() or line.startswith("#"):
             continue
         m = _APT_LINE.fullmatch(line)
-        if m is None:
+        if m is None or not _debian_version(m["version"]):
             raise StaleError(f"cannot read apt lock line: {one_line(line, 200)}", location=Location(source, lineno), hint="run bakegen lock")
         out.append(AptEntry(m["arch"], m["kind"], m["name"], m["version"], m["sha256"], m["file"]))
     return out
+
+
+def _debian_version(text: str) -> bool:
+    try:
+        DebVersion(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _summary(apt: AptLock, arch: str) -> dict[str, dict[str, str]]:

@@ -36,7 +36,7 @@ from bakegen import schema
 from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext, registry
 from bakegen.errors import StackError
 from bakegen.lock import SCHEMA_SHA, StackLock, schema_obj
-from bakegen.paths import MAX_PART, outside, read_bounded
+from bakegen.paths import MAX_PART, link_in, outside, read_bounded
 from bakegen.plan import ORDER_PACKAGES, ORDER_USER, SERVER_LINKS, START_LINK, PlanContext, Step, user_facts
 from bakegen.stack import EffectiveStack, StackGraph, stack_location
 
@@ -147,6 +147,9 @@ def _file_problem(stack: EffectiveStack, source: str, root: Path) -> str | None:
             return f"{source}: a symbolic link out of the project (or into .git)"
         if not real.is_relative_to(own) or outside(root, base):
             return f"{source}: outside the stack's folder stacks/{stack.name}/"
+        link = link_in(root, f"stacks/{stack.name}/{source}")
+        if link is not None:  # BuildKit resolves a link inside the build context, not as this machine does
+            return f"{source}: {link} is a symbolic link (the image gets what BuildKit finds there, which may be another file)"
         if not real.is_file():
             return f"{source}: not a regular file"
         if real.stat().st_size > MAX_FILE:

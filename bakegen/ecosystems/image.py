@@ -11,7 +11,7 @@ from bakegen.errors import NetworkError
 from bakegen.lock import DIGEST_PATTERN, SCHEMA_DIGEST, SCHEMA_PLATFORM, StackLock, arch_of, matches, schema_obj
 from bakegen.plan import PlanContext
 from bakegen.resolvers.image import IMAGE_USER, INDEX_TYPES, MANIFEST_TYPES, ImageLock, ImageRef, ImageResolver, is_root
-from bakegen.stack import EffectiveStack
+from bakegen.stack import PLATFORMS, EffectiveStack
 
 
 class Image(Ecosystem):
@@ -78,7 +78,7 @@ class Image(Ecosystem):
             ("base/digest", matches(section.get("digest"), DIGEST_PATTERN)),
             ("base/user", section.get("user") is None or matches(section.get("user"), IMAGE_USER)),
             ("base/media_type", section.get("media_type") in (*INDEX_TYPES, *MANIFEST_TYPES, "unknown")),
-            ("base/platforms", isinstance(section.get("platforms"), dict) and all(matches(d, DIGEST_PATTERN) for d in section["platforms"].values())),
+            ("base/platforms", isinstance(section.get("platforms"), dict) and all(p in PLATFORMS and matches(d, DIGEST_PATTERN) for p, d in section["platforms"].items())),
         ]
         return next((f"{where}: not what bakegen writes" for where, ok in checks if not ok), None)
 

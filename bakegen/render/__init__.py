@@ -11,23 +11,31 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined, TemplateError, TemplateSyntaxError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import BaseLoader, ChoiceLoader, Environment, PackageLoader, StrictUndefined, TemplateError, TemplateNotFound, TemplateSyntaxError
+from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 from bakegen import __version__
 from bakegen.ecosystem import registry
 from bakegen.errors import BakegenError, Location, one_line
 from bakegen.files import GENERATED_MARKER
 from bakegen.lock import StackLock
+from bakegen.paths import Unreadable, read_bounded
 from bakegen.render.escape import dockerfile_comment, dockerfile_env_value, hcl_ident, hcl_string
 from bakegen.stack import StackGraph
 
 BAKE_FILE = "docker-bake.hcl"
 OVERRIDES = "templates"
-MAX_TEMPLATE = 1_000_000  # bytes in a template override  # a project's own templates, which take precedence over bakegen's
+MAX_TEMPLATE = 1_000_000  # bytes in a template override
+MAX_OUTPUT = 10_000_000  # characters of one repetition (``"x" * n``) in a template
+RENDER_SECONDS = 60.0  # the whole render with overrides  # a project's own templates, which take precedence over bakegen's
 # What each template receives (README: "Overriding a template"); every other template (the
 # scripts) receives only ``header``. Anything else is an error.
 TEMPLATE_VARIABLES = {
@@ -45,15 +53,47 @@ def variables_of(template: str) -> str:
     return TEMPLATE_VARIABLES.get(template, "header")
 
 
+class _Overrides(BaseLoader):
+    """The project's override files, by the names that were checked (no hidden file, no link, no folder), each
+    read bounded: an ``{% include %}`` of anything else is not found."""
+
+    def __init__(self, folder: Path, names: set[str]):
+        self.folder, self.names = folder, names
+
+    def get_source(self, environment: Environment, template: str) -> tuple[str, str, Callable[[], bool]]:
+        if template not in self.names:
+            raise TemplateNotFound(template)
+        try:
+            text = read_bounded(self.folder / template, MAX_TEMPLATE).decode("utf-8")
+        except (Unreadable, UnicodeDecodeError) as exc:
+            raise BakegenError(f"cannot read it: {getattr(exc, 'reason', 'not UTF-8')}", location=Location(f"{OVERRIDES}/{template}"),
+                               hint="templates/ holds regular UTF-8 files") from None
+        return text, str(self.folder / template), lambda: True
+
+
+class _Sandbox(SandboxedEnvironment):
+    """Jinja's sandbox, with ``*`` and ``**`` capped: an override cannot make a string of gigabytes."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int) and (right > 64 or (isinstance(left, int) and abs(left) > 2**64)):
+            raise SecurityError("** with a large exponent is not allowed in a template")
+        if operator == "*":
+            seq, count = (left, right) if isinstance(right, int) else (right, left)
+            if isinstance(seq, (str, list, tuple)) and isinstance(count, int) and len(seq) * count > MAX_OUTPUT:
+                raise SecurityError(f"a repetition longer than {MAX_OUTPUT} is not allowed in a template")
+        return super().call_binop(context, operator, left, right)
+
+
 def environment(root: Path | None = None) -> Environment:
     """The templates: a project's ``templates/`` folder first (when ``root`` has one), then bakegen's."""
     packaged = PackageLoader("bakegen.render", "templates")
     overrides = root / OVERRIDES if root is not None else None
-    if overrides is not None and (overrides.exists() or overrides.is_symlink()):
-        _check_overrides(overrides)
+    names = _check_overrides(overrides) if overrides is not None and (overrides.exists() or overrides.is_symlink()) else None
     # Sandboxed: an override comes from whoever can open a pull request, and bakegen check runs it in CI.
-    env = SandboxedEnvironment(
-        loader=ChoiceLoader([FileSystemLoader(str(overrides), followlinks=False), packaged]) if overrides is not None and overrides.is_dir() else packaged,
+    env = _Sandbox(
+        loader=ChoiceLoader([_Overrides(overrides, names), packaged]) if overrides is not None and names is not None else packaged,
         undefined=StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
@@ -64,9 +104,9 @@ def environment(root: Path | None = None) -> Environment:
     return env
 
 
-def _check_overrides(folder: Path) -> None:
-    """The project's templates/ folder holds regular files, each named after one of bakegen's templates
-    (a typo is an error, not ignored; hidden files, editors' backups among them, are skipped)."""
+def _check_overrides(folder: Path) -> set[str]:
+    """The names of the project's overrides: templates/ holds regular files, each named after one of bakegen's
+    templates (a typo is an error, not ignored; hidden files, editors' backups among them, are skipped)."""
     def refuse(message: str, where: str) -> BakegenError:
         return BakegenError(message, location=Location(where), hint=f"templates/ holds regular files named after bakegen's templates: {', '.join(packaged_templates())}")
 
@@ -76,6 +116,7 @@ def _check_overrides(folder: Path) -> None:
         entries = sorted(folder.iterdir())
     except OSError as exc:
         raise refuse(f"cannot read it: {exc.strerror}", OVERRIDES) from None
+    names = set()
     for path in entries:
         shown = f"{OVERRIDES}/{path.name}"
         if path.name.startswith("."):
@@ -88,6 +129,8 @@ def _check_overrides(folder: Path) -> None:
             raise refuse("not readable", shown)
         if path.stat().st_size > MAX_TEMPLATE:
             raise refuse(f"larger than {MAX_TEMPLATE} bytes", shown)
+        names.add(path.name)
+    return names
 
 
 def template_error(exc: Exception, tb: TracebackType | None) -> BakegenError:
@@ -101,6 +144,8 @@ def template_error(exc: Exception, tb: TracebackType | None) -> BakegenError:
     where = str(name) if name else "a template"
     shown = f"{OVERRIDES}/{Path(where).name}" if f"/{OVERRIDES}/" in where else Path(where).name
     message = getattr(exc, "message", None) or f"{type(exc).__name__}: {one_line(str(exc), 200)}"
+    if isinstance(exc, TemplateNotFound):
+        message = f"no template {one_line(repr(exc.name), 80)} (an override can include bakegen's templates and the project's overrides only)"
     return BakegenError(message, location=Location(shown, line),
                         hint=f"this template receives: {variables_of(Path(where).name)}" if name else "check the template")
 
@@ -109,7 +154,8 @@ def render_project(graph: StackGraph, locks: dict[str, StackLock]) -> dict[str, 
     """Every generated file of the project: the bake file, the scripts, and each stack's Dockerfile and files."""
     overridden = (graph.root / OVERRIDES).is_dir()
     try:
-        files = _render_project(graph, locks)
+        with _time_limit(RENDER_SECONDS if overridden else None):
+            files = _render_project(graph, locks)
     except TemplateError as exc:
         raise template_error(exc, exc.__traceback__) from None
     except BakegenError:
@@ -120,6 +166,30 @@ def render_project(graph: StackGraph, locks: dict[str, StackLock]) -> dict[str, 
         raise template_error(exc, exc.__traceback__) from None
     _check_headers(graph.root, files)
     return files
+
+
+class RenderTimeout(BakegenError):
+    """Rendering with the project's overrides took too long (an override that loops)."""
+
+
+@contextmanager
+def _time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`RenderTimeout` after ``seconds`` (main thread only: SIGALRM)."""
+    if seconds is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise RenderTimeout(f"rendering with the project's templates took longer than {seconds:.0f} s", location=Location(f"{OVERRIDES}/"),
+                            hint="an override must not loop over large ranges; bakegen's own templates render in well under a second")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _check_headers(root: Path, files: dict[str, str]) -> None:

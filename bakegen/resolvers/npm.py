@@ -111,7 +111,8 @@ class NpmResolver:
         return NpmLock(package_json, package_lock, tool, allow_scripts, node)
 
 
-_PATH = re.compile(r"node_modules/(?:@[A-Za-z0-9._~-]+/)?[A-Za-z0-9._~-]+(?:/node_modules/(?:@[A-Za-z0-9._~-]+/)?[A-Za-z0-9._~-]+)*")
+_NAME = r"(?:@[a-z0-9][a-z0-9._~-]*/)?[A-Za-z0-9][A-Za-z0-9._~-]*"  # never .bin, .., or a hidden folder
+_PATH = re.compile(rf"node_modules/{_NAME}(?:/node_modules/{_NAME})*")
 _SEMVER = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?")
 _INTEGRITY = re.compile(r"sha512-[A-Za-z0-9+/]{86}==")
 
@@ -127,14 +128,20 @@ def check_registry_only(lock: dict, stack: str, registry: str) -> None:
         resolved, integrity, version = meta.get("resolved", ""), meta.get("integrity", ""), meta.get("version")
         if not isinstance(resolved, str) or not isinstance(integrity, str):
             resolved, integrity = "", ""
-        from_registry = resolved.startswith(registry.rstrip("/") + "/") and re.fullmatch(r"[A-Za-z0-9._~:/%@+-]+\.tgz", resolved)
-        if not _PATH.fullmatch(path) or not (isinstance(version, str) and _SEMVER.fullmatch(version)):
-            raise ResolutionError(f"{stack}: npm package {path[:80]!r} has no valid install path and version", hint="run bakegen lock")
+        if not _PATH.fullmatch(path) or not (isinstance(version, str) and _SEMVER.fullmatch(version)) or not _platform_lists(meta):
+            raise ResolutionError(f"{stack}: npm package {path[:80]!r} has no valid install path, version, os or cpu", hint="run bakegen lock")
+        # the tarball of this very name and version (npm ci checks the integrity, not which package it is)
+        from_registry = resolved == f"{registry.rstrip('/')}/{name}/-/{name.rsplit('/', 1)[-1]}-{version}.tgz"
         if meta.get("link") or not from_registry or not _INTEGRITY.fullmatch(integrity):
             raise ResolutionError(
                 f"{stack}: npm package {name} does not come from the registry with an integrity hash (resolved: {resolved or meta.get('link') and 'a link' or 'nothing'})",
                 hint=f"npm.packages takes registry packages only ({registry})",
             )
+
+
+def _platform_lists(meta: dict) -> bool:
+    """``os`` and ``cpu``, when given, are lists of strings (npm's shape)."""
+    return all(isinstance(meta.get(key, []), list) and all(isinstance(v, str) for v in meta.get(key, [])) for key in ("os", "cpu"))
 
 
 def _classify(exc: CommandError, stack: str, registry: str) -> BakegenError:

@@ -63,7 +63,7 @@ def parse_requirements(text: str, source: str = "requirements.txt", strict: bool
     pins: list[dict[str, Any]] = []
     cur: dict[str, Any] | None = None
     in_via = False
-    for lineno, raw in enumerate(text.splitlines(), 1):
+    for lineno, raw in enumerate(text.split("\n"), 1):
         line = raw.strip()
         if not line:
             continue
