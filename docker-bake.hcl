@@ -88,17 +88,17 @@ target "base" {
   cache-from = CACHE == "" ? [] : ["type=registry,ref=${CACHE}:base"]
   cache-to   = CACHE == "" ? [] : ["type=registry,ref=${CACHE}:base,mode=max"]
   platforms = ["linux/amd64"]
-  tags = [image("base", "latest"), image("base", "python-3.13"), image("base", "20261201-cd79a3857e90")]
+  tags = [image("base", "latest"), image("base", "python-3.13"), image("base", "20261203-cd79a3857e90")]
   labels = {
     "io.bakegen.fingerprint" = "sha256:cd79a3857e90f611d57fa3bbaa56bbcdf53434d8280cdc91fa21cf2b3a436e93"
     "io.bakegen.stack" = "base"
-    "org.opencontainers.image.created" = "2026-12-01T02:32:30Z"
+    "org.opencontainers.image.created" = "2026-12-03T07:35:10Z"
     "org.opencontainers.image.description" = "Python 3.13 slim with JupyterLab 4"
     "org.opencontainers.image.title" = "base"
     "org.opencontainers.image.source"   = SOURCE_URL == "" ? null : SOURCE_URL
     "org.opencontainers.image.revision" = REVISION == "" ? null : REVISION
   }
-  annotations = ["manifest:org.opencontainers.image.created=2026-12-01T02:32:30Z", "manifest:io.bakegen.stack=base", "manifest:io.bakegen.fingerprint=sha256:cd79a3857e90f611d57fa3bbaa56bbcdf53434d8280cdc91fa21cf2b3a436e93"]
+  annotations = ["manifest:org.opencontainers.image.created=2026-12-03T07:35:10Z", "manifest:io.bakegen.stack=base", "manifest:io.bakegen.fingerprint=sha256:cd79a3857e90f611d57fa3bbaa56bbcdf53434d8280cdc91fa21cf2b3a436e93"]
 }
 
 target "scipy" {
@@ -112,17 +112,17 @@ target "scipy" {
     "base" = "target:base"
   }
   platforms = ["linux/amd64"]
-  tags = [image("scipy", "latest"), image("scipy", "python-3.13"), image("scipy", "20261201-d923c2397695")]
+  tags = [image("scipy", "latest"), image("scipy", "python-3.13"), image("scipy", "20261203-d923c2397695")]
   labels = {
     "io.bakegen.fingerprint" = "sha256:d923c23976952da7b8fd772fe0d5c6d8ece4a9500f9385eb2e41f7dcb1db1f8d"
     "io.bakegen.stack" = "scipy"
-    "org.opencontainers.image.created" = "2026-12-01T02:32:30Z"
+    "org.opencontainers.image.created" = "2026-12-03T07:35:10Z"
     "org.opencontainers.image.description" = "The SciPy stack on top of base: NumPy, pandas, Matplotlib, scikit-learn"
     "org.opencontainers.image.title" = "scipy"
     "org.opencontainers.image.source"   = SOURCE_URL == "" ? null : SOURCE_URL
     "org.opencontainers.image.revision" = REVISION == "" ? null : REVISION
   }
-  annotations = ["manifest:org.opencontainers.image.created=2026-12-01T02:32:30Z", "manifest:io.bakegen.stack=scipy", "manifest:io.bakegen.fingerprint=sha256:d923c23976952da7b8fd772fe0d5c6d8ece4a9500f9385eb2e41f7dcb1db1f8d"]
+  annotations = ["manifest:org.opencontainers.image.created=2026-12-03T07:35:10Z", "manifest:io.bakegen.stack=scipy", "manifest:io.bakegen.fingerprint=sha256:d923c23976952da7b8fd772fe0d5c6d8ece4a9500f9385eb2e41f7dcb1db1f8d"]
 }
 
 target "geo" {
@@ -136,15 +136,15 @@ target "geo" {
     "scipy" = "target:scipy"
   }
   platforms = ["linux/amd64"]
-  tags = [image("geo", "latest"), image("geo", "python-3.13"), image("geo", "20261201-8940de7e992b")]
+  tags = [image("geo", "latest"), image("geo", "python-3.13"), image("geo", "20261203-8940de7e992b")]
   labels = {
     "io.bakegen.fingerprint" = "sha256:8940de7e992bcf4a0df725ce1c1b03d513c4008038f34ce27a0a120329e6c3f1"
     "io.bakegen.stack" = "geo"
-    "org.opencontainers.image.created" = "2026-12-01T02:32:30Z"
+    "org.opencontainers.image.created" = "2026-12-03T07:35:10Z"
     "org.opencontainers.image.description" = "Interactive maps on top of scipy: ipyleaflet (its JupyterLab extension ships prebuilt)"
     "org.opencontainers.image.title" = "geo"
     "org.opencontainers.image.source"   = SOURCE_URL == "" ? null : SOURCE_URL
     "org.opencontainers.image.revision" = REVISION == "" ? null : REVISION
   }
-  annotations = ["manifest:org.opencontainers.image.created=2026-12-01T02:32:30Z", "manifest:io.bakegen.stack=geo", "manifest:io.bakegen.fingerprint=sha256:8940de7e992bcf4a0df725ce1c1b03d513c4008038f34ce27a0a120329e6c3f1"]
+  annotations = ["manifest:org.opencontainers.image.created=2026-12-03T07:35:10Z", "manifest:io.bakegen.stack=geo", "manifest:io.bakegen.fingerprint=sha256:8940de7e992bcf4a0df725ce1c1b03d513c4008038f34ce27a0a120329e6c3f1"]
 }

@@ -113,6 +113,8 @@ class Ecosystem:
     offline: bool = False  # locks from the stack's own files, never the network: its changes re-resolve no other ecosystem
     layer_order: int = 0  # where its packages are in the final image (a build step that needs it comes after)
     stages: tuple[str, ...] = ()  # the names of the Dockerfile stages it adds (a stack cannot take them)
+    # A lock made before it existed may lack its section (the plan does without it); bakegen lock -E NAME adds it.
+    optional: bool = False
 
     def __init__(self) -> None:
         self.section = self.section or self.name

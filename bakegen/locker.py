@@ -68,7 +68,7 @@ class Upgrades:
         return self.everything or eco.name in self.ecosystems
 
     def touches(self, lock: StackLock | None, stack: EffectiveStack) -> bool:
-        return self.everything or any(self.of(eco, stack, lock) for eco in registry())
+        return self.everything or any(self.of(eco, stack, lock) or (eco.name in self.ecosystems and eco.used(stack)) for eco in registry())
 
 
 @dataclass
@@ -152,6 +152,9 @@ def _lock_one(run: _Run, name: str) -> LockOutcome:
         # a lock in an older format is rewritten in this one, resolving nothing
         old_format = existing.format_version < LOCK_VERSION
         return LockOutcome(name, existing, changed=old_format, migrated=old_format)
+    moving = _moving(run, name, existing) if existing is not None and existing.fingerprint == fp else []
+    if moving:  # the inputs did not change: only what the upgrade names moves, every other pin is kept as locked
+        return LockOutcome(name, _relock_some(run, name, existing, moving), changed=True)  # type: ignore[arg-type]
     rest = stack_fingerprint(graph, name, run.locks[parent.name] if parent else None, offline=False)
     if existing is not None and untouched and rest in (existing.fingerprint, existing.resolved_fingerprint):
         return LockOutcome(name, _relock_offline(run, name, fp, rest, existing), changed=True)  # only the stack's own files or steps changed
@@ -159,6 +162,29 @@ def _lock_one(run: _Run, name: str) -> LockOutcome:
     outcome.lock = _resolve(run, name, fp, existing, outcome.warnings)
     outcome.lock.resolved_fingerprint = rest if _uses_offline(outcome.lock) else None
     return outcome
+
+
+def _moving(run: _Run, name: str, existing: StackLock) -> list[Ecosystem]:
+    """The ecosystems an upgrade moves in a stack whose inputs did not change (all of them for --upgrade)."""
+    if run.upgrades.everything:
+        return []
+    stack = run.graph.effective(name)
+    return [eco for eco in registry() if eco.used(stack) and (run.upgrades.of(eco, stack, existing) or eco.name in run.upgrades.ecosystems)]
+
+
+def _relock_some(run: _Run, name: str, existing: StackLock, moving: list[Ecosystem]) -> StackLock:
+    """The existing lock with ``moving`` resolved again (with the previous lock as preference)."""
+    stack = run.graph.effective(name)
+    parts = dict(existing.parts)
+    warnings: list[str] = []
+    for eco in moving:
+        parts[eco.name] = eco.resolve(_context(run, eco, stack, existing, warnings))
+    for warning in warnings:
+        log.warning("warning: %s: %s", name, warning)
+    lock = StackLock(stack=name, fingerprint=existing.fingerprint, parent=existing.parent, platforms=existing.platforms, parts=parts,
+                     resolved_fingerprint=existing.resolved_fingerprint)
+    lock.source_date_epoch = _epoch(lock, existing)
+    return lock
 
 
 def _uses_offline(lock: StackLock) -> bool:
@@ -325,12 +351,14 @@ def lock_problem(graph: StackGraph, name: str, lock: StackLock, fp: str, rest: s
 def tampered(graph: StackGraph, name: str, lock: StackLock) -> str | None:
     """Where a lock whose fingerprint matches contradicts its stack file (in what the fingerprint does not hash), or None."""
     stack = graph.effective(name)
+    optional = {eco.name for eco in registry() if eco.optional and eco.used(stack) and eco.name not in lock.parts}
     facts: list[tuple[str, Any, Any]] = [
         ("stack", lock.stack, name),
         ("parent", lock.parent, stack.stack.extends),
         ("platforms", lock.platforms, list(stack.platforms)),
-        # a section for an ecosystem the stack does not use would add a stage (an npm builder, say)
-        ("ecosystems", sorted(lock.parts), sorted(eco.name for eco in registry() if eco.used(stack))),
+        # a section for an ecosystem the stack does not use would add a stage (an npm builder, say); an optional
+        # one may be missing (a lock from before it existed)
+        ("ecosystems", sorted(set(lock.parts) | optional), sorted({eco.name for eco in registry() if eco.used(stack)} | optional)),
     ]
     facts += [fact for eco in registry() for fact in eco.tampered(stack, lock)]
     for what, have, want in facts:

@@ -10,6 +10,12 @@ REPO = HERE.parent
 CASES = HERE / "cases"
 
 
+@pytest.fixture(autouse=True)
+def _pinned_local_uv(monkeypatch):
+    """A first lock pins the uv that bakegen runs with (bakegen.ecosystems.tools.local_uv): one the fake index has."""
+    monkeypatch.setattr("bakegen.ecosystems.tools.local_uv", lambda: "0.13.9")
+
+
 def write_stacks(root: Path, stacks: dict[str, str]) -> Path:
     (root / "stacks").mkdir(parents=True, exist_ok=True)
     for name, text in stacks.items():

@@ -24,13 +24,14 @@ class FakeResolver:
 
     def __init__(self, index: dict | None = None):
         self.index = {canonicalize_name(k): v for k, v in (index or INDEX).items() if not k.startswith("_")}
-        self.calls: list[PythonRequest] = []
+        self.calls: list[PythonRequest] = []  # the stacks' own packages
+        self.tool_calls: list[PythonRequest] = []  # bakegen's build tools (uv)
 
     def version(self) -> str:
         return "fake 1.0"
 
     def resolve(self, request: PythonRequest) -> list[Pin]:
-        self.calls.append(request)
+        (self.tool_calls if request.inputs[:1] and request.inputs[0][0] == "bakegen's build tools" else self.calls).append(request)
         constraints = {p.key: p.version for _, pins in request.constraints for p in pins}
         upgrades = dict((spec.partition("==")[0], spec.partition("==")[2] or None) for spec in request.upgrade)
         preferred = {p.key: p.version for p in request.preferences if p.key not in upgrades}

@@ -212,7 +212,7 @@ def test_upgrade_package_to_a_version(project):
 def test_upgrade_package_unknown_name_is_an_error(project):
     root = project({"base": BASE})
     lock(root, FakeResolver())
-    with pytest.raises(Exception, match=r"--upgrade-package nope: no locked package or base image \(image, python, apt, npm, apps, files\) is named 'nope'"):
+    with pytest.raises(Exception, match=r"--upgrade-package nope: no locked package or base image \(image, tools, python, apt, npm, apps, files\) is named 'nope'"):
         lock(root, FakeResolver(), upgrade=Upgrades.parse(False, ["nope"]))
 
 

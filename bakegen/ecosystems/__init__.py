@@ -10,10 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from bakegen.ecosystem import Ecosystem
-from bakegen.ecosystems import apps, apt, custom, image, npm, python
+from bakegen.ecosystems import apps, apt, custom, image, npm, python, tools
 
 ECOSYSTEMS: list[Ecosystem] = [
     image.ECOSYSTEM,
+    tools.ECOSYSTEM,
     python.ECOSYSTEM,
     apt.ECOSYSTEM,
     npm.ECOSYSTEM,

@@ -22,7 +22,20 @@ from packaging.utils import canonicalize_name
 
 from bakegen import __version__
 from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext, SbomItem
-from bakegen.ecosystems.python import PIP_CACHE, PYTHON_PLATFORMS, pin_lines, pypi_items, read_requirements, tool_version, version_newer
+from bakegen.ecosystems.python import (
+    PIP_CACERT,
+    PIP_CACHE,
+    PYTHON_PLATFORMS,
+    UV,
+    UV_CACERT,
+    UV_CACHE,
+    pin_lines,
+    pypi_items,
+    read_requirements,
+    tool_version,
+    uv_steps,
+    version_newer,
+)
 from bakegen.ecosystems.python import TABLE as PYTHON_TABLE
 from bakegen.errors import StackError
 from bakegen.files import GENERATED_MARKER, sha256_text
@@ -213,15 +226,17 @@ class Apps(Ecosystem):
             return []
         files = [app_file(app, p, ctx.lock.platforms) for app in part.pins for p in ctx.lock.platforms]
         mounts = "".join(f"    --mount=type=bind,source={ctx.lock_dir}/{f},target=/tmp/bakegen/apps/{f} \\\n" for f in files)
+        uv = ctx.facts.get("uv_lock") is not None
+        cache, cacert = (UV_CACHE, UV_CACERT) if uv else ("--mount=type=cache,id=bakegen-pip,target=/root/.cache/pip", PIP_CACERT)
         run = (
-            "RUN --mount=type=cache,id=bakegen-pip,target=/root/.cache/pip \\\n"
+            f"RUN {cache} \\\n"
             f"{mounts}    --mount=type=bind,source={SCRIPT},target=/tmp/bakegen/apps.sh \\\n"
             "    --mount=type=secret,id=cacert \\\n"
-            "    if [ -s /run/secrets/cacert ]; then export PIP_CERT=/run/secrets/cacert; fi; \\\n"
-            f"    {PIP_CACHE} sh /tmp/bakegen/apps.sh /tmp/bakegen/apps {OUT} {' '.join(shlex.quote(app) for app in part.pins)}"
+            f"    {cacert}; \\\n"
+            f"    {f'BAKEGEN_UV={UV}' if uv else PIP_CACHE} sh /tmp/bakegen/apps.sh /tmp/bakegen/apps {OUT} {' '.join(shlex.quote(app) for app in part.pins)}"
         )
         return [Stage(heading("applications: one virtualenv each, from its own lock"), ctx.tools, STAGE, [
-            Step("USER root"), Step("ARG TARGETARCH"),
+            Step("USER root"), *(uv_steps(ctx) if uv else [Step("ARG TARGETARCH")]),
             Step(run, ("Each application in its own virtualenv (/opt/apps/<app>), hash-checked; its console",
                        "scripts are linked into /opt/apps/bin.")),
         ])]

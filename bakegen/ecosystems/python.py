@@ -348,10 +348,10 @@ class Python(Ecosystem):
         if vendor or (ctx.parent and not has_python):
             return []
         stage = Stage(heading("builder: build tools and the pip cache stay in this stage"), ctx.tools, BUILDER, [Step("USER root")])
-        if not ctx.parent:
-            stage.steps.append(Step(f"RUN python3 -m venv {VENV}"))
+        if not ctx.parent:  # with uv, pip is in the virtualenv when the lock has it ([python] pip)
+            stage.steps.append(Step(f"RUN python3 -m venv {'--without-pip ' if _uv(ctx) else ''}{VENV}"))
         if has_python:
-            stage.steps += _install_steps(ctx)
+            stage.steps += (uv_steps(ctx) if _uv(ctx) else []) + _install_steps(ctx)
         return [stage]
 
     def final_steps(self, ctx: PlanContext) -> list[Step]:
@@ -443,8 +443,33 @@ def has_server(graph: StackGraph, name: str, locks: dict[str, StackLock]) -> boo
 # find no writable cache and download every wheel again.
 PIP_CACHE = "PIP_CACHE_DIR=/root/.cache/pip"
 _PIP = f"PIP_CONSTRAINT= {PIP_CACHE} {VENV}/bin/pip install --no-input --disable-pip-version-check --require-hashes --no-deps --no-compile"
-_CACERT = "if [ -s /run/secrets/cacert ]; then export PIP_CERT=/run/secrets/cacert; fi"
+PIP_CACERT = "if [ -s /run/secrets/cacert ]; then export PIP_CERT=/run/secrets/cacert; fi"
 _PIP_CACHE = "--mount=type=cache,id=bakegen-pip,target=/root/.cache/pip"
+# uv (bakegen's build tool, locked by the root stack: ecosystems/tools.py), in the builder stages only
+UV_PREFIX = "/opt/bakegen/uv"
+UV = f"{UV_PREFIX}/bin/uv"
+UV_CACHE = "--mount=type=cache,id=bakegen-uv,target=/root/.cache/uv"
+UV_CACERT = "if [ -s /run/secrets/cacert ]; then export SSL_CERT_FILE=/run/secrets/cacert; fi"
+# --link-mode copy: the cache is another file system (a cache mount); files are copied, never linked to it
+UV_INSTALL = f"{UV} pip install --no-config --quiet --cache-dir /root/.cache/uv --link-mode copy --require-hashes --no-deps"
+COMPILE = "PYTHONHASHSEED=0 {python} -m compileall -f -q -j 0 --invalidation-mode checked-hash"  # every core; checked-hash: order-free
+
+
+def _uv(ctx: PlanContext) -> bool:
+    """Does this stack's builder install with uv (its root's lock has bakegen's build tools)?"""
+    return ctx.facts.get("uv_lock") is not None
+
+
+def uv_steps(ctx: PlanContext) -> list[Step]:
+    """uv in the builder, from the root stack's lock: pip (hash-checked) into a prefix of its own, per platform."""
+    lock_dir, files = ctx.facts["uv_lock"]
+    mounts = "".join(f"    --mount=type=bind,source={lock_dir}/{f},target=/tmp/bakegen/tools/{f} \\\n" for f in files)
+    pick = ('    req=/tmp/bakegen/tools/build-tools.txt; if [ -f "/tmp/bakegen/tools/build-tools-$TARGETARCH.txt" ]; then '
+            'req="/tmp/bakegen/tools/build-tools-$TARGETARCH.txt"; fi; \\\n')
+    run = (f"RUN {_PIP_CACHE} \\\n{mounts}    --mount=type=secret,id=cacert \\\n    {PIP_CACERT}; \\\n{pick}"
+           f"    python3 -m venv {UV_PREFIX} \\\n"
+           f' && PIP_CONSTRAINT= {PIP_CACHE} {UV_PREFIX}/bin/pip install --no-input --disable-pip-version-check --require-hashes --no-deps -q -r "$req"')
+    return [Step("ARG TARGETARCH", ("uv, the installer, from the root stack's lock (build-tools.txt): it stays in this stage.",)), Step(run)]
 
 
 def _shared_venv(ctx: PlanContext) -> bool:
@@ -454,10 +479,12 @@ def _shared_venv(ctx: PlanContext) -> bool:
 def _install_comments(ctx: PlanContext) -> tuple[str, ...]:
     lines = ["Hash-checked install of exactly the locked wheels. The lock is bind-mounted",
              "and the proxy CA (if any) is a BuildKit secret: neither lands in a layer."]
+    if _uv(ctx):
+        lines += ["uv downloads and installs in parallel; compileall uses every core (checked-hash"]
+        lines += ["bytecode does not depend on the order)."]
     if not ctx.parent and not pip_of(ctx.stack):
-        lines += ["[python] pip = false: pip leaves the virtualenv once the lock is installed, and",
-                  "the virtualenv stays root's. Children bring pip back in their builder."]
-    elif ctx.parent:
+        lines += ["[python] pip = false: no pip in the virtualenv, which stays root's."]
+    elif ctx.parent and not _uv(ctx):
         lines.append("ensurepip gives this stage a pip when the parent's virtualenv has none.")
     if _shared_venv(ctx):
         lines += ["Runtime installs (%pip install): the virtualenv is writable by the user's group",
@@ -472,16 +499,17 @@ def _install_steps(ctx: PlanContext) -> list[Step]:
     """The builder's hash-checked pip install of the lock (per platform when there are several)."""
     platforms = ctx.lock.platforms
     slim = f"    --mount=type=bind,source={SLIM_SCRIPT},target=/tmp/bakegen/slim.py \\\n" if slim_of(ctx.stack) else ""
+    cache, cacert = (UV_CACHE, UV_CACERT) if _uv(ctx) else (_PIP_CACHE, PIP_CACERT)
     if len(platforms) > 1:
         mounts = "".join(f"    --mount=type=bind,source={ctx.lock_dir}/{f},target=/tmp/bakegen/lock/{f} \\\n" for f in (requirements_file(p, platforms) for p in platforms))
-        run = (f"RUN {_PIP_CACHE} \\\n{mounts}{slim}    --mount=type=secret,id=cacert \\\n    {_CACERT}; \\\n"
+        run = (f"RUN {cache} \\\n{mounts}{slim}    --mount=type=secret,id=cacert \\\n    {cacert}; \\\n"
                "    req=/tmp/bakegen/lock/requirements.txt; \\\n"
                '    if [ -f "/tmp/bakegen/lock/requirements-$TARGETARCH.txt" ]; then req="/tmp/bakegen/lock/requirements-$TARGETARCH.txt"; fi; \\\n'
                '    ln -s "$req" /tmp/bakegen/requirements.txt; \\\n')
         head = [Step("ARG TARGETARCH", _install_comments(ctx))]
     else:
-        run = (f"RUN {_PIP_CACHE} \\\n    --mount=type=bind,source={ctx.lock_dir}/{REQUIREMENTS},target=/tmp/bakegen/requirements.txt \\\n"
-               f"{slim}    --mount=type=secret,id=cacert \\\n    {_CACERT}; \\\n")
+        run = (f"RUN {cache} \\\n    --mount=type=bind,source={ctx.lock_dir}/{REQUIREMENTS},target=/tmp/bakegen/requirements.txt \\\n"
+               f"{slim}    --mount=type=secret,id=cacert \\\n    {cacert}; \\\n")
         head = []
     step = Step(run + _install_commands(ctx), () if head else _install_comments(ctx))
     return head + [step]
@@ -491,16 +519,18 @@ def _install_commands(ctx: PlanContext) -> str:
     """pip install, slim, compileall and the group-writable venv: into the venv (root) or a staging prefix (child)."""
     slim, shared, gid = slim_of(ctx.stack), _shared_venv(ctx), ctx.stack.user.gid
     target = STAGING if ctx.parent else VENV
-    if ctx.parent:
+    if _uv(ctx):
+        lines = [f"    {UV_INSTALL} --python {VENV}/bin/python{f' --prefix {STAGING}' if ctx.parent else ''} -r /tmp/bakegen/requirements.txt"]
+    elif ctx.parent:
         lines = [f"    {VENV}/bin/python -m ensurepip --default-pip >/dev/null", f" && {_PIP} --prefix={STAGING} -r /tmp/bakegen/requirements.txt"]
     else:
         lines = [f"    {_PIP} -r /tmp/bakegen/requirements.txt"]
     if slim:
         lines.append(f" && {VENV}/bin/python /tmp/bakegen/slim.py /tmp/bakegen/requirements.txt --prefix {target}")
-    if not ctx.parent and not pip_of(ctx.stack):
+    if not ctx.parent and not pip_of(ctx.stack) and not _uv(ctx):
         lines.append(f" && {VENV}/bin/python -m pip uninstall --no-input --disable-pip-version-check -q -y pip")
     prefix = f"-s {STAGING} -p {VENV} {STAGING}" if ctx.parent else VENV
-    lines.append(f" && PYTHONHASHSEED=0 {VENV}/bin/python -m compileall -f -q -j 1 --invalidation-mode checked-hash {prefix}")
+    lines.append(f" && {COMPILE.format(python=f'{VENV}/bin/python')} {prefix}")
     if shared:
         lines.append(f" && chgrp -R {gid} {target} && chmod -R g+w {target} && find {target} -type d -exec chmod g+s {{}} +")
     return " \\\n".join(lines)
@@ -536,7 +566,7 @@ def _vendor_install(ctx: PlanContext) -> Step:
     py = f'py={shlex.quote(interpreter)}; [ -n "$py" ] || py=$(command -v python3 || command -v python); '
     return Step(
         f"RUN {_PIP_CACHE} \\\n    --mount=type=bind,source={ctx.lock_dir}/{REQUIREMENTS},target=/tmp/bakegen/requirements.txt \\\n"
-        f"    --mount=type=secret,id=cacert \\\n    {_CACERT}; \\\n    {py}\\\n"
+        f"    --mount=type=secret,id=cacert \\\n    {PIP_CACERT}; \\\n    {py}\\\n"
         f'    SOURCE_DATE_EPOCH={ctx.lock.source_date_epoch or 0} PYTHONHASHSEED=0 {PIP_CACHE} "$py" -m pip install --no-input --disable-pip-version-check --require-hashes --no-deps -r /tmp/bakegen/requirements.txt',
         ("Hash-checked install into the base image's own Python (python.env = \"base\"), in one",
          "layer that holds only what changed; pip replaces the vendor's versions it must move.",
