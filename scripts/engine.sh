@@ -7,7 +7,9 @@
 #   scripts/engine.sh arm64       arm64 emulation (QEMU, binfmt_misc) and the stand-in for
 #                                 amd64 + arm64 as one image index in the local registry;
 #                                 prints its reference (REGISTRY/bakegen-standin/python:3.13-slim@sha256:...)
-#   scripts/engine.sh all         up, standin, registry and arm64
+#   scripts/engine.sh all         up, standin, registry, and arm64 started in the background (the
+#                                 first `arm64` call waits for it): make test overlaps the slow
+#                                 QEMU part with the unit tests
 #   scripts/engine.sh down        stop the dockerd (and registry) this script started
 #
 # Does nothing when a working engine with buildx is already running. Installs
@@ -180,6 +182,10 @@ cmd_qemu() {
 
 cmd_arm64() {
     # The stand-in for amd64 and arm64, published as one image index, as the real python:3.13-slim is.
+    # One at a time: a second call (the tests' fixture) waits for a first (started in the background).
+    mkdir -p "$ENGINE_DIR"
+    exec 9>"$ENGINE_DIR/arm64.lock"
+    flock 9
     cmd_up
     cmd_qemu
     cmd_registry
@@ -194,6 +200,15 @@ cmd_arm64() {
         || die "could not publish the stand-in's image index"
     say "stand-in index: $REGISTRY_ADDR/$repo:$tag@$digest"
     echo "$REGISTRY_ADDR/$repo:$tag@$digest"
+}
+
+cmd_arm64_background() {
+    # `arm64` in the background, its output in a log; `arm64` (or the tests) waits for it and prints the index.
+    mkdir -p "$ENGINE_DIR"
+    local log=$ENGINE_DIR/arm64.log
+    say "making the arm64 stand-in in the background (log: $log); scripts/engine.sh arm64 waits for it"
+    setsid nohup "$(cd "$(dirname "$0")" && pwd)/$(basename "$0")" arm64 >"$log" 2>&1 < /dev/null &
+    sleep 1  # it holds the lock before the caller goes on
 }
 
 REGISTRY_ADDR=${BAKEGEN_REGISTRY_ADDR:-127.0.0.1:5000}
@@ -241,7 +256,7 @@ case "${1:-up}" in
     standin) cmd_up; cmd_standin ;;
     registry) cmd_registry ;;
     arm64) cmd_arm64 ;;
-    all) cmd_up; cmd_standin; cmd_registry; cmd_arm64 >/dev/null ;;
+    all) cmd_up; cmd_standin; cmd_registry; cmd_arm64_background ;;
     down) cmd_down ;;
     *) die "usage: $0 up|standin|registry|arm64|all|down" ;;
 esac

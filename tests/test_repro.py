@@ -1,16 +1,12 @@
-"""The reproducibility comparison on small OCI tarballs made here (and, marked e2e, a real double build)."""
+"""The reproducibility comparison on small OCI tarballs made here. Real double builds: tests/e2e/test_publish.py
+(two clean pushes of the example graph) and make bench-repro (every example stack, a stack with files, and arm64)."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import json
-import subprocess
-import sys
 import tarfile
-
-import pytest
-from conftest import REPO
 
 from bakegen.repro import first_difference, layer_names, platform_difference, read_oci, read_oci_platforms
 
@@ -97,18 +93,6 @@ def test_a_multi_platform_build_is_compared_platform_by_platform(tmp_path):
     assert platform_difference(a, a) is None
     _, c = multi_oci(tmp_path / "c.tar", {"linux/amd64": same})
     assert platform_difference(a, c) == "the builds have the platforms linux/amd64, linux/arm64 and linux/amd64"
-
-
-@pytest.mark.e2e
-def test_base_builds_bit_for_bit(engine):
-    """Two --no-cache builds of the base stack from the same locks give the same manifest digest."""
-    out = subprocess.run(
-        [sys.executable, "-m", "bakegen", "-C", str(REPO), "verify-repro", "base",
-         "--base-image", f"base={engine.standin}", "--ca-bundle", engine.ca_bundle],
-        capture_output=True, text=True,
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert out.stdout.startswith("base: identical (sha256:")
 
 
 def test_a_differing_layer_is_named_by_its_plan_step(tmp_path):

@@ -23,6 +23,8 @@ from packaging.utils import canonicalize_name
 from bakegen import __version__
 from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext, SbomItem
 from bakegen.ecosystems.python import (
+    FINISH_MOUNT,
+    FINISH_SCRIPT,
     PIP_CACERT,
     PIP_CACHE,
     PYTHON_PLATFORMS,
@@ -231,6 +233,7 @@ class Apps(Ecosystem):
         run = (
             f"RUN {cache} \\\n"
             f"{mounts}    --mount=type=bind,source={SCRIPT},target=/tmp/bakegen/apps.sh \\\n"
+            f"    {FINISH_MOUNT} \\\n"
             "    --mount=type=secret,id=cacert \\\n"
             f"    {cacert}; \\\n"
             f"    {f'BAKEGEN_UV={UV}' if uv else PIP_CACHE} sh /tmp/bakegen/apps.sh /tmp/bakegen/apps {OUT} {' '.join(shlex.quote(app) for app in part.pins)}"
@@ -250,7 +253,9 @@ class Apps(Ecosystem):
         return steps
 
     def project_templates(self, graph: StackGraph, locks: dict[str, StackLock]) -> dict[str, str]:
-        return {SCRIPT: "bakegen-apps.sh.j2"} if any(lock.parts.get(self.name) is not None for lock in locks.values()) else {}
+        if not any(lock.parts.get(self.name) is not None for lock in locks.values()):
+            return {}
+        return {SCRIPT: "bakegen-apps.sh.j2", FINISH_SCRIPT: "bakegen-finish.py.j2"}
 
 
 ECOSYSTEM = Apps()

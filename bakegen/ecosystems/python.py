@@ -375,7 +375,8 @@ class Python(Ecosystem):
 
     def project_templates(self, graph: StackGraph, locks: dict[str, StackLock]) -> dict[str, str]:
         slim = any(slim_of(graph.effective(n)) and locks[n].parts["python"].pins for n in graph.order)
-        return {SLIM_SCRIPT: "bakegen-slim.py.j2"} if slim else {}
+        finish = any(env_of(graph.effective(n)) == "venv" and locks[n].parts["python"].pins for n in graph.order)
+        return {**({SLIM_SCRIPT: "bakegen-slim.py.j2"} if slim else {}), **({FINISH_SCRIPT: "bakegen-finish.py.j2"} if finish else {})}
 
 
 def pypi_items(stack: str, pins: list[Pin]) -> list[SbomItem]:
@@ -452,7 +453,8 @@ UV_CACHE = "--mount=type=cache,id=bakegen-uv,target=/root/.cache/uv"
 UV_CACERT = "if [ -s /run/secrets/cacert ]; then export SSL_CERT_FILE=/run/secrets/cacert; fi"
 # --link-mode copy: the cache is another file system (a cache mount); files are copied, never linked to it
 UV_INSTALL = f"{UV} pip install --no-config --quiet --cache-dir /root/.cache/uv --link-mode copy --require-hashes --no-deps"
-COMPILE = "PYTHONHASHSEED=0 {python} -m compileall -f -q -j 0 --invalidation-mode checked-hash"  # every core; checked-hash: order-free
+FINISH_SCRIPT = f"{DOCKERFILE_DIR}/bakegen-finish.py"  # bytecode (sharded: bit for bit), duplicates linked, group access
+FINISH_MOUNT = f"--mount=type=bind,source={FINISH_SCRIPT},target=/tmp/bakegen/finish.py"
 
 
 def _uv(ctx: PlanContext) -> bool:
@@ -480,8 +482,9 @@ def _install_comments(ctx: PlanContext) -> tuple[str, ...]:
     lines = ["Hash-checked install of exactly the locked wheels. The lock is bind-mounted",
              "and the proxy CA (if any) is a BuildKit secret: neither lands in a layer."]
     if _uv(ctx):
-        lines += ["uv downloads and installs in parallel; compileall uses every core (checked-hash"]
-        lines += ["bytecode does not depend on the order)."]
+        lines += ["uv downloads and installs in parallel. bakegen-finish.py compiles the bytecode (4",
+                  "processes, each a fixed share of the files: bit for bit on any machine; none for"]
+        lines += ["tests folders) and links identical files."]
     if not ctx.parent and not pip_of(ctx.stack):
         lines += ["[python] pip = false: no pip in the virtualenv, which stays root's."]
     elif ctx.parent and not _uv(ctx):
@@ -499,6 +502,7 @@ def _install_steps(ctx: PlanContext) -> list[Step]:
     """The builder's hash-checked pip install of the lock (per platform when there are several)."""
     platforms = ctx.lock.platforms
     slim = f"    --mount=type=bind,source={SLIM_SCRIPT},target=/tmp/bakegen/slim.py \\\n" if slim_of(ctx.stack) else ""
+    slim += f"    {FINISH_MOUNT} \\\n"
     cache, cacert = (UV_CACHE, UV_CACERT) if _uv(ctx) else (_PIP_CACHE, PIP_CACERT)
     if len(platforms) > 1:
         mounts = "".join(f"    --mount=type=bind,source={ctx.lock_dir}/{f},target=/tmp/bakegen/lock/{f} \\\n" for f in (requirements_file(p, platforms) for p in platforms))
@@ -529,10 +533,8 @@ def _install_commands(ctx: PlanContext) -> str:
         lines.append(f" && {VENV}/bin/python /tmp/bakegen/slim.py /tmp/bakegen/requirements.txt --prefix {target}")
     if not ctx.parent and not pip_of(ctx.stack) and not _uv(ctx):
         lines.append(f" && {VENV}/bin/python -m pip uninstall --no-input --disable-pip-version-check -q -y pip")
-    prefix = f"-s {STAGING} -p {VENV} {STAGING}" if ctx.parent else VENV
-    lines.append(f" && {COMPILE.format(python=f'{VENV}/bin/python')} {prefix}")
-    if shared:
-        lines.append(f" && chgrp -R {gid} {target} && chmod -R g+w {target} && find {target} -type d -exec chmod g+s {{}} +")
+    options = (f" --dest {VENV}" if ctx.parent else "") + (f" --group {gid}" if shared else "")
+    lines.append(f" && {VENV}/bin/python /tmp/bakegen/finish.py {target}{options}")
     return " \\\n".join(lines)
 
 

@@ -297,7 +297,8 @@ def test_a_leaf_python_change_rebuilds_only_its_python_layer(built, engine, tmp_
     req = root / "locks" / "geo" / "requirements.txt"
     # unique each run: an earlier run's identical change would be in BuildKit's cache. The manifest
     # is made to agree (bakegen build --load reads current locks: it stamps the images with their date)
-    req.write_text(req.read_text() + f"# a change to the leaf's Python lock: {uuid.uuid4()}\n")
+    head, rest = req.read_text().split("\n", 1)  # a line of the header: bakegen accepts it (the body is what it writes)
+    req.write_text(f"{head}\n# a change to the leaf's Python lock: {uuid.uuid4()}\n{rest}")
     manifest = root / "locks" / "geo" / "lock.json"
     doc = json.loads(manifest.read_text())
     doc["python"]["files"]["linux/amd64"]["sha256"] = hashlib.sha256(req.read_bytes()).hexdigest()

@@ -78,11 +78,11 @@ def test_load_keeps_the_pushed_digest(published, engine):
 def test_verify_repro_checks_the_registry_against_a_clean_rebuild(published, engine):
     root, repos, _, _ = published
     start = time.monotonic()
-    out = bakegen(root, "verify-repro", "scipy", "--against", f"{repos}-a/scipy:latest",
+    out = bakegen(root, "verify-repro", "base", "--against", f"{repos}-a/base:latest",
                   "--base-image", f"base={engine.standin}", "--ca-bundle", engine.ca_bundle, "--progress", "quiet")
-    print(f"verify-repro scipy --against the registry (one clean build of base + scipy): {time.monotonic() - start:.0f}s")
+    print(f"verify-repro base --against the registry (one clean build of base): {time.monotonic() - start:.0f}s")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert out.stdout.startswith("scipy: identical (sha256:")
+    assert out.stdout.startswith("base: identical (sha256:")
 
 
 def test_a_leaf_pin_bump_uploads_only_the_layers_that_changed(published, engine):
