@@ -109,7 +109,12 @@ def image_size(image: str) -> tuple[int, int, int]:
     from bakegen.report import inspect
 
     compressed, layers = inspect(image)
-    return sum(layer.size for layer in layers), compressed, len(layers)
+    return sum(size for size, _ in layers), compressed, len(layers)
+
+
+def venv_size(image: str, path: str = "/opt/venv") -> int:
+    """Bytes of the files under ``path`` in ``image`` (a hard-linked file counted once, as on disk)."""
+    return int(docker("run", "--rm", "--entrypoint", "du", image, "-sb", path).split()[0])
 
 
 def mb(n: float) -> str:

@@ -35,6 +35,7 @@ from _bench import (
     mb,
     project,
     table,
+    venv_size,
     workdir,
 )
 
@@ -106,14 +107,19 @@ def main() -> None:
             return f"{mb(disk)} ({mb(download)} download, {layers} layers)", disk
 
         rows = [["stack", "single-stage pip --no-cache-dir", "bakegen default", "bakegen slim", "default vs single", "slim vs single"]]
+        venvs = [["stack", "single-stage", "bakegen default", "bakegen slim", "default / single", "slim / single"]]
         for name in stacks:
             single, s = cell(f"bench-single/{name}:latest")
             dflt, d = cell(f"bench-default/{name}:latest")
             slim, m = cell(f"bench-slim/{name}:latest")
             rows.append([name, single, dflt, slim, f"{(d - s) / 1e6:+.1f} MB ({(d - s) / s:+.1%})", f"{(m - s) / 1e6:+.1f} MB ({(m - s) / s:+.1%})"])
+            vs, vd, vm = (venv_size(f"bench-{kind}/{name}:latest") for kind in ("single", "default", "slim"))
+            venvs.append([name, mb(vs), mb(vd), mb(vm), f"{vd / vs:.2f}x", f"{vm / vs:.2f}x"])
     print(f"base image: {BASE_IMAGE}; sizes on disk (sum of uncompressed layers), base image included")
     print(table(rows))
     print("negative = smaller than the single-stage image")
+    print("\nthe virtualenv /opt/venv alone (du -sb: a hard-linked file counted once); goal: default <= 0.85x, slim <= 0.65x")
+    print(table(venvs))
 
 
 if __name__ == "__main__":

@@ -71,3 +71,43 @@ def snapshot(root: Path) -> dict[str, object]:
             else:
                 out[rel] = ("dir" if stat.S_ISDIR(info.st_mode) else "special", stat.S_IMODE(info.st_mode))
     return out
+
+
+class Engine:
+    """A running Docker engine with buildx, and the local stand-in base image."""
+
+    standin = "bakegen-standin/python:3.13-slim"
+    ca_bundle = "/etc/ssl/certs/ca-certificates.crt"
+
+
+@pytest.fixture(scope="session")
+def engine() -> Engine:
+    """Start the engine with the project's own script. Never skips: no engine is a failure."""
+    import subprocess
+
+    proc = subprocess.run([str(REPO / "scripts" / "engine.sh"), "standin"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.fail(f"scripts/engine.sh standin failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}", pytrace=False)
+    return Engine()
+
+
+@pytest.fixture(scope="session")
+def arm64_standin(engine) -> str:
+    """The stand-in for amd64 and arm64 as one image index in the local registry (arm64 runs under QEMU)."""
+    import subprocess
+
+    proc = subprocess.run([str(REPO / "scripts" / "engine.sh"), "arm64"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.fail(f"scripts/engine.sh arm64 failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}", pytrace=False)
+    return proc.stdout.split()[-1]
+
+
+@pytest.fixture(scope="session")
+def registry(engine) -> str:
+    """A real OCI registry (Debian's docker-registry) on 127.0.0.1:5000, started by scripts/engine.sh."""
+    import subprocess
+
+    proc = subprocess.run([str(REPO / "scripts" / "engine.sh"), "registry"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.fail(f"scripts/engine.sh registry failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}", pytrace=False)
+    return "localhost:5000"
