@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install tools example lock upgrade generate check diff schema engine build build-local push lint test unit e2e bench bench-lock bench-lock-speed bench-build bench-size bench-bake bench-rebuild bench-repro clean
+.PHONY: help install tools example lock upgrade generate check diff schema engine build build-local push lint test unit e2e bench bench-lock bench-lock-speed bench-build bench-compression bench-size bench-bake bench-rebuild bench-repro clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -85,7 +85,7 @@ unit: install tools ## only the tests that need neither network nor Docker
 e2e: install engine ## only the end-to-end tests against a real BuildKit
 	$(BIN)/python -m pytest -ra -m e2e $(PYTEST_ARGS)
 
-bench: bench-lock bench-lock-speed bench-build bench-size bench-bake bench-rebuild bench-repro ## every benchmark in bench/; prints figures (about an hour)
+bench: bench-lock bench-lock-speed bench-build bench-compression bench-size bench-bake bench-rebuild bench-repro ## every benchmark in bench/; prints figures (about an hour)
 
 bench-lock: install ## time bakegen lock against pip-compile
 	$(BIN)/python bench/lock_bench.py
@@ -95,6 +95,9 @@ bench-lock-speed: install ## bakegen lock against the bare uv pip compile it dri
 
 bench-build: install engine ## cold builds of the S1 set: bakegen's Dockerfile against a single-stage pip install (median ratio of 3 pairs)
 	$(BIN)/python bench/build_bench.py
+
+bench-compression: install engine ## layer compression: gzip and zstd, export time, bytes to download, load time
+	$(BIN)/python bench/compression_bench.py
 
 bench-size: install engine ## image sizes: bakegen default and slim against single-stage pip install
 	$(BIN)/python bench/size_bench.py
