@@ -38,6 +38,9 @@ class BuildOptions:
     progress: str = "auto"
     # BuildKit's provenance attestation carries build times: on, it changes the image index's digest on every build
     provenance: bool = False
+    # layer compression of --load and --push (README: "Layer compression"); every layer, the base's too, is
+    # compressed again, so a digest never depends on what an earlier build left in the cache
+    compression: str = "zstd"
     extra: list[str] = field(default_factory=list)
 
 
@@ -161,7 +164,8 @@ def _levels(root: Path, chain: Chain, opts: BuildOptions, work: Path, sbom: Call
 
 
 def _oci_settings(stack: str, names: list[str], epoch: int, parent: str | None, digests: dict[str, str], work: Path, opts: BuildOptions) -> list[str]:
-    output = f'{stack}.output=type=oci,dest={work / stack},tar=false,rewrite-timestamp=true,"name={",".join(names)}"'
+    output = (f'{stack}.output=type=oci,dest={work / stack},tar=false,rewrite-timestamp=true,'
+              f'compression={opts.compression},force-compression=true,"name={",".join(names)}"')
     sets = [output, f"{stack}.args.SOURCE_DATE_EPOCH={epoch}"]
     if not opts.provenance:
         sets.append(f"{stack}.attest=type=provenance,disabled=true")

@@ -13,7 +13,7 @@ import threading
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from bakegen import __version__, arguments
 from bakegen.ecosystem import registry
@@ -198,7 +198,7 @@ def cmd_verify_repro(args: argparse.Namespace) -> int:
     ca_bundle = arguments.ca_bundle(args.ca_bundle or os.environ.get("BAKEGEN_CA_BUNDLE") or None)
     graph = load_stacks(args.root)
     graph.select([args.stack])
-    opts = BuildOptions(base_images=_base_images(args, graph), ca_bundle=ca_bundle, progress=args.progress)
+    opts = BuildOptions(base_images=_base_images(args, graph), ca_bundle=ca_bundle, progress=args.progress, compression=args.compression)
     locks = current_locks(graph)
     plan = plan_dockerfile(graph, args.stack, locks)
     steps = [(step.text, step.layer) for step in plan.final.steps]  # to name a differing layer by its step
@@ -263,6 +263,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         push=args.push,
         progress=args.progress,
         provenance=args.provenance,
+        compression=args.compression,
         extra=["--no-cache"] if args.no_cache else [],
     )
     if not (args.load or args.push):
@@ -378,6 +379,7 @@ def _add_build_commands(sub: argparse._SubParsersAction) -> None:
     vr.add_argument("--ca-bundle", metavar="PEM", help="CA bundle for a TLS-intercepting proxy (env: BAKEGEN_CA_BUNDLE)")
     vr.add_argument("--progress", default="quiet", choices=["auto", "plain", "tty", "quiet"], help="build output (default: quiet)")
     vr.add_argument("--against", metavar="REF", help="compare one clean build with the image a registry holds (REGISTRY/REPOSITORY:TAG)")
+    vr.add_argument("--compression", **COMPRESSION)
     vr.set_defaults(func=cmd_verify_repro)
 
     bd = sub.add_parser("build", help="run docker buildx bake on the generated files")
@@ -391,9 +393,16 @@ def _add_build_commands(sub: argparse._SubParsersAction) -> None:
     bd.add_argument("--push", action="store_true", help="push the images")
     bd.add_argument("--no-cache", action="store_true", help="build every step again (as a new machine would)")
     bd.add_argument("--provenance", action="store_true", help="attach BuildKit's provenance attestation (mode=max); it holds build times, so the index digest changes on every build")
+    bd.add_argument("--compression", **COMPRESSION)
     bd.add_argument("--metadata-file", metavar="FILE", help="write bake's build metadata (image digests) here; bakegen profiles --metadata reads it")
     bd.add_argument("--progress", default="auto", choices=["auto", "plain", "tty", "quiet"], help="build output style")
     bd.set_defaults(func=cmd_build)
+
+
+COMPRESSION: dict[str, Any] = {
+    "default": "zstd", "choices": ["zstd", "gzip"],
+    "help": "layer compression of --load and --push (default: zstd; gzip for clients older than Docker 23 or containerd 1.5)",
+}
 
 
 class Terminated(BaseException):

@@ -32,14 +32,14 @@ def export(root, dest, compression: str) -> tuple[float, float]:
     sets = [f"scipy.output=type=oci,dest={dest},tar=false,rewrite-timestamp=true,force-compression=true,{compression}",
             "scipy.attest=type=provenance,disabled=true", f"scipy.args.SOURCE_DATE_EPOCH={epoch.group(1) if epoch else 0}"]
     opts = BuildOptions(targets=["scipy"], base_images={"base": BASE_IMAGE}, registry=f"{IMAGE_PREFIX}compression", progress="plain",
-                        extra=[f"--allow=fs.write={dest}", *[a for s in sets for a in ("--set", s)]])
+                        extra=[f"--allow=fs.write={dest.parent}", *[a for s in sets for a in ("--set", s)]])
     cmd, variables = bake_command(root, opts)
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=root, env={**os.environ, **variables}, capture_output=True, text=True)
     took = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"bench: export failed:\n{proc.stderr[-4000:]}")
-    steps = re.findall(r"^#(\d+) exporting to oci image format\n(?:.*\n)*?#\1 DONE ([0-9.]+)s$", proc.stderr, re.M)
+    steps = re.findall(r"^#(\d+) (?:\[\S+\] )?exporting to oci image format\n(?:.*\n)*?#\1 DONE ([0-9.]+)s$", proc.stderr, re.M)
     return (float(steps[-1][1]) if steps else float("nan")), took
 
 

@@ -43,3 +43,26 @@ def test_image_names_are_checked_before_anything_is_built(tmp_path, capsys, args
     assert main(["-C", str(tmp_path), "build", *args]) == 2
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith("error: ") and message in err[0] and len(err) == 2, err
+
+
+@pytest.mark.parametrize("compression", ["zstd", "gzip"])
+def test_every_layer_of_a_published_image_is_compressed_alike(tmp_path, compression):
+    """The OCI export compresses every layer again (force-compression): a layer that an earlier build left in the
+    cache with another compression never reaches an image, so the digest depends only on the locks and this choice."""
+    from bakegen.build import _oci_settings
+
+    args = _oci_settings("scipy", ["r/scipy:latest"], 1, "base", {"base": "sha256:" + "a" * 64}, tmp_path, BuildOptions(compression=compression))
+    output = next(a for a in args if a.startswith("scipy.output="))
+    options = dict(part.split("=", 1) for part in output.removeprefix("scipy.output=").split(",") if "=" in part)
+    assert options["compression"] == compression
+    assert options["force-compression"] == "true"
+    assert options["rewrite-timestamp"] == "true"
+
+
+def test_the_default_compression_is_zstd_and_the_cli_offers_gzip(tmp_path):
+    from bakegen.cli import parser as cli_parser
+
+    parser = cli_parser()
+    assert BuildOptions().compression == "zstd"
+    assert parser.parse_args(["build", "--compression", "gzip"]).compression == "gzip"
+    assert parser.parse_args(["verify-repro", "base"]).compression == "zstd"
