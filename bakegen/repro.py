@@ -104,13 +104,31 @@ def platform_difference(a: dict[str, OciImage], b: dict[str, OciImage], steps: l
 
 
 def _layer_members(path: Path, digest: str) -> dict[str, tuple]:
-    with open_blob(path, digest) as fh, tarfile.open(fileobj=fh, mode="r:*") as tar:
+    with open_blob(path, digest) as fh, layer_tar(fh) as tar:
         return _members(tar)
+
+
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+@contextmanager
+def layer_tar(fh: IO[bytes]) -> Iterator[tarfile.TarFile]:
+    """A layer blob as a tar archive: zstd (bakegen's default), gzip or plain, told by its first bytes."""
+    if fh.read(4) != ZSTD_MAGIC:
+        fh.seek(0)
+        with tarfile.open(fileobj=fh, mode="r:*") as tar:
+            yield tar
+        return
+    import zstandard
+
+    fh.seek(0)
+    with zstandard.ZstdDecompressor().stream_reader(fh) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+        yield tar
 
 
 def _members(tar: tarfile.TarFile) -> dict[str, tuple]:
     out = {}
-    for m in tar.getmembers():
+    for m in tar:  # in order: a zstd layer is read as a stream
         data = hashlib.sha256(tar.extractfile(m).read()).hexdigest() if m.isfile() else ""  # type: ignore[union-attr]
         out[m.name] = (m.type, m.mode, m.uid, m.gid, m.size, m.mtime, m.linkname, data)
     return out

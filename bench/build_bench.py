@@ -8,13 +8,14 @@ ipykernel, scikit-learn, sympy) is locked once with bakegen (one root stack on t
 stand-in base, no apt packages), then built in pairs, each build cold: BuildKit's
 cache (cache mounts included, so no pip or uv cache) is pruned before it.
 
-* bakegen: `docker buildx bake` of the generated Dockerfile (uv in the builder,
-  bytecode on every core, the virtualenv copied into the final image);
+* bakegen: `bakegen build --load`, as `make build` runs it, of the generated
+  Dockerfile (uv in the builder, bytecode on every core, the virtualenv copied into
+  the final image; exported to an OCI layout with zstd layers, then docker load);
 * seed: a single-stage Dockerfile as a team writes it: `python -m venv`, `pip install
   --no-cache-dir -r` the same locked requirements (with their hashes), a non-root
   user, a `CMD`.
 
-Both load their image into the engine (--load). The pairs alternate their order
+Both load their image into the engine (the seed: docker buildx build --load). The pairs alternate their order
 (bakegen first, then seed first). It prints every build's time, the time of each
 step of the first pair, and the median ratio bakegen / seed. BENCH_PAIRS (default 3)
 sets the number of pairs.
@@ -26,12 +27,11 @@ import os
 import re
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 from _bench import BASE_IMAGE, CA_BUNDLE, IMAGE_PREFIX, REPO, bakegen, table, workdir
-
-from bakegen.build import BuildOptions, bake_command
 
 S1 = ["numpy", "pandas", "scipy", "matplotlib", "seaborn", "bokeh", "jupyterlab", "ipykernel", "scikit-learn", "sympy"]
 # the examples' base, pinned by digest (no registry is reachable to resolve a tag); built on the stand-in
@@ -72,9 +72,10 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
 
 
 def build_bakegen(root: Path) -> tuple[float, str]:
-    opts = BuildOptions(targets=["s1"], base_images={"s1": BASE_IMAGE}, ca_bundle=CA_BUNDLE, registry=f"{IMAGE_PREFIX}build", load=True, progress="plain")
-    cmd, variables = bake_command(root, opts)
-    return timed(cmd, root, {**os.environ, **variables})
+    """What `make build` runs: bakegen build --load (an OCI layout with rewritten timestamps and zstd layers, then docker load)."""
+    cmd = [sys.executable, "-m", "bakegen", "-C", str(root), "build", "s1", "--load", "--progress", "plain",
+           "--base-image", f"s1={BASE_IMAGE}", "--registry", f"{IMAGE_PREFIX}build", *(["--ca-bundle", CA_BUNDLE] if CA_BUNDLE else [])]
+    return timed(cmd, root, dict(os.environ))
 
 
 def build_seed(ctx: Path) -> tuple[float, str]:
@@ -84,8 +85,8 @@ def build_seed(ctx: Path) -> tuple[float, str]:
 
 
 def steps(log: str) -> list[tuple[str, float]]:
-    """(step, seconds) of the RUN and COPY steps of a plain-progress log, slowest first."""
-    names = {m.group(1): m.group(2)[:90] for m in re.finditer(r"^#(\d+) \[[^\]]*\] ((?:RUN|COPY)[^\n]*)$", log, re.M)}
+    """(step, seconds) of the RUN, COPY and export steps of a plain-progress log, slowest first."""
+    names = {m.group(1): m.group(2)[:90] for m in re.finditer(r"^#(\d+) (?:\[[^\]]*\] )?((?:RUN|COPY|exporting to )[^\n]*)$", log, re.M)}
     done = {m.group(1): float(m.group(2)) for m in re.finditer(r"^#(\d+) DONE ([0-9.]+)s$", log, re.M)}
     return sorted(((names[n], done[n]) for n in names if n in done), key=lambda item: -item[1])
 

@@ -51,7 +51,7 @@ def compile_all(top, dest):
     env = dict(os.environ, PYTHONHASHSEED="0")
     procs = []
     with tempfile.TemporaryDirectory(prefix="bakegen-compile-") as tmp:
-        for i in range(SHARDS):
+        for i in range(min(SHARDS, len(files))):  # compileall given no file would compile sys.path
             shard = os.path.join(tmp, f"shard-{i}")
             with open(shard, "w", encoding="utf-8") as fh:
                 fh.writelines(f"{path}\n" for path in files[i::SHARDS])

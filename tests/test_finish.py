@@ -95,3 +95,19 @@ def test_a_failing_compile_fails_the_step(script, tmp_path):
     out = subprocess.run([sys.executable, str(script), str(root)], capture_output=True, text=True)
     assert out.returncode != 0 and "compileall failed" in out.stderr
     shutil.rmtree(root)
+
+
+def test_fewer_files_than_processes_compile_only_those_files(script, tmp_path):
+    """A child's staging prefix may hold one module (six): compileall given an empty share would compile every
+    folder on sys.path instead (the base image's own, under QEMU a failed build)."""
+    root = tmp_path / "staging"
+    (root / "lib").mkdir(parents=True)
+    (root / "lib" / "six.py").write_text("X = 1\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "other.py").write_text("Y = 2\n")
+    out = subprocess.run([sys.executable, str(script), str(root)], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(elsewhere)})
+    assert out.returncode == 0, out.stderr
+    assert list(pycs(root)) == [f"lib/__pycache__/six.{sys.implementation.cache_tag}.pyc"]
+    assert not (elsewhere / "__pycache__").exists()

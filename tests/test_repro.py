@@ -117,3 +117,19 @@ def test_reading_layout_tarballs_closes_every_file(tmp_path):
         read_oci_platforms(tmp_path / "a.tar")
         gc.collect()
     assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+def test_zstd_and_gzip_layers_are_compared_by_their_files(tmp_path):
+    """bakegen's layers are zstd by default (--compression gzip for old clients): the first differing file is
+    found inside either."""
+    import gzip
+
+    import zstandard
+
+    def zstd(data: bytes) -> bytes:
+        return zstandard.ZstdCompressor().compress(data)
+
+    for compress in (zstd, gzip.compress):
+        a = oci(tmp_path / f"a-{compress.__name__}.tar", [compress(layer({"etc/x": b"1", "opt/venv/y": b"2"}))])
+        b = oci(tmp_path / f"b-{compress.__name__}.tar", [compress(layer({"etc/x": b"1", "opt/venv/y": b"3"}))])
+        assert "opt/venv/y" in (first_difference(a, b) or ""), compress

@@ -7,6 +7,7 @@ scripts/engine.sh (and makes the stand-in base image) when none is running.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ import urllib.request
 import uuid
 from datetime import UTC
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -129,7 +131,19 @@ def saved_layers(image: str, tmp: Path) -> list[tarfile.TarFile]:
     docker("save", image, "-o", str(path))
     outer = tarfile.open(path)
     manifest = json.load(outer.extractfile("manifest.json"))  # type: ignore[arg-type]
-    return [tarfile.open(fileobj=outer.extractfile(layer), mode="r:*") for layer in manifest[0]["Layers"]]
+    return [_random_access(outer.extractfile(layer)) for layer in manifest[0]["Layers"]]  # type: ignore[arg-type]
+
+
+def _random_access(blob: IO[bytes]) -> tarfile.TarFile:
+    """A saved layer (zstd, bakegen's default, or gzip) as a tar archive that can be read in any order."""
+    from bakegen.repro import layer_tar
+
+    plain = io.BytesIO()
+    with layer_tar(blob) as tar, tarfile.open(fileobj=plain, mode="w") as copy:
+        for member in tar:
+            copy.addfile(member, tar.extractfile(member) if member.isfile() else None)
+    plain.seek(0)
+    return tarfile.open(fileobj=plain)
 
 
 def layer_ids(image: str) -> list[str]:
