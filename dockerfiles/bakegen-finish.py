@@ -63,21 +63,24 @@ def compile_all(top, dest):
 
 
 def link_duplicates(top):
-    first = {}
-    linked = 0
+    """Only files that share their size (and mode and owner) with another are read: most are unique."""
+    by_shape = {}
     for path in walk(top):
         info = os.lstat(path)
-        if not stat.S_ISREG(info.st_mode) or info.st_size < MIN_LINK or info.st_nlink > 1:
-            continue
-        with open(path, "rb") as fh:
-            digest = hashlib.sha256(fh.read()).hexdigest()
-        key = (digest, info.st_size, stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid)
-        if key in first:
-            os.unlink(path)
-            os.link(first[key], path)
-            linked += info.st_size
-        else:
-            first[key] = path
+        if stat.S_ISREG(info.st_mode) and info.st_size >= MIN_LINK and info.st_nlink == 1:
+            by_shape.setdefault((info.st_size, stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid), []).append(path)
+    linked = 0
+    for (size, *_), paths in by_shape.items():
+        first = {}
+        for path in paths if len(paths) > 1 else ():
+            with open(path, "rb") as fh:
+                digest = hashlib.sha256(fh.read()).hexdigest()
+            if digest in first:
+                os.unlink(path)
+                os.link(first[digest], path)
+                linked += size
+            else:
+                first[digest] = path
     return linked
 
 
