@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from fakes import FakeImages, FakeResolver
@@ -95,3 +96,39 @@ def test_a_child_cannot_carry_build_tools_of_its_own(project, capsys):
     relock(root, "kid", lambda kid: kid.parts.__setitem__("tools", tools))
     assert main(["-C", str(root), "check"]) == 1
     assert "tampered: the lock's ecosystems" in capsys.readouterr().out
+
+
+RACE = """
+import sys, sysconfig, threading, time
+from bakegen.resolvers.python import UvResolver
+
+real_init = getattr(sysconfig, "_init_posix", None)
+if real_init:  # widen the window a cold sysconfig leaves open (Python 3.11 fills its dict after publishing it)
+    def slow_init(config):
+        time.sleep(0.2)
+        real_init(config)
+    sysconfig._init_posix = slow_init
+resolver = UvResolver()
+errors = []
+def ask():
+    try:
+        resolver.uv
+    except Exception as exc:
+        errors.append(f"{type(exc).__name__}: {exc}")
+threads = [threading.Thread(target=ask) for _ in range(2)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(errors)
+"""
+
+
+def test_two_ecosystems_finding_uv_at_once_both_get_it():
+    """The tools and python ecosystems resolve in threads that share one UvResolver: the first look-up of the uv
+    binary (uv's find_uv_bin reads sysconfig, not thread-safe on a cold start before Python 3.12) is made once.
+    It was an internal error (TypeError) in 3 of 5 real locks of a root stack."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", RACE], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

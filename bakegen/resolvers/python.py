@@ -18,6 +18,7 @@ import re
 import ssl
 import sys
 import tempfile
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -296,17 +297,21 @@ class UvResolver:
 
     def __init__(self, uv: str | None = None):
         self._uv = uv
+        self._uv_lock = threading.Lock()  # the python and tools ecosystems' threads share this resolver
 
     @property
     def uv(self) -> str:
-        if self._uv is None:
-            try:
-                from uv import find_uv_bin
+        # One thread at a time: find_uv_bin() reads sysconfig, whose first get_config_vars() is not
+        # thread-safe before Python 3.12 (a concurrent caller sees EXE None: "uv" + None, a TypeError).
+        with self._uv_lock:
+            if self._uv is None:
+                try:
+                    from uv import find_uv_bin
 
-                self._uv = find_uv_bin()
-            except (ImportError, FileNotFoundError):
-                raise ToolError("uv is not installed", hint="pip install uv, or choose --resolver pip-tools") from None
-        return self._uv
+                    self._uv = find_uv_bin()
+                except (ImportError, FileNotFoundError):
+                    raise ToolError("uv is not installed", hint="pip install uv, or choose --resolver pip-tools") from None
+            return self._uv
 
     def version(self) -> str:
         out = proc.run([self.uv, "--version"], env=_isolated_env()).stdout.split()
