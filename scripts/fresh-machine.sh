@@ -57,16 +57,38 @@ checkout "$work/src"
 cmd=("$@")
 [ ${#cmd[@]} -gt 0 ] || cmd=(bash .ci/run)
 ca=/etc/ssl/certs/ca-certificates.crt
+# Each line of the run, prefixed with the seconds since the start; the phases are summed up at the end.
+stamp() {
+    local line
+    while IFS= read -r line; do printf '[%5d s] %s\n' $(( $(date +%s) - start )) "$line"; done
+}
+# phase name <TAB> the first line of the run that starts it (a fixed string)
+PHASES='install (pip)	-m venv .venv
+npm test tools	npm ci
+engine, stand-ins, registry	scripts/engine.sh all
+lint, check, generate	make lint
+unit and network tests	-m "not e2e"
+e2e tests	-m e2e'
+phases() {
+    local log=$1 name marker at
+    while IFS=$'\t' read -r name marker; do
+        at=$(grep -F -m1 -- "$marker" "$log" | sed -n 's/^\[ *\([0-9]*\) s\].*/\1/p')
+        say "phase at ${at:-?} s: $name"
+    done < <(printf '%b\n' "$PHASES")
+    grep -E '(passed|failed|error).* in [0-9.]+s' "$log" | sed 's/^/fresh-machine: result: /' >&2 || true
+}
 say "running ${cmd[*]} in a new $IMAGE container (docker-in-docker)"
 start=$(date +%s)
+log="$work/run.log"
 set +e
 docker run --rm --privileged \
     -v "$work/src:/src" -w /src \
     -v /var/lib/docker -v /var/lib/containerd \
     -e HOME=/root -e SSL_CERT_FILE=$ca -e PIP_CERT=$ca -e REQUESTS_CA_BUNDLE=$ca -e CURL_CA_BUNDLE=$ca \
     -e NODE_EXTRA_CA_CERTS=$ca -e GIT_SSL_CAINFO=$ca -e PIP_DEFAULT_TIMEOUT=180 \
-    "$IMAGE" "${cmd[@]}"
-rc=$?
+    "$IMAGE" "${cmd[@]}" 2>&1 | stamp | tee "$log"
+rc=${PIPESTATUS[0]}
 set -e
+phases "$log"
 say "${cmd[*]} exited with $rc after $(( $(date +%s) - start )) s"
 exit $rc
