@@ -96,7 +96,7 @@ bench-lock-speed: install ## bakegen lock against the bare uv pip compile it dri
 bench-build: install engine ## cold builds of the S1 set: bakegen's Dockerfile against a single-stage pip install (median ratio of 3 pairs)
 	$(BIN)/python bench/build_bench.py
 
-bench-compression: install engine ## layer compression: gzip and zstd, export time, bytes to download, load time
+bench-compression: install engine ## layer compression: gzip and zstd, export time and bytes to download
 	$(BIN)/python bench/compression_bench.py
 
 bench-size: install engine ## image sizes: bakegen default and slim against single-stage pip install

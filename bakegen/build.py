@@ -24,6 +24,8 @@ from bakegen.render import BAKE_FILE
 from bakegen.render.bake import base_variable
 from bakegen.stack import StackGraph
 
+COMPRESSIONS = ("zstd", "gzip")  # layer compression of --load and --push; the first is the default
+
 
 @dataclass
 class BuildOptions:
@@ -40,7 +42,7 @@ class BuildOptions:
     provenance: bool = False
     # layer compression of --load and --push (README: "Layer compression"); every layer, the base's too, is
     # compressed again, so a digest never depends on what an earlier build left in the cache
-    compression: str = "zstd"
+    compression: str = COMPRESSIONS[0]
     extra: list[str] = field(default_factory=list)
 
 
@@ -164,6 +166,8 @@ def _levels(root: Path, chain: Chain, opts: BuildOptions, work: Path, sbom: Call
 
 
 def _oci_settings(stack: str, names: list[str], epoch: int, parent: str | None, digests: dict[str, str], work: Path, opts: BuildOptions) -> list[str]:
+    if opts.compression not in COMPRESSIONS:  # it goes into the exporter's option string
+        raise BakegenError(f"unknown layer compression {opts.compression!r}", hint=f"use one of: {', '.join(COMPRESSIONS)}")
     output = (f'{stack}.output=type=oci,dest={work / stack},tar=false,rewrite-timestamp=true,'
               f'compression={opts.compression},force-compression=true,"name={",".join(names)}"')
     sets = [output, f"{stack}.args.SOURCE_DATE_EPOCH={epoch}"]

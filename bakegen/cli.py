@@ -379,7 +379,7 @@ def _add_build_commands(sub: argparse._SubParsersAction) -> None:
     vr.add_argument("--ca-bundle", metavar="PEM", help="CA bundle for a TLS-intercepting proxy (env: BAKEGEN_CA_BUNDLE)")
     vr.add_argument("--progress", default="quiet", choices=["auto", "plain", "tty", "quiet"], help="build output (default: quiet)")
     vr.add_argument("--against", metavar="REF", help="compare one clean build with the image a registry holds (REGISTRY/REPOSITORY:TAG)")
-    vr.add_argument("--compression", **COMPRESSION)
+    vr.add_argument("--compression", **_compression())
     vr.set_defaults(func=cmd_verify_repro)
 
     bd = sub.add_parser("build", help="run docker buildx bake on the generated files")
@@ -393,16 +393,17 @@ def _add_build_commands(sub: argparse._SubParsersAction) -> None:
     bd.add_argument("--push", action="store_true", help="push the images")
     bd.add_argument("--no-cache", action="store_true", help="build every step again (as a new machine would)")
     bd.add_argument("--provenance", action="store_true", help="attach BuildKit's provenance attestation (mode=max); it holds build times, so the index digest changes on every build")
-    bd.add_argument("--compression", **COMPRESSION)
+    bd.add_argument("--compression", **_compression())
     bd.add_argument("--metadata-file", metavar="FILE", help="write bake's build metadata (image digests) here; bakegen profiles --metadata reads it")
     bd.add_argument("--progress", default="auto", choices=["auto", "plain", "tty", "quiet"], help="build output style")
     bd.set_defaults(func=cmd_build)
 
 
-COMPRESSION: dict[str, Any] = {
-    "default": "zstd", "choices": ["zstd", "gzip"],
-    "help": "layer compression of --load and --push (default: zstd; gzip for clients older than Docker 23 or containerd 1.5)",
-}
+def _compression() -> dict[str, Any]:
+    from bakegen.build import COMPRESSIONS
+
+    return {"default": COMPRESSIONS[0], "choices": list(COMPRESSIONS),
+            "help": f"layer compression of --load and --push (default: {COMPRESSIONS[0]}; gzip for clients older than Docker 23 or containerd 1.5)"}
 
 
 class Terminated(BaseException):

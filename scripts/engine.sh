@@ -206,6 +206,12 @@ cmd_arm64_background() {
     # `arm64` in the background, its output in a log; `arm64` (or the tests) waits for it and prints the index.
     mkdir -p "$ENGINE_DIR"
     local log=$ENGINE_DIR/arm64.log
+    # One at a time: a second `all` (make test runs make e2e, which runs it again) while the first job
+    # holds the lock would truncate that job's log and queue a second job behind it.
+    if ! flock -n "$ENGINE_DIR/arm64.lock" true; then
+        say "the arm64 stand-in is being made in the background already (log: $log)"
+        return 0
+    fi
     say "making the arm64 stand-in in the background (log: $log); scripts/engine.sh arm64 waits for it"
     setsid nohup "$(cd "$(dirname "$0")" && pwd)/$(basename "$0")" arm64 >"$log" 2>&1 < /dev/null &
     sleep 1  # it holds the lock before the caller goes on

@@ -66,3 +66,10 @@ def test_the_default_compression_is_zstd_and_the_cli_offers_gzip(tmp_path):
     assert BuildOptions().compression == "zstd"
     assert parser.parse_args(["build", "--compression", "gzip"]).compression == "gzip"
     assert parser.parse_args(["verify-repro", "base"]).compression == "zstd"
+
+
+def test_an_unknown_compression_never_reaches_the_exporter_options(tmp_path):
+    from bakegen.build import _oci_settings
+
+    with pytest.raises(BakegenError, match="unknown layer compression"):
+        _oci_settings("base", ["r/base:latest"], 1, None, {}, tmp_path, BuildOptions(compression="zstd,dest=/etc"))

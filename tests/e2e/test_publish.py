@@ -125,3 +125,19 @@ def test_the_lock_sbom_rides_with_each_image_as_an_attestation(published):
     out = bakegen(root, "sbom", "scipy", "--format", "cyclonedx", "--output", str(root / "sbom-check"))
     assert out.returncode == 0, out.stderr
     assert statement["predicate"] == json.loads((root / "sbom-check" / "scipy" / "amd64.cdx.json").read_text())
+
+
+ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+
+def test_layers_are_zstd_and_gzip_on_request_whatever_the_cache_holds(published, engine):
+    """Every layer, the base's too, is compressed as asked (force-compression): a gzip push of base, then a zstd
+    push from the same cache, which now holds gzip blobs of every layer, gives the first clean push's digest."""
+    root, repos, a, _ = published
+    assert {x["mediaType"] for s in STACKS for x in image_manifest(f"{repos}-a/{s}")["layers"]} == {ZSTD}
+    gz = push(root, engine, f"{repos}-gzip", "--compression", "gzip", "base")
+    assert {x["mediaType"] for x in image_manifest(f"{repos}-gzip/base")["layers"]} == {GZIP}
+    assert gz["base"]["containerimage.digest"] != a["base"]["containerimage.digest"]
+    again = push(root, engine, f"{repos}-again", "base")
+    assert again["base"]["containerimage.digest"] == a["base"]["containerimage.digest"]
