@@ -272,6 +272,8 @@ def _schema_problem(doc: dict[str, Any], version: int = LOCK_VERSION) -> str | N
             problem = f"{eco.section}: missing (every lock has it)"
         if problem is None and section is not None:
             problem = eco.section_problem(section) if isinstance(section, dict) else f"{eco.section}: not what bakegen writes"
+        if problem is None and section is None and eco.section in doc and not eco.in_format_2:  # absent, never null
+            problem = f"{eco.section}: not what bakegen writes"
     return problem
 
 
@@ -317,7 +319,7 @@ def manifest_schema() -> dict[str, Any]:
     }
     optional = ["_comment", "source_date_epoch", "resolved_fingerprint"]
     for eco in registry():
-        top[eco.section] = eco.section_schema() if eco.always_locked else _nullable(eco.section_schema())
+        top[eco.section] = eco.section_schema() if eco.always_locked or not eco.in_format_2 else _nullable(eco.section_schema())
         if not eco.in_format_2:
             optional.append(eco.section)
     return {

@@ -101,7 +101,7 @@ def test_files_steps_and_hooks_are_locked_and_planned_in_order(project):
     assert root_step in final and user_step in final and heredoc in final
     # a step runs right after what it needs: needs = [] before the packages, ["apt"] after apt (a user step also
     # after the user is made), by default last
-    order = [final.index(s) for s in ("apt-install.sh", "useradd", root_step, heredoc, "COPY --from=builder /opt/venv", copy, user_step)]
+    order = [final.index(s) for s in ("apt-install.sh", "useradd", root_step, heredoc, "finish.py /opt/venv", copy, user_step)]
     assert order == sorted(order), final
     kid = (root / "dockerfiles" / "kid" / "Dockerfile").read_text()
     assert "before-notebook.d/01-kid-001-first.sh" in kid and "before-notebook.d/01-kid-002-second" in kid  # after the parent's

@@ -264,15 +264,18 @@ def test_pip_stays_with_a_group_writable_venv_and_constraints_unless_turned_off(
     files = render_project(graph, current_locks(graph))
     base, kid = files["dockerfiles/base/Dockerfile"], files["dockerfiles/kid/Dockerfile"]
     # uv installs the lock, pip among it (a venv without pip first); the venv is the users group's, setgid
-    assert "RUN python3 -m venv --without-pip /opt/venv" in base and UNINSTALL not in base
+    assert "    python3 -m venv --without-pip /opt/venv \\\n && /opt/bakegen/uv/bin/uv pip install" in base and UNINSTALL not in base
     assert UV_INSTALL + " -r /tmp/bakegen/requirements.txt" in base and UV_INSTALL + " --prefix /opt/bakegen/staging -r" in kid
     # bakegen-finish.py: the bytecode (bit for bit in shards), linked duplicates, the users group's venv
     assert "/opt/venv/bin/python /tmp/bakegen/finish.py /opt/venv --group 100" in base
     assert "/opt/venv/bin/python /tmp/bakegen/finish.py /opt/bakegen/staging --dest /opt/venv --group 100" in kid
     assert base.count("ENV PIP_CONSTRAINT=/etc/bakegen/pip-constraints.txt") == 1 and "ENV PIP_CONSTRAINT" not in kid
-    # uv stays in the builder stage: the final image copies the virtualenv only
-    for text in (base, kid):
-        assert "/opt/bakegen/uv" not in text.split("# --- final image")[1]
+    # uv stays in the builder stage: a root's final stage only mounts it for its install step (no copy of the
+    # virtualenv), a child's copies its staging prefix
+    base_final, kid_final = (text.split("# --- final image")[1] for text in (base, kid))
+    assert "COPY --from=builder" not in base_final and "/opt/bakegen/uv" not in kid_final
+    assert base_final.replace("--mount=type=bind,from=builder,source=/opt/bakegen/uv,target=/opt/bakegen/uv", "").count("/opt/bakegen/uv") == 1
+    assert "python3 -m venv --without-pip /opt/venv" not in base.split("# --- final image")[0] and "COPY --from=builder /opt/bakegen/staging/ /opt/venv/" in kid_final
     # each image's constraints hold its parents' pins and its own
     base_pins = set(files["dockerfiles/base/pip-constraints-amd64.txt"].splitlines()[1:])
     kid_pins = set(files["dockerfiles/kid/pip-constraints-amd64.txt"].splitlines()[1:])
@@ -283,7 +286,7 @@ def test_pip_stays_with_a_group_writable_venv_and_constraints_unless_turned_off(
     write_set(root, outcome_files(lock_stacks(graph, Resolvers(python=FakeResolver(), image=FakeImages({"python:3.13-slim": "sha256:" + "d" * 64})))), command="test")
     files = render_project(graph, current_locks(graph))
     base, kid = files["dockerfiles/base/Dockerfile"], files["dockerfiles/kid/Dockerfile"]
-    assert "--without-pip" in base and UNINSTALL not in base and "ensurepip" not in base + kid
+    assert "--without-pip" in base and UNINSTALL not in base and "-m ensurepip" not in base + kid
     assert "finish.py /opt/venv\n" in base and "finish.py /opt/venv --group" not in base and "PIP_CONSTRAINT=/etc" not in base and not any("pip-constraints" in f for f in files)
 
 
@@ -328,7 +331,7 @@ def test_each_step_mounts_only_the_lock_files_it_reads_and_npm_has_its_own_stage
     final = geo.split("# --- final image")[1]
     assert final.index("COPY --from=npm-builder /opt/npm/geo") < final.index("COPY --from=builder /opt/bakegen/staging/")
     base = render_project(graph, current_locks(graph))["dockerfiles/base/Dockerfile"].split("# --- final image")[1]
-    assert base.index("bakegen-start") < base.index("useradd") < base.index("COPY --from=builder /opt/venv")
+    assert base.index("bakegen-start") < base.index("useradd") < base.index("finish.py /opt/venv")
 
 
 def test_multi_platform_python_step_mounts_each_platforms_requirements(project):

@@ -1,7 +1,8 @@
 """Python packages: the ``[python]`` table, pip-compile-style hashed requirements, the image's virtualenv.
 
-A root stack makes ``/opt/venv`` in a builder stage (or, with ``env = "base"``,
-installs into a vendor image's own Python); a child installs only what its
+A root stack makes ``/opt/venv`` in its final stage with uv from the builder stage
+(in the builder, and copied, when it has build tools or no uv; with ``env = "base"``
+it installs into a vendor image's own Python); a child installs only what its
 parents lack, into a staging prefix that is copied over the parent's venv.
 """
 
@@ -347,6 +348,8 @@ class Python(Ecosystem):
         vendor, has_python = env_of(ctx.stack) == "base", bool(ctx.lock.parts["python"].pins)
         if vendor or (ctx.parent and not has_python):
             return []
+        if _in_final(ctx):
+            return [Stage(heading("builder: uv, the installer, stays in this stage"), ctx.tools, BUILDER, [Step("USER root"), *uv_steps(ctx)])]
         stage = Stage(heading("builder: build tools and the pip cache stay in this stage"), ctx.tools, BUILDER, [Step("USER root")])
         if not ctx.parent:  # with uv, pip is in the virtualenv when the lock has it ([python] pip)
             stage.steps.append(Step(f"RUN python3 -m venv {'--without-pip ' if _uv(ctx) else ''}{VENV}"))
@@ -357,7 +360,9 @@ class Python(Ecosystem):
     def final_steps(self, ctx: PlanContext) -> list[Step]:
         vendor, has_python = env_of(ctx.stack) == "base", bool(ctx.lock.parts["python"].pins)
         steps = []
-        if not ctx.parent and not vendor:
+        if _in_final(ctx):
+            steps += _install_steps(ctx, final=True) + [Step(f"ENV VIRTUAL_ENV={VENV} \\\n    PATH={VENV}/bin:$PATH", order=ORDER)]
+        elif not ctx.parent and not vendor:
             steps += [Step(f"COPY --from={BUILDER} {VENV} {VENV}", layer="Python virtualenv (requirements.txt)", order=ORDER),
                       Step(f"ENV VIRTUAL_ENV={VENV} \\\n    PATH={VENV}/bin:$PATH", order=ORDER)]
         elif has_python and not vendor:
@@ -451,6 +456,10 @@ UV_PREFIX = "/opt/bakegen/uv"
 UV = f"{UV_PREFIX}/bin/uv"
 UV_CACHE = "--mount=type=cache,id=bakegen-uv,target=/root/.cache/uv"
 UV_CACERT = "if [ -s /run/secrets/cacert ]; then export SSL_CERT_FILE=/run/secrets/cacert; fi"
+# pip for the uv install: run from the wheel that ensurepip (python.org) or python3-pip-whl (Debian) ships, or
+# from a virtualenv made for it when the base image has no such wheel
+PIP_WHEEL = ("    set -- $(ls /usr/share/python-wheels/pip-*.whl \"$(python3 -c 'import ensurepip, os; print(os.path.dirname(ensurepip.__file__))' 2>/dev/null)\"/_bundled/pip-*.whl 2>/dev/null); \\\n"
+             '    if [ -n "${1:-}" ]; then pip="python3 $1/pip"; else python3 -m venv /opt/bakegen/pip && pip=/opt/bakegen/pip/bin/pip; fi; \\\n')
 # --link-mode copy: the cache is another file system (a cache mount); files are copied, never linked to it
 UV_INSTALL = f"{UV} pip install --no-config --quiet --cache-dir /root/.cache/uv --link-mode copy --require-hashes --no-deps"
 FINISH_SCRIPT = f"{DOCKERFILE_DIR}/bakegen-finish.py"  # bytecode (sharded: bit for bit), duplicates linked, group access
@@ -462,16 +471,25 @@ def _uv(ctx: PlanContext) -> bool:
     return ctx.facts.get("uv_lock") is not None
 
 
+def _in_final(ctx: PlanContext) -> bool:
+    """Is the root stack's virtualenv made in the final stage, with the builder's uv mounted? Yes when the builder
+    would start from the same image (no build tools): copying the virtualenv over wrote it twice and made BuildKit
+    hash every byte of it for the cache key (5 s of a 40 s build of the S1 set)."""
+    return (not ctx.parent and env_of(ctx.stack) == "venv" and _uv(ctx) and not ctx.facts.get("tools_stage")
+            and bool(ctx.lock.parts["python"].pins))
+
+
 def uv_steps(ctx: PlanContext) -> list[Step]:
     """uv in the builder, from the root stack's lock: pip (hash-checked) into a prefix of its own, per platform."""
     lock_dir, files = ctx.facts["uv_lock"]
     mounts = "".join(f"    --mount=type=bind,source={lock_dir}/{f},target=/tmp/bakegen/tools/{f} \\\n" for f in files)
     pick = ('    req=/tmp/bakegen/tools/build-tools.txt; if [ -f "/tmp/bakegen/tools/build-tools-$TARGETARCH.txt" ]; then '
             'req="/tmp/bakegen/tools/build-tools-$TARGETARCH.txt"; fi; \\\n')
-    run = (f"RUN {_PIP_CACHE} \\\n{mounts}    --mount=type=secret,id=cacert \\\n    {PIP_CACERT}; \\\n{pick}"
-           f"    python3 -m venv {UV_PREFIX} \\\n"
-           f' && PIP_CONSTRAINT= {PIP_CACHE} {UV_PREFIX}/bin/pip install --no-input --disable-pip-version-check --require-hashes --no-deps -q -r "$req"')
-    return [Step("ARG TARGETARCH", ("uv, the installer, from the root stack's lock (build-tools.txt): it stays in this stage.",)), Step(run)]
+    run = (f"RUN {_PIP_CACHE} \\\n{mounts}    --mount=type=secret,id=cacert \\\n    {PIP_CACERT}; \\\n{pick}{PIP_WHEEL}"
+           f'    PIP_CONSTRAINT= PIP_ROOT_USER_ACTION=ignore {PIP_CACHE} $pip install --no-input --disable-pip-version-check --require-hashes --no-deps --no-compile -q --target {UV_PREFIX} -r "$req"')
+    return [Step("ARG TARGETARCH", ("uv, the installer, from the root stack's lock (build-tools.txt): it stays in this stage.",
+                                    "pip runs from the base image's own pip wheel (ensurepip's or Debian's) when it has one:",
+                                    "a virtualenv with pip installed took 2.5 s.")), Step(run)]
 
 
 def _shared_venv(ctx: PlanContext) -> bool:
@@ -493,15 +511,17 @@ def _install_comments(ctx: PlanContext) -> tuple[str, ...]:
         lines += ["Runtime installs (%pip install): the virtualenv is writable by the user's group",
                   f"({ctx.stack.user.gid}, setgid folders), as docker-stacks' environment is."]
     if slim_of(ctx.stack):
-        lines += ["[python] slim: tests folders and C/Cython sources are removed before the copy,",
+        lines += ["[python] slim: tests folders and C/Cython sources are removed before the layer is made,",
                   "and every top-level module that imported before must still import."]
     return tuple(lines)
 
 
-def _install_steps(ctx: PlanContext) -> list[Step]:
-    """The builder's hash-checked pip install of the lock (per platform when there are several)."""
+def _install_steps(ctx: PlanContext, final: bool = False) -> list[Step]:
+    """The hash-checked install of the lock (per platform when there are several): in the builder, or with
+    ``final`` in the final stage, with the builder's uv mounted (its layer: the virtualenv)."""
     platforms = ctx.lock.platforms
-    slim = f"    --mount=type=bind,source={SLIM_SCRIPT},target=/tmp/bakegen/slim.py \\\n" if slim_of(ctx.stack) else ""
+    slim = f"    --mount=type=bind,from={BUILDER},source={UV_PREFIX},target={UV_PREFIX} \\\n" if final else ""
+    slim += f"    --mount=type=bind,source={SLIM_SCRIPT},target=/tmp/bakegen/slim.py \\\n" if slim_of(ctx.stack) else ""
     slim += f"    {FINISH_MOUNT} \\\n"
     cache, cacert = (UV_CACHE, UV_CACERT) if _uv(ctx) else (_PIP_CACHE, PIP_CACERT)
     if len(platforms) > 1:
@@ -515,16 +535,23 @@ def _install_steps(ctx: PlanContext) -> list[Step]:
         run = (f"RUN {cache} \\\n    --mount=type=bind,source={ctx.lock_dir}/{REQUIREMENTS},target=/tmp/bakegen/requirements.txt \\\n"
                f"{slim}    --mount=type=secret,id=cacert \\\n    {cacert}; \\\n")
         head = []
-    step = Step(run + _install_commands(ctx), () if head else _install_comments(ctx))
+    step = Step(run + _install_commands(ctx, final), () if head else _install_comments(ctx))
+    if final:
+        step.layer, step.order = "Python virtualenv (requirements.txt)", ORDER
+        for s in head:
+            s.order = ORDER
     return head + [step]
 
 
-def _install_commands(ctx: PlanContext) -> str:
-    """pip install, slim, compileall and the group-writable venv: into the venv (root) or a staging prefix (child)."""
+def _install_commands(ctx: PlanContext, final: bool = False) -> str:
+    """pip install, slim, compileall and the group-writable venv: into the venv (root) or a staging prefix (child);
+    ``final``: the venv is made here too."""
     slim, shared, gid = slim_of(ctx.stack), _shared_venv(ctx), ctx.stack.user.gid
     target = STAGING if ctx.parent else VENV
     if _uv(ctx):
         lines = [f"    {UV_INSTALL} --python {VENV}/bin/python{f' --prefix {STAGING}' if ctx.parent else ''} -r /tmp/bakegen/requirements.txt"]
+        if final:
+            lines = [f"    python3 -m venv --without-pip {VENV}", " && " + lines[0].lstrip()]
     elif ctx.parent:
         lines = [f"    {VENV}/bin/python -m ensurepip --default-pip >/dev/null", f" && {_PIP} --prefix={STAGING} -r /tmp/bakegen/requirements.txt"]
     else:

@@ -186,6 +186,8 @@ TAMPERS = {
     "platform-file-missing": {"file": "locks/base/lock.json", "op": "json", "path": ["python", "files"], "value": {}, "rehash": True,
                               "says": "the lock's files are for [], its platforms are ['linux/amd64']"},
     "python-section-null": {"file": "locks/base/lock.json", "op": "json", "path": ["python"], "value": None, "rehash": True, "says": "python: missing"},
+    # a section newer than format 2 is there or not; null would switch the root's installer from uv to pip
+    "tools-section-null": {"file": "locks/base/lock.json", "op": "json", "path": ["tools"], "value": None, "rehash": True, "says": "tools: not what bakegen writes"},
     "manifest-not-json": {"file": "locks/base/lock.json", "op": "write", "value": "{not json", "says": "unreadable lock manifest"},
     "manifest-empty": {"file": "locks/base/lock.json", "op": "write", "value": "", "says": "unreadable lock manifest"},
     "manifest-deep": {"file": "locks/base/lock.json", "op": "write", "value": "[" * 100000, "says": "unreadable lock manifest"},
