@@ -226,6 +226,3 @@ def registry() -> list[Ecosystem]:
 
     return ecosystems.ECOSYSTEMS
 
-
-def by_name(name: str) -> Ecosystem:
-    return next(e for e in registry() if e.name == name)

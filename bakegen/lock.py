@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bakegen import __version__
-from bakegen.ecosystem import LockedEntry, registry
+from bakegen.ecosystem import registry
 from bakegen.errors import BakegenError, Location, StaleError, one_line
 from bakegen.files import GENERATED_MARKER, output_problem, sha256_text
 from bakegen.paths import Unreadable, read_bounded
@@ -54,10 +54,6 @@ class StackLock:
     # The fingerprint without the offline ecosystems (the stack's own files and steps): when only
     # they change, the rest of the lock is kept without resolving. Set only when they are used.
     resolved_fingerprint: str | None = None
-
-    def entries(self) -> list[LockedEntry]:
-        """Everything this lock pins, in every ecosystem."""
-        return [entry for eco in registry() if self.parts.get(eco.name) is not None for entry in eco.entries(self, self.parts[eco.name])]
 
 
 # --- the files ---------------------------------------------------------------

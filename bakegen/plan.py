@@ -18,9 +18,9 @@ from typing import Any
 
 from bakegen import __version__
 from bakegen.ecosystem import registry
+from bakegen.escape import dockerfile_comment, dockerfile_env_value
 from bakegen.files import GENERATED_MARKER
 from bakegen.lock import StackLock
-from bakegen.render.escape import dockerfile_comment, dockerfile_env_value
 from bakegen.stack import DEFAULT_PORT, EffectiveStack, StackGraph
 
 DOCKERFILE_DIR = "dockerfiles"
@@ -131,7 +131,7 @@ def plan_dockerfile(graph: StackGraph, name: str, locks: dict[str, StackLock]) -
 
 
 def context(graph: StackGraph, name: str, locks: dict[str, StackLock]) -> PlanContext:
-    """The plan context, with each ecosystem's facts (first the tools stage's name, then the rest)."""
+    """The plan context, with each ecosystem's facts, in the registry's order (each sees those before it)."""
     ctx = PlanContext(graph.effective(name), locks[name], locks, graph)
     for eco in registry():
         ctx.facts.update(eco.facts(ctx))

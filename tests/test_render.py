@@ -10,10 +10,10 @@ from fakes import FakeImages, FakeResolver
 
 from bakegen.cli import main
 from bakegen.ecosystems.python import slim_of
+from bakegen.escape import dockerfile_env_value, hcl_ident, hcl_string
 from bakegen.files import write_set
 from bakegen.locker import Resolvers, current_locks, lock_stacks, outcome_files
 from bakegen.render import environment, render_project
-from bakegen.render.escape import dockerfile_env_value, hcl_ident, hcl_string
 from bakegen.stack import load_stacks
 
 HOSTILE = [

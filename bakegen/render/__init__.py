@@ -25,10 +25,13 @@ from jinja2.sandbox import SandboxedEnvironment, SecurityError
 from bakegen import __version__
 from bakegen.ecosystem import registry
 from bakegen.errors import BakegenError, Location, one_line
+from bakegen.escape import dockerfile_comment, dockerfile_env_value, hcl_ident, hcl_string
 from bakegen.files import GENERATED_MARKER
 from bakegen.lock import StackLock
 from bakegen.paths import Unreadable, read_bounded
-from bakegen.render.escape import dockerfile_comment, dockerfile_env_value, hcl_ident, hcl_string
+from bakegen.plan import HEALTHCHECK_SCRIPT, SERVER_SCRIPT, START_SCRIPT, context, dockerfile_path, plan_dockerfile
+from bakegen.render.bake import render_bake
+from bakegen.render.dockerfile import render_dockerfile
 from bakegen.stack import StackGraph
 
 BAKE_FILE = "docker-bake.hcl"
@@ -201,10 +204,6 @@ def _check_headers(root: Path, files: dict[str, str]) -> None:
 
 
 def _render_project(graph: StackGraph, locks: dict[str, StackLock]) -> dict[str, str]:
-    from bakegen.plan import HEALTHCHECK_SCRIPT, SERVER_SCRIPT, START_SCRIPT, context, dockerfile_path, plan_dockerfile
-    from bakegen.render.bake import render_bake
-    from bakegen.render.dockerfile import render_dockerfile
-
     env = environment(graph.root)
     header = f"{GENERATED_MARKER} {__version__}. Do not edit; to update, run: bakegen generate"
     scripts = {START_SCRIPT: "bakegen-start.sh.j2", SERVER_SCRIPT: "bakegen-server.sh.j2", HEALTHCHECK_SCRIPT: "bakegen-healthcheck.py.j2"}

@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 from jinja2 import Environment
 
 from bakegen import __version__
+from bakegen.escape import hcl_ident
 from bakegen.files import GENERATED_MARKER
 from bakegen.lock import StackLock
-from bakegen.render.escape import hcl_ident
+from bakegen.plan import dockerfile_path
 from bakegen.stack import StackGraph
 
 
@@ -18,8 +19,6 @@ def base_variable(name: str) -> str:
 
 
 def render_bake(env: Environment, graph: StackGraph, locks: dict[str, StackLock]) -> str:
-    from bakegen.plan import dockerfile_path
-
     targets = []
     epochs: dict[str, int | None] = {}
     seen_vars: dict[str, str] = {}

@@ -20,6 +20,7 @@ from bakegen.errors import BakegenError, one_line
 from bakegen.files import GENERATED_MARKER
 from bakegen.lock import StackLock
 from bakegen.paths import Unreadable, read_bounded
+from bakegen.plan import context, user_facts
 from bakegen.stack import StackGraph
 
 log = logging.getLogger("bakegen")
@@ -69,8 +70,6 @@ def _options(graph: StackGraph, name: str) -> dict[str, Any]:
 
 def _user_ids(graph: StackGraph, name: str, locks: dict[str, StackLock]) -> tuple[int, int] | None:
     """(uid, gid) of the image's user: [user], or the vendor image's own numeric user; None when unknown."""
-    from bakegen.plan import context, user_facts
-
     found = re.fullmatch(r"(\d+)(?::(\d+))?", user_facts(context(graph, name, locks))["run_as"])
     if found is None:
         return None
