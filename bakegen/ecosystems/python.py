@@ -456,10 +456,13 @@ UV_PREFIX = "/opt/bakegen/uv"
 UV = f"{UV_PREFIX}/bin/uv"
 UV_CACHE = "--mount=type=cache,id=bakegen-uv,target=/root/.cache/uv"
 UV_CACERT = "if [ -s /run/secrets/cacert ]; then export SSL_CERT_FILE=/run/secrets/cacert; fi"
-# pip for the uv install: run from the wheel that ensurepip (python.org) or python3-pip-whl (Debian) ships, or
+# pip for the uv install: run from the wheel that python3-pip-whl (Debian) or else ensurepip (python.org) ships, or
 # from a virtualenv made for it when the base image has no such wheel
-PIP_WHEEL = ("    set -- $(ls /usr/share/python-wheels/pip-*.whl \"$(python3 -c 'import ensurepip, os; print(os.path.dirname(ensurepip.__file__))' 2>/dev/null)\"/_bundled/pip-*.whl 2>/dev/null); \\\n"
-             '    if [ -n "${1:-}" ]; then pip="python3 $1/pip"; else python3 -m venv /opt/bakegen/pip && pip=/opt/bakegen/pip/bin/pip; fi; \\\n')
+DEBIAN_PIP_WHEELS = "/usr/share/python-wheels"  # Debian's python3-pip-whl, which its python3 -m venv installs pip from
+PIP_WHEEL = (f"    pip=; for w in {DEBIAN_PIP_WHEELS}/pip-*.whl \"$(python3 -c 'import ensurepip, os; print(os.path.dirname(ensurepip.__file__))' 2>/dev/null)\"/_bundled/pip-*.whl; do \\\n"
+             '        if [ -f "$w" ]; then pip="python3 $w/pip"; break; fi; \\\n'
+             '    done; \\\n'
+             '    if [ -z "$pip" ]; then python3 -m venv /opt/bakegen/pip && pip=/opt/bakegen/pip/bin/pip; fi; \\\n')
 # --link-mode copy: the cache is another file system (a cache mount); files are copied, never linked to it
 UV_INSTALL = f"{UV} pip install --no-config --quiet --cache-dir /root/.cache/uv --link-mode copy --require-hashes --no-deps"
 FINISH_SCRIPT = f"{DOCKERFILE_DIR}/bakegen-finish.py"  # bytecode (sharded: bit for bit), duplicates linked, group access
@@ -488,7 +491,7 @@ def uv_steps(ctx: PlanContext) -> list[Step]:
     run = (f"RUN {_PIP_CACHE} \\\n{mounts}    --mount=type=secret,id=cacert \\\n    {PIP_CACERT}; \\\n{pick}{PIP_WHEEL}"
            f'    PIP_CONSTRAINT= PIP_ROOT_USER_ACTION=ignore {PIP_CACHE} $pip install --no-input --disable-pip-version-check --require-hashes --no-deps --no-compile -q --target {UV_PREFIX} -r "$req"')
     return [Step("ARG TARGETARCH", ("uv, the installer, from the root stack's lock (build-tools.txt): it stays in this stage.",
-                                    "pip runs from the base image's own pip wheel (ensurepip's or Debian's) when it has one:",
+                                    "pip runs from the base image's own pip wheel (Debian's, or else ensurepip's) when it has one:",
                                     "a virtualenv with pip installed took 2.5 s.")), Step(run)]
 
 
