@@ -221,8 +221,8 @@ class Ecosystem:
 
 
 def registry() -> list[Ecosystem]:
-    """The ecosystems, in order (:data:`bakegen.ecosystems.ECOSYSTEMS`; imported here so the model names none)."""
-    from bakegen import ecosystems
+    """The ecosystems, in order (:data:`bakegen.registry.ECOSYSTEMS`; imported here so the model names none)."""
+    from bakegen import registry as ordered
 
-    return ecosystems.ECOSYSTEMS
+    return ordered.ECOSYSTEMS
 

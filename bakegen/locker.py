@@ -20,10 +20,10 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from bakegen.ecosystem import Ecosystem, ResolveContext, registry
-from bakegen.ecosystems import Resolvers
 from bakegen.errors import BakegenError, StaleError
 from bakegen.files import orphans
 from bakegen.lock import LOCK_VERSION, MANIFEST, StackLock, fingerprint, lock_files, read_lock
+from bakegen.registry import Resolvers
 from bakegen.resolvers.python import DEFAULT_INDEX
 from bakegen.stack import EffectiveStack, StackGraph
 

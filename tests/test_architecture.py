@@ -4,12 +4,14 @@ template only writes out, and fingerprints that a new ecosystem does not move.""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bakegen import ecosystems
+from bakegen import registry as ordered
 from bakegen.ecosystem import Ecosystem
 from bakegen.lock import read_lock
 from bakegen.locker import current_locks, stack_fingerprint
@@ -59,15 +61,34 @@ def test_the_model_does_not_import_the_registry_at_module_level():
         assert not {m for m in _imports(PACKAGE / name, top_level=True) if m.startswith("bakegen.ecosystems")}, name
 
 
+def _loaded_by(module: str) -> list[str]:
+    """The bakegen modules (and jinja2) that importing ``module`` loads, in a fresh interpreter."""
+    code = f"import sys, {module}; print(' '.join(sorted(m for m in sys.modules if m.startswith(('bakegen', 'jinja2')))))"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+
+
+def test_the_model_loads_no_ecosystem_no_registry_and_no_renderer():
+    for module in ("bakegen.stack", "bakegen.lock", "bakegen.plan", "bakegen.ecosystem"):
+        loaded = _loaded_by(module)
+        assert not [m for m in loaded if m.startswith(("bakegen.ecosystems", "bakegen.registry", "bakegen.render", "jinja2"))], (module, loaded)
+
+
+def test_an_ecosystem_module_loads_no_other_ecosystem_through_a_package_registry():
+    """The ecosystems package is only a folder: importing one ecosystem does not import all of them (the
+    registry is bakegen/registry.py, above them)."""
+    loaded = _loaded_by("bakegen.ecosystems.image")
+    assert "bakegen.registry" not in loaded and [m for m in loaded if m.startswith("bakegen.ecosystems.")] == ["bakegen.ecosystems.image"], loaded
+
+
 def test_render_never_reaches_a_resolver_or_the_network():
     for path in (PACKAGE / "render").glob("*.py"):
         assert not {m for m in _imports(path) if m.startswith(("bakegen.resolvers", "urllib", "bakegen.proc"))}, path.name
 
 
 def test_each_ecosystem_is_one_module_and_one_registry_line():
-    lines = [line.strip() for line in (PACKAGE / "ecosystems" / "__init__.py").read_text().splitlines() if line.strip().endswith(".ECOSYSTEM,")]
-    assert len(lines) == len(ecosystems.ECOSYSTEMS) == len(ECOSYSTEM_MODULES)
-    assert len({e.name for e in ecosystems.ECOSYSTEMS}) == len(ecosystems.ECOSYSTEMS)
+    lines = [line.strip() for line in (PACKAGE / "registry.py").read_text().splitlines() if line.strip().endswith(".ECOSYSTEM,")]
+    assert len(lines) == len(ordered.ECOSYSTEMS) == len(ECOSYSTEM_MODULES)
+    assert len({e.name for e in ordered.ECOSYSTEMS}) == len(ordered.ECOSYSTEMS)
 
 
 def decisions(template: str) -> list[str]:
@@ -94,7 +115,7 @@ def test_every_stage_name_is_one_an_ecosystem_declares():
 
     graph = load_stacks(REPO)
     locks = current_locks(graph)
-    declared = {stage for eco in ecosystems.ECOSYSTEMS for stage in eco.stages}
+    declared = {stage for eco in ordered.ECOSYSTEMS for stage in eco.stages}
     used = {stage.name for name in graph.order for stage in plan_dockerfile(graph, name, locks).stages if stage.name}
     assert used and used <= declared, used - declared
 
@@ -129,14 +150,14 @@ def _fingerprints(root: Path) -> dict[str, tuple[str, str]]:
 def test_an_ecosystem_that_no_stack_uses_changes_no_fingerprint(root, monkeypatch):
     before = _fingerprints(root)
     assert all(locked == now for locked, now in before.values())  # the committed locks are current
-    monkeypatch.setattr(ecosystems, "ECOSYSTEMS", [*ecosystems.ECOSYSTEMS, Dummy()])
+    monkeypatch.setattr(ordered, "ECOSYSTEMS", [*ordered.ECOSYSTEMS, Dummy()])
     assert _fingerprints(root) == before
     if root == REPO:
         current_locks(load_stacks(root))  # and every lock still reads and matches
 
 
 def test_an_ecosystem_a_stack_uses_changes_its_fingerprint(project, monkeypatch):
-    monkeypatch.setattr(ecosystems, "ECOSYSTEMS", [*ecosystems.ECOSYSTEMS, Dummy()])
+    monkeypatch.setattr(ordered, "ECOSYSTEMS", [*ordered.ECOSYSTEMS, Dummy()])
     base = 'name = "base"\ndescription = "b"\nbase = "python:3.13-slim"\n[python]\nversion = "3.13"\n'
     plain = load_stacks(project({"base": base}))
     used = load_stacks(project({"base": base + '[dummy]\npackages = ["x"]\n'}))

@@ -534,9 +534,9 @@ def test_a_resealed_edit_of_a_lock_fails_check_or_generates_the_same_files(resea
 def test_migrating_accepts_only_what_check_accepts(pr, capsys):
     """A format-2 lock without a checksum is migrated only when it is what the stack gives; a crafted one is
     resolved again (here: the resolver is called, and refuses)."""
-    from bakegen.ecosystems import Resolvers
     from bakegen.errors import BakegenError
     from bakegen.locker import lock_stacks
+    from bakegen.registry import Resolvers
     from bakegen.stack import load_stacks
 
     class Never:

@@ -1,0 +1,47 @@
+"""The ecosystems, in order: one module each, and one line each here.
+
+The order is the order of the sections in ``lock.json``, of the builder stages in
+a Dockerfile and of the ecosystems in ``bakegen diff``. Adding an ecosystem is a
+new module in ``bakegen/ecosystems/`` with an ``ECOSYSTEM`` object, its tests, and
+one line below. This module sits above the model (stack, lock, plan) and the
+ecosystems; generic code imports it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bakegen.ecosystem import Ecosystem
+from bakegen.ecosystems import apps, apt, custom, image, npm, python, tools
+
+ECOSYSTEMS: list[Ecosystem] = [
+    image.ECOSYSTEM,
+    tools.ECOSYSTEM,
+    python.ECOSYSTEM,
+    apt.ECOSYSTEM,
+    npm.ECOSYSTEM,
+    apps.ECOSYSTEM,
+    custom.ECOSYSTEM,
+]
+
+
+class Resolvers:
+    """The resolver of each ecosystem, by its name (``Resolvers(python=..., image=...)``; tests pass fakes
+    this way); an ecosystem not given gets its default."""
+
+    def __init__(self, **given: Any):
+        unknown = set(given) - {e.name for e in ECOSYSTEMS}
+        if unknown:
+            raise TypeError(f"Resolvers: no ecosystem named {', '.join(sorted(unknown))}")
+        self._given = given
+        self._made: dict[str, Any] = {}
+
+    def get(self, name: str) -> Any:
+        eco = next(e for e in ECOSYSTEMS if e.name == name)
+        if eco.resolver_of:
+            return self.get(eco.resolver_of)
+        if name in self._given:
+            return self._given[name]
+        if name not in self._made:
+            self._made[name] = eco.default_resolver()
+        return self._made[name]
