@@ -27,7 +27,7 @@ from packageurl import PackageURL
 if TYPE_CHECKING:
     from bakegen.errors import StackError
     from bakegen.lock import StackLock
-    from bakegen.plan import PlanContext, Stage, Step
+    from bakegen.plan import Facts, PlanContext, Stage, Step
     from bakegen.stack import EffectiveStack, StackGraph
 
 
@@ -112,7 +112,9 @@ class Ecosystem:
     resolver_of: str = ""  # resolves with another ecosystem's resolver (named)
     offline: bool = False  # locks from the stack's own files, never the network: its changes re-resolve no other ecosystem
     layer_order: int = 0  # where its packages are in the final image (a build step that needs it comes after)
-    stages: tuple[str, ...] = ()  # the names of the Dockerfile stages it adds (a stack cannot take them)
+    stages: tuple[str, ...] = ()
+    provides: tuple[str, ...] = ()  # the plan Facts fields its facts() sets
+    reads: tuple[str, ...] = ()  # the Facts fields its facts() reads (those of ecosystems before it)  # the names of the Dockerfile stages it adds (a stack cannot take them)
     # A lock made before it existed may lack its section (the plan does without it); bakegen lock -E NAME adds it.
     optional: bool = False
 
@@ -197,9 +199,9 @@ class Ecosystem:
         return []
 
     # --- the Dockerfile -----------------------------------------------------------
-    def facts(self, ctx: PlanContext) -> dict[str, Any]:
-        """What this ecosystem tells the plan's core and the other ecosystems (computed first)."""
-        return {}
+    def facts(self, ctx: PlanContext) -> Facts:
+        """``ctx.facts`` with the fields this ecosystem provides set (computed before any step is planned)."""
+        return ctx.facts
 
     def tools_stage(self, ctx: PlanContext) -> Stage | None:
         """A stage that the builder stages start from (build tools), when there is one."""

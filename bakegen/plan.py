@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bakegen import __version__
@@ -80,6 +80,31 @@ class DockerfilePlan:
         return [step.layer for step in self.final.steps if step.layer is not None]
 
 
+@dataclass(frozen=True)
+class UvLock:
+    """Where the builder stages find uv's lock: the root stack's lock folder and its build-tools files."""
+
+    lock_dir: str
+    files: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What ecosystems tell the plan's core and each other. Each field comes from one ecosystem (its
+    ``Ecosystem.provides``); :func:`context` fills them in the registry's order, so an ecosystem's ``facts``
+    may read only fields of those before it (its ``Ecosystem.reads``; tests/test_architecture.py checks both).
+    Steps read any field: they are planned after every ecosystem's facts."""
+
+    base_image: str | None = None  # image: the pinned base, the ARG default of a root stack
+    base_user: str | None = None  # image: the base image's own user, unless it is root
+    uv_lock: UvLock | None = None  # tools: uv's lock (None: a lock from before uv; pip installs)
+    server_here: bool = False  # python: this image adds the Jupyter server (its parent has none)
+    server_python: str | None = None  # python: the Python that runs the healthcheck
+    image_user: str | None = None  # python: a vendor image's own user, when the stack names none
+    tools_stage: str | None = None  # apt: the build-tools stage's name, when apt.build has packages
+    init: str | None = None  # apt: the init (tini) when the image installs it
+
+
 @dataclass
 class PlanContext:
     """What the ecosystems' steps are made from."""
@@ -88,7 +113,7 @@ class PlanContext:
     lock: StackLock
     locks: dict[str, StackLock]
     graph: StackGraph
-    facts: dict[str, Any] = field(default_factory=dict)  # what ecosystems tell the core and each other
+    facts: Facts = field(default_factory=Facts)  # what ecosystems tell the core and each other
 
     @property
     def name(self) -> str:
@@ -110,7 +135,7 @@ class PlanContext:
     @property
     def tools(self) -> str:
         """What the builder stages start from."""
-        return str(self.facts.get("tools_stage") or self.from_)
+        return self.facts.tools_stage or self.from_
 
 
 def heading(title: str) -> str:
@@ -134,7 +159,10 @@ def context(graph: StackGraph, name: str, locks: dict[str, StackLock]) -> PlanCo
     """The plan context, with each ecosystem's facts, in the registry's order (each sees those before it)."""
     ctx = PlanContext(graph.effective(name), locks[name], locks, graph)
     for eco in registry():
-        ctx.facts.update(eco.facts(ctx))
+        before, ctx.facts = asdict(ctx.facts), eco.facts(ctx)
+        changed = {key for key, value in asdict(ctx.facts).items() if before[key] != value}
+        if not changed <= set(eco.provides):
+            raise AssertionError(f"the {eco.name} ecosystem set facts it does not provide: {sorted(changed - set(eco.provides))}")
     return ctx
 
 
@@ -148,7 +176,7 @@ def _head(ctx: PlanContext) -> list[str]:
     ]
     if ctx.parent:
         return lines + [f'# "{ctx.parent}" below is the {ctx.parent} stack\'s image, linked by bake:', f'#   contexts = {{ {ctx.parent} = "target:{ctx.parent}" }}']
-    return lines + [f"ARG BASE_IMAGE={ctx.facts['base_image']}"]
+    return lines + [f"ARG BASE_IMAGE={ctx.facts.base_image}"]
 
 
 def _final_steps(ctx: PlanContext) -> list[Step]:
@@ -162,7 +190,7 @@ def _final_steps(ctx: PlanContext) -> list[Step]:
 
 def user_facts(ctx: PlanContext) -> dict[str, Any]:
     """Who the image runs as: the stack's user, or a vendor image's own (when an ecosystem says so)."""
-    user, vendor_user = ctx.stack.user, ctx.facts.get("image_user")
+    user, vendor_user = ctx.stack.user, ctx.facts.image_user
     run_as = vendor_user or f"{user.uid}:{user.gid}"
     user_name = vendor_user.split(":")[0] if vendor_user else user.name
     uid, _, gid = run_as.partition(":")
@@ -209,12 +237,12 @@ def _runtime_steps(ctx: PlanContext) -> list[Step]:
     port = stack.port or (DEFAULT_PORT if not ctx.parent else None)
     if port:
         steps += [Step(f"ENV JUPYTER_PORT={port}"), Step(f"EXPOSE {port}")]
-    if ctx.facts.get("server_here"):
+    if ctx.facts.server_here:
         steps.append(Step("HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --start-interval=2s --retries=3 \\\n"
-                          f"    CMD {json.dumps([ctx.facts['server_python'], '/usr/local/lib/bakegen-healthcheck.py'])}"))
+                          f"    CMD {json.dumps([ctx.facts.server_python, '/usr/local/lib/bakegen-healthcheck.py'])}"))
     if not ctx.parent:
         steps.append(_entrypoint(ctx))
-    command = list(stack.command) if stack.command else ["start-notebook.py"] if ctx.facts.get("server_here") else None if ctx.parent else ["python3"]
+    command = list(stack.command) if stack.command else ["start-notebook.py"] if ctx.facts.server_here else None if ctx.parent else ["python3"]
     if command:
         steps.append(Step(f"CMD {json.dumps(command)}"))
     for step in steps:
@@ -223,6 +251,6 @@ def _runtime_steps(ctx: PlanContext) -> list[Step]:
 
 
 def _entrypoint(ctx: PlanContext) -> Step:
-    if ctx.facts.get("init"):
-        return Step(f"ENTRYPOINT {json.dumps([ctx.facts['init'], '-g', '--', 'bakegen-start'])}")
+    if ctx.facts.init:
+        return Step(f"ENTRYPOINT {json.dumps([ctx.facts.init, '-g', '--', 'bakegen-start'])}")
     return Step('ENTRYPOINT ["bakegen-start"]', ("No tini in apt.packages: the start script runs as PID 1 without an init.",))

@@ -162,3 +162,35 @@ def test_an_ecosystem_a_stack_uses_changes_its_fingerprint(project, monkeypatch)
     plain = load_stacks(project({"base": base}))
     used = load_stacks(project({"base": base + '[dummy]\npackages = ["x"]\n'}))
     assert stack_fingerprint(plain, "base", None) != stack_fingerprint(used, "base", None)
+
+
+def test_each_plan_fact_has_one_provider_and_is_read_only_after_it():
+    """plan.Facts: every field is set by exactly one ecosystem, and an ecosystem's facts() reads only fields
+    that an ecosystem before it in the registry provides (plan.context fills them in that order, and refuses an
+    ecosystem that sets a field it does not declare)."""
+    from dataclasses import fields
+
+    from bakegen.plan import Facts
+
+    providers = [name for eco in ordered.ECOSYSTEMS for name in eco.provides]
+    assert sorted(providers) == sorted(f.name for f in fields(Facts)), providers
+    seen: set[str] = set()
+    for eco in ordered.ECOSYSTEMS:
+        assert set(eco.reads) <= seen, (eco.name, sorted(set(eco.reads) - seen))
+        seen |= set(eco.provides)
+
+
+def test_the_plan_refuses_an_ecosystem_that_sets_a_fact_it_does_not_provide(monkeypatch):
+    from dataclasses import replace
+
+    from bakegen.plan import context
+
+    class Sneaky(Dummy):
+        def facts(self, ctx):
+            return replace(ctx.facts, init="sh")
+
+    graph = load_stacks(REPO)
+    locks = current_locks(graph)
+    monkeypatch.setattr(ordered, "ECOSYSTEMS", [*ordered.ECOSYSTEMS, Sneaky()])
+    with pytest.raises(AssertionError, match=r"set facts it does not provide: \[.init.\]"):
+        context(graph, "base", locks)

@@ -228,7 +228,7 @@ class Apps(Ecosystem):
             return []
         files = [app_file(app, p, ctx.lock.platforms) for app in part.pins for p in ctx.lock.platforms]
         mounts = "".join(f"    --mount=type=bind,source={ctx.lock_dir}/{f},target=/tmp/bakegen/apps/{f} \\\n" for f in files)
-        uv = ctx.facts.get("uv_lock") is not None
+        uv = ctx.facts.uv_lock is not None
         cache, cacert = (UV_CACHE, UV_CACERT) if uv else ("--mount=type=cache,id=bakegen-pip,target=/root/.cache/pip", PIP_CACERT)
         run = (
             f"RUN {cache} \\\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from debian.debian_support import Version as DebVersion
@@ -16,7 +16,7 @@ from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext, 
 from bakegen.errors import Location, StackError, StaleError, did_you_mean, one_line
 from bakegen.files import GENERATED_MARKER, sha256_text
 from bakegen.lock import SCHEMA_SHA, SCHEMA_VERSIONS, TOOL_PATTERN, StackLock, arch_of, matches, schema_obj
-from bakegen.plan import DOCKERFILE_DIR, ORDER_SYSTEM, PlanContext, Stage, Step, heading
+from bakegen.plan import DOCKERFILE_DIR, ORDER_SYSTEM, Facts, PlanContext, Stage, Step, heading
 from bakegen.resolvers.apt import DEBIAN_SUITES, UBUNTU_SUITES, AptRequest, AptResolver, AptSpec, distro_of
 from bakegen.stack import EffectiveStack, StackGraph, stack_location
 
@@ -141,6 +141,7 @@ class Apt(Ecosystem):
     name = "apt"
     layer_order = ORDER_SYSTEM
     stages = (TOOLS_STAGE,)
+    provides = ("tools_stage", "init")
     in_format_2 = True
     table = TABLE
     file_patterns = (re.escape(APT_LOCK), re.escape(APT_SOURCES))
@@ -303,13 +304,13 @@ class Apt(Ecosystem):
         return out
 
     # --- the Dockerfile ---
-    def facts(self, ctx: PlanContext) -> dict[str, Any]:
+    def facts(self, ctx: PlanContext) -> Facts:
         apt = ctx.lock.parts.get("apt")
         build = bool(apt and any(e.kind in ("build", "build-dep") for e in apt.entries))
-        return {"tools_stage": TOOLS_STAGE if build else None, "init": "tini" if "tini" in installed_names(ctx.stack) else None}
+        return replace(ctx.facts, tools_stage=TOOLS_STAGE if build else None, init="tini" if "tini" in installed_names(ctx.stack) else None)
 
     def tools_stage(self, ctx: PlanContext) -> Stage | None:
-        if not ctx.facts.get("tools_stage"):
+        if not ctx.facts.tools_stage:
             return None
         return Stage(heading("build tools: the locked apt.build packages, for the builder stages only"), ctx.from_, TOOLS_STAGE,
                      [Step("USER root"), Step(f"RUN {_mounts(ctx)} \\\n    sh /tmp/bakegen/apt-install.sh /tmp/bakegen/lock build")])

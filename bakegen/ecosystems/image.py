@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from packageurl import PackageURL
@@ -9,7 +10,7 @@ from packageurl import PackageURL
 from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext, SbomItem
 from bakegen.errors import NetworkError
 from bakegen.lock import DIGEST_PATTERN, SCHEMA_DIGEST, SCHEMA_PLATFORM, StackLock, arch_of, matches, schema_obj
-from bakegen.plan import PlanContext
+from bakegen.plan import Facts, PlanContext
 from bakegen.resolvers.image import IMAGE_USER, INDEX_TYPES, MANIFEST_TYPES, ImageLock, ImageRef, ImageResolver, is_root
 from bakegen.stack import PLATFORMS, EffectiveStack
 
@@ -18,6 +19,7 @@ class Image(Ecosystem):
     name = "image"
     section = "base"
     fingerprint_key = "base_image"
+    provides = ("base_image", "base_user")
     in_format_2 = True
 
     def default_resolver(self) -> ImageResolver:
@@ -108,12 +110,12 @@ class Image(Ecosystem):
         purl = PackageURL(type="oci", name=name, version=digest, qualifiers=qualifiers)
         return [SbomItem("oci", name, digest, purl, lock.stack, (("sha256", digest.removeprefix("sha256:")),))]
 
-    def facts(self, ctx: PlanContext) -> dict[str, Any]:
+    def facts(self, ctx: PlanContext) -> Facts:
         """The pinned base (the ARG default) and the base image's own user, unless it is root."""
         image = ctx.lock.parts.get(self.name)
         root_image = ctx.locks[ctx.stack.root.name].parts.get(self.name) if ctx.stack.root.name in ctx.locks else image
         user = root_image.user if root_image and root_image.user and not is_root(root_image.user) else None
-        return {"base_image": image.pinned if image else None, "base_user": user}
+        return replace(ctx.facts, base_image=image.pinned if image else None, base_user=user)
 
 
 ECOSYSTEM = Image()

@@ -13,7 +13,7 @@ import shlex
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from packageurl import PackageURL
@@ -26,7 +26,7 @@ from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext, 
 from bakegen.errors import Location, ResolutionError, StackError, StaleError
 from bakegen.files import GENERATED_MARKER, sha256_text
 from bakegen.lock import NAME_PATTERN, SCHEMA_PLATFORM, SCHEMA_SHA, SCHEMA_VERSIONS, TOOL_PATTERN, StackLock, arch_of, matches, schema_obj
-from bakegen.plan import DOCKERFILE_DIR, ORDER_PACKAGES, PlanContext, Stage, Step, heading
+from bakegen.plan import DOCKERFILE_DIR, ORDER_PACKAGES, Facts, PlanContext, Stage, Step, heading
 from bakegen.resolvers.python import DEFAULT_INDEX, Pin, PythonRequest, get_resolver, parse_requirements
 from bakegen.schema import Invalid
 from bakegen.stack import EffectiveStack, StackGraph, stack_location
@@ -185,6 +185,8 @@ class Python(Ecosystem):
     in_format_2 = True
     always_locked = True  # every image has a Python: the section is never null
     stages = (BUILDER,)
+    provides = ("server_here", "server_python", "image_user")
+    reads = ("base_user",)
     table = TABLE
     file_patterns = (r"requirements\.txt", r"requirements-[a-z0-9]+\.txt")
 
@@ -334,15 +336,16 @@ class Python(Ecosystem):
         return pypi_items(lock.stack, part.by_platform.get(platform, []))
 
     # --- the Dockerfile ---
-    def facts(self, ctx: PlanContext) -> dict[str, Any]:
+    def facts(self, ctx: PlanContext) -> Facts:
         vendor = env_of(ctx.stack) == "base"
         parent = ctx.stack.parent
         interpreter = ctx.stack.root_table("python").get("interpreter", "")
-        return {
-            "server_here": has_server(ctx.graph, ctx.name, ctx.locks) and not (parent is not None and has_server(ctx.graph, parent.name, ctx.locks)),
-            "server_python": (interpreter or "python3") if vendor else f"{VENV}/bin/python",
-            "image_user": ctx.facts.get("base_user") if vendor and not ctx.stack.root.user_declared else None,
-        }
+        return replace(
+            ctx.facts,
+            server_here=has_server(ctx.graph, ctx.name, ctx.locks) and not (parent is not None and has_server(ctx.graph, parent.name, ctx.locks)),
+            server_python=(interpreter or "python3") if vendor else f"{VENV}/bin/python",
+            image_user=ctx.facts.base_user if vendor and not ctx.stack.root.user_declared else None,
+        )
 
     def builder_stages(self, ctx: PlanContext) -> list[Stage]:
         vendor, has_python = env_of(ctx.stack) == "base", bool(ctx.lock.parts["python"].pins)
@@ -471,20 +474,21 @@ FINISH_MOUNT = f"--mount=type=bind,source={FINISH_SCRIPT},target=/tmp/bakegen/fi
 
 def _uv(ctx: PlanContext) -> bool:
     """Does this stack's builder install with uv (its root's lock has bakegen's build tools)?"""
-    return ctx.facts.get("uv_lock") is not None
+    return ctx.facts.uv_lock is not None
 
 
 def _in_final(ctx: PlanContext) -> bool:
     """Is the root stack's virtualenv made in the final stage, with the builder's uv mounted? Yes when the builder
     would start from the same image (no build tools): copying the virtualenv over wrote it twice and made BuildKit
     hash every byte of it for the cache key (5 s of a 40 s build of the S1 set)."""
-    return (not ctx.parent and env_of(ctx.stack) == "venv" and _uv(ctx) and not ctx.facts.get("tools_stage")
+    return (not ctx.parent and env_of(ctx.stack) == "venv" and _uv(ctx) and not ctx.facts.tools_stage
             and bool(ctx.lock.parts["python"].pins))
 
 
 def uv_steps(ctx: PlanContext) -> list[Step]:
     """uv in the builder, from the root stack's lock: pip (hash-checked) into a prefix of its own, per platform."""
-    lock_dir, files = ctx.facts["uv_lock"]
+    assert ctx.facts.uv_lock is not None
+    lock_dir, files = ctx.facts.uv_lock.lock_dir, ctx.facts.uv_lock.files
     mounts = "".join(f"    --mount=type=bind,source={lock_dir}/{f},target=/tmp/bakegen/tools/{f} \\\n" for f in files)
     pick = ('    req=/tmp/bakegen/tools/build-tools.txt; if [ -f "/tmp/bakegen/tools/build-tools-$TARGETARCH.txt" ]; then '
             'req="/tmp/bakegen/tools/build-tools-$TARGETARCH.txt"; fi; \\\n')

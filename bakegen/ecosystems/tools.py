@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib.metadata
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bakegen import __version__
@@ -27,7 +27,7 @@ from bakegen.ecosystems.python import PYTHON_PLATFORMS, pin_lines, read_requirem
 from bakegen.errors import Location, StaleError
 from bakegen.files import GENERATED_MARKER, sha256_text
 from bakegen.lock import SCHEMA_PLATFORM, SCHEMA_SHA, SCHEMA_VERSIONS, TOOL_PATTERN, StackLock, arch_of, matches, schema_obj
-from bakegen.plan import PlanContext
+from bakegen.plan import Facts, PlanContext, UvLock
 from bakegen.resolvers.python import DEFAULT_INDEX, Pin, PythonRequest
 from bakegen.stack import EffectiveStack
 
@@ -66,6 +66,7 @@ def local_uv() -> str:
 
 class Tools(Ecosystem):
     name = "tools"
+    provides = ("uv_lock",)
     resolver_of = "python"  # uv is a Python package on PyPI
     optional = True
     file_patterns = (r"build-tools\.txt", r"build-tools-[a-z0-9]+\.txt")
@@ -130,11 +131,12 @@ class Tools(Ecosystem):
         return ", ".join(f"{p.key} {p.version}" for p in part.by_platform[lock.platforms[0]])
 
     # --- the Dockerfile ---
-    def facts(self, ctx: PlanContext) -> dict[str, Any]:
+    def facts(self, ctx: PlanContext) -> Facts:
         """Where the builder stages find uv's lock: the root stack's (None for a lock without one: pip installs)."""
         root = ctx.stack.root.name
         part = ctx.locks[root].parts.get(self.name) if root in ctx.locks else None
-        return {"uv_lock": (f"locks/{root}", [tools_file(p, ctx.locks[root].platforms) for p in ctx.locks[root].platforms]) if part else None}
+        files = tuple(tools_file(p, ctx.locks[root].platforms) for p in ctx.locks[root].platforms)
+        return replace(ctx.facts, uv_lock=UvLock(f"locks/{root}", files) if part else None)
 
 
 ECOSYSTEM = Tools()
