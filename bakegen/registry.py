@@ -23,6 +23,7 @@ ECOSYSTEMS: list[Ecosystem] = [
     apps.ECOSYSTEM,
     custom.ECOSYSTEM,
 ]
+custom.ECOSYSTEM.bind(lambda: ECOSYSTEMS)  # read when called: a test may put an ecosystem in the list
 
 
 class Resolvers:

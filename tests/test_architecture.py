@@ -194,3 +194,9 @@ def test_the_plan_refuses_an_ecosystem_that_sets_a_fact_it_does_not_provide(monk
     monkeypatch.setattr(ordered, "ECOSYSTEMS", [*ordered.ECOSYSTEMS, Sneaky()])
     with pytest.raises(AssertionError, match=r"set facts it does not provide: \[.init.\]"):
         context(graph, "base", locks)
+
+
+def test_no_ecosystem_imports_the_registry():
+    """The registry is above the ecosystems: it binds the custom ecosystem to the list instead."""
+    for path in sorted((PACKAGE / "ecosystems").glob("*.py")):
+        assert not {m for m in _imports(path) if m in ("bakegen.registry", "bakegen.ecosystem.registry")}, path.name

@@ -28,12 +28,13 @@ import json
 import os
 import re
 import shlex
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bakegen import schema
-from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext, registry
+from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext
 from bakegen.errors import StackError
 from bakegen.lock import SCHEMA_SHA, StackLock, schema_obj
 from bakegen.paths import MAX_PART, link_in, outside, read_bounded
@@ -58,7 +59,7 @@ RESERVED = ("/usr/local/bin/before-notebook.d", "/usr/local/bin/start-notebook.d
 
 def _needs(value: Any) -> str:
     name = schema.string(value)
-    known = [e.name for e in registry()]
+    known = [e.name for e in ECOSYSTEM.others()]
     if name not in known:
         raise schema.Invalid(f"unknown ecosystem {schema.shown(name)}", f"name one of: {', '.join(known)}", name)
     return name
@@ -166,6 +167,18 @@ class Custom(Ecosystem):
     offline = True  # locking it reads files, never the network: a change re-resolves nothing else
     layer_order = ORDER
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._ecosystems: Callable[[], Sequence[Ecosystem]] = tuple
+
+    def bind(self, ecosystems: Callable[[], Sequence[Ecosystem]]) -> None:
+        """The registry's ecosystems (a step's ``needs`` names them; its layer goes after theirs): the registry
+        binds them, since this ecosystem is one of them."""
+        self._ecosystems = ecosystems
+
+    def others(self) -> Sequence[Ecosystem]:
+        return self._ecosystems()
+
     def stack_tables(self) -> dict[str, Any]:
         return TABLES
 
@@ -241,7 +254,7 @@ class Custom(Ecosystem):
         files_ok = all(re.fullmatch(pattern, f.source) and re.fullmatch(r"[0-9a-f]{64}", f.sha256) and re.fullmatch(r"0[0-7]{3}", f.mode)
                        and f.owner in ("root", "user") for pattern, group in ((RELATIVE, part.files), (HOOK, part.hooks)) for f in group)
         targets_ok = all(re.fullmatch(ABSOLUTE, f.target) for f in part.files) and all(re.fullmatch(r"[A-Za-z0-9._+-]+", h.target) for h in part.hooks)
-        known = {e.name for e in registry()}
+        known = {e.name for e in self.others()}
         steps_ok = all(_is_text(s.run) and s.user in ("root", "user") and set(s.needs or ()) <= known for s in part.steps)
         return None if files_ok and targets_ok and steps_ok else "files: not what bakegen writes"
 
@@ -315,7 +328,7 @@ def _step_order(needs: tuple[str, ...] | None) -> int:
     """Right after the last thing the step needs; after everything when it does not say."""
     if needs is None:
         return ORDER + 2
-    orders = [next(e for e in registry() if e.name == n).layer_order for n in needs]
+    orders = [next(e for e in ECOSYSTEM.others() if e.name == n).layer_order for n in needs]
     return max(orders, default=ORDER_USER) + 1
 
 
