@@ -190,6 +190,7 @@ def _shown(root: Path, path: Path) -> str:
 
 def cmd_verify_repro(args: argparse.Namespace) -> int:
     """Build a stack twice from the same locks (or once, against a registry); exit 0 when bit-for-bit identical, 1 when not."""
+    from bakegen import registry as ordered
     from bakegen.build import BuildOptions, chain_of
     from bakegen.plan import plan_dockerfile
     from bakegen.repro import verify_repro
@@ -200,7 +201,7 @@ def cmd_verify_repro(args: argparse.Namespace) -> int:
     graph.select([args.stack])
     opts = BuildOptions(base_images=_base_images(args, graph), ca_bundle=ca_bundle, progress=args.progress, compression=args.compression)
     locks = current_locks(graph)
-    plan = plan_dockerfile(graph, args.stack, locks)
+    plan = plan_dockerfile(graph, args.stack, locks, ordered.ECOSYSTEMS)
     steps = [(step.text, step.layer) for step in plan.final.steps]  # to name a differing layer by its step
     from bakegen.sbom import cyclonedx_of
 

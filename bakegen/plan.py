@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bakegen import __version__
-from bakegen.ecosystem import registry
 from bakegen.escape import dockerfile_comment, dockerfile_env_value
 from bakegen.files import GENERATED_MARKER
 from bakegen.lock import StackLock
 from bakegen.stack import DEFAULT_PORT, EffectiveStack, StackGraph
+
+if TYPE_CHECKING:
+    from bakegen.ecosystem import Ecosystem
 
 DOCKERFILE_DIR = "dockerfiles"
 START_SCRIPT = f"{DOCKERFILE_DIR}/bakegen-start.sh"
@@ -113,6 +116,7 @@ class PlanContext:
     lock: StackLock
     locks: dict[str, StackLock]
     graph: StackGraph
+    ecosystems: Sequence[Ecosystem]  # the registry's, in order (bakegen.registry.ECOSYSTEMS)
     facts: Facts = field(default_factory=Facts)  # what ecosystems tell the core and each other
 
     @property
@@ -147,18 +151,18 @@ def dockerfile_path(name: str) -> str:
     return f"{DOCKERFILE_DIR}/{name}/Dockerfile"
 
 
-def plan_dockerfile(graph: StackGraph, name: str, locks: dict[str, StackLock]) -> DockerfilePlan:
-    ctx = context(graph, name, locks)
-    builders = [stage for eco in registry() for stage in eco.builder_stages(ctx)]
-    tools = [stage for eco in registry() if builders for stage in [eco.tools_stage(ctx)] if stage]
+def plan_dockerfile(graph: StackGraph, name: str, locks: dict[str, StackLock], ecosystems: Sequence[Ecosystem]) -> DockerfilePlan:
+    ctx = context(graph, name, locks, ecosystems)
+    builders = [stage for eco in ecosystems for stage in eco.builder_stages(ctx)]
+    tools = [stage for eco in ecosystems if builders for stage in [eco.tools_stage(ctx)] if stage]
     final = Stage(heading("final image"), ctx.from_, steps=sorted(_final_steps(ctx), key=lambda s: s.order))
     return DockerfilePlan(name, _head(ctx), [*tools, *builders, final])
 
 
-def context(graph: StackGraph, name: str, locks: dict[str, StackLock]) -> PlanContext:
+def context(graph: StackGraph, name: str, locks: dict[str, StackLock], ecosystems: Sequence[Ecosystem]) -> PlanContext:
     """The plan context, with each ecosystem's facts, in the registry's order (each sees those before it)."""
-    ctx = PlanContext(graph.effective(name), locks[name], locks, graph)
-    for eco in registry():
+    ctx = PlanContext(graph.effective(name), locks[name], locks, graph, ecosystems)
+    for eco in ecosystems:
         before, ctx.facts = asdict(ctx.facts), eco.facts(ctx)
         changed = {key for key, value in asdict(ctx.facts).items() if before[key] != value}
         if not changed <= set(eco.provides):
@@ -181,7 +185,7 @@ def _head(ctx: PlanContext) -> list[str]:
 
 def _final_steps(ctx: PlanContext) -> list[Step]:
     steps = [Step("USER root", order=ORDER_ROOT)]
-    steps += [step for eco in registry() for step in eco.final_steps(ctx)]
+    steps += [step for eco in ctx.ecosystems for step in eco.final_steps(ctx)]
     if not ctx.parent:
         steps += _user_steps(ctx)
     steps += [Step(f"ENV {key}={dockerfile_env_value(value)}", order=ORDER_ENV) for key, value in ctx.stack.stack.env]

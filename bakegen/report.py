@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bakegen import proc
+from bakegen import registry as ordered
 from bakegen.errors import BakegenError, CommandError
 from bakegen.files import read_output
 from bakegen.locker import current_locks
@@ -81,7 +82,7 @@ def build_report(graph: StackGraph, registry: str = "", tag: str = "latest") -> 
     for name in graph.order:
         image = f"{registry.rstrip('/')}/{name}:{tag}" if registry else f"{name}:{tag}"
         platforms = graph.platforms(name)
-        plan = plan_dockerfile(graph, name, locks)
+        plan = plan_dockerfile(graph, name, locks, ordered.ECOSYSTEMS)
         for platform in platforms:
             reports[name, platform] = _report_one(graph, plan, image, platform if len(platforms) > 1 else None, reports)
     return list(reports.values())

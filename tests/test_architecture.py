@@ -116,7 +116,7 @@ def test_every_stage_name_is_one_an_ecosystem_declares():
     graph = load_stacks(REPO)
     locks = current_locks(graph)
     declared = {stage for eco in ordered.ECOSYSTEMS for stage in eco.stages}
-    used = {stage.name for name in graph.order for stage in plan_dockerfile(graph, name, locks).stages if stage.name}
+    used = {stage.name for name in graph.order for stage in plan_dockerfile(graph, name, locks, ordered.ECOSYSTEMS).stages if stage.name}
     assert used and used <= declared, used - declared
 
 
@@ -193,10 +193,15 @@ def test_the_plan_refuses_an_ecosystem_that_sets_a_fact_it_does_not_provide(monk
     locks = current_locks(graph)
     monkeypatch.setattr(ordered, "ECOSYSTEMS", [*ordered.ECOSYSTEMS, Sneaky()])
     with pytest.raises(AssertionError, match=r"set facts it does not provide: \[.init.\]"):
-        context(graph, "base", locks)
+        context(graph, "base", locks, ordered.ECOSYSTEMS)
 
 
 def test_no_ecosystem_imports_the_registry():
     """The registry is above the ecosystems: it binds the custom ecosystem to the list instead."""
     for path in sorted((PACKAGE / "ecosystems").glob("*.py")):
         assert not {m for m in _imports(path) if m in ("bakegen.registry", "bakegen.ecosystem.registry")}, path.name
+
+
+def test_the_planner_is_given_the_ecosystems():
+    """plan.py (the model of a Dockerfile) neither imports the registry nor looks it up: callers pass it."""
+    assert not {m for m in _imports(PACKAGE / "plan.py") if "registry" in m}

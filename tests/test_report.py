@@ -7,6 +7,7 @@ import pytest
 from bakegen.errors import BakegenError
 from bakegen.locker import current_locks
 from bakegen.plan import plan_dockerfile
+from bakegen.registry import ECOSYSTEMS
 from bakegen.report import ImageReport, Layer, label_layers, to_text
 from bakegen.stack import load_stacks
 
@@ -21,7 +22,7 @@ def _history(plan, before):
 def test_layers_are_named_from_the_plan_not_from_their_text():
     graph = load_stacks(ROOT)
     locks = current_locks(graph)
-    base, geo = plan_dockerfile(graph, "base", locks), plan_dockerfile(graph, "geo", locks)
+    base, geo = plan_dockerfile(graph, "base", locks, ECOSYSTEMS), plan_dockerfile(graph, "geo", locks, ECOSYSTEMS)
     layers = label_layers(_history(base, [(100, ""), (0, "ENV X=1")]), base, None)
     assert [layer.what for layer in layers] == ["base image", *base.layers()]
     assert "apt packages (apt.lock)" in base.layers() and "Python virtualenv (requirements.txt)" in base.layers()
@@ -34,7 +35,7 @@ def test_layers_are_named_from_the_plan_not_from_their_text():
 
 def test_an_image_older_than_its_plan_is_an_error():
     graph = load_stacks(ROOT)
-    plan = plan_dockerfile(graph, "base", current_locks(graph))
+    plan = plan_dockerfile(graph, "base", current_locks(graph), ECOSYSTEMS)
     with pytest.raises(BakegenError, match="fewer instructions"):
         label_layers([(1, "RUN x")], plan, None)
 

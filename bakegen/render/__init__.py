@@ -23,7 +23,7 @@ from jinja2 import BaseLoader, ChoiceLoader, Environment, PackageLoader, StrictU
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 from bakegen import __version__
-from bakegen.ecosystem import registry
+from bakegen import registry as ordered
 from bakegen.errors import BakegenError, Location, one_line
 from bakegen.escape import dockerfile_comment, dockerfile_env_value, hcl_ident, hcl_string
 from bakegen.files import GENERATED_MARKER
@@ -207,11 +207,11 @@ def _render_project(graph: StackGraph, locks: dict[str, StackLock]) -> dict[str,
     env = environment(graph.root)
     header = f"{GENERATED_MARKER} {__version__}. Do not edit; to update, run: bakegen generate"
     scripts = {START_SCRIPT: "bakegen-start.sh.j2", SERVER_SCRIPT: "bakegen-server.sh.j2", HEALTHCHECK_SCRIPT: "bakegen-healthcheck.py.j2"}
-    scripts.update({path: template for eco in registry() for path, template in eco.project_templates(graph, locks).items()})
+    scripts.update({path: template for eco in ordered.ECOSYSTEMS for path, template in eco.project_templates(graph, locks).items()})
     files = {BAKE_FILE: render_bake(env, graph, locks)}
     files.update({path: env.get_template(template).render(header=header) for path, template in scripts.items()})
     for name in graph.order:
-        files[dockerfile_path(name)] = render_dockerfile(env, plan_dockerfile(graph, name, locks))
-        ctx = context(graph, name, locks)
-        files.update({path: text for eco in registry() for path, text in eco.generated_files(ctx).items()})
+        files[dockerfile_path(name)] = render_dockerfile(env, plan_dockerfile(graph, name, locks, ordered.ECOSYSTEMS))
+        ctx = context(graph, name, locks, ordered.ECOSYSTEMS)
+        files.update({path: text for eco in ordered.ECOSYSTEMS for path, text in eco.generated_files(ctx).items()})
     return files

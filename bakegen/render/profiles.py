@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from bakegen import __version__
+from bakegen import registry as ordered
 from bakegen.errors import BakegenError, one_line
 from bakegen.files import GENERATED_MARKER
 from bakegen.lock import StackLock
@@ -70,7 +71,7 @@ def _options(graph: StackGraph, name: str) -> dict[str, Any]:
 
 def _user_ids(graph: StackGraph, name: str, locks: dict[str, StackLock]) -> tuple[int, int] | None:
     """(uid, gid) of the image's user: [user], or the vendor image's own numeric user; None when unknown."""
-    found = re.fullmatch(r"(\d+)(?::(\d+))?", user_facts(context(graph, name, locks))["run_as"])
+    found = re.fullmatch(r"(\d+)(?::(\d+))?", user_facts(context(graph, name, locks, ordered.ECOSYSTEMS))["run_as"])
     if found is None:
         return None
     return int(found.group(1)), int(found.group(2) or found.group(1))
