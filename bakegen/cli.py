@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from bakegen import __version__, arguments
-from bakegen.ecosystem import registry
+from bakegen import registry as ordered
 from bakegen.errors import BakegenError, StackErrors, StaleError, one_line
 from bakegen.files import check_output_file, orphans, output_problem, pending, stale_files, write_output, write_set
 from bakegen.lock import LOCK_VERSION, StackLock, lock_files
@@ -49,7 +49,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
 
 def summary(lock: StackLock) -> str:
     """What a lock holds, per ecosystem: "12 python, 3 apt, base sha256:..."."""
-    return ", ".join(eco.summary(lock, lock.parts[eco.name]) for eco in registry() if lock.parts.get(eco.name) is not None) or "nothing"
+    return ", ".join(eco.summary(lock, lock.parts[eco.name]) for eco in ordered.ECOSYSTEMS if lock.parts.get(eco.name) is not None) or "nothing"
 
 
 def orphan_locks(root: Path, graph, outcomes) -> list[str]:  # type: ignore[no-untyped-def]
@@ -190,7 +190,6 @@ def _shown(root: Path, path: Path) -> str:
 
 def cmd_verify_repro(args: argparse.Namespace) -> int:
     """Build a stack twice from the same locks (or once, against a registry); exit 0 when bit-for-bit identical, 1 when not."""
-    from bakegen import registry as ordered
     from bakegen.build import BuildOptions, chain_of
     from bakegen.plan import plan_dockerfile
     from bakegen.repro import verify_repro
@@ -325,7 +324,7 @@ def _add_lock_commands(sub: argparse._SubParsersAction) -> None:
     lk.add_argument("--upgrade", action="store_true", help="resolve every stack again: newest versions and base-image digests")
     lk.add_argument("--upgrade-package", "-P", action="append", default=[], metavar="NAME[==VER]",
                     help="upgrade one Python, apt or npm package, or base image; every other pin is kept (repeatable)")
-    lk.add_argument("--upgrade-ecosystem", "-E", action="append", default=[], choices=[eco.name for eco in registry()],
+    lk.add_argument("--upgrade-ecosystem", "-E", action="append", default=[], choices=[eco.name for eco in ordered.ECOSYSTEMS],
                     help="move every pin of one ecosystem (e.g. apt, when Debian published updates); the others are kept (repeatable)")
     lk.add_argument("--resolver", choices=sorted(BACKENDS), default=os.environ.get("BAKEGEN_RESOLVER", "uv"), help="Python resolver (default: uv)")
     lk.add_argument("--index-url", default=os.environ.get("BAKEGEN_INDEX_URL", DEFAULT_INDEX), help=f"Python package index (default: {DEFAULT_INDEX})")

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from bakegen import __version__, proc
-from bakegen.ecosystem import Ecosystem, registry
+from bakegen import registry as ordered
+from bakegen.ecosystem import Ecosystem
 from bakegen.errors import BakegenError, CommandError, StaleError, one_line
 from bakegen.files import GENERATED_MARKER, output_problem
 from bakegen.lock import MAX_LOCK_FILE, StackLock, arch_of, read_lock
@@ -25,7 +26,7 @@ from bakegen.lock import MAX_LOCK_FILE, StackLock, arch_of, read_lock
 
 def sections() -> list[str]:
     """The ecosystems' labels, in registry order."""
-    return [eco.section for eco in registry()]
+    return [eco.section for eco in ordered.ECOSYSTEMS]
 
 
 @dataclass
@@ -84,7 +85,7 @@ def diff_locks(old: dict[str, StackLock], new: dict[str, StackLock], parents: di
     out: dict[str, ImageDiff] = {}
     for name in sorted(set(old) | set(new)):
         o, n = old.get(name), new.get(name)
-        changes = {eco.section: _compare(_versions(eco, o), _versions(eco, n), eco.newer) for eco in registry()}
+        changes = {eco.section: _compare(_versions(eco, o), _versions(eco, n), eco.newer) for eco in ordered.ECOSYSTEMS}
         changes = {k: v for k, v in changes.items() if v}
         status = "added" if o is None else "removed" if n is None else "changed" if changes else "unchanged"
         out[name] = ImageDiff(name, status, changes)

@@ -112,9 +112,9 @@ class Ecosystem:
     resolver_of: str = ""  # resolves with another ecosystem's resolver (named)
     offline: bool = False  # locks from the stack's own files, never the network: its changes re-resolve no other ecosystem
     layer_order: int = 0  # where its packages are in the final image (a build step that needs it comes after)
-    stages: tuple[str, ...] = ()
+    stages: tuple[str, ...] = ()  # the names of the Dockerfile stages it adds (a stack cannot take them)
     provides: tuple[str, ...] = ()  # the plan Facts fields its facts() sets
-    reads: tuple[str, ...] = ()  # the Facts fields its facts() reads (those of ecosystems before it)  # the names of the Dockerfile stages it adds (a stack cannot take them)
+    reads: tuple[str, ...] = ()  # the Facts fields its facts() reads (those of ecosystems before it)
     # A lock made before it existed may lack its section (the plan does without it); bakegen lock -E NAME adds it.
     optional: bool = False
 

@@ -19,7 +19,8 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from bakegen.ecosystem import Ecosystem, ResolveContext, registry
+from bakegen import registry as ordered
+from bakegen.ecosystem import Ecosystem, ResolveContext
 from bakegen.errors import BakegenError, StaleError
 from bakegen.files import orphans
 from bakegen.lock import LOCK_VERSION, MANIFEST, StackLock, fingerprint, lock_files, read_lock
@@ -68,7 +69,7 @@ class Upgrades:
         return self.everything or eco.name in self.ecosystems
 
     def touches(self, lock: StackLock | None, stack: EffectiveStack) -> bool:
-        return self.everything or any(self.of(eco, stack, lock) or (eco.name in self.ecosystems and eco.used(stack)) for eco in registry())
+        return self.everything or any(self.of(eco, stack, lock) or (eco.name in self.ecosystems and eco.used(stack)) for eco in ordered.ECOSYSTEMS)
 
 
 @dataclass
@@ -88,13 +89,13 @@ def stack_fingerprint(graph: StackGraph, name: str, parent_lock: StackLock | Non
     """
     stack = graph.effective(name)
     projection: dict[str, Any] = {"platforms": list(stack.platforms)}
-    for eco in registry():
+    for eco in ordered.ECOSYSTEMS:
         value = eco.fingerprint(stack) if offline or not eco.offline else None
         if value is not None or eco.in_format_2:
             projection[eco.fingerprint_key] = value
     projection["parent"] = None
     if parent_lock is not None:
-        digests = dict(d for eco in registry() for d in [eco.parent_digest(parent_lock)] if d is not None)
+        digests = dict(d for eco in ordered.ECOSYSTEMS for d in [eco.parent_digest(parent_lock)] if d is not None)
         projection["parent"] = {"name": parent_lock.stack, "fingerprint": parent_lock.fingerprint, **digests}
     return fingerprint(projection)
 
@@ -169,7 +170,7 @@ def _moving(run: _Run, name: str, existing: StackLock) -> list[Ecosystem]:
     if run.upgrades.everything:
         return []
     stack = run.graph.effective(name)
-    return [eco for eco in registry() if eco.used(stack) and (run.upgrades.of(eco, stack, existing) or eco.name in run.upgrades.ecosystems)]
+    return [eco for eco in ordered.ECOSYSTEMS if eco.used(stack) and (run.upgrades.of(eco, stack, existing) or eco.name in run.upgrades.ecosystems)]
 
 
 def _relock_some(run: _Run, name: str, existing: StackLock, moving: list[Ecosystem]) -> StackLock:
@@ -188,14 +189,14 @@ def _relock_some(run: _Run, name: str, existing: StackLock, moving: list[Ecosyst
 
 
 def _uses_offline(lock: StackLock) -> bool:
-    return any(eco.offline and lock.parts.get(eco.name) is not None for eco in registry())
+    return any(eco.offline and lock.parts.get(eco.name) is not None for eco in ordered.ECOSYSTEMS)
 
 
 def _relock_offline(run: _Run, name: str, fp: str, rest: str, existing: StackLock) -> StackLock:
     """The existing lock with its offline ecosystems locked again (no network, no other pin moves)."""
     stack = run.graph.effective(name)
-    parts = {k: v for k, v in existing.parts.items() if not next(e for e in registry() if e.name == k).offline}
-    for eco in registry():
+    parts = {k: v for k, v in existing.parts.items() if not next(e for e in ordered.ECOSYSTEMS if e.name == k).offline}
+    for eco in ordered.ECOSYSTEMS:
         if eco.offline and eco.used(stack):
             parts[eco.name] = eco.resolve(_context(run, eco, stack, existing, []))
     lock = StackLock(stack=name, fingerprint=fp, parent=existing.parent, platforms=existing.platforms, parts=parts,
@@ -233,7 +234,7 @@ def _context(run: _Run, eco: Ecosystem, stack: EffectiveStack, existing: StackLo
 def _resolve(run: _Run, name: str, fp: str, existing: StackLock | None, warnings: list[str]) -> StackLock:
     """Resolve every ecosystem that the stack uses, at the same time."""
     stack = run.graph.effective(name)
-    used = [eco for eco in registry() if eco.used(stack)]
+    used = [eco for eco in ordered.ECOSYSTEMS if eco.used(stack)]
     parts: dict[str, Any] = {}
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         futures: list[tuple[Ecosystem, Future[Any], list[str]]] = []
@@ -269,11 +270,11 @@ def _check_upgrade_names(graph: StackGraph, names: list[str], upgrades: Upgrades
             lock = read_lock(graph.root / LOCK_DIR / name, graph.root)
         except StaleError:
             lock = None
-        for eco in registry():
+        for eco in ordered.ECOSYSTEMS:
             seen.update(n for n, _ in upgrades.of(eco, graph.effective(name), lock))
     for n, _ in upgrades.packages:
         if n not in seen and canonicalize_name(n) not in seen:
-            kinds = ", ".join(eco.name for eco in registry())
+            kinds = ", ".join(eco.name for eco in ordered.ECOSYSTEMS)
             raise BakegenError(
                 f"--upgrade-package {n}: no locked package or base image ({kinds}) is named '{n}'",
                 hint="check the name against locks/*/ (run bakegen lock first for new stacks)",
@@ -351,16 +352,16 @@ def lock_problem(graph: StackGraph, name: str, lock: StackLock, fp: str, rest: s
 def tampered(graph: StackGraph, name: str, lock: StackLock) -> str | None:
     """Where a lock whose fingerprint matches contradicts its stack file (in what the fingerprint does not hash), or None."""
     stack = graph.effective(name)
-    optional = {eco.name for eco in registry() if eco.optional and eco.used(stack) and eco.name not in lock.parts}
+    optional = {eco.name for eco in ordered.ECOSYSTEMS if eco.optional and eco.used(stack) and eco.name not in lock.parts}
     facts: list[tuple[str, Any, Any]] = [
         ("stack", lock.stack, name),
         ("parent", lock.parent, stack.stack.extends),
         ("platforms", lock.platforms, list(stack.platforms)),
         # a section for an ecosystem the stack does not use would add a stage (an npm builder, say); an optional
         # one may be missing (a lock from before it existed)
-        ("ecosystems", sorted(set(lock.parts) | optional), sorted({eco.name for eco in registry() if eco.used(stack)} | optional)),
+        ("ecosystems", sorted(set(lock.parts) | optional), sorted({eco.name for eco in ordered.ECOSYSTEMS if eco.used(stack)} | optional)),
     ]
-    facts += [fact for eco in registry() for fact in eco.tampered(stack, lock)]
+    facts += [fact for eco in ordered.ECOSYSTEMS for fact in eco.tampered(stack, lock)]
     for what, have, want in facts:
         if have != want:
             return f"tampered: the lock's {what} is {have!r}, the stack says {want!r}"

@@ -54,7 +54,8 @@ from cyclonedx.model.tool import ToolRepository
 from cyclonedx.output.json import JsonV1Dot6
 
 from bakegen import __version__
-from bakegen.ecosystem import HASHES, registry
+from bakegen import registry as ordered
+from bakegen.ecosystem import HASHES
 from bakegen.ecosystem import SbomItem as Item
 from bakegen.errors import BakegenError
 from bakegen.files import GENERATED_MARKER
@@ -109,7 +110,7 @@ def image_sbom(graph: StackGraph, locks: dict[str, StackLock], name: str, platfo
 
 def lock_items(lock: StackLock, platform: str) -> list[Item]:
     """Everything one stack's lock installs in the final image on ``platform``, from each ecosystem."""
-    return [item for eco in registry() if lock.parts.get(eco.name) is not None for item in eco.sbom_items(lock, lock.parts[eco.name], platform)]
+    return [item for eco in ordered.ECOSYSTEMS if lock.parts.get(eco.name) is not None for item in eco.sbom_items(lock, lock.parts[eco.name], platform)]
 
 
 # --- CycloneDX 1.6 ----------------------------------------------------------------------

@@ -205,3 +205,10 @@ def test_no_ecosystem_imports_the_registry():
 def test_the_planner_is_given_the_ecosystems():
     """plan.py (the model of a Dockerfile) neither imports the registry nor looks it up: callers pass it."""
     assert not {m for m in _imports(PACKAGE / "plan.py") if "registry" in m}
+
+
+def test_only_the_stack_and_lock_readers_still_look_the_registry_up():
+    """Generic code imports bakegen.registry; the lazy look-up (ecosystem.registry) is left only where the model
+    reads stacks and locks (until they are given the ecosystems, as the planner is)."""
+    lazy = {path.relative_to(PACKAGE).as_posix() for path in PACKAGE.rglob("*.py") if "bakegen.ecosystem.registry" in _imports(path)}
+    assert lazy == {"stack.py", "lock.py"}, lazy

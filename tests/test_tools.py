@@ -140,37 +140,46 @@ def test_two_ecosystems_finding_uv_at_once_both_get_it():
 
 # --- the pip that installs uv in a builder stage -----------------------------------------
 
-def _pip_choice(tmp_path: Path, python3: str, debian_wheels: Path) -> subprocess.CompletedProcess[str]:
-    """The build step's pip choice, run by /bin/sh with ``python3`` first on PATH and Debian's wheel folder at
-    ``debian_wheels``; it prints the pip command it chose and runs ``$pip --version``."""
+def _pip_wheel() -> Path:
+    """A real pip wheel: Debian's python3-pip-whl (a dependency of python3-venv, which the Makefile needs) or
+    this Python's ensurepip wheel."""
+    found = sorted(Path("/usr/share/python-wheels").glob("pip-*.whl")) + sorted((Path(sysconfig.get_path("stdlib")) / "ensurepip" / "_bundled").glob("pip-*.whl"))
+    assert found, "no pip wheel on this machine: install python3-venv (Debian's python3-pip-whl)"
+    return found[0]
+
+
+def _pip_choice(tmp_path: Path, debian_wheels: Path, ensurepip_dir: Path | None) -> subprocess.CompletedProcess[str]:
+    """The build step's pip choice, run by /bin/sh, with Debian's wheel folder at ``debian_wheels`` and a python3
+    whose ensurepip lives in ``ensurepip_dir`` (None: a Python without ensurepip, and whose venv is recorded):
+    it prints the pip command it chose and runs ``$pip --version`` with this real Python."""
     from bakegen.ecosystems.python import DEBIAN_PIP_WHEELS, PIP_WHEEL
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
-    (bin_dir / "python3").unlink(missing_ok=True)
-    (bin_dir / "python3").symlink_to(python3)
+    where = f'echo "{ensurepip_dir}"; exit 0' if ensurepip_dir else "exit 1"
+    (bin_dir / "python3").write_text(f'#!/bin/sh\necho "$@" >> "$HOME/calls"\nif [ "$1" = -c ]; then {where}; fi\n'
+                                     f'if [ "$1" = -m ]; then exit 0; fi\nexec {sys.executable} "$@"\n')
+    (bin_dir / "python3").chmod(0o755)
     script = PIP_WHEEL.replace(DEBIAN_PIP_WHEELS, str(debian_wheels)).replace(" \\\n", "\n") + 'echo "pip=$pip"; $pip --version\n'
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "PIP_NO_INPUT": "1"}
     return subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, env=env, timeout=120)
 
 
 def test_uvs_pip_runs_from_the_debian_wheel_then_ensurepips_then_a_virtualenv(tmp_path):
-    # a python.org build (this test's interpreter has ensurepip's bundled wheel) and no Debian wheel folder
-    bundled = sorted((Path(sysconfig.get_path("stdlib")) / "ensurepip" / "_bundled").glob("pip-*.whl"))
-    if not bundled:
-        pytest.skip("this Python has no ensurepip wheel")  # pragma: no cover
-    out = _pip_choice(tmp_path, sys.executable, tmp_path / "no-such-folder")
+    wheel = _pip_wheel()
+    bundled = tmp_path / "ensurepip" / "_bundled"
+    bundled.mkdir(parents=True)
+    shutil.copy(wheel, bundled / wheel.name)
+    # a python.org build: ensurepip's bundled wheel, no Debian wheel folder (a real pip run from the real wheel)
+    out = _pip_choice(tmp_path, tmp_path / "no-such-folder", bundled.parent)
     assert out.returncode == 0, out.stderr
-    assert f"pip=python3 {bundled[0]}/pip" in out.stdout and f"from {bundled[0]}/pip" in out.stdout
-    # Debian's wheel comes first when both are there (a real pip run from a real wheel)
+    assert f"pip=python3 {bundled / wheel.name}/pip" in out.stdout and f"from {bundled / wheel.name}/pip" in out.stdout
+    # Debian's wheel comes first when both are there
     debian = tmp_path / "wheels"
     debian.mkdir()
-    shutil.copy(bundled[0], debian / bundled[0].name)
-    out = _pip_choice(tmp_path, sys.executable, debian)
-    assert out.returncode == 0 and f"pip=python3 {debian / bundled[0].name}/pip" in out.stdout, out.stdout + out.stderr
+    shutil.copy(wheel, debian / wheel.name)
+    out = _pip_choice(tmp_path, debian, bundled.parent)
+    assert out.returncode == 0 and f"pip=python3 {debian / wheel.name}/pip" in out.stdout, out.stdout + out.stderr
     # no wheel anywhere (a python3 without ensurepip): a virtualenv with pip, as before
-    fake = tmp_path / "fake-python3"
-    fake.write_text("#!/bin/sh\necho \"$@\" >> \"$HOME/calls\"\n[ \"$1\" = -m ] && [ \"$2\" = venv ] && exit 0\nexit 1\n")
-    fake.chmod(0o755)
-    out = _pip_choice(tmp_path, str(fake), tmp_path / "no-such-folder")
+    out = _pip_choice(tmp_path, tmp_path / "no-such-folder", None)
     assert "pip=/opt/bakegen/pip/bin/pip" in out.stdout and "-m venv /opt/bakegen/pip" in (tmp_path / "calls").read_text()

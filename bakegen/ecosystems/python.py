@@ -39,6 +39,7 @@ BUILDER = "builder"  # the stage that makes the virtualenv
 STAGING = "/opt/bakegen/staging"
 JUPYTER_SERVER = "jupyter-server"
 ORDER = ORDER_PACKAGES + 10  # after npm and applications: Python pins move most often
+VENV_LAYER = "Python virtualenv (requirements.txt)"  # a root stack's virtualenv layer, as bakegen report names it
 WORKERS = 4
 SLIM_SCRIPT = f"{DOCKERFILE_DIR}/bakegen-slim.py"  # the slim step's pruning script
 
@@ -363,11 +364,9 @@ class Python(Ecosystem):
     def final_steps(self, ctx: PlanContext) -> list[Step]:
         vendor, has_python = env_of(ctx.stack) == "base", bool(ctx.lock.parts["python"].pins)
         steps = []
-        if _in_final(ctx):
-            steps += _install_steps(ctx, final=True) + [Step(f"ENV VIRTUAL_ENV={VENV} \\\n    PATH={VENV}/bin:$PATH", order=ORDER)]
-        elif not ctx.parent and not vendor:
-            steps += [Step(f"COPY --from={BUILDER} {VENV} {VENV}", layer="Python virtualenv (requirements.txt)", order=ORDER),
-                      Step(f"ENV VIRTUAL_ENV={VENV} \\\n    PATH={VENV}/bin:$PATH", order=ORDER)]
+        if not ctx.parent and not vendor:  # the virtualenv: made here, or copied from the builder
+            made = _install_steps(ctx, final=True) if _in_final(ctx) else [Step(f"COPY --from={BUILDER} {VENV} {VENV}", layer=VENV_LAYER, order=ORDER)]
+            steps += [*made, Step(f"ENV VIRTUAL_ENV={VENV} \\\n    PATH={VENV}/bin:$PATH", order=ORDER)]
         elif has_python and not vendor:
             steps.append(Step(f"COPY --from={BUILDER} {STAGING}/ {VENV}/", layer="Python packages (requirements.txt)", order=ORDER))
         if _shared_venv(ctx):
@@ -527,27 +526,23 @@ def _install_steps(ctx: PlanContext, final: bool = False) -> list[Step]:
     """The hash-checked install of the lock (per platform when there are several): in the builder, or with
     ``final`` in the final stage, with the builder's uv mounted (its layer: the virtualenv)."""
     platforms = ctx.lock.platforms
-    slim = f"    --mount=type=bind,from={BUILDER},source={UV_PREFIX},target={UV_PREFIX} \\\n" if final else ""
-    slim += f"    --mount=type=bind,source={SLIM_SCRIPT},target=/tmp/bakegen/slim.py \\\n" if slim_of(ctx.stack) else ""
-    slim += f"    {FINISH_MOUNT} \\\n"
+    scripts = f"    --mount=type=bind,from={BUILDER},source={UV_PREFIX},target={UV_PREFIX} \\\n" if final else ""
+    scripts += f"    --mount=type=bind,source={SLIM_SCRIPT},target=/tmp/bakegen/slim.py \\\n" if slim_of(ctx.stack) else ""
+    scripts += f"    {FINISH_MOUNT} \\\n"
+    layer, order = (VENV_LAYER, ORDER) if final else (None, 0)  # in the final stage, the step makes the virtualenv's layer
     cache, cacert = (UV_CACHE, UV_CACERT) if _uv(ctx) else (_PIP_CACHE, PIP_CACERT)
     if len(platforms) > 1:
         mounts = "".join(f"    --mount=type=bind,source={ctx.lock_dir}/{f},target=/tmp/bakegen/lock/{f} \\\n" for f in (requirements_file(p, platforms) for p in platforms))
-        run = (f"RUN {cache} \\\n{mounts}{slim}    --mount=type=secret,id=cacert \\\n    {cacert}; \\\n"
+        run = (f"RUN {cache} \\\n{mounts}{scripts}    --mount=type=secret,id=cacert \\\n    {cacert}; \\\n"
                "    req=/tmp/bakegen/lock/requirements.txt; \\\n"
                '    if [ -f "/tmp/bakegen/lock/requirements-$TARGETARCH.txt" ]; then req="/tmp/bakegen/lock/requirements-$TARGETARCH.txt"; fi; \\\n'
                '    ln -s "$req" /tmp/bakegen/requirements.txt; \\\n')
-        head = [Step("ARG TARGETARCH", _install_comments(ctx))]
+        head = [Step("ARG TARGETARCH", _install_comments(ctx), order=order)]
     else:
         run = (f"RUN {cache} \\\n    --mount=type=bind,source={ctx.lock_dir}/{REQUIREMENTS},target=/tmp/bakegen/requirements.txt \\\n"
-               f"{slim}    --mount=type=secret,id=cacert \\\n    {cacert}; \\\n")
+               f"{scripts}    --mount=type=secret,id=cacert \\\n    {cacert}; \\\n")
         head = []
-    step = Step(run + _install_commands(ctx, final), () if head else _install_comments(ctx))
-    if final:
-        step.layer, step.order = "Python virtualenv (requirements.txt)", ORDER
-        for s in head:
-            s.order = ORDER
-    return head + [step]
+    return head + [Step(run + _install_commands(ctx, final), () if head else _install_comments(ctx), layer, order)]
 
 
 def _install_commands(ctx: PlanContext, final: bool = False) -> str:
