@@ -54,7 +54,7 @@ diff: install ## what changed in locks/ since REV (default HEAD)
 	$(BAKEGEN) diff $(or $(REV),HEAD)
 
 schema: install ## rewrite schema/lock-v*.schema.json from the lock model
-	$(BIN)/python -c 'from pathlib import Path; from bakegen.lock import SCHEMA_FILE, render_schema; Path(SCHEMA_FILE).write_text(render_schema())' 
+	$(BIN)/python -c 'from pathlib import Path; from bakegen.lock import SCHEMA_FILE; from bakegen.project import render_schema; Path(SCHEMA_FILE).write_text(render_schema())' 
 
 engine: ## start a Docker engine + buildx, the stand-in base image and a local registry (root, Debian); the arm64 stand-in is made in the background
 	scripts/engine.sh all

@@ -21,7 +21,8 @@ from bakegen import registry as ordered
 from bakegen.ecosystem import Ecosystem
 from bakegen.errors import BakegenError, CommandError, StaleError, one_line
 from bakegen.files import GENERATED_MARKER, output_problem
-from bakegen.lock import MAX_LOCK_FILE, StackLock, arch_of, read_lock
+from bakegen.lock import MAX_LOCK_FILE, StackLock, arch_of
+from bakegen.project import read_lock
 
 
 def sections() -> list[str]:

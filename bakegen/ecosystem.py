@@ -13,7 +13,8 @@ owns, for its own kind of package:
 * its build steps, as data (``plan``): the stages and steps of the Dockerfile.
 
 Generic code (locker, lock, diff, plan, report, cli) loops over the ordered
-registry in :mod:`bakegen.ecosystems` and never names an ecosystem.
+list in :mod:`bakegen.registry`, which it is given or imports, and never names
+an ecosystem.
 """
 
 from __future__ import annotations
@@ -220,11 +221,4 @@ class Ecosystem:
     def generated_files(self, ctx: PlanContext) -> dict[str, str]:
         """Files generated next to the Dockerfile (``dockerfiles/<stack>/...``)."""
         return {}
-
-
-def registry() -> list[Ecosystem]:
-    """The ecosystems, in order (:data:`bakegen.registry.ECOSYSTEMS`; imported here so the model names none)."""
-    from bakegen import registry as ordered
-
-    return ordered.ECOSYSTEMS
 

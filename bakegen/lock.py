@@ -17,15 +17,18 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bakegen import __version__
-from bakegen.ecosystem import registry
 from bakegen.errors import BakegenError, Location, StaleError, one_line
 from bakegen.files import GENERATED_MARKER, output_problem, sha256_text
 from bakegen.paths import Unreadable, read_bounded
+
+if TYPE_CHECKING:
+    from bakegen.ecosystem import Ecosystem
 
 LOCK_VERSION = 3
 # What the fingerprint hashes has not changed since format 2: a new format reads an
@@ -59,18 +62,18 @@ class StackLock:
 # --- the files ---------------------------------------------------------------
 
 
-def lock_files(lock: StackLock, command: str = "bakegen lock") -> dict[str, str]:
+def lock_files(lock: StackLock, ecosystems: Sequence[Ecosystem], command: str = "bakegen lock") -> dict[str, str]:
     """Every file of ``locks/<stack>/`` (relative to that folder), the manifest last."""
     files: dict[str, str] = {}
-    for eco in registry():
+    for eco in ecosystems:
         part = lock.parts.get(eco.name)
         if part is not None:
             files.update(eco.files(lock, part, command))
-    files[MANIFEST] = render_manifest(lock, files)
+    files[MANIFEST] = render_manifest(lock, files, ecosystems)
     return files
 
 
-def render_manifest(lock: StackLock, files: dict[str, str]) -> str:
+def render_manifest(lock: StackLock, files: dict[str, str], ecosystems: Sequence[Ecosystem]) -> str:
     doc: dict[str, Any] = {
         "_comment": f"{GENERATED_MARKER} lock. Do not edit; run 'bakegen lock' to update.",
         "version": LOCK_VERSION,
@@ -82,7 +85,7 @@ def render_manifest(lock: StackLock, files: dict[str, str]) -> str:
         "source_date_epoch": lock.source_date_epoch,
         "platforms": list(lock.platforms),
     }
-    for eco in registry():
+    for eco in ecosystems:
         part = lock.parts.get(eco.name)
         if part is not None:
             doc[eco.section] = eco.section_of(lock, part, files)
@@ -98,7 +101,7 @@ def manifest_checksum(doc: dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def read_lock(lock_dir: Path, root: Path | None = None) -> StackLock | None:
+def read_lock(lock_dir: Path, ecosystems: Sequence[Ecosystem], root: Path | None = None) -> StackLock | None:
     """Read ``locks/<stack>/``; ``None`` when there is no lock yet.
 
     Raises :class:`StaleError` when the files are damaged, edited by hand or in
@@ -126,8 +129,8 @@ def read_lock(lock_dir: Path, root: Path | None = None) -> StackLock | None:
             hint="upgrade bakegen, or delete the lock folder and run bakegen lock",
         )
     try:
-        lock = reader(doc, lock_dir, shown)
-        _check_files(lock, lock_dir, shown)
+        lock = reader(doc, lock_dir, shown, ecosystems)
+        _check_files(lock, lock_dir, shown, ecosystems)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise StaleError(f"damaged lock manifest ({one_line(repr(exc), 200)})", location=Location(shown), hint="run bakegen lock to rewrite it") from None
     return lock
@@ -154,7 +157,7 @@ def _version_of(doc: Any, shown: str) -> int:
     return version
 
 
-def _read_v1(doc: dict[str, Any], lock_dir: Path, shown: str) -> StackLock:
+def _read_v1(doc: dict[str, Any], lock_dir: Path, shown: str, ecosystems: Sequence[Ecosystem]) -> StackLock:
     raise StaleError("lock format version 1 predates base-image digests", location=Location(shown), hint="run bakegen lock to upgrade it to version 2")
 
 
@@ -175,9 +178,9 @@ def _lock_file_text(lock_dir: Path, name: str, shown: str) -> str:
     return text
 
 
-def _file_reader(lock_dir: Path, shown: str) -> Any:
+def _file_reader(lock_dir: Path, shown: str, ecosystems: Sequence[Ecosystem]) -> Callable[[str, str], str]:
     """read_file(name, sha256): a lock file's text, refused when unknown, missing or edited."""
-    patterns = [p for eco in registry() for p in eco.file_patterns]
+    patterns = [p for eco in ecosystems for p in eco.file_patterns]
 
     def read_file(name: str, sha256: str) -> str:
         if not isinstance(name, str) or not any(re.fullmatch(p, name) for p in patterns):
@@ -197,24 +200,24 @@ def _body(text: str) -> list[str]:
     return lines[start:]
 
 
-def _check_files(lock: StackLock, lock_dir: Path, shown: str) -> None:
+def _check_files(lock: StackLock, lock_dir: Path, shown: str, ecosystems: Sequence[Ecosystem]) -> None:
     """Every lock file the Dockerfile mounts is exactly what bakegen writes from the lock as read (its
     header aside): an option line that bakegen's reader skips but pip obeys, a manifest that points the
     hash check at another file, or a line the reader does not keep, is refused."""
-    for name, text in lock_files(lock).items():
+    for name, text in lock_files(lock, ecosystems).items():
         if name != MANIFEST and _body(_lock_file_text(lock_dir, name, shown)) != _body(text):
             raise StaleError(f"{lock_dir.name}/{name} is not what bakegen writes from {lock_dir.name}/{MANIFEST}", location=Location(shown),
                              hint="run bakegen lock to rewrite it; do not edit locks by hand")
 
 
-def _read_v2(doc: dict[str, Any], lock_dir: Path, shown: str, version: int = 2) -> StackLock:
+def _read_v2(doc: dict[str, Any], lock_dir: Path, shown: str, ecosystems: Sequence[Ecosystem], version: int = 2) -> StackLock:
     """Format 2 had no checksum: it is checked as strictly as format 3 (migrating must not accept what check refuses)."""
-    problem = _schema_problem(doc, version)
+    problem = _schema_problem(doc, ecosystems, version)
     if problem:
         raise StaleError(f"damaged lock manifest: {problem}", location=Location(shown), hint="run bakegen lock to rewrite it")
-    read_file = _file_reader(lock_dir, shown)
+    read_file = _file_reader(lock_dir, shown, ecosystems)
     parts = {}
-    for eco in registry():
+    for eco in ecosystems:
         section = doc.get(eco.section)
         if section is not None:
             parts[eco.name] = eco.read(section, read_file, doc, str(lock_dir))
@@ -230,11 +233,11 @@ def _read_v2(doc: dict[str, Any], lock_dir: Path, shown: str, version: int = 2) 
     )
 
 
-def _read_v3(doc: dict[str, Any], lock_dir: Path, shown: str) -> StackLock:
+def _read_v3(doc: dict[str, Any], lock_dir: Path, shown: str, ecosystems: Sequence[Ecosystem]) -> StackLock:
     if doc.get("checksum") != manifest_checksum(doc):
         raise StaleError(f"{lock_dir.name}/{MANIFEST} was edited after locking (its checksum does not match)", location=Location(shown),
                          hint="run bakegen lock to rewrite it; do not edit locks by hand")
-    return _read_v2(doc, lock_dir, shown, version=3)
+    return _read_v2(doc, lock_dir, shown, ecosystems, version=3)
 
 
 NAME_PATTERN = r"[a-z0-9]+(?:[-_][a-z0-9]+)*"
@@ -243,10 +246,10 @@ TOOL_PATTERN = r"[a-z][a-z0-9._-]{0,31}(?: [A-Za-z0-9._+?-]{1,32})?"
 DIGEST_PATTERN = r"sha256:[0-9a-f]{64}"
 
 
-def _schema_problem(doc: dict[str, Any], version: int = LOCK_VERSION) -> str | None:
+def _schema_problem(doc: dict[str, Any], ecosystems: Sequence[Ecosystem], version: int = LOCK_VERSION) -> str | None:
     """The first field of a manifest that is not what bakegen writes, checked without jsonschema's import
     cost: what reaches a generated file must have its shape (schema/ holds the whole schema)."""
-    allowed = set(manifest_schema()["properties"]) - ({"checksum", "resolved_fingerprint"} if version < 3 else set())
+    allowed = set(manifest_schema(ecosystems)["properties"]) - ({"checksum", "resolved_fingerprint"} if version < 3 else set())
     extra = sorted(set(doc) - allowed)
     if extra:
         return f"unknown key {extra[0]!r}"
@@ -262,7 +265,7 @@ def _schema_problem(doc: dict[str, Any], version: int = LOCK_VERSION) -> str | N
         ("source_date_epoch", epoch is None or (isinstance(epoch, int) and not isinstance(epoch, bool) and 0 <= epoch <= MAX_EPOCH)),
     ]
     problem = next((f"{where}: not what bakegen writes" for where, ok in checks if not ok), None)
-    for eco in registry():
+    for eco in ecosystems:
         section = doc.get(eco.section)
         if problem is None and section is None and eco.always_locked:
             problem = f"{eco.section}: missing (every lock has it)"
@@ -299,7 +302,7 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return {"oneOf": [{"type": "null"}, schema]}
 
 
-def manifest_schema() -> dict[str, Any]:
+def manifest_schema(ecosystems: Sequence[Ecosystem]) -> dict[str, Any]:
     """The JSON Schema of ``lock.json`` (this format version). schema/ holds it, and a test keeps it current."""
     top = {
         "_comment": {"type": "string"},
@@ -314,7 +317,7 @@ def manifest_schema() -> dict[str, Any]:
         "platforms": {"type": "array", "items": SCHEMA_PLATFORM, "minItems": 1, "uniqueItems": True},
     }
     optional = ["_comment", "source_date_epoch", "resolved_fingerprint"]
-    for eco in registry():
+    for eco in ecosystems:
         top[eco.section] = eco.section_schema() if eco.always_locked or not eco.in_format_2 else _nullable(eco.section_schema())
         if not eco.in_format_2:
             optional.append(eco.section)
@@ -327,8 +330,8 @@ def manifest_schema() -> dict[str, Any]:
     }
 
 
-def render_schema() -> str:
-    return json.dumps(manifest_schema(), indent=2) + "\n"
+def render_schema(ecosystems: Sequence[Ecosystem]) -> str:
+    return json.dumps(manifest_schema(ecosystems), indent=2) + "\n"
 
 
 # --- fingerprint --------------------------------------------------------------

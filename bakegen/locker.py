@@ -23,7 +23,8 @@ from bakegen import registry as ordered
 from bakegen.ecosystem import Ecosystem, ResolveContext
 from bakegen.errors import BakegenError, StaleError
 from bakegen.files import orphans
-from bakegen.lock import LOCK_VERSION, MANIFEST, StackLock, fingerprint, lock_files, read_lock
+from bakegen.lock import LOCK_VERSION, MANIFEST, StackLock, fingerprint
+from bakegen.project import lock_files, read_lock
 from bakegen.registry import Resolvers
 from bakegen.resolvers.python import DEFAULT_INDEX
 from bakegen.stack import EffectiveStack, StackGraph

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bakegen import schema
-from bakegen.ecosystem import registry
 from bakegen.errors import BakegenError, Location, StackError, StackErrors, did_you_mean
 from bakegen.paths import Unreadable, outside, read_bounded
 from bakegen.resolvers.image import ImageRef
 from bakegen.schema import Invalid
+
+if TYPE_CHECKING:
+    from bakegen.ecosystem import Ecosystem
 
 DEFAULT_USER = ("jovyan", 1000, 100)
 DEFAULT_PORT = 8888
@@ -179,9 +181,9 @@ SCHEMA: dict[str, Any] = {
 REQUIRED = ("name", "description")
 
 
-def stack_schema() -> dict[str, Any]:
+def stack_schema(ecosystems: Sequence[Ecosystem]) -> dict[str, Any]:
     """The stack file's keys: bakegen's own, and each ecosystem's table."""
-    return {**SCHEMA, **{key: spec for eco in registry() for key, spec in eco.stack_tables().items()}}
+    return {**SCHEMA, **{key: spec for eco in ecosystems for key, spec in eco.stack_tables().items()}}
 
 
 # --- locating keys in the source text ------------------------------------------
@@ -245,19 +247,19 @@ def _validate(data: dict[str, Any], spec_table: dict[str, Any], prefix: tuple[st
     return out
 
 
-def load_stack(path: Path, root: Path | None = None) -> Stack:
+def load_stack(path: Path, ecosystems: Sequence[Ecosystem], root: Path | None = None) -> Stack:
     """Parse and validate one stack file (inheritance is checked by :func:`load_stacks`)."""
     shown = str(path.relative_to(root)) if root and path.is_relative_to(root) else str(path)
     text = _read_stack_file(path, shown, root)
     data = _parse_toml(text, shown)
     err = _error_factory(text, shown)
-    fields = _validate(data, stack_schema(), (), err)
+    fields = _validate(data, stack_schema(ecosystems), (), err)
     _check_identity(fields, path, err)
-    for eco in registry():
+    for eco in ecosystems:
         eco.check(fields.get(eco.name, {}), fields, err)  # the table of its name; fields holds the rest
     if "extends" in fields:
         _check_root_only(fields, err)
-    return _stack_from(fields, path)
+    return _stack_from(fields, path, ecosystems)
 
 
 ErrorFactory = Callable[..., StackError]
@@ -298,7 +300,7 @@ def _check_root_only(fields: dict[str, Any], err: ErrorFactory) -> None:
             raise err(f"'{key}' can only be set on a root stack", (key,), f"set [{key}] in the stack that has 'base'; children inherit it")
 
 
-def _stack_from(fields: dict[str, Any], path: Path) -> Stack:
+def _stack_from(fields: dict[str, Any], path: Path, ecosystems: Sequence[Ecosystem]) -> Stack:
     """The Stack of validated fields."""
     run, user = fields.get("run", {}), fields.get("user")
     return Stack(
@@ -307,7 +309,7 @@ def _stack_from(fields: dict[str, Any], path: Path) -> Stack:
         description=fields["description"],
         base=fields.get("base"),
         extends=fields.get("extends"),
-        tables={key: fields[key] for eco in registry() for key in eco.stack_tables() if key in fields},
+        tables={key: fields[key] for eco in ecosystems for key in eco.stack_tables() if key in fields},
         profile=tuple(fields.get("profile", {}).items()),
         user_declared=user is not None,
         env=fields.get("env", ()),
@@ -433,7 +435,7 @@ class StackGraph:
         return [n for n in self.order if n in wanted]
 
 
-def load_stacks(root: Path, stacks_dir: str = "stacks") -> StackGraph:
+def load_stacks(root: Path, ecosystems: Sequence[Ecosystem], stacks_dir: str = "stacks") -> StackGraph:
     """Load every ``<root>/<stacks_dir>/*.toml``; raise :class:`StackErrors` listing every invalid file."""
     directory = root / stacks_dir
     if directory.is_dir() and outside(root, directory):
@@ -447,19 +449,19 @@ def load_stacks(root: Path, stacks_dir: str = "stacks") -> StackGraph:
     errors: list[StackError] = []
     for path in files:
         try:
-            stack = load_stack(path, root)
+            stack = load_stack(path, ecosystems, root)
         except StackError as exc:
             errors.append(exc)
             continue
         stacks[stack.name] = stack
     if errors:
         raise StackErrors(errors)
-    errors = _check_names(stacks, root) or _check_graph(stacks, root)
+    errors = _check_names(stacks, root, ecosystems) or _check_graph(stacks, root)
     if errors:
         raise StackErrors(errors)
     graph = StackGraph(root=root, stacks=stacks)
     graph.order = _build_order(stacks)
-    _check_inheritance(graph)
+    _check_inheritance(graph, ecosystems)
     return graph
 
 
@@ -471,11 +473,11 @@ def _location(stack: Stack, root: Path, key: tuple[str, ...]) -> Location:
     return Location(_shown(stack, root), find_line(stack.path.read_text(encoding="utf-8"), key))
 
 
-def _check_names(stacks: dict[str, Stack], root: Path) -> list[StackError]:
+def _check_names(stacks: dict[str, Stack], root: Path, ecosystems: Sequence[Ecosystem]) -> list[StackError]:
     """Names that collide with what bakegen generates: reserved words, and names equal but for - and _."""
     errors = []
     seen: dict[str, str] = {}
-    reserved = {**RESERVED, **{stage: f"a Dockerfile stage of {eco.name}" for eco in registry() for stage in eco.stages}}
+    reserved = {**RESERVED, **{stage: f"a Dockerfile stage of {eco.name}" for eco in ecosystems for stage in eco.stages}}
     for name in sorted(stacks):
         if name in reserved:
             errors.append(StackError(f"the stack name '{name}' is taken by {reserved[name]} in the generated files",
@@ -529,8 +531,8 @@ def _build_order(stacks: dict[str, Stack]) -> list[str]:
     return order
 
 
-def _check_inheritance(graph: StackGraph) -> None:
-    errors = [error for name in graph.order for eco in registry() for error in eco.check_graph(graph.effective(name), graph)]
+def _check_inheritance(graph: StackGraph, ecosystems: Sequence[Ecosystem]) -> None:
+    errors = [error for name in graph.order for eco in ecosystems for error in eco.check_graph(graph.effective(name), graph)]
     if errors:
         raise StackErrors(errors)
 

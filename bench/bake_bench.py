@@ -21,7 +21,7 @@ import statistics
 
 from _bench import bake, project, table, workdir
 
-from bakegen.stack import load_stacks
+from bakegen.project import load_stacks
 
 RUNS = int(os.environ.get("BENCH_RUNS", "1"))
 

@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 
 from _bench import timed  # noqa: E402
 
-from bakegen.stack import load_stacks  # noqa: E402
+from bakegen.project import load_stacks  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "1"))
 

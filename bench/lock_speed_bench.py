@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 from _bench import timed  # noqa: E402
 from uv import find_uv_bin  # noqa: E402
 
-from bakegen.stack import load_stacks  # noqa: E402
+from bakegen.project import load_stacks  # noqa: E402
 
 PAIRS = int(os.environ.get("BENCH_PAIRS", "5"))
 # pinned as the example is: no registry is asked (none is reachable here)

@@ -24,8 +24,7 @@ import urllib.request
 from _bench import bake, bakegen, docker, executed_steps, project, table, workdir
 from packaging.version import Version
 
-from bakegen.lock import read_lock
-from bakegen.stack import load_stacks
+from bakegen.project import load_stacks, read_lock
 
 LEAF = "geo"
 

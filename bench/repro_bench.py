@@ -25,7 +25,7 @@ from pathlib import Path
 
 from _bench import BASE_IMAGE, CA_BUNDLE, REPO, bakegen, project, table, workdir
 
-from bakegen.stack import load_stacks
+from bakegen.project import load_stacks
 
 CUSTOM = """\
 name = "custom"

@@ -39,8 +39,7 @@ from _bench import (
     workdir,
 )
 
-from bakegen.lock import read_lock
-from bakegen.stack import load_stacks
+from bakegen.project import load_stacks, read_lock
 
 SINGLE_STAGE = """\
 FROM {base}

@@ -11,10 +11,9 @@ from bakegen.cli import main
 from bakegen.diff import diff_locks
 from bakegen.errors import StackErrors
 from bakegen.files import write_set
-from bakegen.lock import read_lock
 from bakegen.locker import Resolvers, Upgrades, current_locks, lock_stacks, outcome_files
+from bakegen.project import load_stacks, read_lock
 from bakegen.render import render_project
-from bakegen.stack import load_stacks
 
 BASE = 'name = "base"\ndescription = "b"\nbase = "python:3.13-slim"\n[python]\nversion = "3.13"\npackages = ["numpy"]\n'
 KID = 'name = "kid"\ndescription = "k"\nextends = "base"\n[apps]\npackages = ["nbstripout", "oldnum-tool"]\n'

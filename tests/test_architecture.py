@@ -4,6 +4,7 @@ template only writes out, and fingerprints that a new ecosystem does not move.""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +14,8 @@ import pytest
 
 from bakegen import registry as ordered
 from bakegen.ecosystem import Ecosystem
-from bakegen.lock import read_lock
 from bakegen.locker import current_locks, stack_fingerprint
-from bakegen.stack import load_stacks
+from bakegen.project import load_stacks, read_lock
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "bakegen"
@@ -56,9 +56,75 @@ def test_generic_code_names_no_ecosystem_module(where):
         assert not named, f"{path.relative_to(REPO)} imports {sorted(named)}: go through the registry"
 
 
-def test_the_model_does_not_import_the_registry_at_module_level():
-    for name in ("lock.py", "files.py", "ecosystem.py"):
-        assert not {m for m in _imports(PACKAGE / name, top_level=True) if m.startswith("bakegen.ecosystems")}, name
+MODEL = ("stack.py", "lock.py", "plan.py", "ecosystem.py", "files.py", "escape.py", "errors.py", "paths.py", "schema.py")
+ABOVE_THE_MODEL = ("bakegen.ecosystems", "bakegen.registry", "bakegen.project", "bakegen.render", "bakegen.locker", "bakegen.cli")
+
+
+def _module_of(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _is_type_checking(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
+
+
+def _runtime_imports(path: Path) -> set[str]:
+    """The bakegen modules a module imports when it runs, at any depth (a lazy import inside a function
+    counts); an ``if TYPE_CHECKING:`` block does not run."""
+    found: set[str] = set()
+    todo: list[ast.AST] = [ast.parse(path.read_text())]
+    while todo:
+        node = todo.pop()
+        if _is_type_checking(node):
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.update(f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in MODULES else node.module for a in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        todo.extend(ast.iter_child_nodes(node))
+    return {m for m in found if m in MODULES}
+
+
+MODULES = {_module_of(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of ``graph`` (module -> what it imports), or None."""
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            found = None if state.get(nxt) else visit(nxt, [*path, nxt])
+            if found:
+                return found
+        state[node] = 2
+        return None
+
+    return next((c for start in sorted(graph) if not state.get(start) for c in [visit(start, [start])] if c), None)
+
+
+def test_the_import_graph_has_no_cycle():
+    """No bakegen module imports, at run time and at any depth, one that imports it back: a lazy import may
+    not hide a cycle (the model took the registry from a function once)."""
+    graph = {name: _runtime_imports(path) - {name} for name, path in MODULES.items()}
+    assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+@pytest.mark.parametrize("name", MODEL)
+def test_the_model_imports_nothing_above_it(name):
+    """The model (stacks, locks, the plan, the ecosystem interface) is given the ecosystems: it imports no
+    ecosystem, no registry and nothing that reads a project, at run time or lazily."""
+    above = {m for m in _runtime_imports(PACKAGE / name) if m.startswith(ABOVE_THE_MODEL)}
+    assert not above, (name, sorted(above))
 
 
 def _loaded_by(module: str) -> list[str]:
@@ -199,7 +265,7 @@ def test_the_plan_refuses_an_ecosystem_that_sets_a_fact_it_does_not_provide(monk
 def test_no_ecosystem_imports_the_registry():
     """The registry is above the ecosystems: it binds the custom ecosystem to the list instead."""
     for path in sorted((PACKAGE / "ecosystems").glob("*.py")):
-        assert not {m for m in _imports(path) if m in ("bakegen.registry", "bakegen.ecosystem.registry")}, path.name
+        assert not {m for m in _imports(path) if m.startswith(("bakegen.registry", "bakegen.project"))}, path.name
 
 
 def test_the_planner_is_given_the_ecosystems():
@@ -207,8 +273,13 @@ def test_the_planner_is_given_the_ecosystems():
     assert not {m for m in _imports(PACKAGE / "plan.py") if "registry" in m}
 
 
-def test_only_the_stack_and_lock_readers_still_look_the_registry_up():
-    """Generic code imports bakegen.registry; the lazy look-up (ecosystem.registry) is left only where the model
-    reads stacks and locks (until they are given the ecosystems, as the planner is)."""
-    lazy = {path.relative_to(PACKAGE).as_posix() for path in PACKAGE.rglob("*.py") if "bakegen.ecosystem.registry" in _imports(path)}
-    assert lazy == {"stack.py", "lock.py"}, lazy
+def test_the_readme_layout_names_every_module():
+    """README's "Code layout" lists each module of bakegen/ (a folder by its name, the ecosystems each)."""
+    readme = (REPO / "README.md").read_text()
+    layout = readme.split("## Code layout", 1)[1].split("```", 2)[1]
+    listed = set(re.findall(r"bakegen/[\w/]+\.py|bakegen/\w+/", layout)) | {f"bakegen/ecosystems/{m}" for m in re.findall(r"\b(\w+\.py)\b", layout)}
+    listed |= {path.rsplit("/", 1)[0] + "/" for path in listed if path.count("/") == 2}  # bakegen/resolvers/npm.py: the folder too
+    wanted = {f"bakegen/{p.name}" for p in PACKAGE.glob("*.py") if p.stem not in ("__init__", "__main__")}
+    wanted |= {f"bakegen/{p.name}/" for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    wanted |= {f"bakegen/ecosystems/{p.name}" for p in (PACKAGE / "ecosystems").glob("*.py") if p.stem != "__init__"}
+    assert not wanted - listed, sorted(wanted - listed)

@@ -9,7 +9,8 @@ from conftest import REPO
 from test_render import BASE, KID, locked_project
 
 from bakegen.cli import main
-from bakegen.lock import SCHEMA_FILE, manifest_schema, render_schema
+from bakegen.lock import SCHEMA_FILE
+from bakegen.project import manifest_schema, render_schema
 
 
 @pytest.fixture

@@ -66,8 +66,8 @@ def locked(tmp_path_factory):
 
     from bakegen.files import write_set
     from bakegen.locker import Resolvers, current_locks, lock_stacks, outcome_files
+    from bakegen.project import load_stacks
     from bakegen.render import render_project
-    from bakegen.stack import load_stacks
 
     root = tmp_path_factory.mktemp("locked")
     (root / "stacks").mkdir()
@@ -265,7 +265,7 @@ def test_a_stack_label_wins_over_the_source_url_variable(tmp_path, capsys):
 
     from bakegen.files import write_set
     from bakegen.locker import Resolvers, lock_stacks, outcome_files
-    from bakegen.stack import load_stacks
+    from bakegen.project import load_stacks
 
     (tmp_path / "stacks").mkdir()
     (tmp_path / "stacks" / "base.toml").write_text(BASE + '[labels]\n"org.opencontainers.image.source" = "https://example.org/images"\n')

@@ -15,10 +15,9 @@ from test_fuzz import HOSTILE
 from bakegen.cli import main
 from bakegen.diff import diff_locks
 from bakegen.files import write_set
-from bakegen.lock import read_lock
 from bakegen.locker import Resolvers, current_locks, lock_stacks, outcome_files
+from bakegen.project import load_stacks, read_lock
 from bakegen.render import render_project
-from bakegen.stack import load_stacks
 
 BASE = '''name = "base"
 description = "b"

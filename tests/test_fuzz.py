@@ -35,7 +35,7 @@ from bakegen.cli import main
 from bakegen.errors import ResolutionError, StackErrors
 from bakegen.files import write_set
 from bakegen.locker import Resolvers, lock_stacks, outcome_files
-from bakegen.stack import load_stacks
+from bakegen.project import load_stacks
 
 PIECES = ["\n", "\r", "\t", "\x00", '"', "'", "$", "${", "%{", "}", "`", "\\", ";", "|", "&", " ", "#", "*", "$(id)", "\u2028",
           "\ufeff", "é", "✓", "-", ".", "/", "=", ":", "a", "Z", "9", "_", "@", "[", "]", "\x1b", "\x7f"]

@@ -6,7 +6,8 @@ import pytest
 
 from bakegen.ecosystems.python import PythonLock, render_requirements
 from bakegen.errors import BakegenError, StaleError
-from bakegen.lock import StackLock, fingerprint, lock_files, read_lock
+from bakegen.lock import StackLock, fingerprint
+from bakegen.project import lock_files, read_lock
 from bakegen.resolvers.image import ImageLock
 from bakegen.resolvers.python import Pin, parse_requirements
 

@@ -6,7 +6,7 @@ from fakes import FakeApt, FakeImages, FakeResolver
 from bakegen.errors import ResolutionError, StaleError
 from bakegen.files import write_set
 from bakegen.locker import Resolvers, Upgrades, current_locks, lock_stacks, outcome_files
-from bakegen.stack import load_stacks
+from bakegen.project import load_stacks
 
 BASE = 'name = "base"\ndescription = "b"\nbase = "python:3.13-slim"\n[python]\nversion = "3.13"\npackages = ["jupyterlab<4.3"]\n'
 SCIPY = 'name = "scipy"\ndescription = "s"\nextends = "base"\n[python]\npackages = ["pandas", "packaging"]\n'

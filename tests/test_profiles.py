@@ -70,7 +70,7 @@ def locked_project(tmp_path, stacks: dict[str, str]):
 
     from bakegen.files import write_set
     from bakegen.locker import Resolvers, lock_stacks, outcome_files
-    from bakegen.stack import load_stacks
+    from bakegen.project import load_stacks
 
     (tmp_path / "stacks").mkdir(parents=True)
     for name, text in stacks.items():

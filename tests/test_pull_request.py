@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 
 from bakegen.cli import main
 from bakegen.files import JOURNAL, TRANSACTION_DIR, sha256_text
-from bakegen.lock import MANIFEST, lock_files, manifest_checksum, read_lock
+from bakegen.lock import MANIFEST, manifest_checksum
+from bakegen.project import lock_files, read_lock
 
 EXAMPLES = ("stacks", "locks", "dockerfiles", "docker-bake.hcl")
 
@@ -466,8 +467,8 @@ SEEN = _seen()
 def resealed(examples, tmp_path_factory):
     """One copy of the examples for every example hypothesis draws (each restores what it changed)."""
     from bakegen.locker import current_locks
+    from bakegen.project import load_stacks
     from bakegen.render import render_project
-    from bakegen.stack import load_stacks
 
     class Project(tuple):
         def __repr__(self) -> str:
@@ -482,8 +483,8 @@ def resealed(examples, tmp_path_factory):
 def _generated(root: Path):
     from bakegen.errors import BakegenError
     from bakegen.locker import current_locks
+    from bakegen.project import load_stacks
     from bakegen.render import render_project
-    from bakegen.stack import load_stacks
 
     try:
         graph = load_stacks(root)
@@ -536,8 +537,8 @@ def test_migrating_accepts_only_what_check_accepts(pr, capsys):
     resolved again (here: the resolver is called, and refuses)."""
     from bakegen.errors import BakegenError
     from bakegen.locker import lock_stacks
+    from bakegen.project import load_stacks
     from bakegen.registry import Resolvers
-    from bakegen.stack import load_stacks
 
     class Never:
         def __getattr__(self, name):

@@ -13,8 +13,8 @@ from bakegen.ecosystems.python import slim_of
 from bakegen.escape import dockerfile_env_value, hcl_ident, hcl_string
 from bakegen.files import write_set
 from bakegen.locker import Resolvers, current_locks, lock_stacks, outcome_files
+from bakegen.project import load_stacks
 from bakegen.render import environment, render_project
-from bakegen.stack import load_stacks
 
 HOSTILE = [
     "${HOME}",

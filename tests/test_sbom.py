@@ -27,8 +27,8 @@ from bakegen.cli import main
 from bakegen.ecosystems.npm import npm_fits, sri_hashes
 from bakegen.files import is_generated, write_set
 from bakegen.locker import Resolvers, lock_stacks, outcome_files
+from bakegen.project import load_stacks
 from bakegen.resolvers.npm import NpmLock, package_manifest, split_spec
-from bakegen.stack import load_stacks
 
 EXAMPLE = ("stacks", "locks", "dockerfiles")
 NPM_CPU = {"amd64": "x64", "arm64": "arm64"}

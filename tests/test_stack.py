@@ -8,7 +8,8 @@ from conftest import CASES, tree
 from bakegen.cli import main
 from bakegen.ecosystems.python import pip_of
 from bakegen.errors import StackErrors
-from bakegen.stack import find_line, load_stacks
+from bakegen.project import load_stacks
+from bakegen.stack import find_line
 
 ERROR_CASES = sorted(p.name for p in CASES.iterdir() if (p / "expected-error.txt").exists())
 

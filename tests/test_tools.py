@@ -14,9 +14,9 @@ from fakes import FakeImages, FakeResolver
 
 from bakegen.cli import main
 from bakegen.files import write_set
-from bakegen.lock import manifest_checksum, read_lock
+from bakegen.lock import manifest_checksum
 from bakegen.locker import Resolvers, Upgrades, lock_stacks, outcome_files
-from bakegen.stack import load_stacks
+from bakegen.project import load_stacks, read_lock
 
 DIGEST = "sha256:" + "d" * 64
 BASE = f'name = "base"\ndescription = "b"\nbase = "python:3.13-slim@{DIGEST}"\nplatforms = ["linux/amd64", "linux/arm64"]\n[python]\nversion = "3.13"\npackages = ["six"]\n'

@@ -16,7 +16,7 @@ import pytest
 from conftest import REPO, tree
 from packaging.version import Version
 
-from bakegen.stack import load_stacks
+from bakegen.project import load_stacks
 
 PREFIX = "bakegen-e2e"
 def bakegen(root: Path, *args: str) -> subprocess.CompletedProcess:

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from bakegen.lock import read_lock
+from bakegen.project import read_lock
 from e2e.conftest import PREFIX, bakegen, copy_project, run
 
 pytestmark = pytest.mark.e2e

@@ -13,7 +13,7 @@ import uuid
 import pytest
 from conftest import REPO
 
-from bakegen.lock import read_lock
+from bakegen.project import read_lock
 from e2e.conftest import PREFIX, bakegen, copy_project, docker, last_bake_steps, older_release, run
 from e2e.test_runtime import server, wait
 

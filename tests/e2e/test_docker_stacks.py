@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from bakegen.lock import read_lock
+from bakegen.project import read_lock
 from e2e.conftest import docker
 from e2e.hub import execute_at
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from test_fuzz import HOSTILE, lock_and_generate, project, stack_text
 
 from bakegen.errors import StackErrors
-from bakegen.stack import load_stacks
+from bakegen.project import load_stacks
 from e2e.conftest import docker
 
 pytestmark = pytest.mark.e2e

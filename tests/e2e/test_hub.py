@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from bakegen.lock import read_lock
+from bakegen.project import read_lock
 from e2e.conftest import docker
 from e2e.hub import Hub, current_hub, execute, previous_hub
 

@@ -23,8 +23,8 @@ from typing import IO
 import pytest
 
 from bakegen.ecosystems.python import slim_of
-from bakegen.lock import manifest_checksum, read_lock
-from bakegen.stack import load_stacks
+from bakegen.lock import manifest_checksum
+from bakegen.project import load_stacks, read_lock
 from e2e.conftest import Built, bakegen, docker, last_bake_steps, run
 
 pytestmark = pytest.mark.e2e

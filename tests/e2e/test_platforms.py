@@ -14,7 +14,7 @@ import time
 import pytest
 from packaging.utils import canonicalize_name
 
-from bakegen.lock import read_lock
+from bakegen.project import read_lock
 from e2e.conftest import bakegen, docker, registry_get
 
 pytestmark = pytest.mark.e2e

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from bakegen.lock import read_lock
+from bakegen.project import read_lock
 from e2e.conftest import bakegen, copy_project, older_release, registry_get
 
 pytestmark = pytest.mark.e2e

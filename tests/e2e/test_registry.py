@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bakegen.lock import read_lock
+from bakegen.project import read_lock
 from e2e.conftest import bakegen, registry_get
 
 pytestmark = pytest.mark.e2e

@@ -9,8 +9,7 @@ import sys
 import pytest
 from conftest import REPO
 
-from bakegen.lock import read_lock
-from bakegen.stack import load_stacks
+from bakegen.project import load_stacks, read_lock
 from e2e.conftest import docker
 
 pytestmark = pytest.mark.e2e
