@@ -1,7 +1,7 @@
 """Stack files and locks read with the registered ecosystems.
 
-The model (:mod:`bakegen.stack`, :mod:`bakegen.lock`) is given the ecosystems
-and imports none of them; :mod:`bakegen.registry` lists them. This module, above
+The readers of stack files and locks (:mod:`bakegen.stackfile`, :mod:`bakegen.lock`)
+are given the ecosystems and import none of them; :mod:`bakegen.registry` lists them. This module, above
 both, binds the two: what the commands (and tests) call to read a project. Each
 call reads ``registry.ECOSYSTEMS`` when it runs, so a test may add an ecosystem.
 """
@@ -11,18 +11,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bakegen import lock, registry, stack
+from bakegen import lock, registry, stackfile
 from bakegen.lock import StackLock
 from bakegen.stack import Stack, StackGraph
 
 
 def load_stacks(root: Path, stacks_dir: str = "stacks") -> StackGraph:
-    """Every stack file of the project, checked (:func:`bakegen.stack.load_stacks`)."""
-    return stack.load_stacks(root, registry.ECOSYSTEMS, stacks_dir)
+    """Every stack file of the project, checked (:func:`bakegen.stackfile.load_stacks`)."""
+    return stackfile.load_stacks(root, registry.ECOSYSTEMS, stacks_dir)
 
 
 def load_stack(path: Path, root: Path | None = None) -> Stack:
-    return stack.load_stack(path, registry.ECOSYSTEMS, root)
+    return stackfile.load_stack(path, registry.ECOSYSTEMS, root)
 
 
 def read_lock(lock_dir: Path, root: Path | None = None) -> StackLock | None:
