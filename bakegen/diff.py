@@ -18,7 +18,7 @@ from typing import Any
 
 from bakegen import __version__, proc
 from bakegen import registry as ordered
-from bakegen.ecosystem import Ecosystem
+from bakegen.ecosystem import AnyEcosystem
 from bakegen.errors import BakegenError, CommandError, StaleError, one_line
 from bakegen.files import GENERATED_MARKER, output_problem
 from bakegen.lock import MAX_LOCK_FILE, StackLock, arch_of
@@ -69,7 +69,7 @@ def _compare(old: dict[str, str], new: dict[str, str], newer: Callable[[str, str
     return out
 
 
-def _versions(eco: Ecosystem, lock: StackLock | None) -> dict[str, str]:
+def _versions(eco: AnyEcosystem, lock: StackLock | None) -> dict[str, str]:
     """The ecosystem's entries of ``lock`` by label: name, (arch) off the primary platform, [group]."""
     part = lock.parts.get(eco.name) if lock else None
     if lock is None or part is None:

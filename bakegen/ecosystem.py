@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from packageurl import PackageURL
 
@@ -79,8 +79,12 @@ HASHES = {"sha1": ("SHA-1", "SHA1"), "sha256": ("SHA-256", "SHA256"), "sha384": 
 ReadFile = Callable[[str, str], str]
 
 
+PartT = TypeVar("PartT")  # an ecosystem's part of a stack's lock (a dataclass of its own)
+ResolverT = TypeVar("ResolverT")  # what it resolves with (a fake in tests)
+
+
 @dataclass
-class ResolveContext:
+class ResolveContext(Generic[ResolverT]):
     """What one ecosystem needs to lock one stack."""
 
     stack: EffectiveStack
@@ -89,7 +93,7 @@ class ResolveContext:
     existing: StackLock | None  # the stack's current lock
     upgrade: list[tuple[str, str | None]]  # (name, version or None) of this ecosystem to move
     move_all: bool  # every pin of this ecosystem moves
-    resolver: Any
+    resolver: ResolverT
     index_url: str
     warnings: list[str] = field(default_factory=list)
 
@@ -97,8 +101,12 @@ class ResolveContext:
         return self.previous.parts.get(name) if self.previous else None
 
 
-class Ecosystem:
-    """The interface; the defaults are what an ecosystem without that part does."""
+class Ecosystem(Generic[PartT, ResolverT]):
+    """The interface; the defaults are what an ecosystem without that part does.
+
+    ``PartT`` is the type of its part of a lock (``StackLock.parts[name]``), which it
+    resolves, reads, writes and lists; ``ResolverT`` what it resolves with.
+    """
 
     name: str = ""  # the stack table, --upgrade-ecosystem, the diff label's default
     section: str = ""  # its key in lock.json (and diff); defaults to name
@@ -136,7 +144,7 @@ class Ecosystem:
         return []
 
     # --- locking ---------------------------------------------------------------
-    def default_resolver(self) -> Any:
+    def default_resolver(self) -> ResolverT | None:
         return None
 
     def used(self, stack: EffectiveStack) -> bool:
@@ -151,7 +159,7 @@ class Ecosystem:
         """(key, digest) of a parent's pins that its children's locks depend on."""
         return None
 
-    def resolve(self, ctx: ResolveContext) -> Any:
+    def resolve(self, ctx: ResolveContext[ResolverT]) -> PartT:
         raise NotImplementedError
 
     def tampered(self, stack: EffectiveStack, lock: StackLock) -> list[tuple[str, Any, Any]]:
@@ -159,13 +167,13 @@ class Ecosystem:
         return []
 
     # --- lock files -----------------------------------------------------------
-    def files(self, lock: StackLock, part: Any, command: str) -> dict[str, str]:
+    def files(self, lock: StackLock, part: PartT, command: str) -> dict[str, str]:
         return {}
 
-    def section_of(self, lock: StackLock, part: Any, files: dict[str, str]) -> dict[str, Any]:
+    def section_of(self, lock: StackLock, part: PartT, files: dict[str, str]) -> dict[str, Any]:
         raise NotImplementedError
 
-    def read(self, section: dict[str, Any], read_file: ReadFile, doc: dict[str, Any], where: str) -> Any:
+    def read(self, section: dict[str, Any], read_file: ReadFile, doc: dict[str, Any], where: str) -> PartT:
         raise NotImplementedError
 
     def section_schema(self) -> dict[str, Any]:
@@ -176,7 +184,7 @@ class Ecosystem:
         return None
 
     # --- what is locked -------------------------------------------------------
-    def entries(self, lock: StackLock, part: Any) -> list[LockedEntry]:
+    def entries(self, lock: StackLock, part: PartT) -> list[LockedEntry]:
         return []
 
     def upgrade_names(self, stack: EffectiveStack, lock: StackLock | None) -> set[str]:
@@ -184,7 +192,7 @@ class Ecosystem:
         part = lock.parts.get(self.name) if lock else None
         return {e.name for e in self.entries(lock, part)} if lock and part is not None else set()
 
-    def summary(self, lock: StackLock, part: Any) -> str:
+    def summary(self, lock: StackLock, part: PartT) -> str:
         """A few words on what is locked, for ``bakegen lock``'s output."""
         primary = lock.platforms[0]
         return f"{sum(1 for e in self.entries(lock, part) if e.platform in ('', primary))} {self.name}"
@@ -195,7 +203,7 @@ class Ecosystem:
     def newer(self, old: str, new: str) -> bool:
         return True
 
-    def sbom_items(self, lock: StackLock, part: Any, platform: str) -> list[SbomItem]:
+    def sbom_items(self, lock: StackLock, part: PartT, platform: str) -> list[SbomItem]:
         """What it installs in the final image on ``platform``, as SBOM components (purl, hashes, license)."""
         return []
 
@@ -222,3 +230,6 @@ class Ecosystem:
         """Files generated next to the Dockerfile (``dockerfiles/<stack>/...``)."""
         return {}
 
+
+# Any ecosystem: what a list of them holds (each has its own lock part and resolver).
+AnyEcosystem = Ecosystem[Any, Any]

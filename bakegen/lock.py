@@ -28,7 +28,7 @@ from bakegen.files import GENERATED_MARKER, output_problem, sha256_text
 from bakegen.paths import Unreadable, read_bounded
 
 if TYPE_CHECKING:
-    from bakegen.ecosystem import Ecosystem
+    from bakegen.ecosystem import AnyEcosystem
 
 LOCK_VERSION = 3
 # What the fingerprint hashes has not changed since format 2: a new format reads an
@@ -62,7 +62,7 @@ class StackLock:
 # --- the files ---------------------------------------------------------------
 
 
-def lock_files(lock: StackLock, ecosystems: Sequence[Ecosystem], command: str = "bakegen lock") -> dict[str, str]:
+def lock_files(lock: StackLock, ecosystems: Sequence[AnyEcosystem], command: str = "bakegen lock") -> dict[str, str]:
     """Every file of ``locks/<stack>/`` (relative to that folder), the manifest last."""
     files: dict[str, str] = {}
     for eco in ecosystems:
@@ -73,7 +73,7 @@ def lock_files(lock: StackLock, ecosystems: Sequence[Ecosystem], command: str = 
     return files
 
 
-def render_manifest(lock: StackLock, files: dict[str, str], ecosystems: Sequence[Ecosystem]) -> str:
+def render_manifest(lock: StackLock, files: dict[str, str], ecosystems: Sequence[AnyEcosystem]) -> str:
     doc: dict[str, Any] = {
         "_comment": f"{GENERATED_MARKER} lock. Do not edit; run 'bakegen lock' to update.",
         "version": LOCK_VERSION,
@@ -101,7 +101,7 @@ def manifest_checksum(doc: dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def read_lock(lock_dir: Path, ecosystems: Sequence[Ecosystem], root: Path | None = None) -> StackLock | None:
+def read_lock(lock_dir: Path, ecosystems: Sequence[AnyEcosystem], root: Path | None = None) -> StackLock | None:
     """Read ``locks/<stack>/``; ``None`` when there is no lock yet.
 
     Raises :class:`StaleError` when the files are damaged, edited by hand or in
@@ -157,7 +157,7 @@ def _version_of(doc: Any, shown: str) -> int:
     return version
 
 
-def _read_v1(doc: dict[str, Any], lock_dir: Path, shown: str, ecosystems: Sequence[Ecosystem]) -> StackLock:
+def _read_v1(doc: dict[str, Any], lock_dir: Path, shown: str, ecosystems: Sequence[AnyEcosystem]) -> StackLock:
     raise StaleError("lock format version 1 predates base-image digests", location=Location(shown), hint="run bakegen lock to upgrade it to version 2")
 
 
@@ -178,7 +178,7 @@ def _lock_file_text(lock_dir: Path, name: str, shown: str) -> str:
     return text
 
 
-def _file_reader(lock_dir: Path, shown: str, ecosystems: Sequence[Ecosystem]) -> Callable[[str, str], str]:
+def _file_reader(lock_dir: Path, shown: str, ecosystems: Sequence[AnyEcosystem]) -> Callable[[str, str], str]:
     """read_file(name, sha256): a lock file's text, refused when unknown, missing or edited."""
     patterns = [p for eco in ecosystems for p in eco.file_patterns]
 
@@ -200,7 +200,7 @@ def _body(text: str) -> list[str]:
     return lines[start:]
 
 
-def _check_files(lock: StackLock, lock_dir: Path, shown: str, ecosystems: Sequence[Ecosystem]) -> None:
+def _check_files(lock: StackLock, lock_dir: Path, shown: str, ecosystems: Sequence[AnyEcosystem]) -> None:
     """Every lock file the Dockerfile mounts is exactly what bakegen writes from the lock as read (its
     header aside): an option line that bakegen's reader skips but pip obeys, a manifest that points the
     hash check at another file, or a line the reader does not keep, is refused."""
@@ -210,7 +210,7 @@ def _check_files(lock: StackLock, lock_dir: Path, shown: str, ecosystems: Sequen
                              hint="run bakegen lock to rewrite it; do not edit locks by hand")
 
 
-def _read_v2(doc: dict[str, Any], lock_dir: Path, shown: str, ecosystems: Sequence[Ecosystem], version: int = 2) -> StackLock:
+def _read_v2(doc: dict[str, Any], lock_dir: Path, shown: str, ecosystems: Sequence[AnyEcosystem], version: int = 2) -> StackLock:
     """Format 2 had no checksum: it is checked as strictly as format 3 (migrating must not accept what check refuses)."""
     problem = _schema_problem(doc, ecosystems, version)
     if problem:
@@ -233,7 +233,7 @@ def _read_v2(doc: dict[str, Any], lock_dir: Path, shown: str, ecosystems: Sequen
     )
 
 
-def _read_v3(doc: dict[str, Any], lock_dir: Path, shown: str, ecosystems: Sequence[Ecosystem]) -> StackLock:
+def _read_v3(doc: dict[str, Any], lock_dir: Path, shown: str, ecosystems: Sequence[AnyEcosystem]) -> StackLock:
     if doc.get("checksum") != manifest_checksum(doc):
         raise StaleError(f"{lock_dir.name}/{MANIFEST} was edited after locking (its checksum does not match)", location=Location(shown),
                          hint="run bakegen lock to rewrite it; do not edit locks by hand")
@@ -246,7 +246,7 @@ TOOL_PATTERN = r"[a-z][a-z0-9._-]{0,31}(?: [A-Za-z0-9._+?-]{1,32})?"
 DIGEST_PATTERN = r"sha256:[0-9a-f]{64}"
 
 
-def _schema_problem(doc: dict[str, Any], ecosystems: Sequence[Ecosystem], version: int = LOCK_VERSION) -> str | None:
+def _schema_problem(doc: dict[str, Any], ecosystems: Sequence[AnyEcosystem], version: int = LOCK_VERSION) -> str | None:
     """The first field of a manifest that is not what bakegen writes, checked without jsonschema's import
     cost: what reaches a generated file must have its shape (schema/ holds the whole schema)."""
     allowed = set(manifest_schema(ecosystems)["properties"]) - ({"checksum", "resolved_fingerprint"} if version < 3 else set())
@@ -302,7 +302,7 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return {"oneOf": [{"type": "null"}, schema]}
 
 
-def manifest_schema(ecosystems: Sequence[Ecosystem]) -> dict[str, Any]:
+def manifest_schema(ecosystems: Sequence[AnyEcosystem]) -> dict[str, Any]:
     """The JSON Schema of ``lock.json`` (this format version). schema/ holds it, and a test keeps it current."""
     top = {
         "_comment": {"type": "string"},
@@ -330,7 +330,7 @@ def manifest_schema(ecosystems: Sequence[Ecosystem]) -> dict[str, Any]:
     }
 
 
-def render_schema(ecosystems: Sequence[Ecosystem]) -> str:
+def render_schema(ecosystems: Sequence[AnyEcosystem]) -> str:
     return json.dumps(manifest_schema(ecosystems), indent=2) + "\n"
 
 

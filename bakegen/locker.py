@@ -20,7 +20,7 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from bakegen import registry as ordered
-from bakegen.ecosystem import Ecosystem, ResolveContext
+from bakegen.ecosystem import AnyEcosystem, ResolveContext
 from bakegen.errors import BakegenError, StaleError
 from bakegen.files import orphans
 from bakegen.lock import LOCK_VERSION, MANIFEST, StackLock, fingerprint
@@ -59,14 +59,14 @@ class Upgrades:
             out.append((name.strip(), version.strip() or None))
         return cls(everything, tuple(out), tuple(ecosystems))
 
-    def of(self, eco: Ecosystem, stack: EffectiveStack, lock: StackLock | None) -> list[tuple[str, str | None]]:
+    def of(self, eco: AnyEcosystem, stack: EffectiveStack, lock: StackLock | None) -> list[tuple[str, str | None]]:
         """The (name, version or None) that move in ``eco`` for this stack."""
         names = eco.upgrade_names(stack, lock)
         if eco.name in self.ecosystems:
             return [(n, None) for n in sorted(names)]
         return [(eco.normalize(n), v) for n, v in self.packages if n in names or canonicalize_name(n) in names]
 
-    def moves_all(self, eco: Ecosystem) -> bool:
+    def moves_all(self, eco: AnyEcosystem) -> bool:
         return self.everything or eco.name in self.ecosystems
 
     def touches(self, lock: StackLock | None, stack: EffectiveStack) -> bool:
@@ -166,7 +166,7 @@ def _lock_one(run: _Run, name: str) -> LockOutcome:
     return outcome
 
 
-def _moving(run: _Run, name: str, existing: StackLock) -> list[Ecosystem]:
+def _moving(run: _Run, name: str, existing: StackLock) -> list[AnyEcosystem]:
     """The ecosystems an upgrade moves in a stack whose inputs did not change (all of them for --upgrade)."""
     if run.upgrades.everything:
         return []
@@ -174,7 +174,7 @@ def _moving(run: _Run, name: str, existing: StackLock) -> list[Ecosystem]:
     return [eco for eco in ordered.ECOSYSTEMS if eco.used(stack) and (run.upgrades.of(eco, stack, existing) or eco.name in run.upgrades.ecosystems)]
 
 
-def _relock_some(run: _Run, name: str, existing: StackLock, moving: list[Ecosystem]) -> StackLock:
+def _relock_some(run: _Run, name: str, existing: StackLock, moving: list[AnyEcosystem]) -> StackLock:
     """The existing lock with ``moving`` resolved again (with the previous lock as preference)."""
     stack = run.graph.effective(name)
     parts = dict(existing.parts)
@@ -217,7 +217,7 @@ def _existing(graph: StackGraph, name: str, fp: str) -> StackLock | None:
     return existing
 
 
-def _context(run: _Run, eco: Ecosystem, stack: EffectiveStack, existing: StackLock | None, warnings: list[str]) -> ResolveContext:
+def _context(run: _Run, eco: AnyEcosystem, stack: EffectiveStack, existing: StackLock | None, warnings: list[str]) -> ResolveContext:
     upgrades = run.upgrades
     return ResolveContext(
         stack=stack,
@@ -238,7 +238,7 @@ def _resolve(run: _Run, name: str, fp: str, existing: StackLock | None, warnings
     used = [eco for eco in ordered.ECOSYSTEMS if eco.used(stack)]
     parts: dict[str, Any] = {}
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        futures: list[tuple[Ecosystem, Future[Any], list[str]]] = []
+        futures: list[tuple[AnyEcosystem, Future[Any], list[str]]] = []
         for eco in used:
             own: list[str] = []
             futures.append((eco, pool.submit(eco.resolve, _context(run, eco, stack, existing, own)), own))

@@ -24,7 +24,7 @@ from bakegen.lock import StackLock
 from bakegen.stack import DEFAULT_PORT, EffectiveStack, StackGraph
 
 if TYPE_CHECKING:
-    from bakegen.ecosystem import Ecosystem
+    from bakegen.ecosystem import AnyEcosystem
 
 DOCKERFILE_DIR = "dockerfiles"
 START_SCRIPT = f"{DOCKERFILE_DIR}/bakegen-start.sh"
@@ -116,7 +116,7 @@ class PlanContext:
     lock: StackLock
     locks: dict[str, StackLock]
     graph: StackGraph
-    ecosystems: Sequence[Ecosystem]  # the registry's, in order (bakegen.registry.ECOSYSTEMS)
+    ecosystems: Sequence[AnyEcosystem]  # the registry's, in order (bakegen.registry.ECOSYSTEMS)
     facts: Facts = field(default_factory=Facts)  # what ecosystems tell the core and each other
 
     @property
@@ -151,7 +151,7 @@ def dockerfile_path(name: str) -> str:
     return f"{DOCKERFILE_DIR}/{name}/Dockerfile"
 
 
-def plan_dockerfile(graph: StackGraph, name: str, locks: dict[str, StackLock], ecosystems: Sequence[Ecosystem]) -> DockerfilePlan:
+def plan_dockerfile(graph: StackGraph, name: str, locks: dict[str, StackLock], ecosystems: Sequence[AnyEcosystem]) -> DockerfilePlan:
     ctx = context(graph, name, locks, ecosystems)
     builders = [stage for eco in ecosystems for stage in eco.builder_stages(ctx)]
     tools = [stage for eco in ecosystems if builders for stage in [eco.tools_stage(ctx)] if stage]
@@ -159,7 +159,7 @@ def plan_dockerfile(graph: StackGraph, name: str, locks: dict[str, StackLock], e
     return DockerfilePlan(name, _head(ctx), [*tools, *builders, final])
 
 
-def context(graph: StackGraph, name: str, locks: dict[str, StackLock], ecosystems: Sequence[Ecosystem]) -> PlanContext:
+def context(graph: StackGraph, name: str, locks: dict[str, StackLock], ecosystems: Sequence[AnyEcosystem]) -> PlanContext:
     """The plan context, with each ecosystem's facts, in the registry's order (each sees those before it)."""
     ctx = PlanContext(graph.effective(name), locks[name], locks, graph, ecosystems)
     for eco in ecosystems:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from bakegen.ecosystem import Ecosystem
+from bakegen.ecosystem import AnyEcosystem
 from bakegen.ecosystems import apps, apt, custom, image, npm, python, tools
 
-ECOSYSTEMS: list[Ecosystem] = [
+ECOSYSTEMS: list[AnyEcosystem] = [
     image.ECOSYSTEM,
     tools.ECOSYSTEM,
     python.ECOSYSTEM,

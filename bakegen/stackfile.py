@@ -35,7 +35,7 @@ from bakegen.stack import (
 )
 
 if TYPE_CHECKING:
-    from bakegen.ecosystem import Ecosystem
+    from bakegen.ecosystem import AnyEcosystem
 
 
 # Names bakegen gives to things in the generated files: a stack cannot take them (nor a stage name of an ecosystem's).
@@ -105,7 +105,7 @@ SCHEMA: dict[str, Any] = {
 REQUIRED = ("name", "description")
 
 
-def stack_schema(ecosystems: Sequence[Ecosystem]) -> dict[str, Any]:
+def stack_schema(ecosystems: Sequence[AnyEcosystem]) -> dict[str, Any]:
     """The stack file's keys: bakegen's own, and each ecosystem's table."""
     return {**SCHEMA, **{key: spec for eco in ecosystems for key, spec in eco.stack_tables().items()}}
 
@@ -130,7 +130,7 @@ def _validate(data: dict[str, Any], spec_table: dict[str, Any], prefix: tuple[st
     return out
 
 
-def load_stack(path: Path, ecosystems: Sequence[Ecosystem], root: Path | None = None) -> Stack:
+def load_stack(path: Path, ecosystems: Sequence[AnyEcosystem], root: Path | None = None) -> Stack:
     """Parse and validate one stack file (inheritance is checked by :func:`load_stacks`)."""
     shown = str(path.relative_to(root)) if root and path.is_relative_to(root) else str(path)
     text = _read_stack_file(path, shown, root)
@@ -183,7 +183,7 @@ def _check_root_only(fields: dict[str, Any], err: ErrorFactory) -> None:
             raise err(f"'{key}' can only be set on a root stack", (key,), f"set [{key}] in the stack that has 'base'; children inherit it")
 
 
-def _stack_from(fields: dict[str, Any], path: Path, ecosystems: Sequence[Ecosystem]) -> Stack:
+def _stack_from(fields: dict[str, Any], path: Path, ecosystems: Sequence[AnyEcosystem]) -> Stack:
     """The Stack of validated fields."""
     run, user = fields.get("run", {}), fields.get("user")
     return Stack(
@@ -259,7 +259,7 @@ def _split_toml_error(message: str, text: str) -> tuple[str, int | None, int | N
     return message, None, None
 
 
-def load_stacks(root: Path, ecosystems: Sequence[Ecosystem], stacks_dir: str = "stacks") -> StackGraph:
+def load_stacks(root: Path, ecosystems: Sequence[AnyEcosystem], stacks_dir: str = "stacks") -> StackGraph:
     """Load every ``<root>/<stacks_dir>/*.toml``; raise :class:`StackErrors` listing every invalid file."""
     directory = root / stacks_dir
     if directory.is_dir() and outside(root, directory):
@@ -289,7 +289,7 @@ def load_stacks(root: Path, ecosystems: Sequence[Ecosystem], stacks_dir: str = "
     return graph
 
 
-def _check_names(stacks: dict[str, Stack], root: Path, ecosystems: Sequence[Ecosystem]) -> list[StackError]:
+def _check_names(stacks: dict[str, Stack], root: Path, ecosystems: Sequence[AnyEcosystem]) -> list[StackError]:
     """Names that collide with what bakegen generates: reserved words, and names equal but for - and _."""
     errors = []
     seen: dict[str, str] = {}
@@ -347,7 +347,7 @@ def _build_order(stacks: dict[str, Stack]) -> list[str]:
     return order
 
 
-def _check_inheritance(graph: StackGraph, ecosystems: Sequence[Ecosystem]) -> None:
+def _check_inheritance(graph: StackGraph, ecosystems: Sequence[AnyEcosystem]) -> None:
     errors = [error for name in graph.order for eco in ecosystems for error in eco.check_graph(graph.effective(name), graph)]
     if errors:
         raise StackErrors(errors)

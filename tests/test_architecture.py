@@ -283,3 +283,38 @@ def test_the_readme_layout_names_every_module():
     wanted |= {f"bakegen/{p.name}/" for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
     wanted |= {f"bakegen/ecosystems/{p.name}" for p in (PACKAGE / "ecosystems").glob("*.py") if p.stem != "__init__"}
     assert not wanted - listed, sorted(wanted - listed)
+
+
+TYPED_ECOSYSTEM = '''
+from dataclasses import dataclass
+from typing import Any
+
+from bakegen.ecosystem import Ecosystem, ReadFile, ResolveContext
+
+
+@dataclass
+class DummyLock:
+    packages: list[str]
+
+
+class Dummy(Ecosystem[DummyLock, None]):
+    name = "dummy"
+
+    def resolve(self, ctx: ResolveContext[None]) -> DummyLock:
+        return DummyLock([])
+
+    def read(self, section: dict[str, Any], read_file: ReadFile, doc: dict[str, Any], where: str) -> RETURNS:
+        return SECTION
+'''
+
+
+@pytest.mark.parametrize(("returns", "section", "errors"), [("DummyLock", "DummyLock(section['packages'])", 0), ("dict[str, Any]", "section", 1)])
+def test_the_type_checker_holds_an_ecosystem_to_its_lock_part(tmp_path, returns, section, errors):
+    """Ecosystem[PartT, ResolverT]: mypy (make lint) refuses an ecosystem whose read() returns something other
+    than the part its resolve() makes."""
+    (tmp_path / "mypy.ini").write_text("[mypy]\nfollow_imports = silent\n")
+    (tmp_path / "dummy.py").write_text(TYPED_ECOSYSTEM.replace("RETURNS", returns).replace("SECTION", section))
+    out = subprocess.run([sys.executable, "-m", "mypy", "--config-file", str(tmp_path / "mypy.ini"), "--cache-dir", str(tmp_path / "cache"), str(tmp_path / "dummy.py")],
+                         capture_output=True, text=True, cwd=REPO)
+    assert out.stdout.count("error:") == errors, out.stdout
+    assert not errors or 'incompatible with return type "DummyLock" in supertype' in out.stdout

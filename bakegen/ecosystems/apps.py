@@ -43,7 +43,7 @@ from bakegen.errors import StackError
 from bakegen.files import GENERATED_MARKER, sha256_text
 from bakegen.lock import SCHEMA_PLATFORM, SCHEMA_SHA, SCHEMA_VERSIONS, TOOL_PATTERN, StackLock, arch_of, matches, schema_obj
 from bakegen.plan import DOCKERFILE_DIR, ORDER_PACKAGES, PlanContext, Stage, Step, heading
-from bakegen.resolvers.python import DEFAULT_INDEX, Pin, PythonRequest
+from bakegen.resolvers.python import DEFAULT_INDEX, Pin, PythonRequest, PythonResolver
 from bakegen.schema import Invalid
 from bakegen.stack import EffectiveStack, StackGraph, stack_location
 
@@ -98,7 +98,7 @@ def render_app(lock: StackLock, part: AppsLock, app: str, platform: str, command
     return "\n".join(lines) + "\n"
 
 
-class Apps(Ecosystem):
+class Apps(Ecosystem[AppsLock, PythonResolver]):
     name = "apps"
     layer_order = ORDER
     stages = (STAGE,)
@@ -135,7 +135,7 @@ class Apps(Ecosystem):
         apps = _apps(stack)
         return {"packages": sorted(str(Requirement(r)) for r in apps.values())} if apps else None
 
-    def resolve(self, ctx: ResolveContext) -> AppsLock:
+    def resolve(self, ctx: ResolveContext[PythonResolver]) -> AppsLock:
         apps, platforms = _apps(ctx.stack), list(ctx.stack.platforms)
         jobs = [(app, platform) for app in apps for platform in platforms]
         with ThreadPoolExecutor(max_workers=4) as pool:
@@ -145,7 +145,7 @@ class Apps(Ecosystem):
             pins[app][platform] = found
         return AppsLock(tool_version(ctx.resolver), dict(sorted(apps.items())), dict(sorted(pins.items())))
 
-    def _request(self, ctx: ResolveContext, app: str, platform: str, requirement: str) -> PythonRequest:
+    def _request(self, ctx: ResolveContext[PythonResolver], app: str, platform: str, requirement: str) -> PythonRequest:
         previous = ctx.previous_part(self.name)
         kept = previous.pins.get(app, {}).get(platform, []) if previous else []
         names = {p.key for p in kept}

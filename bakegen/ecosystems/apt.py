@@ -137,7 +137,7 @@ def _summary(apt: AptLock, arch: str) -> dict[str, dict[str, str]]:
     return out
 
 
-class Apt(Ecosystem):
+class Apt(Ecosystem[AptLock, AptResolver]):
     name = "apt"
     layer_order = ORDER_SYSTEM
     stages = (TOOLS_STAGE,)
@@ -191,7 +191,7 @@ class Apt(Ecosystem):
         apt = lock.parts.get("apt")
         return "apt_pins", hashlib.sha256(repr(sorted(apt.entries, key=repr)).encode()).hexdigest() if apt else None
 
-    def resolve(self, ctx: ResolveContext) -> AptLock:
+    def resolve(self, ctx: ResolveContext[AptResolver]) -> AptLock:
         """Pin the stack's apt packages and their dependencies per architecture; parents' pins are fixed."""
         suite, snapshot, mirror = self._source(ctx.stack)
         distro = distro_of(suite)
@@ -211,7 +211,7 @@ class Apt(Ecosystem):
                 entries += self._entries(ctx.resolver.resolve(request), {p.partition("=")[0] for p in packages}, kinds, fixed)
         return AptLock(spec.distro, spec.suite, spec.snapshot, spec.mirror, entries, resolver=ctx.resolver.name)
 
-    def _preferred(self, ctx: ResolveContext, archs: list[str]) -> dict[str, dict[str, str]]:
+    def _preferred(self, ctx: ResolveContext[AptResolver], archs: list[str]) -> dict[str, dict[str, str]]:
         """The previous lock's versions (unless upgraded), and the versions asked for."""
         moved = {n for n, _ in ctx.upgrade}
         previous = ctx.previous_part("apt")

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bakegen import schema
-from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext
+from bakegen.ecosystem import AnyEcosystem, Ecosystem, LockedEntry, ReadFile, ResolveContext
 from bakegen.errors import StackError
 from bakegen.lock import SCHEMA_SHA, StackLock, schema_obj
 from bakegen.paths import MAX_PART, link_in, outside, read_bounded
@@ -162,21 +162,21 @@ def _file_problem(stack: EffectiveStack, source: str, root: Path) -> str | None:
     return None
 
 
-class Custom(Ecosystem):
+class Custom(Ecosystem[CustomLock, None]):
     name = NAME
     offline = True  # locking it reads files, never the network: a change re-resolves nothing else
     layer_order = ORDER
 
     def __init__(self) -> None:
         super().__init__()
-        self._ecosystems: Callable[[], Sequence[Ecosystem]] = tuple
+        self._ecosystems: Callable[[], Sequence[AnyEcosystem]] = tuple
 
-    def bind(self, ecosystems: Callable[[], Sequence[Ecosystem]]) -> None:
+    def bind(self, ecosystems: Callable[[], Sequence[AnyEcosystem]]) -> None:
         """The registry's ecosystems (a step's ``needs`` names them; its layer goes after theirs): the registry
         binds them, since this ecosystem is one of them."""
         self._ecosystems = ecosystems
 
-    def others(self) -> Sequence[Ecosystem]:
+    def others(self) -> Sequence[AnyEcosystem]:
         return self._ecosystems()
 
     def stack_tables(self) -> dict[str, Any]:
@@ -216,7 +216,7 @@ class Custom(Ecosystem):
         return {"files": [list(f.__dict__.values()) for f in part.files], "hooks": [list(h.__dict__.values()) for h in part.hooks],
                 "steps": [[s.run, s.user, list(s.needs) if s.needs is not None else None] for s in part.steps]}
 
-    def resolve(self, ctx: ResolveContext) -> CustomLock:
+    def resolve(self, ctx: ResolveContext[None]) -> CustomLock:
         return content(ctx.stack)
 
     def tampered(self, stack: EffectiveStack, lock: StackLock) -> list[tuple[str, Any, Any]]:

@@ -15,7 +15,7 @@ from bakegen.resolvers.image import IMAGE_USER, INDEX_TYPES, MANIFEST_TYPES, Ima
 from bakegen.stack import PLATFORMS, EffectiveStack
 
 
-class Image(Ecosystem):
+class Image(Ecosystem[ImageLock, ImageResolver]):
     name = "image"
     section = "base"
     fingerprint_key = "base_image"
@@ -31,7 +31,7 @@ class Image(Ecosystem):
     def fingerprint(self, stack: EffectiveStack) -> Any:
         return stack.stack.base
 
-    def resolve(self, ctx: ResolveContext) -> ImageLock:
+    def resolve(self, ctx: ResolveContext[ImageResolver]) -> ImageLock:
         """Pin the base by digest; keep the digest already locked unless upgrading."""
         ref, platforms = ctx.stack.stack.base, list(ctx.stack.platforms)
         assert ref is not None

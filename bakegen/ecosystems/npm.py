@@ -93,7 +93,7 @@ def _check_lock_files(part: NpmLock, where: str) -> None:
         raise refuse(exc.message.split(": ", 1)[-1]) from None
 
 
-class Npm(Ecosystem):
+class Npm(Ecosystem[NpmLock, NpmResolver]):
     name = "npm"
     layer_order = ORDER_PACKAGES
     stages = (STAGE,)
@@ -125,7 +125,7 @@ class Npm(Ecosystem):
         packages, allow_scripts, node = _settings(stack)
         return {"packages": sorted(packages), "allow_scripts": allow_scripts, "node": node} if packages else None
 
-    def resolve(self, ctx: ResolveContext) -> NpmLock:
+    def resolve(self, ctx: ResolveContext[NpmResolver]) -> NpmLock:
         packages, allow_scripts, node = _settings(ctx.stack)
         return ctx.resolver.resolve(
             ctx.stack.name, packages, allow_scripts, node, previous=ctx.previous_part(self.name), upgrade=[n for n, _ in ctx.upgrade],

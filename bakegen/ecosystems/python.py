@@ -27,7 +27,7 @@ from bakegen.errors import Location, ResolutionError, StackError, StaleError
 from bakegen.files import GENERATED_MARKER, sha256_text
 from bakegen.lock import NAME_PATTERN, SCHEMA_PLATFORM, SCHEMA_SHA, SCHEMA_VERSIONS, TOOL_PATTERN, StackLock, arch_of, matches, schema_obj
 from bakegen.plan import DOCKERFILE_DIR, ORDER_PACKAGES, Facts, PlanContext, Stage, Step, heading
-from bakegen.resolvers.python import DEFAULT_INDEX, Pin, PythonRequest, get_resolver, parse_requirements
+from bakegen.resolvers.python import DEFAULT_INDEX, Pin, PythonRequest, PythonResolver, get_resolver, parse_requirements
 from bakegen.schema import Invalid
 from bakegen.stack import EffectiveStack, StackGraph, stack_location
 
@@ -180,7 +180,7 @@ def read_requirements(files: dict[str, Any], platforms: list[str], read_file: Re
     return out
 
 
-class Python(Ecosystem):
+class Python(Ecosystem[PythonLock, PythonResolver]):
     name = "python"
     layer_order = ORDER + 2  # the vendor install; the venv and the constraints come before it
     in_format_2 = True
@@ -218,7 +218,7 @@ class Python(Ecosystem):
         return errors
 
     # --- locking ---
-    def default_resolver(self) -> Any:
+    def default_resolver(self) -> PythonResolver:
         return get_resolver("uv")
 
     def used(self, stack: EffectiveStack) -> bool:
@@ -245,7 +245,7 @@ class Python(Ecosystem):
             inputs.append((f"stacks/{stack.name}.toml [python] pip", ["pip"]))
         return inputs
 
-    def resolve(self, ctx: ResolveContext) -> PythonLock:
+    def resolve(self, ctx: ResolveContext[PythonResolver]) -> PythonLock:
         stack = ctx.stack
         active = bool(packages_of(stack) or self._ships_pip(stack))
         existing = ctx.existing.parts.get("python") if ctx.existing else None
@@ -256,7 +256,7 @@ class Python(Ecosystem):
             parents=[a.name for a in stack.ancestors],
         )
 
-    def _resolve_pins(self, ctx: ResolveContext) -> dict[str, list[Pin]]:
+    def _resolve_pins(self, ctx: ResolveContext[PythonResolver]) -> dict[str, list[Pin]]:
         """The pins of each platform, resolved at the same time; only what the parents lack."""
         platforms = list(ctx.stack.platforms)
         requests = [self._request(ctx, platform) for platform in platforms]
@@ -264,7 +264,7 @@ class Python(Ecosystem):
             results = list(pool.map(ctx.resolver.resolve, requests))
         return {p: _delta(ctx.stack.name, pins, _parent_env(ctx.parents, p)) for p, pins in zip(platforms, results)}
 
-    def _request(self, ctx: ResolveContext, platform: str) -> PythonRequest:
+    def _request(self, ctx: ResolveContext[PythonResolver], platform: str) -> PythonRequest:
         platforms = list(ctx.stack.platforms)
         previous = ctx.previous_part("python")
         return PythonRequest(

@@ -28,7 +28,7 @@ from bakegen.errors import Location, StaleError
 from bakegen.files import GENERATED_MARKER, sha256_text
 from bakegen.lock import SCHEMA_PLATFORM, SCHEMA_SHA, SCHEMA_VERSIONS, TOOL_PATTERN, StackLock, arch_of, matches, schema_obj
 from bakegen.plan import Facts, PlanContext, UvLock
-from bakegen.resolvers.python import DEFAULT_INDEX, Pin, PythonRequest
+from bakegen.resolvers.python import DEFAULT_INDEX, Pin, PythonRequest, PythonResolver
 from bakegen.stack import EffectiveStack
 
 TOOLS = ("uv",)  # what the file may hold
@@ -64,7 +64,7 @@ def local_uv() -> str:
     return importlib.metadata.version("uv")
 
 
-class Tools(Ecosystem):
+class Tools(Ecosystem[ToolsLock, PythonResolver]):
     name = "tools"
     provides = ("uv_lock",)
     resolver_of = "python"  # uv is a Python package on PyPI
@@ -74,21 +74,21 @@ class Tools(Ecosystem):
     def used(self, stack: EffectiveStack) -> bool:
         return stack.parent is None
 
-    def resolve(self, ctx: ResolveContext) -> ToolsLock:
+    def resolve(self, ctx: ResolveContext[PythonResolver]) -> ToolsLock:
         requirements = [f"{tool}=={version}" if version else tool for tool, version in self._versions(ctx).items()]
         platforms = list(ctx.stack.platforms)
         with ThreadPoolExecutor(max_workers=len(platforms)) as pool:
             found = list(pool.map(lambda p: ctx.resolver.resolve(self._request(ctx, p, requirements)), platforms))
         return ToolsLock(tool_version(ctx.resolver), dict(zip(platforms, found)))
 
-    def _versions(self, ctx: ResolveContext) -> dict[str, str | None]:
+    def _versions(self, ctx: ResolveContext[PythonResolver]) -> dict[str, str | None]:
         """Each tool's version: as asked (-P uv==X), the newest (an upgrade), as locked, or this bakegen's uv."""
         previous = ctx.previous_part(self.name)
         locked = {p.key: p.version for pins in previous.by_platform.values() for p in pins} if previous else {}
         moved = dict(ctx.upgrade)
         return {tool: moved[tool] if tool in moved else None if ctx.move_all else locked.get(tool) or local_uv() for tool in TOOLS}
 
-    def _request(self, ctx: ResolveContext, platform: str, requirements: list[str]) -> PythonRequest:
+    def _request(self, ctx: ResolveContext[PythonResolver], platform: str, requirements: list[str]) -> PythonRequest:
         return PythonRequest(stack=ctx.stack.name, python_version=ctx.stack.python_version, platform=PYTHON_PLATFORMS[platform],
                              inputs=[("bakegen's build tools", requirements)], index_url=ctx.index_url or DEFAULT_INDEX, target=platform)
 
