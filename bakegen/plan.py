@@ -5,21 +5,36 @@ ecosystem adds its own stages and final-image steps (``Ecosystem.builder_stages`
 ``final_steps``); this module adds what every image has (the user, the start
 scripts, the environment, the port, the entrypoint) and orders the steps.
 
-Each :class:`Step` says what its layer holds (``layer``), so ``bakegen report``
-names the layers of a built image from the plan, not from its text.
+Each :class:`Step` holds one instruction as data (:mod:`bakegen.instructions`:
+a ``RUN``'s commands as argv lists, its mounts) and says what its layer holds
+(``layer``), so ``bakegen report`` names the layers of a built image from the
+plan, not from its text; ``Step.text`` is the instruction written out.
 """
 
 from __future__ import annotations
 
-import json
 import shlex
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bakegen import __version__
-from bakegen.escape import dockerfile_comment, dockerfile_env_value
+from bakegen.escape import dockerfile_comment
 from bakegen.files import GENERATED_MARKER
+from bakegen.instructions import (
+    Command,
+    Copy,
+    Directive,
+    Env,
+    ExecForm,
+    Healthcheck,
+    Instruction,
+    Run,
+    Shell,
+    Verbatim,
+    dockerfile_text,
+    user,
+)
 from bakegen.lock import StackLock
 from bakegen.stack import DEFAULT_PORT, EffectiveStack, StackGraph
 
@@ -46,13 +61,18 @@ ORDER_RUNTIME = 60  # USER, WORKDIR, port, healthcheck, entrypoint, command
 
 @dataclass
 class Step:
-    """One instruction as written (continuation lines included), the comments above it,
-    and what its layer holds (None: it makes no layer, e.g. ENV)."""
+    """One instruction (data: :mod:`bakegen.instructions`), the comments above it, what its layer
+    holds (None: it makes no layer, e.g. ENV) and where it goes in the final stage (``order``)."""
 
-    text: str
+    instruction: Instruction
     comments: tuple[str, ...] = ()
     layer: str | None = None
     order: int = 0
+
+    @property
+    def text(self) -> str:
+        """The instruction as written (continuation lines included)."""
+        return dockerfile_text(self.instruction)
 
 
 @dataclass
@@ -66,6 +86,16 @@ class Stage:
     @property
     def from_line(self) -> str:
         return f"FROM {self.base} AS {self.name}" if self.name else f"FROM {self.base}"
+
+    def as_users(self) -> list[tuple[str | None, Step]]:
+        """Each step with the user it runs as (None: the image's own, before the stage's first USER)."""
+        who: str | None = None
+        out = []
+        for step in self.steps:
+            if isinstance(step.instruction, Directive) and step.instruction.keyword == "USER":
+                who = step.instruction.value
+            out.append((who, step))
+        return out
 
 
 @dataclass
@@ -184,11 +214,11 @@ def _head(ctx: PlanContext) -> list[str]:
 
 
 def _final_steps(ctx: PlanContext) -> list[Step]:
-    steps = [Step("USER root", order=ORDER_ROOT)]
+    steps = [Step(user("root"), order=ORDER_ROOT)]
     steps += [step for eco in ctx.ecosystems for step in eco.final_steps(ctx)]
     if not ctx.parent:
         steps += _user_steps(ctx)
-    steps += [Step(f"ENV {key}={dockerfile_env_value(value)}", order=ORDER_ENV) for key, value in ctx.stack.stack.env]
+    steps += [Step(Env(((key, value),)), order=ORDER_ENV) for key, value in ctx.stack.stack.env]
     return steps + _runtime_steps(ctx)
 
 
@@ -202,53 +232,54 @@ def user_facts(ctx: PlanContext) -> dict[str, Any]:
 
 
 def _user_steps(ctx: PlanContext) -> list[Step]:
-    u, user = user_facts(ctx), ctx.stack.user
-    q = shlex.quote
-    if u["create_user"]:
-        create = (
-            f"RUN if ! id -u {q(user.name)} >/dev/null 2>&1; then \\\n"
-            f"        (getent group {user.gid} >/dev/null || groupadd --gid {user.gid} {q(user.name)}) \\\n"
-            f"     && SOURCE_DATE_EPOCH={ctx.lock.source_date_epoch or 0} useradd --no-log-init --create-home --uid {user.uid} --gid {user.gid} --shell /bin/bash {q(user.name)}; \\\n"
-            "    fi \\\n"
-        )
-        why = ("useradd dates /etc/shadow with SOURCE_DATE_EPOCH: the lock's, not the clock.",)
-    else:
-        create, why = "RUN true \\\n", ("The base image's own user (from its image config), as vendor notebook images have.",)
-    create += (
-        f" && install -d -m 2775 -o {q(u['uid'])} -g {u['gid']} {q(u['home'])} {q(u['home'] + '/work')} \\\n"
-        " && install -d /usr/local/bin/start-notebook.d /usr/local/bin/before-notebook.d \\\n"
-        f" && for name in {' '.join(SERVER_LINKS)}; do \\\n"
-        "        [ -e /usr/local/bin/$name ] || ln -s bakegen-server /usr/local/bin/$name; \\\n"
-        "    done \\\n"
-        f" && {{ [ -e /usr/local/bin/{START_LINK} ] || ln -s bakegen-start /usr/local/bin/{START_LINK}; }}"
-    )
-    name = dockerfile_env_value(u["user_name"])
+    u = user_facts(ctx)
+    create, why = _create_user(ctx) if u["create_user"] else (Command(("true",)), "The base image's own user (from its image config), as vendor notebook images have.")
+    gid = u["gid"] if u["gid"].isdigit() else Verbatim(u["gid"])  # $(id -g <the image's user>)
+    run = Run((
+        create,
+        Command(("install", "-d", "-m", "2775", "-o", u["uid"], "-g", gid, u["home"], u["home"] + "/work")),
+        Command(("install", "-d", "/usr/local/bin/start-notebook.d", "/usr/local/bin/before-notebook.d")),
+        Shell(f"for name in {' '.join(SERVER_LINKS)}; do \\\n        [ -e /usr/local/bin/$name ] || ln -s bakegen-server /usr/local/bin/$name; \\\n    done"),
+        Shell(f"{{ [ -e /usr/local/bin/{START_LINK} ] || ln -s bakegen-start /usr/local/bin/{START_LINK}; }}"),
+    ))
+    home = ("The user's home is group-writable (setgid) for its group, as docker-stacks does: an", "arbitrary uid started with --group-add users can write it.")
     return [
-        Step(f"COPY --chmod=0755 {START_SCRIPT} /usr/local/bin/bakegen-start", ("The user's home is group-writable (setgid) for its group, as docker-stacks does: an",
-             "arbitrary uid started with --group-add users can write it."), "entrypoint script", ORDER_USER),
-        Step(f"COPY --chmod=0755 {SERVER_SCRIPT} /usr/local/bin/bakegen-server", layer="server start script", order=ORDER_USER),
-        Step(f"COPY --chmod=0644 {HEALTHCHECK_SCRIPT} /usr/local/lib/bakegen-healthcheck.py", layer="healthcheck script", order=ORDER_USER),
-        Step(create, why, "user and ~/work", ORDER_USER),
-        Step(f"ENV BAKEGEN_USER={name} \\\n    NB_USER={name} \\\n    HOME={dockerfile_env_value(u['home'])} \\\n    SHELL=/bin/bash", order=ORDER_USER),
+        Step(Copy((START_SCRIPT,), "/usr/local/bin/bakegen-start", chmod="0755"), home, "entrypoint script", ORDER_USER),
+        Step(Copy((SERVER_SCRIPT,), "/usr/local/bin/bakegen-server", chmod="0755"), layer="server start script", order=ORDER_USER),
+        Step(Copy((HEALTHCHECK_SCRIPT,), "/usr/local/lib/bakegen-healthcheck.py", chmod="0644"), layer="healthcheck script", order=ORDER_USER),
+        Step(run, (why,), "user and ~/work", ORDER_USER),
+        Step(Env((("BAKEGEN_USER", u["user_name"]), ("NB_USER", u["user_name"]), ("HOME", u["home"]), ("SHELL", Verbatim("/bin/bash")))), order=ORDER_USER),
     ]
+
+
+def _create_user(ctx: PlanContext) -> tuple[Shell, str]:
+    """The stack's user and group, unless the base image has them (useradd dates /etc/shadow with the lock's epoch)."""
+    user, q = ctx.stack.user, shlex.quote
+    create = Shell(
+        f"if ! id -u {q(user.name)} >/dev/null 2>&1; then \\\n"
+        f"        (getent group {user.gid} >/dev/null || groupadd --gid {user.gid} {q(user.name)}) \\\n"
+        f"     && SOURCE_DATE_EPOCH={ctx.lock.source_date_epoch or 0} useradd --no-log-init --create-home --uid {user.uid} --gid {user.gid} --shell /bin/bash {q(user.name)}; \\\n"
+        "    fi"
+    )
+    return create, "useradd dates /etc/shadow with SOURCE_DATE_EPOCH: the lock's, not the clock."
 
 
 def _runtime_steps(ctx: PlanContext) -> list[Step]:
     u, stack = user_facts(ctx), ctx.stack.stack
-    steps = [Step(f"USER {u['run_as']}")]
+    steps = [Step(user(u["run_as"]))]
     if not ctx.parent:
-        steps.append(Step(f"WORKDIR {u['home']}", layer="working directory"))
+        steps.append(Step(Directive("WORKDIR", u["home"]), layer="working directory"))
     port = stack.port or (DEFAULT_PORT if not ctx.parent else None)
     if port:
-        steps += [Step(f"ENV JUPYTER_PORT={port}"), Step(f"EXPOSE {port}")]
+        steps += [Step(Env((("JUPYTER_PORT", Verbatim(str(port))),))), Step(Directive("EXPOSE", str(port)))]
     if ctx.facts.server_here:
-        steps.append(Step("HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --start-interval=2s --retries=3 \\\n"
-                          f"    CMD {json.dumps([ctx.facts.server_python, '/usr/local/lib/bakegen-healthcheck.py'])}"))
+        options = (("interval", "10s"), ("timeout", "5s"), ("start-period", "60s"), ("start-interval", "2s"), ("retries", "3"))
+        steps.append(Step(Healthcheck(options, (str(ctx.facts.server_python), "/usr/local/lib/bakegen-healthcheck.py"))))
     if not ctx.parent:
         steps.append(_entrypoint(ctx))
     command = list(stack.command) if stack.command else ["start-notebook.py"] if ctx.facts.server_here else None if ctx.parent else ["python3"]
     if command:
-        steps.append(Step(f"CMD {json.dumps(command)}"))
+        steps.append(Step(ExecForm("CMD", tuple(command))))
     for step in steps:
         step.order = ORDER_RUNTIME
     return steps
@@ -256,5 +287,5 @@ def _runtime_steps(ctx: PlanContext) -> list[Step]:
 
 def _entrypoint(ctx: PlanContext) -> Step:
     if ctx.facts.init:
-        return Step(f"ENTRYPOINT {json.dumps([ctx.facts.init, '-g', '--', 'bakegen-start'])}")
-    return Step('ENTRYPOINT ["bakegen-start"]', ("No tini in apt.packages: the start script runs as PID 1 without an init.",))
+        return Step(ExecForm("ENTRYPOINT", (ctx.facts.init, "-g", "--", "bakegen-start")))
+    return Step(ExecForm("ENTRYPOINT", ("bakegen-start",)), ("No tini in apt.packages: the start script runs as PID 1 without an init.",))

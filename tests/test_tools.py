@@ -152,7 +152,7 @@ def _pip_choice(tmp_path: Path, debian_wheels: Path, ensurepip_dir: Path | None)
     """The build step's pip choice, run by /bin/sh, with Debian's wheel folder at ``debian_wheels`` and a python3
     whose ensurepip lives in ``ensurepip_dir`` (None: a Python without ensurepip, and whose venv is recorded):
     it prints the pip command it chose and runs ``$pip --version`` with this real Python."""
-    from bakegen.ecosystems.python import DEBIAN_PIP_WHEELS, PIP_WHEEL
+    from bakegen.python_install import DEBIAN_PIP_WHEELS, PIP_WHEEL
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)

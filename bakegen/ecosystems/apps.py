@@ -11,7 +11,6 @@ alone, and a parent's pins do not constrain it.
 from __future__ import annotations
 
 import re
-import shlex
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -22,27 +21,14 @@ from packaging.utils import canonicalize_name
 
 from bakegen import __version__
 from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext, SbomItem
-from bakegen.ecosystems.python import (
-    FINISH_MOUNT,
-    FINISH_SCRIPT,
-    PIP_CACERT,
-    PIP_CACHE,
-    PYTHON_PLATFORMS,
-    UV,
-    UV_CACERT,
-    UV_CACHE,
-    pin_lines,
-    pypi_items,
-    read_requirements,
-    tool_version,
-    uv_steps,
-    version_newer,
-)
+from bakegen.ecosystems.python import PYTHON_PLATFORMS, pin_lines, pypi_items, read_requirements, tool_version, version_newer
 from bakegen.ecosystems.python import TABLE as PYTHON_TABLE
 from bakegen.errors import StackError
 from bakegen.files import GENERATED_MARKER, sha256_text
+from bakegen.instructions import THEN, Command, Copy, Env, Mount, Run, Verbatim, arg, user
 from bakegen.lock import SCHEMA_PLATFORM, SCHEMA_SHA, SCHEMA_VERSIONS, TOOL_PATTERN, StackLock, arch_of, matches, schema_obj
 from bakegen.plan import DOCKERFILE_DIR, ORDER_PACKAGES, PlanContext, Stage, Step, heading
+from bakegen.python_install import CACERT_MOUNT, FINISH_MOUNT, FINISH_SCRIPT, PIP_CACHE_ENV, UV, installer, uv_steps
 from bakegen.resolvers.python import DEFAULT_INDEX, Pin, PythonRequest, PythonResolver
 from bakegen.schema import Invalid
 from bakegen.stack import EffectiveStack, StackGraph, stack_location
@@ -227,29 +213,23 @@ class Apps(Ecosystem[AppsLock, PythonResolver]):
         if part is None:
             return []
         files = [app_file(app, p, ctx.lock.platforms) for app in part.pins for p in ctx.lock.platforms]
-        mounts = "".join(f"    --mount=type=bind,source={ctx.lock_dir}/{f},target=/tmp/bakegen/apps/{f} \\\n" for f in files)
         uv = ctx.facts.uv_lock is not None
-        cache, cacert = (UV_CACHE, UV_CACERT) if uv else ("--mount=type=cache,id=bakegen-pip,target=/root/.cache/pip", PIP_CACERT)
-        run = (
-            f"RUN {cache} \\\n"
-            f"{mounts}    --mount=type=bind,source={SCRIPT},target=/tmp/bakegen/apps.sh \\\n"
-            f"    {FINISH_MOUNT} \\\n"
-            "    --mount=type=secret,id=cacert \\\n"
-            f"    {cacert}; \\\n"
-            f"    {f'BAKEGEN_UV={UV}' if uv else PIP_CACHE} sh /tmp/bakegen/apps.sh /tmp/bakegen/apps {OUT} {' '.join(shlex.quote(app) for app in part.pins)}"
-        )
+        cache, cacert = installer(uv)
+        mounts = (cache, *(Mount("bind", source=f"{ctx.lock_dir}/{f}", target=f"/tmp/bakegen/apps/{f}") for f in files),
+                  Mount("bind", source=SCRIPT, target="/tmp/bakegen/apps.sh"), FINISH_MOUNT, CACERT_MOUNT)
+        install = Command(("sh", "/tmp/bakegen/apps.sh", "/tmp/bakegen/apps", OUT, *part.pins), (("BAKEGEN_UV", UV),) if uv else (PIP_CACHE_ENV,), after=THEN)
         return [Stage(heading("applications: one virtualenv each, from its own lock"), ctx.tools, STAGE, [
-            Step("USER root"), *(uv_steps(ctx) if uv else [Step("ARG TARGETARCH")]),
-            Step(run, ("Each application in its own virtualenv (/opt/apps/<app>), hash-checked; its console",
-                       "scripts are linked into /opt/apps/bin.")),
+            Step(user("root")), *(uv_steps(ctx) if uv else [Step(arg("TARGETARCH"))]),
+            Step(Run((cacert, install), mounts), ("Each application in its own virtualenv (/opt/apps/<app>), hash-checked; its console",
+                                                  "scripts are linked into /opt/apps/bin.")),
         ])]
 
     def final_steps(self, ctx: PlanContext) -> list[Step]:
         if ctx.lock.parts.get(self.name) is None:
             return []
-        steps = [Step(f"COPY --from={STAGE} {OUT}/ /", layer="applications (app-*.txt)", order=ORDER)]
+        steps = [Step(Copy((f"{OUT}/",), "/", stage=STAGE), layer="applications (app-*.txt)", order=ORDER)]
         if not any(self.used(ctx.graph.effective(a.name)) for a in ctx.stack.ancestors):
-            steps.append(Step(f"ENV PATH=$PATH:{APPS}/bin", order=ORDER))
+            steps.append(Step(Env((("PATH", Verbatim(f"$PATH:{APPS}/bin")),)), order=ORDER))
         return steps
 
     def project_templates(self, graph: StackGraph, locks: dict[str, StackLock]) -> dict[str, str]:

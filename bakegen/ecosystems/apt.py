@@ -15,6 +15,7 @@ from bakegen import __version__, schema
 from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext, SbomItem
 from bakegen.errors import Location, StackError, StaleError, did_you_mean, one_line
 from bakegen.files import GENERATED_MARKER, sha256_text
+from bakegen.instructions import Command, Mount, Run, user
 from bakegen.lock import SCHEMA_SHA, SCHEMA_VERSIONS, TOOL_PATTERN, StackLock, arch_of, matches, schema_obj
 from bakegen.plan import DOCKERFILE_DIR, ORDER_SYSTEM, Facts, PlanContext, Stage, Step, heading
 from bakegen.resolvers.apt import DEBIAN_SUITES, UBUNTU_SUITES, AptRequest, AptResolver, AptSpec, distro_of
@@ -313,28 +314,30 @@ class Apt(Ecosystem[AptLock, AptResolver]):
         if not ctx.facts.tools_stage:
             return None
         return Stage(heading("build tools: the locked apt.build packages, for the builder stages only"), ctx.from_, TOOLS_STAGE,
-                     [Step("USER root"), Step(f"RUN {_mounts(ctx)} \\\n    sh /tmp/bakegen/apt-install.sh /tmp/bakegen/lock build")])
+                     [Step(user("root")), Step(_install(ctx, "build"))])
 
     def final_steps(self, ctx: PlanContext) -> list[Step]:
         apt = ctx.lock.parts.get("apt")
         if not (apt and any(e.kind in ("req", "dep") for e in apt.entries)):
             return []
-        return [Step(f"RUN {_mounts(ctx)} \\\n    sh /tmp/bakegen/apt-install.sh /tmp/bakegen/lock runtime",
+        return [Step(_install(ctx, "runtime"),
                      (f"Exactly the locked apt packages ({ctx.lock_dir}/apt.lock), sha256-checked.",), "apt packages (apt.lock)", ORDER_SYSTEM)]
 
     def project_templates(self, graph: StackGraph, locks: dict[str, StackLock]) -> dict[str, str]:
         return {APT_SCRIPT: "apt-install.sh.j2"} if any(lock.parts.get("apt") is not None for lock in locks.values()) else {}
 
 
-def _mounts(ctx: PlanContext) -> str:
-    """Each step bind-mounts only the lock files it reads: a Python pin bump does not re-run apt."""
-    return (
-        "--mount=type=cache,id=bakegen-apt-cache,target=/var/cache/apt,sharing=locked \\\n"
-        "    --mount=type=cache,id=bakegen-apt-lists,target=/var/lib/apt/lists,sharing=locked \\\n"
-        f"    --mount=type=bind,source={ctx.lock_dir}/{APT_LOCK},target=/tmp/bakegen/lock/{APT_LOCK} \\\n"
-        f"    --mount=type=bind,source={ctx.lock_dir}/{APT_SOURCES},target=/tmp/bakegen/lock/{APT_SOURCES} \\\n"
-        f"    --mount=type=bind,source={APT_SCRIPT},target=/tmp/bakegen/apt-install.sh"
+def _install(ctx: PlanContext, group: str) -> Run:
+    """apt-install.sh with the lock; each step bind-mounts only the lock files it reads: a Python pin bump
+    does not re-run apt."""
+    mounts = (
+        Mount("cache", id="bakegen-apt-cache", target="/var/cache/apt", sharing="locked"),
+        Mount("cache", id="bakegen-apt-lists", target="/var/lib/apt/lists", sharing="locked"),
+        Mount("bind", source=f"{ctx.lock_dir}/{APT_LOCK}", target=f"/tmp/bakegen/lock/{APT_LOCK}"),
+        Mount("bind", source=f"{ctx.lock_dir}/{APT_SOURCES}", target=f"/tmp/bakegen/lock/{APT_SOURCES}"),
+        Mount("bind", source=APT_SCRIPT, target="/tmp/bakegen/apt-install.sh"),
     )
+    return Run((Command(("sh", "/tmp/bakegen/apt-install.sh", "/tmp/bakegen/lock", group)),), mounts)
 
 
 ECOSYSTEM = Apt()

@@ -24,7 +24,6 @@ anything it does not need does not re-run it.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shlex
@@ -36,6 +35,7 @@ from typing import Any
 from bakegen import schema
 from bakegen.ecosystem import AnyEcosystem, Ecosystem, LockedEntry, ReadFile, ResolveContext
 from bakegen.errors import StackError
+from bakegen.instructions import Command, Copy, Run, Shell, user
 from bakegen.lock import SCHEMA_SHA, StackLock, schema_obj
 from bakegen.paths import MAX_PART, link_in, outside, read_bounded
 from bakegen.plan import ORDER_PACKAGES, ORDER_USER, SERVER_LINKS, START_LINK, PlanContext, Step, user_facts
@@ -278,11 +278,11 @@ class Custom(Ecosystem[CustomLock, None]):
             return []
         u = user_facts(ctx)
         chown = f"{u['uid']}" + (f":{u['gid']}" if u["gid"].isdigit() else "")
-        owner = {"root": "", "user": f" --chown={chown}"}
+        owner = {"root": "", "user": chown}
         src = f"stacks/{ctx.name}"
         steps = _folders(part.files, chown)
-        steps += [Step(f"COPY --chmod={f.mode}{owner[f.owner]} {src}/{f.source} {f.target}", layer=f"file {f.target}", order=ORDER) for f in part.files]
-        steps += [Step(f"COPY --chmod=0755 {src}/{h.source} {HOOKS}/{h.target}", layer=f"start hook {h.source}", order=ORDER) for h in part.hooks]
+        steps += [Step(Copy((f"{src}/{f.source}",), f.target, chmod=f.mode, chown=owner[f.owner]), layer=f"file {f.target}", order=ORDER) for f in part.files]
+        steps += [Step(Copy((f"{src}/{h.source}",), f"{HOOKS}/{h.target}", chmod="0755"), layer=f"start hook {h.source}", order=ORDER) for h in part.hooks]
         if steps:
             steps[0].comments = (f"The stack's own files and start hooks (stacks/{ctx.name}/), after its packages.",)
         for i, s in enumerate(part.steps, 1):
@@ -308,10 +308,10 @@ def _folders(files: list[File], chown: str) -> list[Step]:
     mine = sorted({d for f in files if f.owner == "user" for d in _ancestors(_parent(f.target))} - set(root))  # parents first
     if not root and not mine:
         return []
-    parts = [f"mkdir -p {' '.join(shlex.quote(d) for d in root)}"] if root else []
+    parts: list[Command | Shell] = [Command(("mkdir", "-p", *root))] if root else []
     if mine:
-        parts.append(f'for d in {" ".join(shlex.quote(d) for d in mine)}; do if [ ! -d "$d" ]; then mkdir "$d" && chown {shlex.quote(chown)} "$d" && chmod 2775 "$d" || exit 1; fi; done')
-    return [Step(f"RUN {' && '.join(parts)}", layer="folders of the stack's files", order=ORDER)]
+        parts.append(Shell(f'for d in {" ".join(shlex.quote(d) for d in mine)}; do if [ ! -d "$d" ]; then mkdir "$d" && chown {shlex.quote(chown)} "$d" && chmod 2775 "$d" || exit 1; fi; done'))
+    return [Step(Run(tuple(parts), inline=True), layer="folders of the stack's files", order=ORDER)]
 
 
 def _parent(path: str) -> str:
@@ -336,10 +336,10 @@ def _build_step(ctx: PlanContext, i: int, step: BuildStep, run_as: str) -> list[
     """A [[steps]] item: exec form (no shell-form parsing, no heredoc), as root or as the user."""
     order = _step_order(step.needs) if step.user == "root" else max(_step_order(step.needs), ORDER_USER + 1)  # the user exists
     label = f"step {i}: {step.run[:60]}"
-    run = Step(f"RUN {json.dumps(['/bin/sh', '-c', step.run])}", (f"[[steps]] {i} of stacks/{ctx.name}.toml, as {step.user}.",), label, order)
+    run = Step(Run((Command(("/bin/sh", "-c", step.run)),), exec_form=True), (f"[[steps]] {i} of stacks/{ctx.name}.toml, as {step.user}.",), label, order)
     if step.user == "root":
         return [run]
-    return [Step(f"USER {run_as}", order=order), run, Step("USER root", order=order)]
+    return [Step(user(run_as), order=order), run, Step(user("root"), order=order)]
 
 
 ECOSYSTEM = Custom()

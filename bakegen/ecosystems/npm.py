@@ -17,6 +17,7 @@ from bakegen.ecosystems.apt import installed_names
 from bakegen.ecosystems.python import version_newer
 from bakegen.errors import Location, ResolutionError, StackError, StaleError
 from bakegen.files import sha256_text
+from bakegen.instructions import THEN, Command, Copy, Env, Mount, Run, Shell, Verbatim, user
 from bakegen.lock import SCHEMA_SHA, SCHEMA_VERSIONS, TOOL_PATTERN, StackLock, arch_of, matches, schema_obj
 from bakegen.plan import ORDER_PACKAGES, PlanContext, Stage, Step
 from bakegen.resolvers.npm import NpmLock, NpmResolver, check_registry_only, package_manifest, registry_url
@@ -206,22 +207,23 @@ class Npm(Ecosystem[NpmLock, NpmResolver]):
         npm = ctx.lock.parts.get(self.name)
         if npm is None:
             return []
-        where, scripts = f"/opt/npm/{ctx.name}", "" if npm.allow_scripts else "--ignore-scripts "
-        run = (
-            "RUN --mount=type=cache,id=bakegen-npm,target=/root/.npm \\\n"
-            f"    --mount=type=bind,source={ctx.lock_dir}/{PACKAGE_JSON},target=/tmp/bakegen/npm/{PACKAGE_JSON} \\\n"
-            f"    --mount=type=bind,source={ctx.lock_dir}/{PACKAGE_LOCK},target=/tmp/bakegen/npm/{PACKAGE_LOCK} \\\n"
-            "    --mount=type=secret,id=cacert \\\n"
-            "    if [ -s /run/secrets/cacert ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/cacert; fi; \\\n"
-            f"    install -d {where} \\\n"
-            f" && cp /tmp/bakegen/npm/{PACKAGE_JSON} /tmp/bakegen/npm/{PACKAGE_LOCK} {where}/ \\\n"
-            f" && cd {where} \\\n"
-            f" && npm ci {scripts}--no-audit --no-fund --no-update-notifier \\\n"
-            f" && rm {PACKAGE_LOCK}"
+        where = f"/opt/npm/{ctx.name}"
+        mounts = (
+            Mount("cache", id="bakegen-npm", target="/root/.npm"),
+            *(Mount("bind", source=f"{ctx.lock_dir}/{f}", target=f"/tmp/bakegen/npm/{f}") for f in (PACKAGE_JSON, PACKAGE_LOCK)),
+            Mount("secret", id="cacert"),
         )
+        run = Run((
+            Shell("if [ -s /run/secrets/cacert ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/cacert; fi"),
+            Command(("install", "-d", where), after=THEN),
+            Command(("cp", f"/tmp/bakegen/npm/{PACKAGE_JSON}", f"/tmp/bakegen/npm/{PACKAGE_LOCK}", f"{where}/")),
+            Command(("cd", where)),
+            Command(("npm", "ci", *(() if npm.allow_scripts else ("--ignore-scripts",)), "--no-audit", "--no-fund", "--no-update-notifier")),
+            Command(("rm", PACKAGE_LOCK)),
+        ), mounts)
         title = "# --- npm builder: node, npm and npm's cache stay in this stage -----------------"
         return [Stage(title, ctx.tools, STAGE, [
-            Step("USER root"),
+            Step(user("root")),
             Step(run, ("Exactly the locked npm packages: npm ci checks every integrity hash in package-lock.json.",)),
         ], ("Its own stage, so that a Python pin bump does not re-run npm (and the reverse).",))]
 
@@ -230,9 +232,9 @@ class Npm(Ecosystem[NpmLock, NpmResolver]):
             return []
         where = f"/opt/npm/{ctx.name}"
         return [
-            Step(f"COPY --from={STAGE} {where} {where}", ("npm packages before Python: they change less often, so a Python bump keeps this layer.",),
+            Step(Copy((where,), where, stage=STAGE), ("npm packages before Python: they change less often, so a Python bump keeps this layer.",),
                  "npm packages (package-lock.json)", ORDER_PACKAGES),
-            Step(f"ENV PATH={where}/node_modules/.bin:$PATH", order=ORDER_PACKAGES),
+            Step(Env((("PATH", Verbatim(f"{where}/node_modules/.bin:$PATH")),)), order=ORDER_PACKAGES),
         ]
 
 

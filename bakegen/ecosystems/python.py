@@ -9,7 +9,6 @@ parents lack, into a staging prefix that is copied over the parent's venv.
 from __future__ import annotations
 
 import hashlib
-import shlex
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,32 +20,35 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from bakegen import __version__, schema
+from bakegen import __version__, python_install, schema
 from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext, SbomItem
 from bakegen.errors import Location, ResolutionError, StackError, StaleError
 from bakegen.files import GENERATED_MARKER, sha256_text
-from bakegen.lock import NAME_PATTERN, SCHEMA_PLATFORM, SCHEMA_SHA, SCHEMA_VERSIONS, TOOL_PATTERN, StackLock, arch_of, matches, schema_obj
-from bakegen.plan import DOCKERFILE_DIR, ORDER_PACKAGES, Facts, PlanContext, Stage, Step, heading
+from bakegen.lock import NAME_PATTERN, SCHEMA_PLATFORM, SCHEMA_SHA, SCHEMA_VERSIONS, TOOL_PATTERN, StackLock, matches, schema_obj
+from bakegen.plan import Facts, PlanContext, Stage, Step
+from bakegen.python_install import (
+    BUILDER,
+    FINISH_SCRIPT,
+    ORDER,
+    REQUIREMENTS,
+    SLIM_SCRIPT,
+    VENV,
+    constraints_path,
+    env_of,
+    pip_of,
+    render_constraints,
+    requirements_file,
+    shared_venv,
+    slim_of,
+)
 from bakegen.resolvers.python import DEFAULT_INDEX, Pin, PythonRequest, PythonResolver, get_resolver, parse_requirements
 from bakegen.schema import Invalid
 from bakegen.stack import EffectiveStack, StackGraph, stack_location
 
-REQUIREMENTS = "requirements.txt"
 # Docker platform -> uv's --python-platform (glibc 2.28: every current Debian/Ubuntu base)
 PYTHON_PLATFORMS = {"linux/amd64": "x86_64-manylinux_2_28", "linux/arm64": "aarch64-manylinux_2_28"}
-VENV = "/opt/venv"
-BUILDER = "builder"  # the stage that makes the virtualenv
-STAGING = "/opt/bakegen/staging"
 JUPYTER_SERVER = "jupyter-server"
-ORDER = ORDER_PACKAGES + 10  # after npm and applications: Python pins move most often
-VENV_LAYER = "Python virtualenv (requirements.txt)"  # a root stack's virtualenv layer, as bakegen report names it
 WORKERS = 4
-SLIM_SCRIPT = f"{DOCKERFILE_DIR}/bakegen-slim.py"  # the slim step's pruning script
-
-
-def requirements_file(platform: str, platforms: list[str]) -> str:
-    """The Python lock file of ``platform``: the first platform's is ``requirements.txt``."""
-    return REQUIREMENTS if platform == platforms[0] else f"requirements-{arch_of(platform)}.txt"
 
 
 @dataclass
@@ -90,21 +92,6 @@ TABLE: dict[str, Any] = {
     "pip": schema.boolean,
     "sdists": schema.boolean,
 }
-
-
-def env_of(stack: EffectiveStack) -> str:
-    """"venv": bakegen's /opt/venv; "base": the base image's own Python (vendor images)."""
-    return str(stack.root_table("python").get("env", "venv"))
-
-
-def pip_of(stack: EffectiveStack) -> bool:
-    """Is pip in the image's virtualenv, for runtime installs? ([python] pip of the root; default true with env = "venv".)"""
-    return env_of(stack) == "venv" and stack.root_table("python").get("pip") is not False
-
-
-def slim_of(stack: EffectiveStack) -> bool:
-    """``[python] slim`` of the stack, else of its nearest ancestor that sets it; False when none does."""
-    return bool(stack.nearest("python", "slim", False))
 
 
 def packages_of(stack: EffectiveStack) -> list[str]:
@@ -349,34 +336,13 @@ class Python(Ecosystem[PythonLock, PythonResolver]):
         )
 
     def builder_stages(self, ctx: PlanContext) -> list[Stage]:
-        vendor, has_python = env_of(ctx.stack) == "base", bool(ctx.lock.parts["python"].pins)
-        if vendor or (ctx.parent and not has_python):
-            return []
-        if _in_final(ctx):
-            return [Stage(heading("builder: uv, the installer, stays in this stage"), ctx.tools, BUILDER, [Step("USER root"), *uv_steps(ctx)])]
-        stage = Stage(heading("builder: build tools and the pip cache stay in this stage"), ctx.tools, BUILDER, [Step("USER root")])
-        if not ctx.parent:  # with uv, pip is in the virtualenv when the lock has it ([python] pip)
-            stage.steps.append(Step(f"RUN python3 -m venv {'--without-pip ' if _uv(ctx) else ''}{VENV}"))
-        if has_python:
-            stage.steps += (uv_steps(ctx) if _uv(ctx) else []) + _install_steps(ctx)
-        return [stage]
+        return python_install.builder_stages(ctx)
 
     def final_steps(self, ctx: PlanContext) -> list[Step]:
-        vendor, has_python = env_of(ctx.stack) == "base", bool(ctx.lock.parts["python"].pins)
-        steps = []
-        if not ctx.parent and not vendor:  # the virtualenv: made here, or copied from the builder
-            made = _install_steps(ctx, final=True) if _in_final(ctx) else [Step(f"COPY --from={BUILDER} {VENV} {VENV}", layer=VENV_LAYER, order=ORDER)]
-            steps += [*made, Step(f"ENV VIRTUAL_ENV={VENV} \\\n    PATH={VENV}/bin:$PATH", order=ORDER)]
-        elif has_python and not vendor:
-            steps.append(Step(f"COPY --from={BUILDER} {STAGING}/ {VENV}/", layer="Python packages (requirements.txt)", order=ORDER))
-        if _shared_venv(ctx):
-            steps += _constraints_steps(ctx)
-        if has_python and vendor:
-            steps.append(_vendor_install(ctx))
-        return steps
+        return python_install.final_steps(ctx)
 
     def generated_files(self, ctx: PlanContext) -> dict[str, str]:
-        if not _shared_venv(ctx):
+        if not shared_venv(ctx):
             return {}
         return {constraints_path(ctx.name, p): render_constraints(ctx, p) for p in ctx.lock.platforms}
 
@@ -443,167 +409,6 @@ def has_server(graph: StackGraph, name: str, locks: dict[str, StackLock]) -> boo
     if env_of(stack) == "base":
         return True
     return any(JUPYTER_SERVER in locks[s.name].parts["python"].by_name(p) for s in stack.chain for p in locks[s.name].parts["python"].by_platform)
-
-
-# --- build steps -----------------------------------------------------------------------
-
-# The cache mount is root's; a child's builder inherits HOME=/home/<user> from its parent, where pip would
-# find no writable cache and download every wheel again.
-PIP_CACHE = "PIP_CACHE_DIR=/root/.cache/pip"
-_PIP = f"PIP_CONSTRAINT= {PIP_CACHE} {VENV}/bin/pip install --no-input --disable-pip-version-check --require-hashes --no-deps --no-compile"
-PIP_CACERT = "if [ -s /run/secrets/cacert ]; then export PIP_CERT=/run/secrets/cacert; fi"
-_PIP_CACHE = "--mount=type=cache,id=bakegen-pip,target=/root/.cache/pip"
-# uv (bakegen's build tool, locked by the root stack: ecosystems/tools.py), in the builder stages only
-UV_PREFIX = "/opt/bakegen/uv"
-UV = f"{UV_PREFIX}/bin/uv"
-UV_CACHE = "--mount=type=cache,id=bakegen-uv,target=/root/.cache/uv"
-UV_CACERT = "if [ -s /run/secrets/cacert ]; then export SSL_CERT_FILE=/run/secrets/cacert; fi"
-# pip for the uv install: run from the wheel that python3-pip-whl (Debian) or else ensurepip (python.org) ships, or
-# from a virtualenv made for it when the base image has no such wheel
-DEBIAN_PIP_WHEELS = "/usr/share/python-wheels"  # Debian's python3-pip-whl, which its python3 -m venv installs pip from
-PIP_WHEEL = (f"    pip=; for w in {DEBIAN_PIP_WHEELS}/pip-*.whl \"$(python3 -c 'import ensurepip, os; print(os.path.dirname(ensurepip.__file__))' 2>/dev/null)\"/_bundled/pip-*.whl; do \\\n"
-             '        if [ -f "$w" ]; then pip="python3 $w/pip"; break; fi; \\\n'
-             '    done; \\\n'
-             '    if [ -z "$pip" ]; then python3 -m venv /opt/bakegen/pip && pip=/opt/bakegen/pip/bin/pip; fi; \\\n')
-# --link-mode copy: the cache is another file system (a cache mount); files are copied, never linked to it
-UV_INSTALL = f"{UV} pip install --no-config --quiet --cache-dir /root/.cache/uv --link-mode copy --require-hashes --no-deps"
-FINISH_SCRIPT = f"{DOCKERFILE_DIR}/bakegen-finish.py"  # bytecode (sharded: bit for bit), duplicates linked, group access
-FINISH_MOUNT = f"--mount=type=bind,source={FINISH_SCRIPT},target=/tmp/bakegen/finish.py"
-
-
-def _uv(ctx: PlanContext) -> bool:
-    """Does this stack's builder install with uv (its root's lock has bakegen's build tools)?"""
-    return ctx.facts.uv_lock is not None
-
-
-def _in_final(ctx: PlanContext) -> bool:
-    """Is the root stack's virtualenv made in the final stage, with the builder's uv mounted? Yes when the builder
-    would start from the same image (no build tools): copying the virtualenv over wrote it twice and made BuildKit
-    hash every byte of it for the cache key (5 s of a 40 s build of the S1 set)."""
-    return (not ctx.parent and env_of(ctx.stack) == "venv" and _uv(ctx) and not ctx.facts.tools_stage
-            and bool(ctx.lock.parts["python"].pins))
-
-
-def uv_steps(ctx: PlanContext) -> list[Step]:
-    """uv in the builder, from the root stack's lock: pip (hash-checked) into a prefix of its own, per platform."""
-    assert ctx.facts.uv_lock is not None
-    lock_dir, files = ctx.facts.uv_lock.lock_dir, ctx.facts.uv_lock.files
-    mounts = "".join(f"    --mount=type=bind,source={lock_dir}/{f},target=/tmp/bakegen/tools/{f} \\\n" for f in files)
-    pick = ('    req=/tmp/bakegen/tools/build-tools.txt; if [ -f "/tmp/bakegen/tools/build-tools-$TARGETARCH.txt" ]; then '
-            'req="/tmp/bakegen/tools/build-tools-$TARGETARCH.txt"; fi; \\\n')
-    run = (f"RUN {_PIP_CACHE} \\\n{mounts}    --mount=type=secret,id=cacert \\\n    {PIP_CACERT}; \\\n{pick}{PIP_WHEEL}"
-           f'    PIP_CONSTRAINT= PIP_ROOT_USER_ACTION=ignore {PIP_CACHE} $pip install --no-input --disable-pip-version-check --require-hashes --no-deps --no-compile -q --target {UV_PREFIX} -r "$req"')
-    return [Step("ARG TARGETARCH", ("uv, the installer, from the root stack's lock (build-tools.txt): it stays in this stage.",
-                                    "pip runs from the base image's own pip wheel (Debian's, or else ensurepip's) when it has one:",
-                                    "a virtualenv with pip installed took 2.5 s.")), Step(run)]
-
-
-def _shared_venv(ctx: PlanContext) -> bool:
-    return pip_of(ctx.stack) and bool(ctx.lock.parts["python"].pins)
-
-
-def _install_comments(ctx: PlanContext) -> tuple[str, ...]:
-    lines = ["Hash-checked install of exactly the locked wheels. The lock is bind-mounted",
-             "and the proxy CA (if any) is a BuildKit secret: neither lands in a layer."]
-    if _uv(ctx):
-        lines += ["uv downloads and installs in parallel. bakegen-finish.py compiles the bytecode (4",
-                  "processes, each a fixed share of the files: bit for bit on any machine; none for"]
-        lines += ["tests folders) and links identical files."]
-    if not ctx.parent and not pip_of(ctx.stack):
-        lines += ["[python] pip = false: no pip in the virtualenv, which stays root's."]
-    elif ctx.parent and not _uv(ctx):
-        lines.append("ensurepip gives this stage a pip when the parent's virtualenv has none.")
-    if _shared_venv(ctx):
-        lines += ["Runtime installs (%pip install): the virtualenv is writable by the user's group",
-                  f"({ctx.stack.user.gid}, setgid folders), as docker-stacks' environment is."]
-    if slim_of(ctx.stack):
-        lines += ["[python] slim: tests folders and C/Cython sources are removed before the layer is made,",
-                  "and every top-level module that imported before must still import."]
-    return tuple(lines)
-
-
-def _install_steps(ctx: PlanContext, final: bool = False) -> list[Step]:
-    """The hash-checked install of the lock (per platform when there are several): in the builder, or with
-    ``final`` in the final stage, with the builder's uv mounted (its layer: the virtualenv)."""
-    platforms = ctx.lock.platforms
-    scripts = f"    --mount=type=bind,from={BUILDER},source={UV_PREFIX},target={UV_PREFIX} \\\n" if final else ""
-    scripts += f"    --mount=type=bind,source={SLIM_SCRIPT},target=/tmp/bakegen/slim.py \\\n" if slim_of(ctx.stack) else ""
-    scripts += f"    {FINISH_MOUNT} \\\n"
-    layer, order = (VENV_LAYER, ORDER) if final else (None, 0)  # in the final stage, the step makes the virtualenv's layer
-    cache, cacert = (UV_CACHE, UV_CACERT) if _uv(ctx) else (_PIP_CACHE, PIP_CACERT)
-    if len(platforms) > 1:
-        mounts = "".join(f"    --mount=type=bind,source={ctx.lock_dir}/{f},target=/tmp/bakegen/lock/{f} \\\n" for f in (requirements_file(p, platforms) for p in platforms))
-        run = (f"RUN {cache} \\\n{mounts}{scripts}    --mount=type=secret,id=cacert \\\n    {cacert}; \\\n"
-               "    req=/tmp/bakegen/lock/requirements.txt; \\\n"
-               '    if [ -f "/tmp/bakegen/lock/requirements-$TARGETARCH.txt" ]; then req="/tmp/bakegen/lock/requirements-$TARGETARCH.txt"; fi; \\\n'
-               '    ln -s "$req" /tmp/bakegen/requirements.txt; \\\n')
-        head = [Step("ARG TARGETARCH", _install_comments(ctx), order=order)]
-    else:
-        run = (f"RUN {cache} \\\n    --mount=type=bind,source={ctx.lock_dir}/{REQUIREMENTS},target=/tmp/bakegen/requirements.txt \\\n"
-               f"{scripts}    --mount=type=secret,id=cacert \\\n    {cacert}; \\\n")
-        head = []
-    return head + [Step(run + _install_commands(ctx, final), () if head else _install_comments(ctx), layer, order)]
-
-
-def _install_commands(ctx: PlanContext, final: bool = False) -> str:
-    """pip install, slim, compileall and the group-writable venv: into the venv (root) or a staging prefix (child);
-    ``final``: the venv is made here too."""
-    slim, shared, gid = slim_of(ctx.stack), _shared_venv(ctx), ctx.stack.user.gid
-    target = STAGING if ctx.parent else VENV
-    if _uv(ctx):
-        lines = [f"    {UV_INSTALL} --python {VENV}/bin/python{f' --prefix {STAGING}' if ctx.parent else ''} -r /tmp/bakegen/requirements.txt"]
-        if final:
-            lines = [f"    python3 -m venv --without-pip {VENV}", " && " + lines[0].lstrip()]
-    elif ctx.parent:
-        lines = [f"    {VENV}/bin/python -m ensurepip --default-pip >/dev/null", f" && {_PIP} --prefix={STAGING} -r /tmp/bakegen/requirements.txt"]
-    else:
-        lines = [f"    {_PIP} -r /tmp/bakegen/requirements.txt"]
-    if slim:
-        lines.append(f" && {VENV}/bin/python /tmp/bakegen/slim.py /tmp/bakegen/requirements.txt --prefix {target}")
-    if not ctx.parent and not pip_of(ctx.stack) and not _uv(ctx):
-        lines.append(f" && {VENV}/bin/python -m pip uninstall --no-input --disable-pip-version-check -q -y pip")
-    options = (f" --dest {VENV}" if ctx.parent else "") + (f" --group {gid}" if shared else "")
-    lines.append(f" && {VENV}/bin/python /tmp/bakegen/finish.py {target}{options}")
-    return " \\\n".join(lines)
-
-
-def constraints_path(name: str, platform: str) -> str:
-    return f"dockerfiles/{name}/pip-constraints-{arch_of(platform)}.txt"
-
-
-def render_constraints(ctx: PlanContext, platform: str) -> str:
-    """Every Python pin of the stack's image on ``platform`` (its parents' and its own), as a pip constraints file."""
-    pins = {p.key: p.version for s in ctx.stack.chain for p in ctx.locks[s.name].parts["python"].by_platform.get(platform, [])}
-    head = f"# {GENERATED_MARKER} {__version__} from locks/ (stack '{ctx.name}', {platform}). Do not edit; to update, run: bakegen generate\n"
-    return head + "".join(f"{key}=={version}\n" for key, version in sorted(pins.items()))
-
-
-def _constraints_steps(ctx: PlanContext) -> list[Step]:
-    files = [constraints_path(ctx.name, p) for p in ctx.lock.platforms]
-    mounts = "".join(f"--mount=type=bind,source={f},target=/tmp/bakegen/{f.rsplit('/', 1)[1]} \\\n    " for f in files)
-    steps = [
-        Step("ARG TARGETARCH", ("The pins of every locked package, for pip at run time: `%pip install x` cannot move",
-                                "them (PIP_CONSTRAINT= pip install ... moves one on purpose)."), order=ORDER),
-        Step(f"RUN {mounts}install -D -m 0644 /tmp/bakegen/pip-constraints-$TARGETARCH.txt /etc/bakegen/pip-constraints.txt",
-             layer="pip constraints (the image's pins)", order=ORDER),
-    ]
-    if not ctx.parent:
-        steps.append(Step("ENV PIP_CONSTRAINT=/etc/bakegen/pip-constraints.txt", order=ORDER))
-    return steps
-
-
-def _vendor_install(ctx: PlanContext) -> Step:
-    interpreter = ctx.stack.root_table("python").get("interpreter", "")
-    py = f'py={shlex.quote(interpreter)}; [ -n "$py" ] || py=$(command -v python3 || command -v python); '
-    return Step(
-        f"RUN {_PIP_CACHE} \\\n    --mount=type=bind,source={ctx.lock_dir}/{REQUIREMENTS},target=/tmp/bakegen/requirements.txt \\\n"
-        f"    --mount=type=secret,id=cacert \\\n    {PIP_CACERT}; \\\n    {py}\\\n"
-        f'    SOURCE_DATE_EPOCH={ctx.lock.source_date_epoch or 0} PYTHONHASHSEED=0 {PIP_CACHE} "$py" -m pip install --no-input --disable-pip-version-check --require-hashes --no-deps -r /tmp/bakegen/requirements.txt',
-        ("Hash-checked install into the base image's own Python (python.env = \"base\"), in one",
-         "layer that holds only what changed; pip replaces the vendor's versions it must move.",
-         "SOURCE_DATE_EPOCH (the lock's) makes pip write checked-hash .pyc files; with a fixed",
-         "hash seed they are the same in every build."),
-        "Python packages into the base image's Python", ORDER + 2)
 
 
 ECOSYSTEM = Python()
