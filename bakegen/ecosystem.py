@@ -226,6 +226,10 @@ class Ecosystem(Generic[PartT, ResolverT]):
         """Project-wide files it needs (``dockerfiles/<file>``: the template that makes it)."""
         return {}
 
+    def template_variables(self, template: str) -> dict[str, Any]:
+        """What one of its project templates receives besides ``header`` (render's TEMPLATE_VARIABLES says so)."""
+        return {}
+
     def generated_files(self, ctx: PlanContext) -> dict[str, str]:
         """Files generated next to the Dockerfile (``dockerfiles/<stack>/...``)."""
         return {}

@@ -104,3 +104,27 @@ def test_a_child_cannot_install_an_app_its_parent_has(project):
     root = project({"base": BASE + '[apps]\npackages = ["nbstripout"]\n', "kid": KID})
     with pytest.raises(StackErrors, match="'nbstripout' is already installed by 'base'"):
         load_stacks(root)
+
+
+def test_an_application_is_installed_with_the_same_commands_as_the_images_virtualenv(project):
+    """One install routine (bakegen/python_install.py): the uv install in bakegen-apps.sh has the options of the
+    one the Dockerfile runs for /opt/venv, word for word, only with the application's paths."""
+    import shlex
+
+    from bakegen.instructions import Run
+    from bakegen.plan import plan_dockerfile
+    from bakegen.registry import ECOSYSTEMS
+
+    root = project({"base": BASE, "kid": KID})
+    lock(root)
+    graph = load_stacks(root)
+    locks = current_locks(graph)
+    script = render_project(graph, locks)["dockerfiles/bakegen-apps.sh"]
+    image = next(s.instruction.runs("uv") for s in plan_dockerfile(graph, "base", locks, ECOSYSTEMS).final.steps
+                 if isinstance(s.instruction, Run) and s.instruction.runs("uv"))
+    line = next(line.strip() for line in script.splitlines() if '"$BAKEGEN_UV" pip install' in line)
+    app = shlex.split(line)
+    assert app[0] == "$BAKEGEN_UV" and image.argv[0].endswith("/uv")
+    options = [w for w in image.argv[1:] if w not in ("/opt/venv/bin/python", "/tmp/bakegen/requirements.txt")]
+    assert [w for w in app[1:] if w not in ("$venv/bin/python", "$req")] == options
+    assert 'python3 -m venv --without-pip "$venv"' in script and '"$venv/bin/python" /tmp/bakegen/finish.py "$venv"' in script

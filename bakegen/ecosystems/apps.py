@@ -28,7 +28,20 @@ from bakegen.files import GENERATED_MARKER, sha256_text
 from bakegen.instructions import THEN, Command, Copy, Env, Mount, Run, Verbatim, arg, user
 from bakegen.lock import SCHEMA_PLATFORM, SCHEMA_SHA, SCHEMA_VERSIONS, TOOL_PATTERN, StackLock, arch_of, matches, schema_obj
 from bakegen.plan import DOCKERFILE_DIR, ORDER_PACKAGES, PlanContext, Stage, Step, heading
-from bakegen.python_install import CACERT_MOUNT, FINISH_MOUNT, FINISH_SCRIPT, PIP_CACHE_ENV, UV, installer, uv_steps
+from bakegen.python_install import (
+    CACERT_MOUNT,
+    FINISH_MOUNT,
+    FINISH_SCRIPT,
+    PIP_CACHE_ENV,
+    UV,
+    finish,
+    installer,
+    make_venv,
+    pip_install,
+    pip_uninstall,
+    uv_install,
+    uv_steps,
+)
 from bakegen.resolvers.python import DEFAULT_INDEX, Pin, PythonRequest, PythonResolver
 from bakegen.schema import Invalid
 from bakegen.stack import EffectiveStack, StackGraph, stack_location
@@ -231,6 +244,18 @@ class Apps(Ecosystem[AppsLock, PythonResolver]):
         if not any(self.used(ctx.graph.effective(a.name)) for a in ctx.stack.ancestors):
             steps.append(Step(Env((("PATH", Verbatim(f"$PATH:{APPS}/bin")),)), order=ORDER))
         return steps
+
+    def template_variables(self, template: str) -> dict[str, Any]:
+        """bakegen-apps.sh installs each application with the commands the image's own virtualenv is installed with."""
+        if template != "bakegen-apps.sh.j2":
+            return {}
+        venv, python, req = Verbatim('"$venv"'), Verbatim('"$venv/bin/python"'), Verbatim('"$req"')
+        commands = {
+            "uv_venv": make_venv(venv, with_pip=False), "uv_install": uv_install(Verbatim('"$BAKEGEN_UV"'), python, req),
+            "pip_venv": make_venv(venv), "pip_install": pip_install(Verbatim('"$venv/bin/pip"'), req, env=()),
+            "pip_uninstall": pip_uninstall(python), "finish": finish(python, venv),
+        }
+        return {"install": {name: command.shell() for name, command in commands.items()}}
 
     def project_templates(self, graph: StackGraph, locks: dict[str, StackLock]) -> dict[str, str]:
         if not any(lock.parts.get(self.name) is not None for lock in locks.values()):

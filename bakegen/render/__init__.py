@@ -42,8 +42,9 @@ RENDER_SECONDS = 60.0  # the whole render with overrides  # a project's own temp
 # What each template receives (README: "Overriding a template"); every other template (the
 # scripts) receives only ``header``. Anything else is an error.
 TEMPLATE_VARIABLES = {
-    "Dockerfile.j2": "plan: DockerfilePlan (head: lines; stages: heading, notes, from_line, base, name, steps: comments, text, layer)",
+    "Dockerfile.j2": "plan: DockerfilePlan (head: lines; stages: heading, notes, from_line, base, name, steps: comments, text, layer, instruction)",
     "docker-bake.hcl.j2": "header, group (stack names), targets (name, dockerfile, base_var, base_default, platforms, parent, tags, labels, label_keys, annotations, epoch)",
+    "bakegen-apps.sh.j2": "header, install (shell lines: uv_venv, uv_install, pip_venv, pip_install, pip_uninstall, finish)",
 }
 
 
@@ -209,7 +210,8 @@ def _render_project(graph: StackGraph, locks: dict[str, StackLock]) -> dict[str,
     scripts = {START_SCRIPT: "bakegen-start.sh.j2", SERVER_SCRIPT: "bakegen-server.sh.j2", HEALTHCHECK_SCRIPT: "bakegen-healthcheck.py.j2"}
     scripts.update({path: template for eco in ordered.ECOSYSTEMS for path, template in eco.project_templates(graph, locks).items()})
     files = {BAKE_FILE: render_bake(env, graph, locks)}
-    files.update({path: env.get_template(template).render(header=header) for path, template in scripts.items()})
+    variables = {t: {k: v for eco in ordered.ECOSYSTEMS for k, v in eco.template_variables(t).items()} for t in scripts.values()}
+    files.update({path: env.get_template(template).render(header=header, **variables[template]) for path, template in scripts.items()})
     for name in graph.order:
         files[dockerfile_path(name)] = render_dockerfile(env, plan_dockerfile(graph, name, locks, ordered.ECOSYSTEMS))
         ctx = context(graph, name, locks, ordered.ECOSYSTEMS)
