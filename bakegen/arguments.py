@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from bakegen.errors import BakegenError, one_line
-from bakegen.resolvers.image import ImageRef
+from bakegen.oci import ImageRef
 
 REGISTRY = re.compile(r"[a-z0-9]+(?:[.-][a-z0-9]+)*(?::[0-9]{1,5})?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*")
 TAG_PREFIX = re.compile(r"[A-Za-z0-9_.-]{0,64}")

@@ -12,16 +12,14 @@ own manifests do not change at all.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-INDEX = "application/vnd.oci.image.index.v1+json"
-MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-CONFIG = "application/vnd.oci.image.config.v1+json"
+from bakegen.oci import CONFIG, INDEX, MANIFEST, get_json, put_blob
+
 IN_TOTO = "application/vnd.in-toto+json"
 CYCLONEDX = "https://cyclonedx.org/bom"
 STATEMENT = "https://in-toto.io/Statement/v0.1"
@@ -34,16 +32,6 @@ def _canonical(doc: Any) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
 
-def _put(layout: Path, data: bytes) -> str:
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    (layout / "blobs" / "sha256" / digest.split(":")[1]).write_bytes(data)
-    return digest
-
-
-def _get(layout: Path, digest: str) -> Any:
-    return json.loads((layout / "blobs" / "sha256" / digest.split(":")[1]).read_bytes())
-
-
 def attestation(layout: Path, subject: str, platform: str, name: str, sbom: str) -> dict[str, Any]:
     """Write the attestation manifest of one image; its index entry. ``name`` (the subject's) holds no
     registry or tag, so that the image has the same index wherever it is pushed."""
@@ -54,15 +42,15 @@ def attestation(layout: Path, subject: str, platform: str, name: str, sbom: str)
         "predicate": json.loads(sbom),
     }
     layer = _canonical(statement)
-    layer_digest = _put(layout, layer)
+    layer_digest = put_blob(layout, layer)
     config = _canonical({"architecture": "unknown", "os": "unknown", "config": {}, "rootfs": {"type": "layers", "diff_ids": [layer_digest]}})
     manifest = _canonical({
         "schemaVersion": 2, "mediaType": MANIFEST,
-        "config": {"mediaType": CONFIG, "digest": _put(layout, config), "size": len(config)},
+        "config": {"mediaType": CONFIG, "digest": put_blob(layout, config), "size": len(config)},
         "layers": [{"mediaType": IN_TOTO, "digest": layer_digest, "size": len(layer), "annotations": {"in-toto.io/predicate-type": CYCLONEDX}}],
     })
     return {
-        "mediaType": MANIFEST, "digest": _put(layout, manifest), "size": len(manifest),
+        "mediaType": MANIFEST, "digest": put_blob(layout, manifest), "size": len(manifest),
         "annotations": {"vnd.docker.reference.digest": subject, "vnd.docker.reference.type": "attestation-manifest"},
         "platform": {"architecture": "unknown", "os": "unknown"},
     }
@@ -72,7 +60,7 @@ def attach_sboms(layout: Path, name: str, sbom_of: SbomOf) -> str:
     """Add an SBOM attestation for each image of the layout; the new top digest (always an image index)."""
     entries = json.loads((layout / "index.json").read_text())
     top = entries["manifests"][0]
-    doc = _get(layout, top["digest"])
+    doc = get_json(layout, top["digest"])
     images = doc["manifests"] if "manifests" in doc else [{**{k: v for k, v in top.items() if k in ("mediaType", "digest", "size")}, "platform": _platform_of(layout, doc)}]
     own = [m for m in images if m.get("platform", {}).get("os") != "unknown"]
     added = [attestation(layout, m["digest"], _platform_name(m["platform"]), name, sbom_of(_platform_name(m["platform"]))) for m in own]
@@ -80,7 +68,7 @@ def attach_sboms(layout: Path, name: str, sbom_of: SbomOf) -> str:
     if "manifests" in doc and doc.get("annotations"):
         index["annotations"] = doc["annotations"]
     data = json.dumps(index).encode()
-    digest = _put(layout, data)
+    digest = put_blob(layout, data)
     for entry in entries["manifests"]:
         entry.update({"mediaType": INDEX, "digest": digest, "size": len(data)})
         entry.pop("platform", None)
@@ -89,7 +77,7 @@ def attach_sboms(layout: Path, name: str, sbom_of: SbomOf) -> str:
 
 
 def _platform_of(layout: Path, manifest: dict[str, Any]) -> dict[str, str]:
-    config = _get(layout, manifest["config"]["digest"])
+    config = get_json(layout, manifest["config"]["digest"])
     return {k: config[k] for k in ("architecture", "os") if config.get(k)}
 
 

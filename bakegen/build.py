@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shutil
 import tarfile
 import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -20,6 +17,7 @@ from bakegen import proc
 from bakegen.attest import attach_sboms
 from bakegen.errors import BakegenError
 from bakegen.lock import StackLock
+from bakegen.oci import layout_digest, push_layout
 from bakegen.render import BAKE_FILE
 from bakegen.render.bake import base_variable
 from bakegen.stack import StackGraph
@@ -160,7 +158,7 @@ def _levels(root: Path, chain: Chain, opts: BuildOptions, work: Path, sbom: Call
             if opts.load:
                 _load(work / stack)
             if opts.push:
-                published.pushed_bytes = _push(work / stack, published.names)
+                published.pushed_bytes = push_layout(work / stack, published.names)
             out.append(published)
     return out
 
@@ -180,11 +178,6 @@ def _oci_settings(stack: str, names: list[str], epoch: int, parent: str | None, 
     return [arg for s in sets for arg in ("--set", s)]
 
 
-def layout_digest(layout: Path) -> str:
-    """The digest of the image (or image index) an OCI layout holds."""
-    return str(json.loads((layout / "index.json").read_text())["manifests"][0]["digest"])
-
-
 def _load(layout: Path) -> None:
     with tempfile.NamedTemporaryFile(suffix=".tar", dir=layout.parent) as archive:
         with tarfile.open(archive.name, "w") as tar:
@@ -194,62 +187,3 @@ def _load(layout: Path) -> None:
         proc.run(["docker", "load", "--quiet", "--input", archive.name])
 
 
-def insecure(registry: str) -> bool:
-    """A plain-http registry: localhost, or one named in BAKEGEN_INSECURE_REGISTRIES."""
-    host = registry.split("/")[0]
-    listed = {h.strip() for h in os.environ.get("BAKEGEN_INSECURE_REGISTRIES", "").split(",") if h.strip()}
-    return host.split(":")[0] in ("localhost", "127.0.0.1") or host in listed
-
-
-def _push(layout: Path, names: list[str]) -> int:
-    """skopeo copy of each name (blobs the registry has are skipped); the bytes of the blobs it lacked."""
-    missing = missing_bytes(layout, names[0])
-    for name in names:
-        tag = tag_of(name)
-        tls = ["--dest-tls-verify=false"] if insecure(name) else []
-        proc.run(["skopeo", "copy", "--quiet", "--all", "--preserve-digests", *tls, f"oci:{layout}:{tag}", f"docker://{name}"])
-    return missing
-
-
-def layout_blobs(layout: Path) -> dict[str, int]:
-    """The config and layer blobs (digest -> compressed size) of every image in an OCI layout."""
-    def doc(digest: str) -> Any:
-        return json.loads((layout / "blobs" / "sha256" / digest.split(":")[1]).read_text())
-
-    blobs: dict[str, int] = {}
-    todo = [m["digest"] for m in json.loads((layout / "index.json").read_text())["manifests"]]
-    while todo:
-        manifest = doc(todo.pop())
-        todo += [m["digest"] for m in manifest.get("manifests", [])]
-        for entry in [manifest["config"], *manifest["layers"]] if "config" in manifest else []:
-            blobs[entry["digest"]] = entry["size"]
-    return blobs
-
-
-def tag_of(name: str) -> str:
-    """``host:5000/repo:tag`` -> ``tag`` (a colon after the last slash)."""
-    last = name.rsplit("/", 1)[-1]
-    if ":" not in last:
-        raise BakegenError(f"the image name {name!r} has no tag", hint="bakegen names every image REGISTRY/STACK:TAG")
-    return last.rsplit(":", 1)[1]
-
-
-def missing_bytes(layout: Path, name: str) -> int:
-    """The compressed bytes of the layout's blobs that the registry of ``name`` does not hold yet (what a push
-    uploads, manifests aside); -1 when the registry does not say (it wants a login)."""
-    repo = name[: -len(tag_of(name)) - 1]
-    host, _, path = repo.partition("/")
-    scheme = "http" if insecure(repo) else "https"
-    total = 0
-    for digest, size in sorted(layout_blobs(layout).items()):
-        request = urllib.request.Request(f"{scheme}://{host}/v2/{path}/blobs/{digest}", method="HEAD")
-        try:
-            with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=30):
-                continue
-        except urllib.error.HTTPError as exc:
-            if exc.code != 404:
-                return -1
-        except (OSError, ValueError, http.client.HTTPException):
-            return -1
-        total += size
-    return total

@@ -11,70 +11,16 @@ one clean build is compared with what the registry holds.
 from __future__ import annotations
 
 import hashlib
-import json
-import re
-import shutil
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
 
-from bakegen import proc
-from bakegen.build import BuildOptions, Chain, insecure, reproducible_build
-from bakegen.errors import BakegenError, one_line
-
-
-@dataclass
-class OciImage:
-    manifest_digest: str
-    config: dict
-    layers: list[str]  # blob digests, in order
-    path: Path
-
-
-def read_oci(path: Path) -> OciImage:
-    """The (first) image of an OCI tarball."""
-    return next(iter(read_oci_platforms(path)[1].values()))
-
-
-def open_blob(path: Path, digest: str) -> AbstractContextManager[IO[bytes]]:
-    """A blob of an OCI layout (a folder, or a tarball of one), closed with the layout's tarball."""
-    return open_member(path, f"blobs/sha256/{digest.split(':')[1]}")
-
-
-@contextmanager
-def open_member(path: Path, name: str) -> Iterator[IO[bytes]]:
-    if path.is_dir():
-        with (path / name).open("rb") as fh:
-            yield fh
-        return
-    with tarfile.open(path) as tar:
-        member = tar.extractfile(name)
-        if member is None:
-            raise BakegenError(f"{path}: {name} is not a file", hint="the OCI layout is damaged; build it again")
-        yield member
-
-
-def read_oci_platforms(path: Path) -> tuple[str, dict[str, OciImage]]:
-    """The digest the layout's index names (an image index or one manifest), and its image per platform."""
-    def blob(d: str) -> bytes:
-        with open_blob(path, d) as fh:
-            return fh.read()
-
-    with open_member(path, "index.json") as fh:
-        index = json.load(fh)
-    top = index["manifests"][0]["digest"]
-    doc = json.loads(blob(top))
-    entries = [(m["digest"], json.loads(blob(m["digest"]))) for m in doc["manifests"] if m.get("platform", {}).get("os") != "unknown"] if "manifests" in doc else [(top, doc)]
-    images = {}
-    for digest, manifest in entries:
-        config = json.loads(blob(manifest["config"]["digest"]))
-        platform = "/".join(p for p in (config.get("os"), config.get("architecture"), config.get("variant")) if p)
-        images[platform] = OciImage(digest, config, [layer["digest"] for layer in manifest["layers"]], path)
-    return top, images
+from bakegen.build import BuildOptions, Chain, reproducible_build
+from bakegen.oci import OciImage, open_blob, read_oci_platforms, registry_digest
 
 
 def layer_names(config: dict, steps: list[tuple[str, str | None]]) -> dict[int, str]:
@@ -200,16 +146,3 @@ def verify_repro(root: Path, chain: Chain, opts: BuildOptions, workdir: Path | N
         return ReproResult(stack, (top1, top2), difference, per_platform)
 
 
-REFERENCE = re.compile(r"[a-z0-9.-]+(?::[0-9]{1,5})?(?:/[a-z0-9._-]+)+:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-
-
-def registry_digest(reference: str) -> str:
-    """The digest a registry serves for ``host/repository:tag``: the sha256 of the manifest or index skopeo reads
-    (skopeo does the registry's login, proxy and TLS as for a push)."""
-    if not REFERENCE.fullmatch(reference):
-        raise BakegenError(f"--against {one_line(repr(reference), 120)} is not REGISTRY/REPOSITORY:TAG", hint="for example --against ghcr.io/acme/geo:latest")
-    if shutil.which("skopeo") is None:
-        raise BakegenError("verify-repro --against needs skopeo, to read the registry's manifest", hint="install it (apt-get install skopeo)")
-    tls = ["--tls-verify=false"] if insecure(reference) else []
-    raw = proc.run(["skopeo", "inspect", "--raw", *tls, f"docker://{reference}"], binary=True).data
-    return "sha256:" + hashlib.sha256(raw).hexdigest()

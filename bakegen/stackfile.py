@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from bakegen import schema
 from bakegen.errors import BakegenError, Location, StackError, StackErrors, did_you_mean
+from bakegen.oci import ImageRef
 from bakegen.paths import Unreadable, outside, read_bounded
-from bakegen.resolvers.image import ImageRef
 from bakegen.schema import Invalid
 from bakegen.stack import (
     DEFAULT_TAGS,

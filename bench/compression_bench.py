@@ -19,7 +19,8 @@ import time
 
 from _bench import BASE_IMAGE, IMAGE_PREFIX, bake, mb, project, table, workdir
 
-from bakegen.build import BuildOptions, bake_command, layout_blobs
+from bakegen.build import BuildOptions, bake_command
+from bakegen.oci import layout_blobs
 
 CHOICES = [("gzip", "compression=gzip"), ("gzip level 1", "compression=gzip,compression-level=1"), ("zstd", "compression=zstd"),
            ("zstd level 9", "compression=zstd,compression-level=9")]

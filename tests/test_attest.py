@@ -7,7 +7,7 @@ import json
 import shutil
 
 from bakegen.attest import CYCLONEDX, IN_TOTO, attach_sboms
-from bakegen.build import layout_blobs, layout_digest
+from bakegen.oci import layout_blobs, layout_digest
 
 
 def put(layout, doc) -> tuple[str, int]:

@@ -10,7 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from bakegen.errors import BakegenError, NetworkError
-from bakegen.resolvers.image import ImageRef, ImageResolver
+from bakegen.oci import ImageRef
+from bakegen.resolvers.image import ImageResolver
 
 
 def sha(body: bytes) -> str:

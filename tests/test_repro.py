@@ -8,7 +8,8 @@ import io
 import json
 import tarfile
 
-from bakegen.repro import first_difference, layer_names, platform_difference, read_oci, read_oci_platforms
+from bakegen.oci import read_oci, read_oci_platforms
+from bakegen.repro import first_difference, layer_names, platform_difference
 
 
 def layer(files: dict[str, bytes], mtime: int = 0) -> bytes:

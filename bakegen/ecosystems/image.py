@@ -10,8 +10,9 @@ from packageurl import PackageURL
 from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext, SbomItem
 from bakegen.errors import NetworkError
 from bakegen.lock import DIGEST_PATTERN, SCHEMA_DIGEST, SCHEMA_PLATFORM, StackLock, arch_of, matches, schema_obj
+from bakegen.oci import INDEX_TYPES, MANIFEST_TYPES, ImageRef
 from bakegen.plan import Facts, PlanContext
-from bakegen.resolvers.image import IMAGE_USER, INDEX_TYPES, MANIFEST_TYPES, ImageLock, ImageRef, ImageResolver, is_root
+from bakegen.resolvers.image import IMAGE_USER, ImageLock, ImageResolver, is_root
 from bakegen.stack import PLATFORMS, EffectiveStack
 
 

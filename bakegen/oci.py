@@ -1,0 +1,298 @@
+"""OCI images, layouts and registries: the one place bakegen reads or writes them.
+
+* references: :class:`ImageRef` (``NAME[:TAG][@DIGEST]``), :func:`tag_of`, and which
+  registries are plain http (:func:`insecure`);
+* media types of manifests and indexes (OCI's and Docker's);
+* OCI layouts (a folder, or a tarball of one): their index, manifests, configs and
+  blobs (:func:`read_oci_platforms`, :func:`layout_blobs`, :func:`put_blob`);
+* registries: what a push would upload (:func:`missing_bytes`, the distribution API),
+  and, through skopeo, pushing a layout (:func:`push_layout`) and a served digest
+  (:func:`registry_digest`). The base-image resolver (:mod:`bakegen.resolvers.image`)
+  speaks the distribution API with these references and media types.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import re
+import shutil
+import ssl
+import tarfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from bakegen import proc
+from bakegen.errors import BakegenError, NetworkError, one_line
+
+# --- references ----------------------------------------------------------------------
+
+DOCKER_HUB = "docker.io"
+DOCKER_HUB_API = "registry-1.docker.io"
+_REF_RE = re.compile(r"(?P<name>[a-z0-9]+(?:[._/:-][a-z0-9]+)*?)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?")
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    registry: str  # as written by users: docker.io, ghcr.io, localhost:5000
+    repository: str  # library/python
+    tag: str | None
+    digest: str | None
+
+    @classmethod
+    def parse(cls, ref: str) -> ImageRef:
+        m = _REF_RE.fullmatch(ref) if len(ref) <= 512 else None
+        if not m:
+            raise BakegenError(f"invalid image reference {ref[:80]!r}", hint="use NAME[:TAG][@sha256:DIGEST], e.g. python:3.13-slim")
+        name, tag, digest = m.group("name"), m.group("tag"), m.group("digest")
+        first, sep, rest = name.partition("/")
+        if sep and ("." in first or ":" in first or first == "localhost"):
+            registry, repository = first, rest
+        else:
+            registry, repository = DOCKER_HUB, name
+        if registry == DOCKER_HUB and "/" not in repository:
+            repository = f"library/{repository}"
+        if tag is None and digest is None:
+            tag = "latest"
+        return cls(registry, repository, tag, digest)
+
+    @property
+    def api_host(self) -> str:
+        return DOCKER_HUB_API if self.registry == DOCKER_HUB else self.registry
+
+    @property
+    def scheme(self) -> str:
+        return "http" if insecure(self.registry) else "https"
+
+
+def insecure(registry: str) -> bool:
+    """A plain-http registry: localhost, or one named in BAKEGEN_INSECURE_REGISTRIES."""
+    host = registry.split("/")[0]
+    listed = {h.strip() for h in os.environ.get("BAKEGEN_INSECURE_REGISTRIES", "").split(",") if h.strip()}
+    return host.split(":")[0] in ("localhost", "127.0.0.1") or host in listed
+
+
+def tag_of(name: str) -> str:
+    """``host:5000/repo:tag`` -> ``tag`` (a colon after the last slash)."""
+    last = name.rsplit("/", 1)[-1]
+    if ":" not in last:
+        raise BakegenError(f"the image name {name!r} has no tag", hint="bakegen names every image REGISTRY/STACK:TAG")
+    return last.rsplit(":", 1)[1]
+
+
+REFERENCE = re.compile(r"[a-z0-9.-]+(?::[0-9]{1,5})?(?:/[a-z0-9._-]+)+:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+# --- media types ---------------------------------------------------------------------
+
+INDEX_TYPES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json")
+MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json")
+ACCEPT = ", ".join(INDEX_TYPES + MANIFEST_TYPES)
+INDEX = "application/vnd.oci.image.index.v1+json"
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+CONFIG = "application/vnd.oci.image.config.v1+json"
+
+
+# --- layouts -------------------------------------------------------------------------
+
+@dataclass
+class OciImage:
+    manifest_digest: str
+    config: dict
+    layers: list[str]  # blob digests, in order
+    path: Path
+
+
+def read_oci(path: Path) -> OciImage:
+    """The (first) image of an OCI tarball."""
+    return next(iter(read_oci_platforms(path)[1].values()))
+
+
+def open_blob(path: Path, digest: str) -> AbstractContextManager[IO[bytes]]:
+    """A blob of an OCI layout (a folder, or a tarball of one), closed with the layout's tarball."""
+    return open_member(path, f"blobs/sha256/{digest.split(':')[1]}")
+
+
+@contextmanager
+def open_member(path: Path, name: str) -> Iterator[IO[bytes]]:
+    if path.is_dir():
+        with (path / name).open("rb") as fh:
+            yield fh
+        return
+    with tarfile.open(path) as tar:
+        member = tar.extractfile(name)
+        if member is None:
+            raise BakegenError(f"{path}: {name} is not a file", hint="the OCI layout is damaged; build it again")
+        yield member
+
+
+def read_oci_platforms(path: Path) -> tuple[str, dict[str, OciImage]]:
+    """The digest the layout's index names (an image index or one manifest), and its image per platform."""
+    def blob(d: str) -> bytes:
+        with open_blob(path, d) as fh:
+            return fh.read()
+
+    with open_member(path, "index.json") as fh:
+        index = json.load(fh)
+    top = index["manifests"][0]["digest"]
+    doc = json.loads(blob(top))
+    entries = [(m["digest"], json.loads(blob(m["digest"]))) for m in doc["manifests"] if m.get("platform", {}).get("os") != "unknown"] if "manifests" in doc else [(top, doc)]
+    images = {}
+    for digest, manifest in entries:
+        config = json.loads(blob(manifest["config"]["digest"]))
+        platform = "/".join(p for p in (config.get("os"), config.get("architecture"), config.get("variant")) if p)
+        images[platform] = OciImage(digest, config, [layer["digest"] for layer in manifest["layers"]], path)
+    return top, images
+
+
+def layout_digest(layout: Path) -> str:
+    """The digest of the image (or image index) an OCI layout holds."""
+    return str(json.loads((layout / "index.json").read_text())["manifests"][0]["digest"])
+
+
+def layout_blobs(layout: Path) -> dict[str, int]:
+    """The config and layer blobs (digest -> compressed size) of every image in an OCI layout."""
+    def doc(digest: str) -> Any:
+        return json.loads((layout / "blobs" / "sha256" / digest.split(":")[1]).read_text())
+
+    blobs: dict[str, int] = {}
+    todo = [m["digest"] for m in json.loads((layout / "index.json").read_text())["manifests"]]
+    while todo:
+        manifest = doc(todo.pop())
+        todo += [m["digest"] for m in manifest.get("manifests", [])]
+        for entry in [manifest["config"], *manifest["layers"]] if "config" in manifest else []:
+            blobs[entry["digest"]] = entry["size"]
+    return blobs
+
+
+def put_blob(layout: Path, data: bytes) -> str:
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    (layout / "blobs" / "sha256" / digest.split(":")[1]).write_bytes(data)
+    return digest
+
+
+def get_json(layout: Path, digest: str) -> Any:
+    """A JSON blob of a layout folder (a manifest, an index, a config)."""
+    return json.loads((layout / "blobs" / "sha256" / digest.split(":")[1]).read_bytes())
+
+
+# --- registries ----------------------------------------------------------------------
+
+class RegistryClient:
+    """The OCI distribution API, read-only: manifests and blobs, with anonymous bearer tokens as Docker Hub
+    and ghcr.io issue them, over https (plain http for :func:`insecure` registries)."""
+
+    def __init__(self, timeout: float = 30.0):
+        self.timeout = timeout
+        self._tokens: dict[str, str] = {}
+
+    def manifest(self, image: ImageRef, reference: str) -> tuple[bytes, str, str]:
+        """A manifest or index: its bytes, media type and digest (checked against the registry's header)."""
+        url = f"{image.scheme}://{image.api_host}/v2/{image.repository}/manifests/{reference}"
+        status, headers, body = self.request(url, image)
+        if status == 404:
+            sep = "@" if reference.startswith("sha256:") else ":"
+            raise BakegenError(f"{image.registry}/{image.repository}{sep}{reference}: no such image", hint="check the base image name, tag and digest")
+        if status != 200:
+            raise BakegenError(f"{url}: the registry answered HTTP {status}", hint="check the image name and your registry credentials")
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        header = headers.get("Docker-Content-Digest")
+        if header and header != digest:
+            raise BakegenError(f"{url}: Docker-Content-Digest {header} does not match the content ({digest})", hint="a proxy or registry altered the manifest")
+        return body, (headers.get("Content-Type") or "").split(";")[0], digest
+
+    def request(self, url: str, image: ImageRef) -> tuple[int, dict[str, str], bytes]:
+        """GET with the registry's anonymous token when it asks for one: (status, headers, body)."""
+        for attempt in range(2):
+            headers = {"Accept": ACCEPT, "User-Agent": "bakegen"}
+            token = self._tokens.get(image.api_host + "/" + image.repository)
+            if token:
+                headers["Authorization"] = f"Bearer {token}"
+            try:
+                with self._open(urllib.request.Request(url, headers=headers)) as resp:
+                    return resp.status, dict(resp.headers.items()), resp.read()
+            except urllib.error.HTTPError as exc:
+                challenge = exc.headers.get("WWW-Authenticate", "")
+                if exc.code == 401 and attempt == 0 and challenge.lower().startswith("bearer "):
+                    self._tokens[image.api_host + "/" + image.repository] = self._token(challenge, image)
+                    continue
+                return exc.code, dict(exc.headers.items()), exc.read()
+            except (urllib.error.URLError, OSError) as exc:
+                raise NetworkError(
+                    f"cannot reach the registry {image.api_host}: {getattr(exc, 'reason', exc)}",
+                    hint="check the network or proxy; set BASE_IMAGE_* at build time to use a mirror",
+                ) from None
+        raise BakegenError(f"{url}: the registry refused the token it issued", hint="log in to the registry or check the image name")
+
+    def _token(self, challenge: str, image: ImageRef) -> str:
+        params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
+        realm = params.pop("realm", None)
+        if not realm:
+            raise BakegenError(f"{image.api_host}: token challenge without a realm", hint="the registry's auth is not supported")
+        params.setdefault("scope", f"repository:{image.repository}:pull")
+        url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(sorted(params.items()))
+        try:
+            with self._open(urllib.request.Request(url, headers={"User-Agent": "bakegen"})) as resp:
+                doc = json.loads(resp.read())
+        except (urllib.error.URLError, OSError, json.JSONDecodeError) as exc:
+            raise NetworkError(f"cannot get a registry token from {realm}: {getattr(exc, 'reason', exc)}", hint="check the network or proxy") from None
+        token = doc.get("token") or doc.get("access_token")
+        if not token:
+            raise BakegenError(f"{realm} returned no token", hint="the registry's auth is not supported")
+        return token
+
+    def _open(self, request: urllib.request.Request):  # type: ignore[no-untyped-def]
+        cafile = os.environ.get("SSL_CERT_FILE")
+        context = ssl.create_default_context(cafile=cafile if cafile and os.path.isfile(cafile) else None)
+        return urllib.request.urlopen(request, timeout=self.timeout, context=context)
+
+
+def missing_bytes(layout: Path, name: str) -> int:
+    """The compressed bytes of the layout's blobs that the registry of ``name`` does not hold yet (what a push
+    uploads, manifests aside); -1 when the registry does not say (it wants a login)."""
+    repo = name[: -len(tag_of(name)) - 1]
+    host, _, path = repo.partition("/")
+    scheme = "http" if insecure(repo) else "https"
+    total = 0
+    for digest, size in sorted(layout_blobs(layout).items()):
+        request = urllib.request.Request(f"{scheme}://{host}/v2/{path}/blobs/{digest}", method="HEAD")
+        try:
+            with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=30):
+                continue
+        except urllib.error.HTTPError as exc:
+            if exc.code != 404:
+                return -1
+        except (OSError, ValueError, http.client.HTTPException):
+            return -1
+        total += size
+    return total
+
+
+def push_layout(layout: Path, names: list[str]) -> int:
+    """skopeo copy of each name (blobs the registry has are skipped); the bytes of the blobs it lacked."""
+    missing = missing_bytes(layout, names[0])
+    for name in names:
+        tag = tag_of(name)
+        tls = ["--dest-tls-verify=false"] if insecure(name) else []
+        proc.run(["skopeo", "copy", "--quiet", "--all", "--preserve-digests", *tls, f"oci:{layout}:{tag}", f"docker://{name}"])
+    return missing
+
+
+def registry_digest(reference: str) -> str:
+    """The digest a registry serves for ``host/repository:tag``: the sha256 of the manifest or index skopeo reads
+    (skopeo does the registry's login, proxy and TLS as for a push)."""
+    if not REFERENCE.fullmatch(reference):
+        raise BakegenError(f"--against {one_line(repr(reference), 120)} is not REGISTRY/REPOSITORY:TAG", hint="for example --against ghcr.io/acme/geo:latest")
+    if shutil.which("skopeo") is None:
+        raise BakegenError("verify-repro --against needs skopeo, to read the registry's manifest", hint="install it (apt-get install skopeo)")
+    tls = ["--tls-verify=false"] if insecure(reference) else []
+    raw = proc.run(["skopeo", "inspect", "--raw", *tls, f"docker://{reference}"], binary=True).data
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
