@@ -5,12 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from bakegen.errors import ResolutionError
+from bakegen.files import write_set
+from bakegen.locker import LockOutcome, Resolvers, lock_stacks, outcome_files
+from bakegen.project import load_stacks
 from bakegen.resolvers.image import ImageLock
 from bakegen.resolvers.python import Pin, PythonRequest
 
@@ -95,3 +99,14 @@ class FakeApt:
                 pins.append(AptPin(name, version, arch, hashlib.sha256(f"{name}{version}".encode()).hexdigest(), f"pool/{name}_{version}_{arch}.deb", 1))
             out[arch] = pins
         return out
+
+
+def lock_project(root: Path, *, command: str = "test", images: dict[str, str] | None = None, **kwargs: Any) -> list[LockOutcome]:
+    """Lock every stack of ``root`` and write the locks: the fake Python resolver and base images unless
+    ``python=``/``image=`` (or ``images``) say otherwise; other resolvers (``apt=``, ``npm=``) and lock_stacks'
+    own options (``names``, ``upgrade``) as given."""
+    options = {key: kwargs.pop(key) for key in ("names", "upgrade") if key in kwargs}
+    resolvers = Resolvers(**{"python": FakeResolver(), "image": FakeImages(images or {}), **kwargs})
+    outcomes = lock_stacks(load_stacks(root), resolvers, **options)
+    write_set(root, outcome_files(outcomes), command=command)
+    return outcomes

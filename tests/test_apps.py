@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from fakes import FakeImages, FakeResolver
+from fakes import FakeImages, FakeResolver, lock_project
 
 from bakegen.cli import main
 from bakegen.diff import diff_locks
 from bakegen.errors import StackErrors
 from bakegen.files import write_set
-from bakegen.locker import Resolvers, Upgrades, current_locks, lock_stacks, outcome_files
+from bakegen.locker import Resolvers, Upgrades, current_locks, lock_stacks
 from bakegen.project import load_stacks, read_lock
 from bakegen.render import render_project
 
@@ -21,10 +21,7 @@ IMAGES = {"python:3.13-slim": "sha256:" + "d" * 64}
 
 
 def lock(root, upgrade=False):
-    graph = load_stacks(root)
-    outcomes = lock_stacks(graph, Resolvers(python=FakeResolver(), image=FakeImages(IMAGES)), upgrade=upgrade)
-    write_set(root, outcome_files(outcomes), command="test")
-    return outcomes
+    return lock_project(root, images=IMAGES, upgrade=upgrade)
 
 
 def test_each_app_is_locked_alone_and_never_constrained_by_the_parent(project):

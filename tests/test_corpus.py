@@ -62,10 +62,10 @@ KID = 'name = "kid"\ndescription = "a child"\nextends = "base"\n[python]\npackag
 @pytest.fixture(scope="module")
 def locked(tmp_path_factory):
     """A project locked (fake resolvers) and generated: check says ok."""
-    from fakes import FakeImages, FakeResolver
+    from fakes import lock_project
 
     from bakegen.files import write_set
-    from bakegen.locker import Resolvers, current_locks, lock_stacks, outcome_files
+    from bakegen.locker import current_locks
     from bakegen.project import load_stacks
     from bakegen.render import render_project
 
@@ -73,7 +73,7 @@ def locked(tmp_path_factory):
     (root / "stacks").mkdir()
     (root / "stacks" / "base.toml").write_text(PINNED)
     (root / "stacks" / "kid.toml").write_text(KID)
-    write_set(root, outcome_files(lock_stacks(load_stacks(root), Resolvers(python=FakeResolver(), image=FakeImages({f"python:3.13-slim@{DIGEST}": DIGEST})))), command="test")
+    lock_project(root, images={f"python:3.13-slim@{DIGEST}": DIGEST})
     write_set(root, render_project(load_stacks(root), current_locks(load_stacks(root))), command="test")
     assert main(["-C", str(root), "check"]) == 0
     return root
@@ -261,15 +261,11 @@ def test_a_removed_stack_is_named_by_check_and_cleaned_up_by_lock_and_generate(l
 
 
 def test_a_stack_label_wins_over_the_source_url_variable(tmp_path, capsys):
-    from fakes import FakeImages, FakeResolver
-
-    from bakegen.files import write_set
-    from bakegen.locker import Resolvers, lock_stacks, outcome_files
-    from bakegen.project import load_stacks
+    from fakes import lock_project
 
     (tmp_path / "stacks").mkdir()
     (tmp_path / "stacks" / "base.toml").write_text(BASE + '[labels]\n"org.opencontainers.image.source" = "https://example.org/images"\n')
-    write_set(tmp_path, outcome_files(lock_stacks(load_stacks(tmp_path), Resolvers(python=FakeResolver(), image=FakeImages()))), command="test")
+    lock_project(tmp_path)
     assert main(["-C", str(tmp_path), "generate"]) == 0
     bake = (tmp_path / "docker-bake.hcl").read_text()
     assert bake.count('"org.opencontainers.image.source"') == 1 and '"org.opencontainers.image.revision"' in bake

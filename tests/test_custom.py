@@ -8,14 +8,14 @@ import re
 
 import dockerfile
 import pytest
-from fakes import FakeApt, FakeImages, FakeResolver
+from fakes import FakeApt, FakeResolver, lock_project
 from hypothesis import HealthCheck, given, settings
 from test_fuzz import HOSTILE
 
 from bakegen.cli import main
 from bakegen.diff import diff_locks
 from bakegen.files import write_set
-from bakegen.locker import Resolvers, current_locks, lock_stacks, outcome_files
+from bakegen.locker import current_locks
 from bakegen.project import load_stacks, read_lock
 from bakegen.render import render_project
 
@@ -70,9 +70,7 @@ def make(project, base=BASE, kid=KID):
 
 
 def lock(root, resolver=None):
-    graph = load_stacks(root)
-    outcomes = lock_stacks(graph, Resolvers(python=resolver or FakeResolver(), image=FakeImages(IMAGES), apt=FakeApt({"tini": ["0.19"]})))
-    write_set(root, outcome_files(outcomes), command="test")
+    outcomes = lock_project(root, python=resolver or FakeResolver(), images=IMAGES, apt=FakeApt({"tini": ["0.19"]}))
     graph = load_stacks(root)
     write_set(root, render_project(graph, current_locks(graph)), command="test")
     return outcomes

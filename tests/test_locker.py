@@ -1,11 +1,10 @@
 from __future__ import annotations
 
 import pytest
-from fakes import FakeApt, FakeImages, FakeResolver
+from fakes import FakeApt, FakeImages, FakeResolver, lock_project
 
 from bakegen.errors import ResolutionError, StaleError
-from bakegen.files import write_set
-from bakegen.locker import Resolvers, Upgrades, current_locks, lock_stacks, outcome_files
+from bakegen.locker import Resolvers, Upgrades, current_locks, lock_stacks
 from bakegen.project import load_stacks
 
 BASE = 'name = "base"\ndescription = "b"\nbase = "python:3.13-slim"\n[python]\nversion = "3.13"\npackages = ["jupyterlab<4.3"]\n'
@@ -14,9 +13,7 @@ GEO = 'name = "geo"\ndescription = "g"\nextends = "scipy"\n[python]\npackages = 
 
 
 def lock(root, resolver, names=None, images=None, upgrade=False):
-    graph = load_stacks(root)
-    outcomes = lock_stacks(graph, Resolvers(python=resolver, image=images or FakeImages()), names=names, upgrade=upgrade)
-    write_set(root, outcome_files(outcomes), command="test")
+    outcomes = lock_project(root, python=resolver, image=images or FakeImages(), names=names, upgrade=upgrade)
     return {o.stack: o for o in outcomes}
 
 
@@ -228,9 +225,8 @@ def test_upgrade_package_for_the_base_image(project):
 
 def test_upgrade_package_for_apt_keeps_the_other_apt_pins(project):
     root = project({"base": BASE + '[apt]\nsuite = "trixie"\npackages = ["tini", "less"]\n'})
-    graph = load_stacks(root)
     archive = FakeApt({"tini": ["0.18"], "less": ["600"]})
-    write_set(root, outcome_files(lock_stacks(graph, Resolvers(python=FakeResolver(), image=FakeImages(), apt=archive))), command="test")
+    lock_project(root, apt=archive)
     archive.versions = {"tini": ["0.18", "0.19"], "less": ["600", "668"]}  # new versions appear
     out = lock_stacks(load_stacks(root), Resolvers(python=FakeResolver(), image=FakeImages(), apt=archive), upgrade=Upgrades.parse(False, ["tini"]))
     assert out[0].lock.parts["apt"].packages("amd64") == {"tini": "0.19", "less": "600"}

@@ -66,17 +66,12 @@ def test_images_pinned_by_digest_from_bake_metadata(capsys, tmp_path):
 
 def locked_project(tmp_path, stacks: dict[str, str]):
     """A project whose stacks are locked by a fake resolver (profiles read the locks)."""
-    from fakes import FakeImages, FakeResolver
-
-    from bakegen.files import write_set
-    from bakegen.locker import Resolvers, lock_stacks, outcome_files
-    from bakegen.project import load_stacks
+    from fakes import lock_project
 
     (tmp_path / "stacks").mkdir(parents=True)
     for name, text in stacks.items():
         (tmp_path / "stacks" / f"{name}.toml").write_text(text)
-    outcomes = lock_stacks(load_stacks(tmp_path), Resolvers(python=FakeResolver(), image=FakeImages()))
-    write_set(tmp_path, outcome_files(outcomes), command="test")
+    lock_project(tmp_path)
     return tmp_path
 
 

@@ -6,13 +6,13 @@ import subprocess
 
 import jinja2
 import pytest
-from fakes import FakeImages, FakeResolver
+from fakes import FakeImages, lock_project
 
 from bakegen.cli import main
 from bakegen.ecosystems.python import slim_of
 from bakegen.escape import dockerfile_env_value, hcl_ident, hcl_string
 from bakegen.files import write_set
-from bakegen.locker import Resolvers, current_locks, lock_stacks, outcome_files
+from bakegen.locker import current_locks
 from bakegen.project import load_stacks
 from bakegen.render import environment, render_project
 
@@ -34,9 +34,8 @@ KID = 'name = "kid"\ndescription = "k"\nextends = "base"\n[python]\npackages = [
 
 def locked_project(project, stacks):
     root = project(stacks)
-    graph = load_stacks(root)
-    write_set(root, outcome_files(lock_stacks(graph, Resolvers(python=FakeResolver(), image=FakeImages({'python:3.13-slim': 'sha256:' + 'd' * 64})))), command="test")
-    return root, graph
+    lock_project(root, images={"python:3.13-slim": "sha256:" + "d" * 64})
+    return root, load_stacks(root)
 
 
 @pytest.mark.parametrize(
@@ -213,8 +212,7 @@ def test_vendor_base_uses_its_own_python_and_user(project):
         "kid": 'name = "kid"\ndescription = "k"\nextends = "v"\n[python]\npackages = ["pandas"]\n',
     }
     root = project(stacks)
-    graph = load_stacks(root)
-    write_set(root, outcome_files(lock_stacks(graph, Resolvers(python=FakeResolver(), image=VendorImages()))), command="test")
+    lock_project(root, image=VendorImages())
     files = render_project(load_stacks(root), current_locks(load_stacks(root)))
     v, kid = files["dockerfiles/v/Dockerfile"], files["dockerfiles/kid/Dockerfile"]
     for text in (v, kid):
@@ -282,8 +280,8 @@ def test_pip_stays_with_a_group_writable_venv_and_constraints_unless_turned_off(
     assert "pip==25.2" in base_pins and base_pins < kid_pins
     # pip = false: no pip in the venv at all (the lock has none), which stays root's
     (root / "stacks" / "base.toml").write_text(BASE.replace("[python]", "[python]\npip = false", 1))
+    lock_project(root, images={"python:3.13-slim": "sha256:" + "d" * 64})
     graph = load_stacks(root)
-    write_set(root, outcome_files(lock_stacks(graph, Resolvers(python=FakeResolver(), image=FakeImages({"python:3.13-slim": "sha256:" + "d" * 64})))), command="test")
     files = render_project(graph, current_locks(graph))
     base, kid = files["dockerfiles/base/Dockerfile"], files["dockerfiles/kid/Dockerfile"]
     assert "--without-pip" in base and UNINSTALL not in base and "-m ensurepip" not in base + kid

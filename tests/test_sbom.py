@@ -18,16 +18,14 @@ import pytest
 from conftest import REPO, tree
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
-from fakes import FakeApt, FakeImages, FakeResolver
+from fakes import FakeApt, lock_project
 from packageurl import PackageURL
 from spdx_tools.spdx.parser.parse_anything import parse_file
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
 from bakegen.cli import main
 from bakegen.ecosystems.npm import npm_fits, sri_hashes
-from bakegen.files import is_generated, write_set
-from bakegen.locker import Resolvers, lock_stacks, outcome_files
-from bakegen.project import load_stacks
+from bakegen.files import is_generated
 from bakegen.resolvers.npm import NpmLock, package_manifest, split_spec
 
 EXAMPLE = ("stacks", "locks", "dockerfiles")
@@ -87,8 +85,7 @@ class FakeNpm:
 @pytest.fixture
 def multi(project) -> Path:
     root = project({"r": ROOT, "c": CHILD})
-    resolvers = Resolvers(python=FakeResolver(), image=FakeImages(), apt=FakeApt({"tini": ["0.19"]}), npm=FakeNpm())
-    write_set(root, outcome_files(lock_stacks(load_stacks(root), resolvers)), command="test")
+    lock_project(root, apt=FakeApt({"tini": ["0.19"]}), npm=FakeNpm())
     return root
 
 

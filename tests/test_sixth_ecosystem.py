@@ -9,15 +9,15 @@ from typing import Any
 
 import dockerfile
 import pytest
-from fakes import FakeImages, FakeResolver
+from fakes import lock_project
 
 from bakegen import registry, schema
 from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext
 from bakegen.errors import StackErrors
-from bakegen.files import sha256_text, write_set
+from bakegen.files import sha256_text
 from bakegen.instructions import Command, Copy, Run, user
 from bakegen.lock import SCHEMA_SHA, StackLock, schema_obj
-from bakegen.locker import Resolvers, current_locks, lock_stacks, outcome_files
+from bakegen.locker import current_locks
 from bakegen.plan import ORDER_PACKAGES, PlanContext, Stage, Step, heading
 from bakegen.project import load_stacks, manifest_schema, read_lock
 from bakegen.render import render_project
@@ -94,7 +94,7 @@ def fonts(monkeypatch):
 
 
 def _lock(root):
-    write_set(root, outcome_files(lock_stacks(load_stacks(root), Resolvers(python=FakeResolver(), image=FakeImages(IMAGES)))), command="test")
+    lock_project(root, images=IMAGES)
 
 
 def test_a_sixth_ecosystem_locks_and_generates_with_nothing_else_changed(project, fonts):

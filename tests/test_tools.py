@@ -10,13 +10,12 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from fakes import FakeImages, FakeResolver
+from fakes import FakeResolver, lock_project
 
 from bakegen.cli import main
-from bakegen.files import write_set
 from bakegen.lock import manifest_checksum
-from bakegen.locker import Resolvers, Upgrades, lock_stacks, outcome_files
-from bakegen.project import load_stacks, read_lock
+from bakegen.locker import Upgrades
+from bakegen.project import read_lock
 
 DIGEST = "sha256:" + "d" * 64
 BASE = f'name = "base"\ndescription = "b"\nbase = "python:3.13-slim@{DIGEST}"\nplatforms = ["linux/amd64", "linux/arm64"]\n[python]\nversion = "3.13"\npackages = ["six"]\n'
@@ -25,9 +24,8 @@ KID = 'name = "kid"\ndescription = "k"\nextends = "base"\n[python]\npackages = [
 
 def lock(root, resolver=None, **upgrade):
     fake = resolver or FakeResolver()
-    outcomes = lock_stacks(load_stacks(root), Resolvers(python=fake, image=FakeImages({f"python:3.13-slim@{DIGEST}": DIGEST})),
-                           upgrade=Upgrades.parse(upgrade.get("everything", False), upgrade.get("packages", []), upgrade.get("ecosystems", [])))
-    write_set(root, outcome_files(outcomes), command="bakegen lock")
+    lock_project(root, python=fake, images={f"python:3.13-slim@{DIGEST}": DIGEST}, command="bakegen lock",
+                 upgrade=Upgrades.parse(upgrade.get("everything", False), upgrade.get("packages", []), upgrade.get("ecosystems", [])))
     return fake
 
 
