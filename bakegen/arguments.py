@@ -16,12 +16,17 @@ from pathlib import Path
 from bakegen.errors import BakegenError, one_line
 from bakegen.oci import ImageRef
 
-REGISTRY = re.compile(r"[a-z0-9]+(?:[.-][a-z0-9]+)*(?::[0-9]{1,5})?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*")
+REGISTRY = re.compile(
+    r"[a-z0-9]+(?:[.-][a-z0-9]+)*(?::[0-9]{1,5})?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
+)
 TAG_PREFIX = re.compile(r"[A-Za-z0-9_.-]{0,64}")
 TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 # A registry image with its tag (verify-repro --against): host/repository:tag
-REFERENCE = re.compile(r"[a-z0-9.-]+(?::[0-9]{1,5})?(?:/[a-z0-9._-]+)+:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-# A path that goes into a BuildKit attribute list (id=cacert,src=PATH): no comma, quote or control character
+REFERENCE = re.compile(
+    r"[a-z0-9.-]+(?::[0-9]{1,5})?(?:/[a-z0-9._-]+)+:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+)
+# A path that goes into a BuildKit attribute list (id=cacert,src=PATH): no comma, quote or control
+# character
 PATH_IN_ATTRIBUTES = re.compile(r"[^,\"'\x00-\x1f\x7f]{1,1024}")
 
 
@@ -31,38 +36,57 @@ def shown(value: str) -> str:
 
 def registry(value: str, flag: str = "--registry") -> str:
     if value and not REGISTRY.fullmatch(value.rstrip("/")):
-        raise BakegenError(f"{flag} {shown(value)} is not a registry host with an optional path", hint=f"for example {flag} ghcr.io/acme (lower case)")
+        raise BakegenError(
+            f"{flag} {shown(value)} is not a registry host with an optional path",
+            hint=f"for example {flag} ghcr.io/acme (lower case)",
+        )
     return value
 
 
 def tag_prefix(value: str) -> str:
     if not TAG_PREFIX.fullmatch(value):
-        raise BakegenError(f"--tag-prefix {shown(value)} is not a tag prefix", hint="letters, digits, '_', '.' and '-', for example pr-42-")
+        raise BakegenError(
+            f"--tag-prefix {shown(value)} is not a tag prefix",
+            hint="letters, digits, '_', '.' and '-', for example pr-42-",
+        )
     return value
 
 
 def tag(value: str) -> str:
     if not TAG.fullmatch(value):
-        raise BakegenError(f"--tag {shown(value)} is not an image tag", hint="letters, digits, '_', '.' and '-', at most 128, for example latest")
+        raise BakegenError(
+            f"--tag {shown(value)} is not an image tag",
+            hint="letters, digits, '_', '.' and '-', at most 128, for example latest",
+        )
     return value
 
 
 def cache_repository(value: str | None) -> str | None:
     """--cache REPO: a registry repository (BuildKit reads and writes REPO:<stack>)."""
     if value is not None and ("/" not in value or not REGISTRY.fullmatch(value)):
-        raise BakegenError(f"--cache {shown(value)} is not a registry repository", hint="for example --cache ghcr.io/acme/bakegen-cache (lower case, no tag)")
+        raise BakegenError(
+            f"--cache {shown(value)} is not a registry repository",
+            hint="for example --cache ghcr.io/acme/bakegen-cache (lower case, no tag)",
+        )
     return value
 
 
 def ca_bundle(value: str | None) -> str | None:
-    """--ca-bundle PEM: an existing regular file, whose path can go into BuildKit's secret attribute as it is."""
+    """--ca-bundle PEM: an existing regular file, whose path can go into BuildKit's secret attribute
+    as it is."""
     if not value:
         return None
     path = Path(value).resolve()
     if not PATH_IN_ATTRIBUTES.fullmatch(str(path)):
-        raise BakegenError(f"--ca-bundle {shown(value)}: a path with a comma, a quote or a control character", hint="copy the bundle to a plain path, e.g. /tmp/ca.pem")
+        raise BakegenError(
+            f"--ca-bundle {shown(value)}: a path with a comma, a quote or a control character",
+            hint="copy the bundle to a plain path, e.g. /tmp/ca.pem",
+        )
     if not path.is_file():
-        raise BakegenError(f"CA bundle {value} not found", hint="pass the path of a PEM file, e.g. /etc/ssl/certs/ca-certificates.crt")
+        raise BakegenError(
+            f"CA bundle {value} not found",
+            hint="pass the path of a PEM file, e.g. /etc/ssl/certs/ca-certificates.crt",
+        )
     return str(path)
 
 
@@ -70,11 +94,17 @@ def base_image(item: str) -> tuple[str, str]:
     """--base-image STACK=IMAGE: the image a valid reference (it becomes a FROM)."""
     stack, sep, ref = item.partition("=")
     if not sep or not stack or not ref:
-        raise BakegenError(f"--base-image {shown(item)} is not STACK=IMAGE", hint="for example --base-image base=python:3.13-slim")
+        raise BakegenError(
+            f"--base-image {shown(item)} is not STACK=IMAGE",
+            hint="for example --base-image base=python:3.13-slim",
+        )
     try:
         ImageRef.parse(ref)
     except BakegenError:
-        raise BakegenError(f"--base-image {shown(item)}: {shown(ref)} is not an image reference", hint="NAME[:TAG][@sha256:DIGEST], e.g. python:3.13-slim") from None
+        raise BakegenError(
+            f"--base-image {shown(item)}: {shown(ref)} is not an image reference",
+            hint="NAME[:TAG][@sha256:DIGEST], e.g. python:3.13-slim",
+        ) from None
     return stack, ref
 
 
@@ -86,11 +116,17 @@ def output_file(value: str | None, flag: str) -> str | None:
     if path.is_dir():
         raise BakegenError(f"{flag} {value} is a folder", hint="name a file")
     if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
-        raise BakegenError(f"{flag} {value}: the folder {path.parent} does not exist or is not writable", hint="name a file in an existing folder")
+        raise BakegenError(
+            f"{flag} {value}: the folder {path.parent} does not exist or is not writable",
+            hint="name a file in an existing folder",
+        )
     return value
 
 
 def against(value: str | None) -> str | None:
     if value is not None and not REFERENCE.fullmatch(value):
-        raise BakegenError(f"--against {shown(value)} is not REGISTRY/REPOSITORY:TAG", hint="for example --against ghcr.io/acme/geo:latest")
+        raise BakegenError(
+            f"--against {shown(value)} is not REGISTRY/REPOSITORY:TAG",
+            hint="for example --against ghcr.io/acme/geo:latest",
+        )
     return value

@@ -33,37 +33,88 @@ def _canonical(doc: Any) -> bytes:
 
 
 def attestation(layout: Path, subject: str, platform: str, name: str, sbom: str) -> dict[str, Any]:
-    """Write the attestation manifest of one image; its index entry. ``name`` (the subject's) holds no
-    registry or tag, so that the image has the same index wherever it is pushed."""
+    """Write the attestation manifest of one image; its index entry. ``name`` (the subject's) holds
+    no registry or tag, so that the image has the same index wherever it is pushed."""
     statement = {
         "_type": STATEMENT,
         "predicateType": CYCLONEDX,
-        "subject": [{"name": f"pkg:docker/{name}?platform={urllib.parse.quote(platform, safe='')}", "digest": {"sha256": subject.split(":")[1]}}],
+        "subject": [
+            {
+                "name": f"pkg:docker/{name}?platform={urllib.parse.quote(platform, safe='')}",
+                "digest": {"sha256": subject.split(":")[1]},
+            }
+        ],
         "predicate": json.loads(sbom),
     }
-    layer = _canonical(statement)
-    layer_digest = put_blob(layout, layer)
-    config = _canonical({"architecture": "unknown", "os": "unknown", "config": {}, "rootfs": {"type": "layers", "diff_ids": [layer_digest]}})
-    manifest = _canonical({
-        "schemaVersion": 2, "mediaType": MANIFEST,
-        "config": {"mediaType": CONFIG, "digest": put_blob(layout, config), "size": len(config)},
-        "layers": [{"mediaType": IN_TOTO, "digest": layer_digest, "size": len(layer), "annotations": {"in-toto.io/predicate-type": CYCLONEDX}}],
-    })
+    manifest = _statement_manifest(layout, _canonical(statement))
     return {
-        "mediaType": MANIFEST, "digest": put_blob(layout, manifest), "size": len(manifest),
-        "annotations": {"vnd.docker.reference.digest": subject, "vnd.docker.reference.type": "attestation-manifest"},
+        "mediaType": MANIFEST,
+        "digest": put_blob(layout, manifest),
+        "size": len(manifest),
+        "annotations": {
+            "vnd.docker.reference.digest": subject,
+            "vnd.docker.reference.type": "attestation-manifest",
+        },
         "platform": {"architecture": "unknown", "os": "unknown"},
     }
 
 
+def _statement_manifest(layout: Path, layer: bytes) -> bytes:
+    """The manifest of an in-toto statement (its one layer) with an empty unknown/unknown config."""
+    layer_digest = put_blob(layout, layer)
+    rootfs = {"type": "layers", "diff_ids": [layer_digest]}
+    config = _canonical(
+        {"architecture": "unknown", "os": "unknown", "config": {}, "rootfs": rootfs}
+    )
+    annotations = {"in-toto.io/predicate-type": CYCLONEDX}
+    return _canonical(
+        {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST,
+            "config": {
+                "mediaType": CONFIG,
+                "digest": put_blob(layout, config),
+                "size": len(config),
+            },
+            "layers": [
+                {
+                    "mediaType": IN_TOTO,
+                    "digest": layer_digest,
+                    "size": len(layer),
+                    "annotations": annotations,
+                }
+            ],
+        }
+    )
+
+
 def attach_sboms(layout: Path, name: str, sbom_of: SbomOf) -> str:
-    """Add an SBOM attestation for each image of the layout; the new top digest (always an image index)."""
+    """Add an SBOM attestation for each image of the layout; the new top digest (always an image
+    index)."""
     entries = json.loads((layout / "index.json").read_text())
     top = entries["manifests"][0]
     doc = get_json(layout, top["digest"])
-    images = doc["manifests"] if "manifests" in doc else [{**{k: v for k, v in top.items() if k in ("mediaType", "digest", "size")}, "platform": _platform_of(layout, doc)}]
+    images = (
+        doc["manifests"]
+        if "manifests" in doc
+        else [
+            {
+                **{k: v for k, v in top.items() if k in ("mediaType", "digest", "size")},
+                "platform": _platform_of(layout, doc),
+            }
+        ]
+    )
     own = [m for m in images if m.get("platform", {}).get("os") != "unknown"]
-    added = [attestation(layout, m["digest"], _platform_name(m["platform"]), name, sbom_of(_platform_name(m["platform"]))) for m in own]
+    added = [
+        attestation(
+            layout,
+            m["digest"],
+            _platform_name(m["platform"]),
+            name,
+            sbom_of(_platform_name(m["platform"])),
+        )
+        for m in own
+    ]
     index = {"schemaVersion": 2, "mediaType": INDEX, "manifests": [*images, *added]}
     if "manifests" in doc and doc.get("annotations"):
         index["annotations"] = doc["annotations"]
@@ -82,5 +133,6 @@ def _platform_of(layout: Path, manifest: dict[str, Any]) -> dict[str, str]:
 
 
 def _platform_name(platform: dict[str, str]) -> str:
-    """"linux/arm64": the platform as a stack names it (an arm64 image's variant v8 is not part of it)."""
+    """ "linux/arm64": the platform as a stack names it (an arm64 image's variant v8 is not part of
+    it)."""
     return f"{platform['os']}/{platform['architecture']}"

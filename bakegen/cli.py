@@ -18,9 +18,27 @@ from typing import Any, NoReturn
 from bakegen import __version__, arguments
 from bakegen import registry as ordered
 from bakegen.errors import BakegenError, StackErrors, StaleError, one_line
-from bakegen.files import check_output_file, orphans, output_problem, pending, stale_files, write_output, write_set
+from bakegen.files import (
+    check_output_file,
+    orphans,
+    output_problem,
+    pending,
+    stale_files,
+    write_output,
+    write_set,
+)
 from bakegen.lock import LOCK_VERSION, StackLock
-from bakegen.locker import LOCK_DIR, Resolvers, Upgrades, current_locks, lock_folders_without_stack, lock_stacks, orphan_lock_folders, outcome_files, stale_locks
+from bakegen.locker import (
+    LOCK_DIR,
+    Resolvers,
+    Upgrades,
+    current_locks,
+    lock_folders_without_stack,
+    lock_stacks,
+    orphan_lock_folders,
+    outcome_files,
+    stale_locks,
+)
 from bakegen.project import load_stacks, lock_files
 from bakegen.resolvers.python import BACKENDS, DEFAULT_INDEX, get_resolver
 

@@ -72,7 +72,12 @@ class SbomItem:
 
 
 # SRI / lock algorithm -> (CycloneDX, SPDX) names
-HASHES = {"sha1": ("SHA-1", "SHA1"), "sha256": ("SHA-256", "SHA256"), "sha384": ("SHA-384", "SHA384"), "sha512": ("SHA-512", "SHA512")}
+HASHES = {
+    "sha1": ("SHA-1", "SHA1"),
+    "sha256": ("SHA-256", "SHA256"),
+    "sha384": ("SHA-384", "SHA384"),
+    "sha512": ("SHA-512", "SHA512"),
+}
 
 
 # A lock file's text, read and checked against the manifest: read_file(name, sha256) -> text
@@ -117,14 +122,20 @@ class Ecosystem(Generic[PartT, ResolverT]):
     in_format_2: bool = False
     always_locked: bool = False  # its manifest section is never null (every image has it)
     table: dict[str, Any] | None = None  # the stack table's schema (bakegen.schema checkers)
-    file_patterns: tuple[str, ...] = ()  # the lock files it owns in locks/<stack>/ (full-match regexes)
+    # the lock files it owns in locks/<stack>/ (full-match regexes)
+    file_patterns: tuple[str, ...] = ()
     resolver_of: str = ""  # resolves with another ecosystem's resolver (named)
-    offline: bool = False  # locks from the stack's own files, never the network: its changes re-resolve no other ecosystem
-    layer_order: int = 0  # where its packages are in the final image (a build step that needs it comes after)
-    stages: tuple[str, ...] = ()  # the names of the Dockerfile stages it adds (a stack cannot take them)
+    # locks from the stack's own files, never the network: its changes re-resolve no other ecosystem
+    offline: bool = False
+    # where its packages are in the final image (a build step that needs it comes after)
+    layer_order: int = 0
+    # the names of the Dockerfile stages it adds (a stack cannot take them)
+    stages: tuple[str, ...] = ()
     provides: tuple[str, ...] = ()  # the plan Facts fields its facts() sets
-    reads: tuple[str, ...] = ()  # the Facts fields its facts() reads (those of ecosystems before it)
-    # A lock made before it existed may lack its section (the plan does without it); bakegen lock -E NAME adds it.
+    # the Facts fields its facts() reads (those of ecosystems before it)
+    reads: tuple[str, ...] = ()
+    # A lock made before it existed may lack its section (the plan does without it); bakegen
+    # lock -E NAME adds it.
     optional: bool = False
 
     def __init__(self) -> None:
@@ -136,7 +147,9 @@ class Ecosystem(Generic[PartT, ResolverT]):
         """The stack file's keys it owns (its name by default), with their schemas."""
         return {self.name: self.table} if self.table is not None else {}
 
-    def check(self, table: dict[str, Any], fields: dict[str, Any], err: Callable[..., StackError]) -> None:
+    def check(
+        self, table: dict[str, Any], fields: dict[str, Any], err: Callable[..., StackError]
+    ) -> None:
         """Checks of one stack file's table that need more than one key (raise ``err(...)``)."""
 
     def check_graph(self, stack: EffectiveStack, graph: StackGraph) -> list[StackError]:
@@ -173,14 +186,17 @@ class Ecosystem(Generic[PartT, ResolverT]):
     def section_of(self, lock: StackLock, part: PartT, files: dict[str, str]) -> dict[str, Any]:
         raise NotImplementedError
 
-    def read(self, section: dict[str, Any], read_file: ReadFile, doc: dict[str, Any], where: str) -> PartT:
+    def read(
+        self, section: dict[str, Any], read_file: ReadFile, doc: dict[str, Any], where: str
+    ) -> PartT:
         raise NotImplementedError
 
     def section_schema(self) -> dict[str, Any]:
         return {"type": "object"}
 
     def section_problem(self, section: dict[str, Any]) -> str | None:
-        """A field of a checksummed section that is not what bakegen writes (it reaches generated files)."""
+        """A field of a checksummed section that is not what bakegen writes (it reaches generated
+        files)."""
         return None
 
     # --- what is locked -------------------------------------------------------
@@ -195,7 +211,9 @@ class Ecosystem(Generic[PartT, ResolverT]):
     def summary(self, lock: StackLock, part: PartT) -> str:
         """A few words on what is locked, for ``bakegen lock``'s output."""
         primary = lock.platforms[0]
-        return f"{sum(1 for e in self.entries(lock, part) if e.platform in ('', primary))} {self.name}"
+        return (
+            f"{sum(1 for e in self.entries(lock, part) if e.platform in ('', primary))} {self.name}"
+        )
 
     def normalize(self, name: str) -> str:
         return name
@@ -204,12 +222,14 @@ class Ecosystem(Generic[PartT, ResolverT]):
         return True
 
     def sbom_items(self, lock: StackLock, part: PartT, platform: str) -> list[SbomItem]:
-        """What it installs in the final image on ``platform``, as SBOM components (purl, hashes, license)."""
+        """What it installs in the final image on ``platform``, as SBOM components (purl, hashes,
+        license)."""
         return []
 
     # --- the Dockerfile -----------------------------------------------------------
     def facts(self, ctx: PlanContext) -> Facts:
-        """``ctx.facts`` with the fields this ecosystem provides set (computed before any step is planned)."""
+        """``ctx.facts`` with the fields this ecosystem provides set (computed before any step is
+        planned)."""
         return ctx.facts
 
     def tools_stage(self, ctx: PlanContext) -> Stage | None:
@@ -227,7 +247,8 @@ class Ecosystem(Generic[PartT, ResolverT]):
         return {}
 
     def template_variables(self, template: str) -> dict[str, Any]:
-        """What one of its project templates receives besides ``header`` (render's TEMPLATE_VARIABLES says so)."""
+        """What one of its project templates receives besides ``header`` (render's
+        TEMPLATE_VARIABLES says so)."""
         return {}
 
     def generated_files(self, ctx: PlanContext) -> dict[str, str]:

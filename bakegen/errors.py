@@ -101,7 +101,8 @@ class CommandError(BakegenError):
 
 
 def one_line(text: str, limit: int = 1000) -> str:
-    """``text`` on one line: line breaks and other control characters shown escaped, at most ``limit`` characters."""
+    """``text`` on one line: line breaks and other control characters shown escaped, at most
+    ``limit`` characters."""
     out = "".join(ch if ch.isprintable() or ch == " " else ascii(ch)[1:-1] for ch in text)
     return out if len(out) <= limit else out[:limit] + "..."
 

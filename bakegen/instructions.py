@@ -32,7 +32,8 @@ class Verbatim(str):
 
 @dataclass(frozen=True)
 class Mount:
-    """A ``RUN --mount``: ``bind`` (a file of the build context, or ``stage``'s folder), ``cache`` or ``secret``."""
+    """A ``RUN --mount``: ``bind`` (a file of the build context, or ``stage``'s folder), ``cache``
+    or ``secret``."""
 
     type: str
     target: str = ""
@@ -45,12 +46,15 @@ class Mount:
         keys = {"stage": "from"}
         order = ("type", "stage", "id", "source", "target", "sharing")
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        return "--mount=" + ",".join(f"{keys.get(name, name)}={values[name]}" for name in order if values[name])
+        return "--mount=" + ",".join(
+            f"{keys.get(name, name)}={values[name]}" for name in order if values[name]
+        )
 
 
 @dataclass(frozen=True)
 class Command:
-    """One program run by a ``RUN``: its argv, the variables set for it alone, and how it follows the part before."""
+    """One program run by a ``RUN``: its argv, the variables set for it alone, and how it follows
+    the part before."""
 
     argv: tuple[str, ...]
     env: tuple[tuple[str, str], ...] = ()  # VAR=value before the program (an empty value: VAR=)
@@ -59,12 +63,15 @@ class Command:
 
     def shell(self) -> str:
         env = [f"{key}={_word(value) if value else ''}" for key, value in self.env]
-        return " ".join([*env, *(_word(word) for word in self.argv)]) + (f" {self.redirect}" if self.redirect else "")
+        return " ".join([*env, *(_word(word) for word in self.argv)]) + (
+            f" {self.redirect}" if self.redirect else ""
+        )
 
 
 @dataclass(frozen=True)
 class Shell:
-    """A part of a ``RUN`` that is shell, not one program: a test, a loop, an assignment (bakegen's own text)."""
+    """A part of a ``RUN`` that is shell, not one program: a test, a loop, an assignment (bakegen's
+    own text)."""
 
     text: str
     after: str = AND
@@ -78,8 +85,8 @@ Part = Command | Shell
 
 @dataclass(frozen=True)
 class Run:
-    """``RUN``: the parts in order (each on its own line, or all on one with ``inline``), and the mounts.
-    ``exec_form``: one command, run without a shell (its argv written as JSON)."""
+    """``RUN``: the parts in order (each on its own line, or all on one with ``inline``), and the
+    mounts. ``exec_form``: one command, run without a shell (its argv written as JSON)."""
 
     parts: tuple[Part, ...]
     mounts: tuple[Mount, ...] = ()
@@ -91,7 +98,14 @@ class Run:
 
     def runs(self, program: str) -> Command | None:
         """The first command whose program (argv[0], or its file name) is ``program``."""
-        return next((c for c in self.commands() if c.argv and program in (c.argv[0], c.argv[0].rsplit("/", 1)[-1])), None)
+        return next(
+            (
+                c
+                for c in self.commands()
+                if c.argv and program in (c.argv[0], c.argv[0].rsplit("/", 1)[-1])
+            ),
+            None,
+        )
 
 
 @dataclass(frozen=True)
@@ -148,11 +162,15 @@ def dockerfile_text(instruction: Instruction) -> str:
     if isinstance(instruction, Run):
         return _run(instruction)
     if isinstance(instruction, Copy):
-        flags = [f"--from={instruction.stage}"] * bool(instruction.stage) + [f"--chmod={instruction.chmod}"] * bool(instruction.chmod)
+        flags = [f"--from={instruction.stage}"] * bool(instruction.stage) + [
+            f"--chmod={instruction.chmod}"
+        ] * bool(instruction.chmod)
         flags += [f"--chown={instruction.chown}"] * bool(instruction.chown)
         return " ".join(["COPY", *flags, *instruction.sources, instruction.dest])
     if isinstance(instruction, Env):
-        return "ENV " + CONTINUE.join(f"{key}={_env_value(value)}" for key, value in instruction.pairs)
+        return "ENV " + CONTINUE.join(
+            f"{key}={_env_value(value)}" for key, value in instruction.pairs
+        )
     if isinstance(instruction, Directive):
         return f"{instruction.keyword} {instruction.value}"
     if isinstance(instruction, ExecForm):

@@ -1,4 +1,5 @@
-"""The project's boundary: what bakegen reads and writes stays in the project, and every read is bounded.
+"""The project's boundary: what bakegen reads and writes stays in the project, and every read is
+bounded.
 
 Everything in a repository can be crafted by a pull request, symbolic links and special
 files among them. So:
@@ -32,8 +33,9 @@ class Unreadable(Exception):
 
 
 def read_bounded(path: Path, limit: int) -> bytes:
-    """The bytes of the regular file ``path``; :class:`Unreadable` when it is not one, is larger than ``limit``
-    or cannot be opened. Opens without blocking (a FIFO) and checks the opened file, not the name."""
+    """The bytes of the regular file ``path``; :class:`Unreadable` when it is not one, is larger
+    than ``limit`` or cannot be opened. Opens without blocking (a FIFO) and checks the opened file,
+    not the name."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
@@ -65,17 +67,26 @@ def _reason(exc: OSError) -> str:
 
 
 def plain_relative(rel: str) -> bool:
-    """A relative path of plain parts: not absolute, no '.', '..' or empty part, no NUL, no backslash,
-    each part at most :data:`MAX_PART` bytes."""
-    if not isinstance(rel, str) or not rel or len(rel) > MAX_PATH or rel.startswith("/") or re.search(r"[\x00-\x1f\\]", rel):
+    """A relative path of plain parts: not absolute, no '.', '..' or empty part, no NUL, no
+    backslash, each part at most :data:`MAX_PART` bytes."""
+    if (
+        not isinstance(rel, str)
+        or not rel
+        or len(rel) > MAX_PATH
+        or rel.startswith("/")
+        or re.search(r"[\x00-\x1f\\]", rel)
+    ):
         return False
     parts = rel.split("/")
-    return all(p not in ("", ".", "..") and len(p.encode("utf-8", "surrogatepass")) <= MAX_PART for p in parts)
+    return all(
+        p not in ("", ".", "..") and len(p.encode("utf-8", "surrogatepass")) <= MAX_PART
+        for p in parts
+    )
 
 
 def link_in(root: Path, rel: str | Path) -> str | None:
-    """The first part of ``root/rel`` below ``root`` that is a symbolic link (or not a folder where a folder
-    must be), as a path relative to ``root``; None when there is none."""
+    """The first part of ``root/rel`` below ``root`` that is a symbolic link (or not a folder where
+    a folder must be), as a path relative to ``root``; None when there is none."""
     path = root
     parts = Path(rel).parts
     for i, part in enumerate(parts):
@@ -83,7 +94,8 @@ def link_in(root: Path, rel: str | Path) -> str | None:
         try:
             info = os.lstat(path)
         except (FileNotFoundError, NotADirectoryError):
-            return None  # nothing further exists (a file where a folder must be is the writer's to name)
+            # nothing further exists (a file where a folder must be is the writer's to name)
+            return None
         except OSError:
             return str(Path(*parts[: i + 1]))
         if stat.S_ISLNK(info.st_mode):
@@ -92,6 +104,7 @@ def link_in(root: Path, rel: str | Path) -> str | None:
 
 
 def outside(root: Path, path: Path) -> bool:
-    """Does ``path`` resolve outside ``root``, or into its ``.git`` folder (which can hold a CI token)?"""
+    """Does ``path`` resolve outside ``root``, or into its ``.git`` folder (which can hold a CI
+    token)?"""
     real, top = Path(os.path.realpath(path)), Path(os.path.realpath(root))
     return not real.is_relative_to(top) or real.is_relative_to(top / ".git")

@@ -56,7 +56,9 @@ def run(
             timeout=timeout,
         )
     except FileNotFoundError as exc:
-        raise CommandError(cmd, 127, f"{cmd[0]}: command not found", hint=f"install {cmd[0]} and retry") from exc
+        raise CommandError(
+            cmd, 127, f"{cmd[0]}: command not found", hint=f"install {cmd[0]} and retry"
+        ) from exc
     if binary:
         err = (proc.stderr or b"").decode("utf-8", "replace")
         result = Result(cmd, proc.returncode, "", err, proc.stdout or b"")
@@ -64,6 +66,11 @@ def run(
         result = Result(cmd, proc.returncode, proc.stdout or "", proc.stderr or "")
     if check and proc.returncode != 0:
         if not capture:
-            raise CommandError(cmd, proc.returncode, "(its output is above)", hint=f"command was: {shlex.join(cmd)}")
+            raise CommandError(
+                cmd,
+                proc.returncode,
+                "(its output is above)",
+                hint=f"command was: {shlex.join(cmd)}",
+            )
         raise CommandError(cmd, proc.returncode, result.output)
     return result

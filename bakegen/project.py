@@ -1,10 +1,9 @@
 """Stack files and locks read with the registered ecosystems.
 
-The readers of stack files and locks (:mod:`bakegen.stackfile`, :mod:`bakegen.lock`)
-are given the ecosystems and import none of them; :mod:`bakegen.registry` lists them. This module, above
-both, binds the two: what the commands (and tests) call to read a project. Each
-call reads ``registry.ECOSYSTEMS`` when it runs, so a test may add an ecosystem.
-"""
+The readers of stack files and locks (:mod:`bakegen.stackfile`, :mod:`bakegen.lock`) are given the
+ecosystems and import none of them; :mod:`bakegen.registry` lists them. This module, above both,
+binds the two: what the commands (and tests) call to read a project. Each call reads
+``registry.ECOSYSTEMS`` when it runs, so a test may add an ecosystem."""
 
 from __future__ import annotations
 
@@ -26,7 +25,8 @@ def load_stack(path: Path, root: Path | None = None) -> Stack:
 
 
 def read_lock(lock_dir: Path, root: Path | None = None) -> StackLock | None:
-    """``locks/<stack>/``, checked (:func:`bakegen.lock.read_lock`); ``None`` when there is none yet."""
+    """``locks/<stack>/``, checked (:func:`bakegen.lock.read_lock`); ``None`` when there is none
+    yet."""
     return lock.read_lock(lock_dir, registry.ECOSYSTEMS, root)
 
 

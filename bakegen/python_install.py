@@ -13,7 +13,20 @@ import shlex
 
 from bakegen import __version__
 from bakegen.files import GENERATED_MARKER
-from bakegen.instructions import AND, THEN, Command, Copy, Env, Mount, Part, Run, Shell, Verbatim, arg, user
+from bakegen.instructions import (
+    AND,
+    THEN,
+    Command,
+    Copy,
+    Env,
+    Mount,
+    Part,
+    Run,
+    Shell,
+    Verbatim,
+    arg,
+    user,
+)
 from bakegen.lock import arch_of
 from bakegen.plan import DOCKERFILE_DIR, ORDER_PACKAGES, PlanContext, Stage, Step, heading
 from bakegen.stack import EffectiveStack

@@ -23,12 +23,14 @@ ECOSYSTEMS: list[AnyEcosystem] = [
     apps.ECOSYSTEM,
     custom.ECOSYSTEM,
 ]
-custom.ECOSYSTEM.bind(lambda: ECOSYSTEMS)  # read when called: a test may put an ecosystem in the list
+custom.ECOSYSTEM.bind(
+    lambda: ECOSYSTEMS
+)  # read when called: a test may put an ecosystem in the list
 
 
 class Resolvers:
-    """The resolver of each ecosystem, by its name (``Resolvers(python=..., image=...)``; tests pass fakes
-    this way); an ecosystem not given gets its default."""
+    """The resolver of each ecosystem, by its name (``Resolvers(python=..., image=...)``; tests pass
+    fakes this way); an ecosystem not given gets its default."""
 
     def __init__(self, **given: Any):
         unknown = set(given) - {e.name for e in ECOSYSTEMS}

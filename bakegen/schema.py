@@ -30,7 +30,14 @@ class Invalid(Exception):
 
 
 def type_name(value: Any) -> str:
-    names = {str: "a string", int: "an integer", float: "a float", bool: "a boolean", list: "an array", dict: "a table"}
+    names = {
+        str: "a string",
+        int: "an integer",
+        float: "a float",
+        bool: "a boolean",
+        list: "an array",
+        dict: "a table",
+    }
     return names.get(type(value), type(value).__name__)
 
 
@@ -50,7 +57,9 @@ def _control(value: str) -> str | None:
 
 def string(value: Any) -> str:
     if not isinstance(value, str):
-        raise Invalid(f"expected a string, got {type_name(value)}", "put the value in double quotes")
+        raise Invalid(
+            f"expected a string, got {type_name(value)}", "put the value in double quotes"
+        )
     return value
 
 
@@ -59,7 +68,11 @@ def text(value: Any) -> str:
     value = string(value)
     bad = _control(value)
     if bad is not None:
-        raise Invalid(f"{shown(value)} holds the control character {bad!r}", "write it on one line, without control characters", value)
+        raise Invalid(
+            f"{shown(value)} holds the control character {bad!r}",
+            "write it on one line, without control characters",
+            value,
+        )
     if len(value) > MAX_TEXT:
         raise Invalid(f"{shown(value)} is longer than {MAX_TEXT} characters", "shorten it", value)
     return value
@@ -72,13 +85,17 @@ def matching(pattern: str, what: str, example: str) -> Checker:
     def check(value: Any) -> str:
         value = string(value)
         if len(value) > MAX_TEXT or not regex.fullmatch(value):
-            raise Invalid(f"invalid {what} {shown(value)}", f"use something like {example!r}", value)
+            raise Invalid(
+                f"invalid {what} {shown(value)}", f"use something like {example!r}", value
+            )
         return value
 
     return check
 
 
-def _ranged(lo: float, hi: float, kinds: tuple[type[int] | type[float], ...], what: str, hint: str) -> Checker:
+def _ranged(
+    lo: float, hi: float, kinds: tuple[type[int] | type[float], ...], what: str, hint: str
+) -> Checker:
     """A number of one of ``kinds`` (never a bool) from lo to hi."""
 
     def check(value: Any) -> Any:
@@ -101,7 +118,9 @@ def number(lo: float, hi: float) -> Checker:
 
 def boolean(value: Any) -> bool:
     if not isinstance(value, bool):
-        raise Invalid(f"expected true or false, got {type_name(value)}", "write true or false, without quotes")
+        raise Invalid(
+            f"expected true or false, got {type_name(value)}", "write true or false, without quotes"
+        )
     return value
 
 
@@ -109,7 +128,11 @@ def one_of(*choices: str) -> Checker:
     def check(value: Any) -> str:
         value = string(value)
         if value not in choices:
-            raise Invalid(f"expected one of {', '.join(choices)}, got {shown(value)}", did_you_mean(value, choices), value)
+            raise Invalid(
+                f"expected one of {', '.join(choices)}, got {shown(value)}",
+                did_you_mean(value, choices),
+                value,
+            )
         return value
 
     return check
@@ -118,7 +141,9 @@ def one_of(*choices: str) -> Checker:
 def list_of(item: Checker, *, non_empty: bool = False) -> Checker:
     def check(value: Any) -> tuple[Any, ...]:
         if not isinstance(value, list):
-            raise Invalid(f"expected an array, got {type_name(value)}", 'write a list such as ["a", "b"]')
+            raise Invalid(
+                f"expected an array, got {type_name(value)}", 'write a list such as ["a", "b"]'
+            )
         if non_empty and not value:
             raise Invalid("must not be empty")
         if len(value) > MAX_ITEMS:
@@ -131,7 +156,10 @@ def list_of(item: Checker, *, non_empty: bool = False) -> Checker:
 def table_of(key: Checker, val: Checker) -> Checker:
     def check(value: Any) -> tuple[tuple[str, Any], ...]:
         if not isinstance(value, dict):
-            raise Invalid(f"expected a table, got {type_name(value)}", 'write it as a [table] of key = "value" lines')
+            raise Invalid(
+                f"expected a table, got {type_name(value)}",
+                'write it as a [table] of key = "value" lines',
+            )
         if len(value) > MAX_ITEMS:
             raise Invalid(f"has {len(value)} keys, more than {MAX_ITEMS}")
         return tuple((key(k), val(v)) for k, v in value.items())
@@ -140,14 +168,21 @@ def table_of(key: Checker, val: Checker) -> Checker:
 
 
 def record(fields: dict[str, Checker], required: tuple[str, ...] = ()) -> Checker:
-    """A table with known keys (an item of an array of tables, [[steps]]): each key checked, unknown keys refused."""
+    """A table with known keys (an item of an array of tables, [[steps]]): each key checked, unknown
+    keys refused."""
 
     def check(value: Any) -> dict[str, Any]:
         if not isinstance(value, dict):
-            raise Invalid(f"expected a table, got {type_name(value)}", f"write each item as a table with {', '.join(sorted(fields))}")
+            raise Invalid(
+                f"expected a table, got {type_name(value)}",
+                f"write each item as a table with {', '.join(sorted(fields))}",
+            )
         for key in value:
             if key not in fields:
-                raise Invalid(f"unknown key {shown(str(key))}", did_you_mean(str(key), fields) or f"valid keys: {', '.join(sorted(fields))}")
+                raise Invalid(
+                    f"unknown key {shown(str(key))}",
+                    did_you_mean(str(key), fields) or f"valid keys: {', '.join(sorted(fields))}",
+                )
         for key in required:
             if key not in value:
                 raise Invalid(f"missing '{key}'", f"each item needs {', '.join(required)}")

@@ -46,7 +46,9 @@ class Stack:
     description: str
     base: str | None = None
     extends: str | None = None
-    tables: dict[str, Any] = field(default_factory=dict)  # each ecosystem's validated tables, as written
+    tables: dict[str, Any] = field(
+        default_factory=dict
+    )  # each ecosystem's validated tables, as written
     profile: tuple[tuple[str, Any], ...] = ()  # [profile] overrides for JupyterHub's profileList
     user_declared: bool = False
     env: tuple[tuple[str, str], ...] = ()
@@ -102,7 +104,10 @@ class EffectiveStack:
 
     def nearest(self, ecosystem: str, key: str, default: Any = None) -> Any:
         """``key`` of the stack's table, else of its nearest ancestor that sets it."""
-        return next((s.table(ecosystem)[key] for s in reversed(self.chain) if key in s.table(ecosystem)), default)
+        return next(
+            (s.table(ecosystem)[key] for s in reversed(self.chain) if key in s.table(ecosystem)),
+            default,
+        )
 
 
 # --- schema -----------------------------------------------------------------
@@ -112,8 +117,12 @@ class EffectiveStack:
 
 # --- locating keys in the source text ------------------------------------------
 
-_HEADER_RE = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$")  # [table] and [[array of tables]]
-_KEY_RE = re.compile(r"""^\s*((?:"(?:[^"\\]|\\.)*"|'[^']*'|[A-Za-z0-9_-]+)(?:\s*\.\s*(?:"(?:[^"\\]|\\.)*"|'[^']*'|[A-Za-z0-9_-]+))*)\s*=""")
+_HEADER_RE = re.compile(
+    r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$"
+)  # [table] and [[array of tables]]
+_KEY_RE = re.compile(
+    r"""^\s*((?:"(?:[^"\\]|\\.)*"|'[^']*'|[A-Za-z0-9_-]+)(?:\s*\.\s*(?:"(?:[^"\\]|\\.)*"|'[^']*'|[A-Za-z0-9_-]+))*)\s*="""
+)
 
 
 _PART_RE = re.compile(r"""\s*("(?:[^"\\]|\\.)*"|'[^']*'|[^.\s]+)\s*""")
@@ -143,7 +152,11 @@ def find_line(text: str, dotted: tuple[str, ...]) -> int | None:
         m = _KEY_RE.match(line)
         if m:
             key = _split_dotted(m.group(1))
-            if table + key == dotted or table + key == dotted[: len(table + key)] and len(table + key) < len(dotted):
+            if (
+                table + key == dotted
+                or table + key == dotted[: len(table + key)]
+                and len(table + key) < len(dotted)
+            ):
                 return lineno
     return header_line
 
@@ -186,14 +199,17 @@ class StackGraph:
         """The stack with what it inherits, computed once."""
         if name not in self._effective:
             chain = (*self.ancestors(name), self.stacks[name])
-            self._effective[name] = EffectiveStack(self.stacks[name], chain, tuple(self.platforms(name)), self.user(name))
+            self._effective[name] = EffectiveStack(
+                self.stacks[name], chain, tuple(self.platforms(name)), self.user(name)
+            )
         return self._effective[name]
 
     def platforms(self, name: str) -> list[str]:
         return list(self.root_of(name).platforms or DEFAULT_PLATFORMS)
 
     def levels(self, names: list[str]) -> list[list[str]]:
-        """``names`` in groups that can be built or locked together: each after all of its parents."""
+        """``names`` in groups that can be built or locked together: each after all of its
+        parents."""
         depth = {name: len(self.ancestors(name)) for name in names}
         return [[n for n in names if depth[n] == d] for d in sorted(set(depth.values()))]
 
@@ -204,13 +220,19 @@ class StackGraph:
         wanted: set[str] = set()
         for n in names:
             if n not in self.stacks:
-                raise StackError(f"no stack named '{n}'", hint=did_you_mean(n, self.stacks) or f"stacks: {', '.join(self.order)}")
+                raise StackError(
+                    f"no stack named '{n}'",
+                    hint=did_you_mean(n, self.stacks) or f"stacks: {', '.join(self.order)}",
+                )
             wanted.add(n)
             wanted.update(s.name for s in self.ancestors(n))
         return [n for n in self.order if n in wanted]
 
 
 def stack_location(stack: Stack, root: Path, key: tuple[str, ...]) -> Location:
-    """Where ``key`` is written in the stack's file (for errors of the graph and of an ecosystem)."""
-    shown = str(stack.path.relative_to(root)) if stack.path.is_relative_to(root) else str(stack.path)
+    """Where ``key`` is written in the stack's file (for errors of the graph and of an
+    ecosystem)."""
+    shown = (
+        str(stack.path.relative_to(root)) if stack.path.is_relative_to(root) else str(stack.path)
+    )
     return Location(shown, find_line(stack.path.read_text(encoding="utf-8"), key))

@@ -318,3 +318,18 @@ def test_the_type_checker_holds_an_ecosystem_to_its_lock_part(tmp_path, returns,
                          capture_output=True, text=True, cwd=REPO)
     assert out.stdout.count("error:") == errors, out.stdout
     assert not errors or 'incompatible with return type "DummyLock" in supertype' in out.stdout
+
+
+def test_a_module_exempt_from_the_line_limit_still_needs_it():
+    """pyproject.toml lists the modules not yet reflowed to 100 columns; one that fits is taken off the list,
+    so that the list only shrinks (and a module on it that the limit would not catch is not hidden)."""
+    import tomllib
+
+    ignores = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["ruff"]["lint"]["per-file-ignores"]
+    listed = sorted(path for path, codes in ignores.items() if path.startswith("bakegen/") and "E501" in codes)
+    assert listed, "every module is reflowed: drop the per-file E501 ignores of bakegen/"
+    ruff = Path(sys.executable).with_name("ruff")
+    out = subprocess.run([str(ruff), "check", "--isolated", "--no-cache", "--select", "E501", "--line-length", "100",
+                          "--output-format", "concise", *listed], capture_output=True, text=True, cwd=REPO)
+    long = {line.split(":")[0] for line in out.stdout.splitlines() if ":" in line and "E501" in line}
+    assert not set(listed) - long, f"reflowed, take them off the list in pyproject.toml: {sorted(set(listed) - long)}"

@@ -1,1 +1,2 @@
-"""One module per ecosystem, each with an ``ECOSYSTEM`` object; :mod:`bakegen.registry` lists them in order."""
+"""One module per ecosystem, each with an ``ECOSYSTEM`` object; :mod:`bakegen.registry` lists them
+in order."""

@@ -21,12 +21,28 @@ from packaging.utils import canonicalize_name
 
 from bakegen import __version__
 from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext, SbomItem
-from bakegen.ecosystems.python import PYTHON_PLATFORMS, pin_lines, pypi_items, read_requirements, tool_version, version_newer
+from bakegen.ecosystems.python import (
+    PYTHON_PLATFORMS,
+    pin_lines,
+    pypi_items,
+    read_requirements,
+    tool_version,
+    version_newer,
+)
 from bakegen.ecosystems.python import TABLE as PYTHON_TABLE
 from bakegen.errors import StackError
 from bakegen.files import GENERATED_MARKER, sha256_text
 from bakegen.instructions import THEN, Command, Copy, Env, Mount, Run, Verbatim, arg, user
-from bakegen.lock import SCHEMA_PLATFORM, SCHEMA_SHA, SCHEMA_VERSIONS, TOOL_PATTERN, StackLock, arch_of, matches, schema_obj
+from bakegen.lock import (
+    SCHEMA_PLATFORM,
+    SCHEMA_SHA,
+    SCHEMA_VERSIONS,
+    TOOL_PATTERN,
+    StackLock,
+    arch_of,
+    matches,
+    schema_obj,
+)
 from bakegen.plan import DOCKERFILE_DIR, ORDER_PACKAGES, PlanContext, Stage, Step, heading
 from bakegen.python_install import (
     CACERT_MOUNT,

@@ -16,9 +16,24 @@ from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext, 
 from bakegen.errors import Location, StackError, StaleError, did_you_mean, one_line
 from bakegen.files import GENERATED_MARKER, sha256_text
 from bakegen.instructions import Command, Mount, Run, user
-from bakegen.lock import SCHEMA_SHA, SCHEMA_VERSIONS, TOOL_PATTERN, StackLock, arch_of, matches, schema_obj
+from bakegen.lock import (
+    SCHEMA_SHA,
+    SCHEMA_VERSIONS,
+    TOOL_PATTERN,
+    StackLock,
+    arch_of,
+    matches,
+    schema_obj,
+)
 from bakegen.plan import DOCKERFILE_DIR, ORDER_SYSTEM, Facts, PlanContext, Stage, Step, heading
-from bakegen.resolvers.apt import DEBIAN_SUITES, UBUNTU_SUITES, AptRequest, AptResolver, AptSpec, distro_of
+from bakegen.resolvers.apt import (
+    DEBIAN_SUITES,
+    UBUNTU_SUITES,
+    AptRequest,
+    AptResolver,
+    AptSpec,
+    distro_of,
+)
 from bakegen.stack import EffectiveStack, StackGraph, stack_location
 
 APT_LOCK = "apt.lock"

@@ -38,7 +38,15 @@ from bakegen.errors import StackError
 from bakegen.instructions import Command, Copy, Run, Shell, user
 from bakegen.lock import SCHEMA_SHA, StackLock, schema_obj
 from bakegen.paths import MAX_PART, link_in, outside, read_bounded
-from bakegen.plan import ORDER_PACKAGES, ORDER_USER, SERVER_LINKS, START_LINK, PlanContext, Step, user_facts
+from bakegen.plan import (
+    ORDER_PACKAGES,
+    ORDER_USER,
+    SERVER_LINKS,
+    START_LINK,
+    PlanContext,
+    Step,
+    user_facts,
+)
 from bakegen.stack import EffectiveStack, StackGraph, stack_location
 
 NAME = "files"

@@ -1,4 +1,5 @@
-"""The base image: a root stack's ``base``, pinned by digest (per platform), in the ``base`` section of lock.json."""
+"""The base image: a root stack's ``base``, pinned by digest (per platform), in the ``base`` section
+of lock.json."""
 
 from __future__ import annotations
 
@@ -9,7 +10,15 @@ from packageurl import PackageURL
 
 from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext, SbomItem
 from bakegen.errors import NetworkError
-from bakegen.lock import DIGEST_PATTERN, SCHEMA_DIGEST, SCHEMA_PLATFORM, StackLock, arch_of, matches, schema_obj
+from bakegen.lock import (
+    DIGEST_PATTERN,
+    SCHEMA_DIGEST,
+    SCHEMA_PLATFORM,
+    StackLock,
+    arch_of,
+    matches,
+    schema_obj,
+)
 from bakegen.oci import INDEX_TYPES, MANIFEST_TYPES, ImageRef
 from bakegen.plan import Facts, PlanContext
 from bakegen.resolvers.image import IMAGE_USER, ImageLock, ImageResolver, is_root
@@ -37,7 +46,12 @@ class Image(Ecosystem[ImageLock, ImageResolver]):
         ref, platforms = ctx.stack.stack.base, list(ctx.stack.platforms)
         assert ref is not None
         old = ctx.existing.parts.get(self.name) if ctx.existing else None
-        if old is not None and old.ref == ref and not (ctx.move_all or ctx.upgrade) and set(platforms) <= set(old.platforms):
+        if (
+            old is not None
+            and old.ref == ref
+            and not (ctx.move_all or ctx.upgrade)
+            and set(platforms) <= set(old.platforms)
+        ):
             return old
         pinned = ImageRef.parse(ref).digest
         try:
@@ -47,7 +61,10 @@ class Image(Ecosystem[ImageLock, ImageResolver]):
                 raise
             # The stack pins the digest itself: that digest is the lock. Without the
             # registry we cannot list its per-platform manifests; say so.
-            ctx.warnings.append(f"{exc.message}; kept {ref.split('@')[0]}@{pinned} as written, without per-platform digests")
+            ctx.warnings.append(
+                f"{exc.message}; kept {ref.split('@')[0]}@{pinned} as written, "
+                "without per-platform digests"
+            )
             return ImageLock(ref=ref, digest=pinned, media_type="unknown", platforms={})
 
     def tampered(self, stack: EffectiveStack, lock: StackLock) -> list[tuple[str, Any, Any]]:
@@ -59,19 +76,40 @@ class Image(Ecosystem[ImageLock, ImageResolver]):
         return facts
 
     def section_of(self, lock: StackLock, part: ImageLock, files: dict[str, str]) -> dict[str, Any]:
-        return {"ref": part.ref, "digest": part.digest, "media_type": part.media_type, "platforms": dict(sorted(part.platforms.items())), "user": part.user}
+        return {
+            "ref": part.ref,
+            "digest": part.digest,
+            "media_type": part.media_type,
+            "platforms": dict(sorted(part.platforms.items())),
+            "user": part.user,
+        }
 
-    def read(self, section: dict[str, Any], read_file: ReadFile, doc: dict[str, Any], where: str) -> ImageLock:
-        return ImageLock(ref=section["ref"], digest=section["digest"], media_type=section["media_type"], platforms=dict(section["platforms"]), user=section.get("user"))
+    def read(
+        self, section: dict[str, Any], read_file: ReadFile, doc: dict[str, Any], where: str
+    ) -> ImageLock:
+        return ImageLock(
+            ref=section["ref"],
+            digest=section["digest"],
+            media_type=section["media_type"],
+            platforms=dict(section["platforms"]),
+            user=section.get("user"),
+        )
 
     def section_schema(self) -> dict[str, Any]:
-        return schema_obj({
-            "ref": {"type": "string", "maxLength": 512},
-            "digest": SCHEMA_DIGEST,
-            "media_type": {"type": "string"},
-            "platforms": {"type": "object", "propertyNames": SCHEMA_PLATFORM, "additionalProperties": SCHEMA_DIGEST},
-            "user": {"type": ["string", "null"], "pattern": f"^{IMAGE_USER}$"},
-        }, ["digest", "media_type", "platforms", "ref"])
+        return schema_obj(
+            {
+                "ref": {"type": "string", "maxLength": 512},
+                "digest": SCHEMA_DIGEST,
+                "media_type": {"type": "string"},
+                "platforms": {
+                    "type": "object",
+                    "propertyNames": SCHEMA_PLATFORM,
+                    "additionalProperties": SCHEMA_DIGEST,
+                },
+                "user": {"type": ["string", "null"], "pattern": f"^{IMAGE_USER}$"},
+            },
+            ["digest", "media_type", "platforms", "ref"],
+        )
 
     def section_problem(self, section: dict[str, Any]) -> str | None:
         if not section:
@@ -80,8 +118,18 @@ class Image(Ecosystem[ImageLock, ImageResolver]):
             ("base/ref", isinstance(section.get("ref"), str) and len(section["ref"]) <= 512),
             ("base/digest", matches(section.get("digest"), DIGEST_PATTERN)),
             ("base/user", section.get("user") is None or matches(section.get("user"), IMAGE_USER)),
-            ("base/media_type", section.get("media_type") in (*INDEX_TYPES, *MANIFEST_TYPES, "unknown")),
-            ("base/platforms", isinstance(section.get("platforms"), dict) and all(p in PLATFORMS and matches(d, DIGEST_PATTERN) for p, d in section["platforms"].items())),
+            (
+                "base/media_type",
+                section.get("media_type") in (*INDEX_TYPES, *MANIFEST_TYPES, "unknown"),
+            ),
+            (
+                "base/platforms",
+                isinstance(section.get("platforms"), dict)
+                and all(
+                    p in PLATFORMS and matches(d, DIGEST_PATTERN)
+                    for p, d in section["platforms"].items()
+                ),
+            ),
         ]
         return next((f"{where}: not what bakegen writes" for where, ok in checks if not ok), None)
 
@@ -109,13 +157,25 @@ class Image(Ecosystem[ImageLock, ImageResolver]):
             qualifiers["tag"] = ref.tag
         name = ref.repository.rsplit("/", 1)[-1]
         purl = PackageURL(type="oci", name=name, version=digest, qualifiers=qualifiers)
-        return [SbomItem("oci", name, digest, purl, lock.stack, (("sha256", digest.removeprefix("sha256:")),))]
+        return [
+            SbomItem(
+                "oci", name, digest, purl, lock.stack, (("sha256", digest.removeprefix("sha256:")),)
+            )
+        ]
 
     def facts(self, ctx: PlanContext) -> Facts:
         """The pinned base (the ARG default) and the base image's own user, unless it is root."""
         image = ctx.lock.parts.get(self.name)
-        root_image = ctx.locks[ctx.stack.root.name].parts.get(self.name) if ctx.stack.root.name in ctx.locks else image
-        user = root_image.user if root_image and root_image.user and not is_root(root_image.user) else None
+        root_image = (
+            ctx.locks[ctx.stack.root.name].parts.get(self.name)
+            if ctx.stack.root.name in ctx.locks
+            else image
+        )
+        user = (
+            root_image.user
+            if root_image and root_image.user and not is_root(root_image.user)
+            else None
+        )
         return replace(ctx.facts, base_image=image.pinned if image else None, base_user=user)
 
 

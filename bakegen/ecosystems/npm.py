@@ -18,9 +18,23 @@ from bakegen.ecosystems.python import version_newer
 from bakegen.errors import Location, ResolutionError, StackError, StaleError
 from bakegen.files import sha256_text
 from bakegen.instructions import THEN, Command, Copy, Env, Mount, Run, Shell, Verbatim, user
-from bakegen.lock import SCHEMA_SHA, SCHEMA_VERSIONS, TOOL_PATTERN, StackLock, arch_of, matches, schema_obj
+from bakegen.lock import (
+    SCHEMA_SHA,
+    SCHEMA_VERSIONS,
+    TOOL_PATTERN,
+    StackLock,
+    arch_of,
+    matches,
+    schema_obj,
+)
 from bakegen.plan import ORDER_PACKAGES, PlanContext, Stage, Step
-from bakegen.resolvers.npm import NpmLock, NpmResolver, check_registry_only, package_manifest, registry_url
+from bakegen.resolvers.npm import (
+    NpmLock,
+    NpmResolver,
+    check_registry_only,
+    package_manifest,
+    registry_url,
+)
 from bakegen.stack import EffectiveStack, StackGraph, stack_location
 
 PACKAGE_JSON = "package.json"

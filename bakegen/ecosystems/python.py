@@ -24,7 +24,16 @@ from bakegen import __version__, python_install, schema
 from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext, SbomItem
 from bakegen.errors import Location, ResolutionError, StackError, StaleError
 from bakegen.files import GENERATED_MARKER, sha256_text
-from bakegen.lock import NAME_PATTERN, SCHEMA_PLATFORM, SCHEMA_SHA, SCHEMA_VERSIONS, TOOL_PATTERN, StackLock, matches, schema_obj
+from bakegen.lock import (
+    NAME_PATTERN,
+    SCHEMA_PLATFORM,
+    SCHEMA_SHA,
+    SCHEMA_VERSIONS,
+    TOOL_PATTERN,
+    StackLock,
+    matches,
+    schema_obj,
+)
 from bakegen.plan import Facts, PlanContext, Stage, Step
 from bakegen.python_install import (
     BUILDER,
@@ -41,7 +50,14 @@ from bakegen.python_install import (
     shared_venv,
     slim_of,
 )
-from bakegen.resolvers.python import DEFAULT_INDEX, Pin, PythonRequest, PythonResolver, get_resolver, parse_requirements
+from bakegen.resolvers.python import (
+    DEFAULT_INDEX,
+    Pin,
+    PythonRequest,
+    PythonResolver,
+    get_resolver,
+    parse_requirements,
+)
 from bakegen.schema import Invalid
 from bakegen.stack import EffectiveStack, StackGraph, stack_location
 

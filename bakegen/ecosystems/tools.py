@@ -26,7 +26,16 @@ from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext
 from bakegen.ecosystems.python import PYTHON_PLATFORMS, pin_lines, read_requirements, tool_version
 from bakegen.errors import Location, StaleError
 from bakegen.files import GENERATED_MARKER, sha256_text
-from bakegen.lock import SCHEMA_PLATFORM, SCHEMA_SHA, SCHEMA_VERSIONS, TOOL_PATTERN, StackLock, arch_of, matches, schema_obj
+from bakegen.lock import (
+    SCHEMA_PLATFORM,
+    SCHEMA_SHA,
+    SCHEMA_VERSIONS,
+    TOOL_PATTERN,
+    StackLock,
+    arch_of,
+    matches,
+    schema_obj,
+)
 from bakegen.plan import Facts, PlanContext, UvLock
 from bakegen.resolvers.python import DEFAULT_INDEX, Pin, PythonRequest, PythonResolver
 from bakegen.stack import EffectiveStack

@@ -19,7 +19,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from jinja2 import BaseLoader, ChoiceLoader, Environment, PackageLoader, StrictUndefined, TemplateError, TemplateNotFound, TemplateSyntaxError
+from jinja2 import (
+    BaseLoader,
+    ChoiceLoader,
+    Environment,
+    PackageLoader,
+    StrictUndefined,
+    TemplateError,
+    TemplateNotFound,
+    TemplateSyntaxError,
+)
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 from bakegen import __version__
@@ -29,7 +38,14 @@ from bakegen.escape import dockerfile_comment, dockerfile_env_value, hcl_ident, 
 from bakegen.files import GENERATED_MARKER
 from bakegen.lock import StackLock
 from bakegen.paths import Unreadable, read_bounded
-from bakegen.plan import HEALTHCHECK_SCRIPT, SERVER_SCRIPT, START_SCRIPT, context, dockerfile_path, plan_dockerfile
+from bakegen.plan import (
+    HEALTHCHECK_SCRIPT,
+    SERVER_SCRIPT,
+    START_SCRIPT,
+    context,
+    dockerfile_path,
+    plan_dockerfile,
+)
 from bakegen.render.bake import render_bake
 from bakegen.render.dockerfile import render_dockerfile
 from bakegen.stack import StackGraph

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from jinja2 import Environment
 
@@ -19,50 +20,71 @@ def base_variable(name: str) -> str:
 
 
 def render_bake(env: Environment, graph: StackGraph, locks: dict[str, StackLock]) -> str:
-    targets = []
     epochs: dict[str, int | None] = {}
     seen_vars: dict[str, str] = {}
+    targets = []
     for name in graph.order:
-        stack = graph.stacks[name]
-        var = base_variable(name) if stack.base else None
+        var = base_variable(name) if graph.stacks[name].base else None
+        if var is not None and var in seen_vars:
+            raise ValueError(
+                f"stacks '{seen_vars[var]}' and '{name}' map to the same bake variable {var}"
+            )
         if var is not None:
-            if var in seen_vars:
-                raise ValueError(f"stacks '{seen_vars[var]}' and '{name}' map to the same bake variable {var}")
             seen_vars[var] = name
         # an image is as new as the newest lock it is built from (its own or a parent's)
-        chain = [epochs.get(a.name) for a in graph.ancestors(name)] + [locks[name].source_date_epoch]
-        epoch = max((e for e in chain if e is not None), default=None)
-        epochs[name] = epoch
-        created = datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if epoch is not None else None
-        labels = {
-            "org.opencontainers.image.title": name,
-            "org.opencontainers.image.description": stack.description,
-            "io.bakegen.stack": name,
-            "io.bakegen.fingerprint": locks[name].fingerprint,
-            **({"org.opencontainers.image.created": created} if created else {}),
-            **dict(stack.labels),
-        }
-        python_tag = f"python-{graph.effective(name).python_version}"
-        content_tag = f"{created[:10].replace('-', '')}-{locks[name].fingerprint.split(':')[1][:12]}" if created else None
-        tags = list(dict.fromkeys([*stack.tags, python_tag, *([content_tag] if content_tag else [])]))
-        annotations = [f"manifest:io.bakegen.stack={name}", f"manifest:io.bakegen.fingerprint={locks[name].fingerprint}"]
-        if created:
-            annotations.insert(0, f"manifest:org.opencontainers.image.created={created}")
-        targets.append({
-            "name": name,
-            "dockerfile": dockerfile_path(name),
-            "base_var": var,
-            "base_default": image.pinned if (image := locks[name].parts.get("image")) else None,
-            "platforms": locks[name].platforms,
-            "parent": stack.extends,
-            "tags": tags,
-            "labels": sorted(labels.items()),
-            "label_keys": set(labels),  # a label the stack sets wins over SOURCE_URL and REVISION
-            "annotations": annotations,
-            "epoch": epoch,
-        })
+        chain = [epochs.get(a.name) for a in graph.ancestors(name)] + [
+            locks[name].source_date_epoch
+        ]
+        epochs[name] = max((e for e in chain if e is not None), default=None)
+        targets.append(_target(graph, locks, name, var, epochs[name]))
     return env.get_template("docker-bake.hcl.j2").render(
         header=f"{GENERATED_MARKER} {__version__}. Do not edit; to update, run: bakegen generate",
         targets=targets,
         group=sorted(graph.order),
     )
+
+
+def _target(
+    graph: StackGraph, locks: dict[str, StackLock], name: str, var: str | None, epoch: int | None
+) -> dict[str, Any]:
+    """One bake target: its Dockerfile, base variable, platforms, tags, labels and annotations."""
+    stack, lock = graph.stacks[name], locks[name]
+    created = (
+        datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if epoch is not None
+        else None
+    )
+    labels = {
+        "org.opencontainers.image.title": name,
+        "org.opencontainers.image.description": stack.description,
+        "io.bakegen.stack": name,
+        "io.bakegen.fingerprint": lock.fingerprint,
+        **({"org.opencontainers.image.created": created} if created else {}),
+        **dict(stack.labels),
+    }
+    python_tag = f"python-{graph.effective(name).python_version}"
+    content_tag = (
+        f"{created[:10].replace('-', '')}-{lock.fingerprint.split(':')[1][:12]}"
+        if created
+        else None
+    )
+    tags = list(dict.fromkeys([*stack.tags, python_tag, *([content_tag] if content_tag else [])]))
+    annotations = [
+        f"manifest:io.bakegen.stack={name}",
+        f"manifest:io.bakegen.fingerprint={lock.fingerprint}",
+    ]
+    if created:
+        annotations.insert(0, f"manifest:org.opencontainers.image.created={created}")
+    return {
+        "name": name,
+        "dockerfile": dockerfile_path(name),
+        "base_var": var,
+        "base_default": image.pinned if (image := lock.parts.get("image")) else None,
+        "platforms": lock.platforms,
+        "parent": stack.extends,
+        "tags": tags,
+        "labels": sorted(labels.items()),
+        "label_keys": set(labels),  # a label the stack sets wins over SOURCE_URL and REVISION
+        "annotations": annotations,
+        "epoch": epoch,
+    }

@@ -1,4 +1,5 @@
-"""One multi-stage Dockerfile per stack: its plan (bakegen/plan.py), written out by Dockerfile.j2."""
+"""One multi-stage Dockerfile per stack: its plan (bakegen/plan.py), written out by
+Dockerfile.j2."""
 
 from __future__ import annotations
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from bakegen.errors import BakegenError
 from bakegen.oci import INDEX_TYPES, ImageRef, RegistryClient
 
-# An image config's User: a name or uid, with an optional group name or gid (numbers without leading zeros).
+# An image config's User: a name or uid, with an optional group name or gid (numbers without leading
+# zeros).
 _ID = r"(?:[A-Za-z_][A-Za-z0-9_.-]{0,31}|0|[1-9][0-9]{0,9})"
 IMAGE_USER = rf"{_ID}(?::{_ID})?"
 
@@ -30,7 +31,8 @@ def is_root(user: str) -> bool:
 
 @dataclass(frozen=True)
 class ImageLock:
-    """A base image pinned by digest; ``platforms`` maps "linux/amd64" to that platform's manifest digest."""
+    """A base image pinned by digest; ``platforms`` maps "linux/amd64" to that platform's manifest
+    digest."""
 
     ref: str
     digest: str
@@ -58,7 +60,10 @@ class ImageResolver:
         assert reference is not None
         body, media_type, digest = self.registry.manifest(image, reference)
         if image.digest and digest != image.digest:
-            raise BakegenError(f"{ref}: the registry returned digest {digest}", hint="the reference's digest does not match its content")
+            raise BakegenError(
+                f"{ref}: the registry returned digest {digest}",
+                hint="the reference's digest does not match its content",
+            )
         per_platform: dict[str, str] = {}
         doc = json.loads(body)
         media_type = doc.get("mediaType", media_type)
@@ -68,30 +73,50 @@ class ImageResolver:
                 p = m.get("platform") or {}
                 if p.get("os") in (None, "unknown"):
                     continue  # attestations
-                key = f"{p['os']}/{p['architecture']}" + (f"/{p['variant']}" if p.get("variant") and p["architecture"] != "arm64" else "")
+                key = f"{p['os']}/{p['architecture']}" + (
+                    f"/{p['variant']}" if p.get("variant") and p["architecture"] != "arm64" else ""
+                )
                 available.setdefault(key, m["digest"])
             for plat in platforms:
                 if plat not in available:
-                    raise BakegenError(f"{ref} has no image for {plat}", hint=f"it has: {', '.join(sorted(available))}")
+                    raise BakegenError(
+                        f"{ref} has no image for {plat}",
+                        hint=f"it has: {', '.join(sorted(available))}",
+                    )
                 per_platform[plat] = available[plat]
         else:
             for plat in platforms:
                 per_platform[plat] = digest  # a single-platform image
         user = self._config_user(image, per_platform[platforms[0]] if platforms else digest)
-        return ImageLock(ref=ref, digest=digest, media_type=media_type, platforms=per_platform, user=user)
+        return ImageLock(
+            ref=ref, digest=digest, media_type=media_type, platforms=per_platform, user=user
+        )
 
     def _config_user(self, image: ImageRef, manifest_digest: str) -> str | None:
         """The User of the image config behind a (platform) manifest; None when unset."""
         body, _, got = self.registry.manifest(image, manifest_digest)
         if got != manifest_digest:
-            raise BakegenError(f"{image.registry}/{image.repository}: manifest {manifest_digest} has content {got}", hint="the registry served the wrong manifest")
+            raise BakegenError(
+                f"{image.registry}/{image.repository}: manifest {manifest_digest} "
+                f"has content {got}",
+                hint="the registry served the wrong manifest",
+            )
         config = json.loads(body).get("config", {}).get("digest")
         if not config:
             return None
-        status, _, blob = self.registry.request(f"{image.scheme}://{image.api_host}/v2/{image.repository}/blobs/{config}", image)
+        status, _, blob = self.registry.request(
+            f"{image.scheme}://{image.api_host}/v2/{image.repository}/blobs/{config}", image
+        )
         if status != 200 or "sha256:" + hashlib.sha256(blob).hexdigest() != config:
-            raise BakegenError(f"{image.registry}/{image.repository}: cannot read the image config {config}", hint="the registry did not serve the config blob")
+            raise BakegenError(
+                f"{image.registry}/{image.repository}: cannot read the image config {config}",
+                hint="the registry did not serve the config blob",
+            )
         user = (json.loads(blob).get("config") or {}).get("User") or None
         if user is not None and not re.fullmatch(IMAGE_USER, user):
-            raise BakegenError(f"{image.registry}/{image.repository}: the image config's User {user[:40]!r} is not a user or user:group", hint="declare [user] in the stack")
+            raise BakegenError(
+                f"{image.registry}/{image.repository}: the image config's User {user[:40]!r} "
+                "is not a user or user:group",
+                hint="declare [user] in the stack",
+            )
         return user

@@ -31,7 +31,15 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from bakegen import proc
-from bakegen.errors import BakegenError, CommandError, Location, NetworkError, ResolutionError, StaleError, ToolError
+from bakegen.errors import (
+    BakegenError,
+    CommandError,
+    Location,
+    NetworkError,
+    ResolutionError,
+    StaleError,
+    ToolError,
+)
 
 DEFAULT_INDEX = "https://pypi.org/simple"
 DEFAULT_PLATFORM = "x86_64-manylinux_2_28"
