@@ -36,10 +36,11 @@ class BuildOptions:
     load: bool = False
     push: bool = False
     progress: str = "auto"
-    # BuildKit's provenance attestation carries build times: on, it changes the image index's digest on every build
+    # BuildKit's provenance attestation carries build times: on, it changes the image index's digest
+    # on every build
     provenance: bool = False
-    # layer compression of --load and --push (README: "Layer compression"); every layer, the base's too, is
-    # compressed again, so a digest never depends on what an earlier build left in the cache
+    # layer compression of --load and --push (README: "Layer compression"); every layer, the base's
+    # too, is compressed again, so a digest never depends on what an earlier build left in the cache
     compression: str = COMPRESSIONS[0]
     extra: list[str] = field(default_factory=list)
 
@@ -64,7 +65,10 @@ def bake_command(root: Path, opts: BuildOptions) -> tuple[list[str], dict[str, s
     if opts.ca_bundle:
         path = Path(opts.ca_bundle).resolve()
         if not path.is_file():
-            raise BakegenError(f"CA bundle {opts.ca_bundle} not found", hint="pass the path of a PEM file, e.g. /etc/ssl/certs/ca-certificates.crt")
+            raise BakegenError(
+                f"CA bundle {opts.ca_bundle} not found",
+                hint="pass the path of a PEM file, e.g. /etc/ssl/certs/ca-certificates.crt",
+            )
         variables["CA_BUNDLE"] = str(path)
         # buildx asks for an entitlement to read a secret outside the context.
         cmd.insert(3, f"--allow=fs.read={path}")
@@ -95,7 +99,8 @@ def build(root: Path, opts: BuildOptions) -> None:
 
 @dataclass
 class Chain:
-    """What to build, parents first: the stacks in levels, each image's SOURCE_DATE_EPOCH, and its parent."""
+    """What to build, parents first: the stacks in levels, each image's SOURCE_DATE_EPOCH, and its
+    parent."""
 
     levels: list[list[str]]
     epochs: dict[str, int]
@@ -103,8 +108,9 @@ class Chain:
 
 
 def chain_of(graph: StackGraph, locks: dict[str, StackLock], targets: list[str] | None) -> Chain:
-    """``targets`` and their parents. The epoch policy: one SOURCE_DATE_EPOCH per graph, its root lock's (README:
-    "Reproducible builds"), so parents and children stamp files alike and a leaf bump moves no other layer."""
+    """``targets`` and their parents. The epoch policy: one SOURCE_DATE_EPOCH per graph, its root
+    lock's (README: "Reproducible builds"), so parents and children stamp files alike and a leaf
+    bump moves no other layer."""
     selected = graph.select(targets)
     return Chain(
         levels=graph.levels(selected),
@@ -116,44 +122,99 @@ def chain_of(graph: StackGraph, locks: dict[str, StackLock], targets: list[str] 
 @dataclass
 class Published:
     stack: str
-    digest: str  # the manifest (or image index) digest: the same on every machine, from the same locks
+    digest: (
+        str  # the manifest (or image index) digest: the same on every machine, from the same locks
+    )
     names: list[str]  # image references (repository:tag)
     pushed_bytes: int = 0  # compressed blob bytes the registry did not have
 
 
 def bake_targets(root: Path, opts: BuildOptions) -> dict[str, Any]:
-    """The bake file's targets as ``docker buildx bake --print`` resolves them (tags with REGISTRY and TAG_PREFIX)."""
-    cmd, variables = bake_command(root, BuildOptions(targets=opts.targets, base_images=opts.base_images, ca_bundle=opts.ca_bundle,
-                                                     registry=opts.registry, tag_prefix=opts.tag_prefix, cache=opts.cache, extra=["--print"]))
-    return dict(json.loads(proc.run(cmd, cwd=root, env={**os.environ, **variables}).stdout)["target"])
+    """The bake file's targets as ``docker buildx bake --print`` resolves them (tags with REGISTRY
+    and TAG_PREFIX)."""
+    cmd, variables = bake_command(
+        root,
+        BuildOptions(
+            targets=opts.targets,
+            base_images=opts.base_images,
+            ca_bundle=opts.ca_bundle,
+            registry=opts.registry,
+            tag_prefix=opts.tag_prefix,
+            cache=opts.cache,
+            extra=["--print"],
+        ),
+    )
+    return dict(
+        json.loads(proc.run(cmd, cwd=root, env={**os.environ, **variables}).stdout)["target"]
+    )
 
 
-def reproducible_build(root: Path, chain: Chain, opts: BuildOptions, work: Path, sbom: Callable[[str, str], str] | None = None) -> list[Published]:
-    """Build ``chain`` (parents first) to OCI layouts in ``work``; attach each image's SBOM (``sbom(stack, platform)``:
-    CycloneDX JSON) as an attestation; load or push each image."""
+def reproducible_build(
+    root: Path,
+    chain: Chain,
+    opts: BuildOptions,
+    work: Path,
+    sbom: Callable[[str, str], str] | None = None,
+) -> list[Published]:
+    """Build ``chain`` (parents first) to OCI layouts in ``work``; attach each image's SBOM
+    (``sbom(stack, platform)``: CycloneDX JSON) as an attestation; load or push each image."""
     if opts.push and shutil.which("skopeo") is None:
-        raise BakegenError("bakegen build --push needs skopeo, to push each image with the digest it was built with",
-                           hint="install it (apt-get install skopeo; GitHub's ubuntu runners have it), or build with --load")
+        raise BakegenError(
+            "bakegen build --push needs skopeo, to push each image with the digest it was built "
+            "with",
+            hint="install it (apt-get install skopeo; GitHub's ubuntu runners have it), or build "
+            "with --load",
+        )
     try:
         return _levels(root, chain, opts, work, sbom)
     except (OSError, ValueError, KeyError) as exc:
-        raise BakegenError(f"the OCI layouts of the build could not be read or written: {type(exc).__name__}: {exc}",
-                           hint="check the free space of the temporary folder (TMPDIR); the OCI exporter needs buildx >= 0.13 with BuildKit >= 0.13") from None
+        raise BakegenError(
+            f"the OCI layouts of the build could not be read or written: {type(exc).__name__}: "
+            f"{exc}",
+            hint="check the free space of the temporary folder (TMPDIR); the OCI exporter needs "
+            "buildx >= 0.13 with BuildKit >= 0.13",
+        ) from None
 
 
-def _levels(root: Path, chain: Chain, opts: BuildOptions, work: Path, sbom: Callable[[str, str], str] | None) -> list[Published]:
-    targets = bake_targets(root, replace(opts, targets=[s for level in chain.levels for s in level]))
+def _levels(
+    root: Path, chain: Chain, opts: BuildOptions, work: Path, sbom: Callable[[str, str], str] | None
+) -> list[Published]:
+    targets = bake_targets(
+        root, replace(opts, targets=[s for level in chain.levels for s in level])
+    )
     out: list[Published] = []
     digests: dict[str, str] = {}
     for level in chain.levels:
-        extra = [f"--allow=fs.write={work}", f"--allow=fs.read={work}"]  # the layouts: written here, read as the children's parents
-        extra += [arg for stack in level for arg in _oci_settings(stack, targets[stack]["tags"], chain.epochs[stack], chain.parents.get(stack), digests, work, opts)]
-        cmd, variables = bake_command(root, replace(opts, targets=level, load=False, push=False, extra=[*opts.extra, *extra]))
+        extra = [
+            f"--allow=fs.write={work}",
+            f"--allow=fs.read={work}",
+        ]  # the layouts: written here, read as the children's parents
+        extra += [
+            arg
+            for stack in level
+            for arg in _oci_settings(
+                stack,
+                targets[stack]["tags"],
+                chain.epochs[stack],
+                chain.parents.get(stack),
+                digests,
+                work,
+                opts,
+            )
+        ]
+        cmd, variables = bake_command(
+            root, replace(opts, targets=level, load=False, push=False, extra=[*opts.extra, *extra])
+        )
         proc.run(cmd, cwd=root, env={**os.environ, **variables}, capture=opts.progress == "quiet")
         for stack in level:
-            digests[stack] = layout_digest(work / stack)  # the image itself: what the children build FROM
-            # the statement names the stack, not where it is pushed: the same image has the same index everywhere
-            top = attach_sboms(work / stack, stack, partial(sbom, stack)) if sbom else digests[stack]
+            digests[stack] = layout_digest(
+                work / stack
+            )  # the image itself: what the children build FROM
+            # the statement names the stack, not where it is pushed: the same image has the same
+            # index everywhere
+            top = (
+                attach_sboms(work / stack, stack, partial(sbom, stack)) if sbom else digests[stack]
+            )
             published = Published(stack, top, list(targets[stack]["tags"]))
             if opts.load:
                 _load(work / stack)
@@ -163,17 +224,33 @@ def _levels(root: Path, chain: Chain, opts: BuildOptions, work: Path, sbom: Call
     return out
 
 
-def _oci_settings(stack: str, names: list[str], epoch: int, parent: str | None, digests: dict[str, str], work: Path, opts: BuildOptions) -> list[str]:
+def _oci_settings(
+    stack: str,
+    names: list[str],
+    epoch: int,
+    parent: str | None,
+    digests: dict[str, str],
+    work: Path,
+    opts: BuildOptions,
+) -> list[str]:
     if opts.compression not in COMPRESSIONS:  # it goes into the exporter's option string
-        raise BakegenError(f"unknown layer compression {opts.compression!r}", hint=f"use one of: {', '.join(COMPRESSIONS)}")
-    output = (f'{stack}.output=type=oci,dest={work / stack},tar=false,rewrite-timestamp=true,'
-              f'compression={opts.compression},force-compression=true,"name={",".join(names)}"')
+        raise BakegenError(
+            f"unknown layer compression {opts.compression!r}",
+            hint=f"use one of: {', '.join(COMPRESSIONS)}",
+        )
+    output = (
+        f"{stack}.output=type=oci,dest={work / stack},tar=false,rewrite-timestamp=true,"
+        f'compression={opts.compression},force-compression=true,"name={",".join(names)}"'
+    )
     sets = [output, f"{stack}.args.SOURCE_DATE_EPOCH={epoch}"]
     if not opts.provenance:
         sets.append(f"{stack}.attest=type=provenance,disabled=true")
     if parent is not None:
         if parent not in digests:
-            raise BakegenError(f"{stack}: its parent {parent} was not built first", hint="this is a bug in bakegen's build order")
+            raise BakegenError(
+                f"{stack}: its parent {parent} was not built first",
+                hint="this is a bug in bakegen's build order",
+            )
         sets.append(f"{stack}.contexts.{parent}=oci-layout://{work / parent}@{digests[parent]}")
     return [arg for s in sets for arg in ("--set", s)]
 
@@ -185,5 +262,3 @@ def _load(layout: Path) -> None:
                 if path.name != "ingest":
                     tar.add(path, arcname=path.name)
         proc.run(["docker", "load", "--quiet", "--input", archive.name])
-
-

@@ -56,7 +56,9 @@ class ImageDiff:
     rebuild_reason: str = ""
 
 
-def _compare(old: dict[str, str], new: dict[str, str], newer: Callable[[str, str], bool]) -> list[Change]:
+def _compare(
+    old: dict[str, str], new: dict[str, str], newer: Callable[[str, str], bool]
+) -> list[Change]:
     out = []
     for name in sorted(set(old) | set(new)):
         o, n = old.get(name), new.get(name)
@@ -70,31 +72,50 @@ def _compare(old: dict[str, str], new: dict[str, str], newer: Callable[[str, str
 
 
 def _versions(eco: AnyEcosystem, lock: StackLock | None) -> dict[str, str]:
-    """The ecosystem's entries of ``lock`` by label: name, (arch) off the primary platform, [group]."""
+    """The ecosystem's entries of ``lock`` by label: name, (arch) off the primary platform,
+    [group]."""
     part = lock.parts.get(eco.name) if lock else None
     if lock is None or part is None:
         return {}
     primary = lock.platforms[0]
     return {
-        e.name + ("" if e.platform in ("", primary) else f" ({arch_of(e.platform)})") + (f" [{e.group}]" if e.group else ""): e.version
+        e.name
+        + ("" if e.platform in ("", primary) else f" ({arch_of(e.platform)})")
+        + (f" [{e.group}]" if e.group else ""): e.version
         for e in eco.entries(lock, part)
     }
 
 
-def diff_locks(old: dict[str, StackLock], new: dict[str, StackLock], parents: dict[str, str | None]) -> list[ImageDiff]:
+def diff_locks(
+    old: dict[str, StackLock], new: dict[str, StackLock], parents: dict[str, str | None]
+) -> list[ImageDiff]:
     """Per stack (sorted), the changes from ``old`` to ``new``, and which images to rebuild."""
     out: dict[str, ImageDiff] = {}
     for name in sorted(set(old) | set(new)):
         o, n = old.get(name), new.get(name)
-        changes = {eco.section: _compare(_versions(eco, o), _versions(eco, n), eco.newer) for eco in ordered.ECOSYSTEMS}
+        changes = {
+            eco.section: _compare(_versions(eco, o), _versions(eco, n), eco.newer)
+            for eco in ordered.ECOSYSTEMS
+        }
         changes = {k: v for k, v in changes.items() if v}
-        status = "added" if o is None else "removed" if n is None else "changed" if changes else "unchanged"
+        status = (
+            "added"
+            if o is None
+            else "removed"
+            if n is None
+            else "changed"
+            if changes
+            else "unchanged"
+        )
         out[name] = ImageDiff(name, status, changes)
     # an image is rebuilt when its own lock changed, or any of its parents is rebuilt
     for name in sorted(out):
         d = out[name]
         if d.status in ("added", "changed"):
-            d.rebuild, d.rebuild_reason = True, "its lock changed" if d.status == "changed" else "new image"
+            d.rebuild, d.rebuild_reason = (
+                True,
+                "its lock changed" if d.status == "changed" else "new image",
+            )
     changed = True
     while changed:
         changed = False
@@ -114,11 +135,16 @@ def read_tree_locks(root: Path) -> dict[str, StackLock]:
     folder = root / "locks"
     problem = output_problem(root, "locks") if folder.exists() or folder.is_symlink() else None
     if problem:
-        raise BakegenError(f"cannot read locks/: {problem}", hint="locks/ must be a real folder of the project")
+        raise BakegenError(
+            f"cannot read locks/: {problem}", hint="locks/ must be a real folder of the project"
+        )
     for d in sorted(folder.glob("*/")):
         lock = read_lock(d, root)
         if lock is not None and lock.stack != d.name:
-            raise StaleError(f"locks/{one_line(d.name, 80)}/lock.json is the lock of stack '{lock.stack}'", hint="run bakegen lock to rewrite it")
+            raise StaleError(
+                f"locks/{one_line(d.name, 80)}/lock.json is the lock of stack '{lock.stack}'",
+                hint="run bakegen lock to rewrite it",
+            )
         if lock is not None:
             locks[d.name] = lock
     return locks
@@ -129,12 +155,19 @@ def read_rev_locks(root: Path, rev: str) -> dict[str, StackLock]:
     try:
         proc.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=root)
     except CommandError:
-        raise BakegenError(f"'{rev}' is not a git revision in {root}", hint="name a commit, branch or tag, e.g. HEAD or origin/main") from None
-    listing = proc.run(["git", "ls-tree", "-d", "--name-only", rev, "locks/"], cwd=root).stdout.split()
+        raise BakegenError(
+            f"'{rev}' is not a git revision in {root}",
+            hint="name a commit, branch or tag, e.g. HEAD or origin/main",
+        ) from None
+    listing = proc.run(
+        ["git", "ls-tree", "-d", "--name-only", rev, "locks/"], cwd=root
+    ).stdout.split()
     if not listing:
         return {}
     _check_rev_tree(root, rev)
-    archive = proc.run(["git", "archive", "--format=tar", rev, "locks/"], cwd=root, binary=True).data
+    archive = proc.run(
+        ["git", "archive", "--format=tar", rev, "locks/"], cwd=root, binary=True
+    ).data
     with tempfile.TemporaryDirectory(prefix="bakegen-diff-") as tmp:
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
             _extract(tar, Path(tmp))
@@ -153,19 +186,36 @@ def _check_rev_tree(root: Path, rev: str) -> None:
     for meta, path in entries:
         mode, _, _, size = meta.split()
         if mode not in ("100644", "100755"):
-            raise BakegenError(f"{rev}: {one_line(path, 120)} is not a regular file (mode {mode})", hint="locks/ holds regular files only")
+            raise BakegenError(
+                f"{rev}: {one_line(path, 120)} is not a regular file (mode {mode})",
+                hint="locks/ holds regular files only",
+            )
         if int(size) > MAX_LOCK_FILE:
-            raise BakegenError(f"{rev}: {one_line(path, 120)} is larger than {MAX_LOCK_FILE} bytes", hint="locks/ holds lock files, not data")
+            raise BakegenError(
+                f"{rev}: {one_line(path, 120)} is larger than {MAX_LOCK_FILE} bytes",
+                hint="locks/ holds lock files, not data",
+            )
         total += int(size)
     if total > MAX_REV_BYTES or len(entries) > MAX_REV_FILES:
-        raise BakegenError(f"{rev}: locks/ holds {len(entries)} files, {total} bytes: more than bakegen reads", hint="locks/ holds lock files, not data")
+        raise BakegenError(
+            f"{rev}: locks/ holds {len(entries)} files, {total} bytes: more than bakegen reads",
+            hint="locks/ holds lock files, not data",
+        )
 
 
 def _extract(tar: tarfile.TarFile, dest: Path) -> None:
-    """Regular files and folders only, inside ``dest`` (Python < 3.11.4, e.g. Debian 12's, has no extraction filter)."""
+    """Regular files and folders only, inside ``dest`` (Python < 3.11.4, e.g. Debian 12's, has no
+    extraction filter)."""
     for member in tar.getmembers():
-        if not (member.isfile() or member.isdir()) or member.name.startswith("/") or ".." in Path(member.name).parts:
-            raise BakegenError(f"git archive holds an unexpected entry {member.name!r}", hint="check the repository")
+        if (
+            not (member.isfile() or member.isdir())
+            or member.name.startswith("/")
+            or ".." in Path(member.name).parts
+        ):
+            raise BakegenError(
+                f"git archive holds an unexpected entry {member.name!r}",
+                hint="check the repository",
+            )
     if hasattr(tarfile, "data_filter"):
         tar.extractall(dest, filter="data")
     else:
@@ -186,7 +236,12 @@ def to_json(diffs: list[ImageDiff], old_label: str, new_label: str) -> str:
                 "status": d.status,
                 "rebuild": d.rebuild,
                 "reason": d.rebuild_reason or None,
-                "changes": {eco: [{"name": c.name, "change": c.kind, "from": c.old, "to": c.new} for c in cs] for eco, cs in d.changes.items()},
+                "changes": {
+                    eco: [
+                        {"name": c.name, "change": c.kind, "from": c.old, "to": c.new} for c in cs
+                    ]
+                    for eco, cs in d.changes.items()
+                },
             }
             for d in diffs
         },
@@ -204,7 +259,10 @@ def _line(c: Change) -> str:
 
 
 def to_text(diffs: list[ImageDiff], old_label: str, new_label: str) -> str:
-    lines = [f"# {GENERATED_MARKER} {__version__}", f"bakegen diff {one_line(old_label, 200)}..{new_label}"]
+    lines = [
+        f"# {GENERATED_MARKER} {__version__}",
+        f"bakegen diff {one_line(old_label, 200)}..{new_label}",
+    ]
     for d in diffs:
         if d.status == "unchanged" and not d.rebuild:
             continue
@@ -219,8 +277,9 @@ def to_text(diffs: list[ImageDiff], old_label: str, new_label: str) -> str:
 
 
 def to_markdown(diffs: list[ImageDiff], old_label: str, new_label: str) -> str:
-    """A pull request body. Every value from the repository (the revision, names, versions, a step's text) is
-    a code span, which GitHub shows as it is: no HTML, no link, no @mention, no markdown of its own."""
+    """A pull request body. Every value from the repository (the revision, names, versions, a step's
+    text) is a code span, which GitHub shows as it is: no HTML, no link, no @mention, no markdown of
+    its own."""
     rebuild = [d.stack for d in diffs if d.rebuild]
     counts = {k: 0 for k in ("added", "removed", "upgraded", "downgraded")}
     for d in diffs:
@@ -231,7 +290,9 @@ def to_markdown(diffs: list[ImageDiff], old_label: str, new_label: str) -> str:
         f"<!-- {GENERATED_MARKER} {__version__} (bakegen diff) -->",
         "## Lock changes",
         "",
-        f"{code(old_label)} → {code(new_label)}: " + ", ".join(f"{n} {k}" for k, n in counts.items()) + ".",
+        f"{code(old_label)} → {code(new_label)}: "
+        + ", ".join(f"{n} {k}" for k, n in counts.items())
+        + ".",
         "",
         "**Images to rebuild:** " + (", ".join(code(s) for s in rebuild) if rebuild else "none"),
     ]
@@ -246,14 +307,17 @@ def to_markdown(diffs: list[ImageDiff], old_label: str, new_label: str) -> str:
             continue
         out += ["| ecosystem | package | change | from | to |", "|---|---|---|---|---|"]
         for eco, c in rows:
-            out.append(f"| {eco} | {code(c.name, table=True)} | {c.kind} | {code(c.old or '', table=True)} | {code(c.new or '', table=True)} |")
+            out.append(
+                f"| {eco} | {code(c.name, table=True)} | {c.kind} | "
+                f"{code(c.old or '', table=True)} | {code(c.new or '', table=True)} |"
+            )
     return "\n".join(out) + "\n"
 
 
 def code(text: str, table: bool = False) -> str:
-    """``text`` as a markdown code span, whatever it holds: a fence longer than any run of backticks in it,
-    padded when it starts or ends with a backtick or a space; ``|`` escaped in a table cell (GFM splits cells
-    first). Empty text is nothing."""
+    """``text`` as a markdown code span, whatever it holds: a fence longer than any run of backticks
+    in it, padded when it starts or ends with a backtick or a space; ``|`` escaped in a table cell
+    (GFM splits cells first). Empty text is nothing."""
     text = one_line(str(text), 300)
     if not text:
         return ""
@@ -267,8 +331,8 @@ _MARKDOWN = re.compile(r"([\\`*_\[\]<>&@#~|!])")
 
 
 def _md_text(text: str) -> str:
-    """Text of bakegen's own with a stack name in it (a rebuild reason): every markdown character escaped
-    (a stack name has no dot or colon, so no link can form)."""
+    """Text of bakegen's own with a stack name in it (a rebuild reason): every markdown character
+    escaped (a stack name has no dot or colon, so no link can form)."""
     return _MARKDOWN.sub(r"\\\1", text)
 
 

@@ -1,4 +1,5 @@
-"""What the built images weigh: size, layers, what each layer installs, and the gain over the parent."""
+"""What the built images weigh: size, layers, what each layer installs, and the gain over the
+parent."""
 
 from __future__ import annotations
 
@@ -42,7 +43,11 @@ class ImageReport:
     @property
     def added_size(self) -> int | None:
         """The child's own layers (the parent's are shared)."""
-        return None if self.parent_layers is None else sum(layer.size for layer in self.layers[self.parent_layers:])
+        return (
+            None
+            if self.parent_layers is None
+            else sum(layer.size for layer in self.layers[self.parent_layers :])
+        )
 
 
 def inspect(image: str, platform: str | None = None) -> tuple[int, list[tuple[int, str]]]:
@@ -51,23 +56,58 @@ def inspect(image: str, platform: str | None = None) -> tuple[int, list[tuple[in
     plat = ["--platform", platform] if platform else []
     try:
         info = json.loads(proc.run(["docker", "image", "inspect", *plat, image]).stdout)[0]
-        hist = [json.loads(line) for line in proc.run(["docker", "history", *plat, "--no-trunc", "--human=false", "--format", "{{json .}}", image]).stdout.splitlines() if line.strip()]
+        hist = [
+            json.loads(line)
+            for line in proc.run(
+                [
+                    "docker",
+                    "history",
+                    *plat,
+                    "--no-trunc",
+                    "--human=false",
+                    "--format",
+                    "{{json .}}",
+                    image,
+                ]
+            ).stdout.splitlines()
+            if line.strip()
+        ]
     except CommandError:
         where = f" for {platform}" if platform else ""
-        raise BakegenError(f"image {image} not found{where}", hint="build it first (bakegen build --load), with the same --registry") from None
-    return int(info.get("Size", 0)), [(int(h.get("Size", 0) or 0), h.get("CreatedBy", "")) for h in reversed(hist)]
+        raise BakegenError(
+            f"image {image} not found{where}",
+            hint="build it first (bakegen build --load), with the same --registry",
+        ) from None
+    return int(info.get("Size", 0)), [
+        (int(h.get("Size", 0) or 0), h.get("CreatedBy", "")) for h in reversed(hist)
+    ]
 
 
-def label_layers(history: list[tuple[int, str]], plan: DockerfilePlan, inherited: list[Layer] | None) -> list[Layer]:
+def label_layers(
+    history: list[tuple[int, str]], plan: DockerfilePlan, inherited: list[Layer] | None
+) -> list[Layer]:
     """The image's layers, named from its plan: BuildKit writes one history entry per instruction
     of the final stage, so the last entries are the plan's steps, in order. What comes before is the
     parent's (``inherited``, as its own report named them) or the base image's."""
     steps = plan.final.steps
     if len(history) < len(steps):
-        raise BakegenError(f"{plan.stack}: the image has fewer instructions than its Dockerfile", hint="rebuild it (bakegen build --load) from the current locks")
-    before, own = history[: len(history) - len(steps)], history[len(history) - len(steps):]
-    layers = list(inherited) if inherited is not None else [Layer(size, step, "base image") for size, step in before if size or _makes_layer(step)]
-    layers += [Layer(size, text, step.layer) for (size, text), step in zip(own, steps) if step.layer is not None]
+        raise BakegenError(
+            f"{plan.stack}: the image has fewer instructions than its Dockerfile",
+            hint="rebuild it (bakegen build --load) from the current locks",
+        )
+    before, own = history[: len(history) - len(steps)], history[len(history) - len(steps) :]
+    layers = (
+        list(inherited)
+        if inherited is not None
+        else [
+            Layer(size, step, "base image") for size, step in before if size or _makes_layer(step)
+        ]
+    )
+    layers += [
+        Layer(size, text, step.layer)
+        for (size, text), step in zip(own, steps)
+        if step.layer is not None
+    ]
     return layers
 
 
@@ -76,7 +116,8 @@ def _makes_layer(step: str) -> bool:
 
 
 def build_report(graph: StackGraph, registry: str = "", tag: str = "latest") -> list[ImageReport]:
-    """One report per stack and platform (a multi-platform stack's images are inspected one by one)."""
+    """One report per stack and platform (a multi-platform stack's images are inspected one by
+    one)."""
     locks = current_locks(graph)
     reports: dict[tuple[str, str], ImageReport] = {}
     for name in graph.order:
@@ -84,18 +125,34 @@ def build_report(graph: StackGraph, registry: str = "", tag: str = "latest") -> 
         platforms = graph.platforms(name)
         plan = plan_dockerfile(graph, name, locks, ordered.ECOSYSTEMS)
         for platform in platforms:
-            reports[name, platform] = _report_one(graph, plan, image, platform if len(platforms) > 1 else None, reports)
+            reports[name, platform] = _report_one(
+                graph, plan, image, platform if len(platforms) > 1 else None, reports
+            )
     return list(reports.values())
 
 
-def _report_one(graph: StackGraph, plan: DockerfilePlan, image: str, platform: str | None, done: dict[tuple[str, str], ImageReport]) -> ImageReport:
+def _report_one(
+    graph: StackGraph,
+    plan: DockerfilePlan,
+    image: str,
+    platform: str | None,
+    done: dict[tuple[str, str], ImageReport],
+) -> ImageReport:
     name = plan.stack
     compressed, history = inspect(image, platform)
     parent = graph.stacks[name].extends
     mine = done.get((parent, platform or graph.platforms(name)[0])) if parent else None
     layers = label_layers(history, plan, mine.layers if mine else None)
     lines = dockerfile_lines(graph.root, dockerfile_path(name))
-    r = ImageReport(name, image, parent, compressed, layers, lines, platform=platform or graph.platforms(name)[0])
+    r = ImageReport(
+        name,
+        image,
+        parent,
+        compressed,
+        layers,
+        lines,
+        platform=platform or graph.platforms(name)[0],
+    )
     if mine:
         r.parent_size, r.parent_layers = mine.size, len(mine.layers)
     return r
@@ -108,9 +165,12 @@ def mb(n: int | None) -> str:
 def to_text(reports: list[ImageReport]) -> str:
     out = []
     for r in reports:
-        head = f"{r.stack} ({r.image}, {r.platform}): {mb(r.size)} on disk ({mb(r.compressed)} to download), {len(r.layers)} layers, {r.dockerfile_lines} Dockerfile lines"
+        head = f"{r.stack} ({r.image}, {r.platform}): {mb(r.size)} on disk "
+        head += f"({mb(r.compressed)} to download), {len(r.layers)} layers, "
+        head += f"{r.dockerfile_lines} Dockerfile lines"
         if r.parent:
-            head += f"; +{mb(r.added_size)} and +{len(r.layers) - (r.parent_layers or 0)} layers over {r.parent}"
+            own = len(r.layers) - (r.parent_layers or 0)
+            head += f"; +{mb(r.added_size)} and +{own} layers over {r.parent}"
         out.append(head)
         start = r.parent_layers or 0
         for i, layer in enumerate(r.layers):
@@ -123,16 +183,36 @@ def to_text(reports: list[ImageReport]) -> str:
 
 
 def to_json(reports: list[ImageReport]) -> str:
-    return json.dumps([
-        {
-            "stack": r.stack, "image": r.image, "platform": r.platform, "parent": r.parent, "size": r.size, "compressed": r.compressed, "layers": len(r.layers),
-            "dockerfile_lines": r.dockerfile_lines, "added_size": r.added_size,
-            "layer_sizes": [{"size": layer.size, "installs": layer.what} for layer in r.layers],
-        }
-        for r in reports
-    ], indent=2) + "\n"
+    return (
+        json.dumps(
+            [
+                {
+                    "stack": r.stack,
+                    "image": r.image,
+                    "platform": r.platform,
+                    "parent": r.parent,
+                    "size": r.size,
+                    "compressed": r.compressed,
+                    "layers": len(r.layers),
+                    "dockerfile_lines": r.dockerfile_lines,
+                    "added_size": r.added_size,
+                    "layer_sizes": [
+                        {"size": layer.size, "installs": layer.what} for layer in r.layers
+                    ],
+                }
+                for r in reports
+            ],
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 def dockerfile_lines(root: Path, rel: str) -> int:
-    """Instruction lines (continuations count), without comments and blank lines, of a generated Dockerfile."""
-    return sum(1 for ln in (read_output(root, rel) or "").splitlines() if ln.strip() and not ln.lstrip().startswith("#"))
+    """Instruction lines (continuations count), without comments and blank lines, of a generated
+    Dockerfile."""
+    return sum(
+        1
+        for ln in (read_output(root, rel) or "").splitlines()
+        if ln.strip() and not ln.lstrip().startswith("#")
+    )

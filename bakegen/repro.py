@@ -24,8 +24,9 @@ from bakegen.oci import OciImage, open_blob, read_oci_platforms, registry_digest
 
 
 def layer_names(config: dict, steps: list[tuple[str, str | None]]) -> dict[int, str]:
-    """Layer index -> the plan's name for it: BuildKit writes one history entry per instruction of the
-    final stage, so the last entries are the plan's ``steps`` ((instruction, layer name)), in order."""
+    """Layer index -> the plan's name for it: BuildKit writes one history entry per instruction of
+    the final stage, so the last entries are the plan's ``steps`` ((instruction, layer name)), in
+    order."""
     history = config.get("history", [])
     first_own = len(history) - len(steps)
     names, layer = {}, 0
@@ -38,12 +39,19 @@ def layer_names(config: dict, steps: list[tuple[str, str | None]]) -> dict[int, 
     return names
 
 
-def platform_difference(a: dict[str, OciImage], b: dict[str, OciImage], steps: list[tuple[str, str | None]] | None = None) -> str | None:
-    """The first difference between two builds of the same platforms, named by platform when there are several."""
+def platform_difference(
+    a: dict[str, OciImage],
+    b: dict[str, OciImage],
+    steps: list[tuple[str, str | None]] | None = None,
+) -> str | None:
+    """The first difference between two builds of the same platforms, named by platform when there
+    are several."""
     if sorted(a) != sorted(b):
         return f"the builds have the platforms {', '.join(sorted(a))} and {', '.join(sorted(b))}"
     for platform in sorted(a):
-        difference = first_difference(a[platform], b[platform], layer_names(a[platform].config, steps) if steps else None)
+        difference = first_difference(
+            a[platform], b[platform], layer_names(a[platform].config, steps) if steps else None
+        )
         if difference:
             return f"{platform}: {difference}" if len(a) > 1 else difference
     return None
@@ -59,7 +67,8 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 @contextmanager
 def layer_tar(fh: IO[bytes]) -> Iterator[tarfile.TarFile]:
-    """A layer blob as a tar archive: zstd (bakegen's default), gzip or plain, told by its first bytes."""
+    """A layer blob as a tar archive: zstd (bakegen's default), gzip or plain, told by its first
+    bytes."""
     if fh.read(4) != ZSTD_MAGIC:
         fh.seek(0)
         with tarfile.open(fileobj=fh, mode="r:*") as tar:
@@ -68,7 +77,10 @@ def layer_tar(fh: IO[bytes]) -> Iterator[tarfile.TarFile]:
     import zstandard
 
     fh.seek(0)
-    with zstandard.ZstdDecompressor().stream_reader(fh) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+    with (
+        zstandard.ZstdDecompressor().stream_reader(fh) as stream,
+        tarfile.open(fileobj=stream, mode="r|") as tar,
+    ):
         yield tar
 
 
@@ -84,7 +96,8 @@ FIELDS = ("type", "mode", "uid", "gid", "size", "mtime", "link target", "content
 
 
 def first_difference(a: OciImage, b: OciImage, names: dict[int, str] | None = None) -> str | None:
-    """None when identical; else a sentence naming the first difference (its layer by the plan's ``names`` when given)."""
+    """None when identical; else a sentence naming the first difference (its layer by the plan's
+    ``names`` when given)."""
     if a.manifest_digest == b.manifest_digest:
         return None
     if len(a.layers) != len(b.layers):
@@ -93,12 +106,15 @@ def first_difference(a: OciImage, b: OciImage, names: dict[int, str] | None = No
     for i, (la, lb) in enumerate(zip(a.layers, b.layers)):
         if la == lb:
             continue
-        step = (names or {}).get(i) or (history[i].get("created_by", "?")[:120] if i < len(history) else "?")
+        step = (names or {}).get(i) or (
+            history[i].get("created_by", "?")[:120] if i < len(history) else "?"
+        )
         ma, mb = _layer_members(a.path, la), _layer_members(b.path, lb)
         for name in sorted(set(ma) | set(mb)):
             if ma.get(name) != mb.get(name):
                 if name not in ma or name not in mb:
-                    return f"layer {i + 1} ({step}): /{name} is only in build {'2' if name not in ma else '1'}"
+                    only = "2" if name not in ma else "1"
+                    return f"layer {i + 1} ({step}): /{name} is only in build {only}"
                 what = next(f for f, x, y in zip(FIELDS, ma[name], mb[name]) if x != y)
                 return f"layer {i + 1} ({step}): /{name} differs in {what}"
         return f"layer {i + 1} ({step}): same files, different archive (file order or headers)"
@@ -112,20 +128,31 @@ def first_difference(a: OciImage, b: OciImage, names: dict[int, str] | None = No
 @dataclass
 class ReproResult:
     stack: str
-    digests: tuple[str, str]  # of the two builds: the index of a multi-platform build, else the manifest
+    digests: tuple[
+        str, str
+    ]  # of the two builds: the index of a multi-platform build, else the manifest
     difference: str | None
-    platforms: dict[str, tuple[str, str]] = field(default_factory=dict)  # platform -> its manifest digests
+    platforms: dict[str, tuple[str, str]] = field(
+        default_factory=dict
+    )  # platform -> its manifest digests
 
     @property
     def identical(self) -> bool:
         return self.difference is None
 
 
-def verify_repro(root: Path, chain: Chain, opts: BuildOptions, workdir: Path | None = None,
-                 steps: list[tuple[str, str | None]] | None = None, against: str | None = None,
-                 sbom: Callable[[str, str], str] | None = None) -> ReproResult:
-    """Build the last stack of ``chain`` (with its parents) twice with --no-cache, as ``bakegen build`` publishes
-    it, and compare; with ``against`` (a registry reference), build once and compare with the registry's digest."""
+def verify_repro(
+    root: Path,
+    chain: Chain,
+    opts: BuildOptions,
+    workdir: Path | None = None,
+    steps: list[tuple[str, str | None]] | None = None,
+    against: str | None = None,
+    sbom: Callable[[str, str], str] | None = None,
+) -> ReproResult:
+    """Build the last stack of ``chain`` (with its parents) twice with --no-cache, as ``bakegen
+    build`` publishes it, and compare; with ``against`` (a registry reference), build once and
+    compare with the registry's digest."""
     stack = chain.levels[-1][0]
     clean = replace(opts, load=False, push=False, extra=[*opts.extra, "--no-cache"])
     with tempfile.TemporaryDirectory(prefix="bakegen-repro-", dir=workdir) as tmp:
@@ -137,12 +164,25 @@ def verify_repro(root: Path, chain: Chain, opts: BuildOptions, workdir: Path | N
             images.append(read_oci_platforms(work / stack))
         if against:
             remote = registry_digest(against)
-            (top, one), = images
-            difference = None if remote == top else f"the registry holds {remote} for {against}; a clean build gives {top}"
-            return ReproResult(stack, (remote, top), difference, {p: (img.manifest_digest, img.manifest_digest) for p, img in one.items()})
+            ((top, one),) = images
+            difference = (
+                None
+                if remote == top
+                else f"the registry holds {remote} for {against}; a clean build gives {top}"
+            )
+            return ReproResult(
+                stack,
+                (remote, top),
+                difference,
+                {p: (img.manifest_digest, img.manifest_digest) for p, img in one.items()},
+            )
         (top1, one), (top2, two) = images
-        difference = None if top1 == top2 else platform_difference(one, two, steps) or "the image indexes differ"
-        per_platform = {p: (one[p].manifest_digest, two[p].manifest_digest) for p in sorted(one) if p in two}
+        difference = (
+            None
+            if top1 == top2
+            else platform_difference(one, two, steps) or "the image indexes differ"
+        )
+        per_platform = {
+            p: (one[p].manifest_digest, two[p].manifest_digest) for p in sorted(one) if p in two
+        }
         return ReproResult(stack, (top1, top2), difference, per_platform)
-
-

@@ -57,7 +57,8 @@ class ToolsLock:
 def render_tools(lock: StackLock, part: ToolsLock, platform: str, command: str) -> str:
     lines = [
         "#",
-        f"# {GENERATED_MARKER} {__version__} for stack '{lock.stack}': bakegen's build tools on {platform},",
+        f"# {GENERATED_MARKER} {__version__} for stack '{lock.stack}': bakegen's build tools on "
+        f"{platform},",
         "# installed in the builder stages only (no image gets them). Do not edit; to update, run:",
         "#",
         f"#    {command}",
@@ -84,54 +85,121 @@ class Tools(Ecosystem[ToolsLock, PythonResolver]):
         return stack.parent is None
 
     def resolve(self, ctx: ResolveContext[PythonResolver]) -> ToolsLock:
-        requirements = [f"{tool}=={version}" if version else tool for tool, version in self._versions(ctx).items()]
+        requirements = [
+            f"{tool}=={version}" if version else tool
+            for tool, version in self._versions(ctx).items()
+        ]
         platforms = list(ctx.stack.platforms)
         with ThreadPoolExecutor(max_workers=len(platforms)) as pool:
-            found = list(pool.map(lambda p: ctx.resolver.resolve(self._request(ctx, p, requirements)), platforms))
+            found = list(
+                pool.map(
+                    lambda p: ctx.resolver.resolve(self._request(ctx, p, requirements)), platforms
+                )
+            )
         return ToolsLock(tool_version(ctx.resolver), dict(zip(platforms, found)))
 
     def _versions(self, ctx: ResolveContext[PythonResolver]) -> dict[str, str | None]:
-        """Each tool's version: as asked (-P uv==X), the newest (an upgrade), as locked, or this bakegen's uv."""
+        """Each tool's version: as asked (-P uv==X), the newest (an upgrade), as locked, or this
+        bakegen's uv."""
         previous = ctx.previous_part(self.name)
-        locked = {p.key: p.version for pins in previous.by_platform.values() for p in pins} if previous else {}
+        locked = (
+            {p.key: p.version for pins in previous.by_platform.values() for p in pins}
+            if previous
+            else {}
+        )
         moved = dict(ctx.upgrade)
-        return {tool: moved[tool] if tool in moved else None if ctx.move_all else locked.get(tool) or local_uv() for tool in TOOLS}
+        return {
+            tool: moved[tool]
+            if tool in moved
+            else None
+            if ctx.move_all
+            else locked.get(tool) or local_uv()
+            for tool in TOOLS
+        }
 
-    def _request(self, ctx: ResolveContext[PythonResolver], platform: str, requirements: list[str]) -> PythonRequest:
-        return PythonRequest(stack=ctx.stack.name, python_version=ctx.stack.python_version, platform=PYTHON_PLATFORMS[platform],
-                             inputs=[("bakegen's build tools", requirements)], index_url=ctx.index_url or DEFAULT_INDEX, target=platform)
+    def _request(
+        self, ctx: ResolveContext[PythonResolver], platform: str, requirements: list[str]
+    ) -> PythonRequest:
+        return PythonRequest(
+            stack=ctx.stack.name,
+            python_version=ctx.stack.python_version,
+            platform=PYTHON_PLATFORMS[platform],
+            inputs=[("bakegen's build tools", requirements)],
+            index_url=ctx.index_url or DEFAULT_INDEX,
+            target=platform,
+        )
 
     # --- lock files ---
     def files(self, lock: StackLock, part: ToolsLock, command: str) -> dict[str, str]:
-        return {tools_file(p, lock.platforms): render_tools(lock, part, p, command) for p in lock.platforms}
+        return {
+            tools_file(p, lock.platforms): render_tools(lock, part, p, command)
+            for p in lock.platforms
+        }
 
     def section_of(self, lock: StackLock, part: ToolsLock, files: dict[str, str]) -> dict[str, Any]:
         def file(p: str) -> dict[str, str]:
-            return {"file": tools_file(p, lock.platforms), "sha256": sha256_text(files[tools_file(p, lock.platforms)])}
+            return {
+                "file": tools_file(p, lock.platforms),
+                "sha256": sha256_text(files[tools_file(p, lock.platforms)]),
+            }
 
-        return {"resolver": part.resolver, "files": {p: file(p) for p in lock.platforms},
-                "packages": {p: {pin.key: pin.version for pin in sorted(pins, key=lambda x: x.key)} for p, pins in part.by_platform.items()}}
+        return {
+            "resolver": part.resolver,
+            "files": {p: file(p) for p in lock.platforms},
+            "packages": {
+                p: {pin.key: pin.version for pin in sorted(pins, key=lambda x: x.key)}
+                for p, pins in part.by_platform.items()
+            },
+        }
 
-    def read(self, section: dict[str, Any], read_file: ReadFile, doc: dict[str, Any], where: str) -> ToolsLock:
-        by_platform = read_requirements(section["files"], list(doc["platforms"]), read_file, where, tools_file)
+    def read(
+        self, section: dict[str, Any], read_file: ReadFile, doc: dict[str, Any], where: str
+    ) -> ToolsLock:
+        by_platform = read_requirements(
+            section["files"], list(doc["platforms"]), read_file, where, tools_file
+        )
         for platform, pins in by_platform.items():
             if sorted(p.key for p in pins) != sorted(TOOLS):
-                raise StaleError(f"{tools_file(platform, list(doc['platforms']))} holds {sorted(p.key for p in pins)}, not bakegen's build tools {list(TOOLS)}",
-                                 location=Location(where), hint="run bakegen lock -E tools")
+                raise StaleError(
+                    f"{tools_file(platform, list(doc['platforms']))} holds "
+                    f"{sorted(p.key for p in pins)}, not bakegen's build tools {list(TOOLS)}",
+                    location=Location(where),
+                    hint="run bakegen lock -E tools",
+                )
         return ToolsLock(section["resolver"], by_platform)
 
     def section_schema(self) -> dict[str, Any]:
-        return schema_obj({
-            "resolver": {"type": "string"},
-            "files": {"type": "object", "propertyNames": SCHEMA_PLATFORM, "additionalProperties": schema_obj({"file": {"type": "string"}, "sha256": SCHEMA_SHA})},
-            "packages": {"type": "object", "propertyNames": SCHEMA_PLATFORM, "additionalProperties": SCHEMA_VERSIONS},
-        })
+        return schema_obj(
+            {
+                "resolver": {"type": "string"},
+                "files": {
+                    "type": "object",
+                    "propertyNames": SCHEMA_PLATFORM,
+                    "additionalProperties": schema_obj(
+                        {"file": {"type": "string"}, "sha256": SCHEMA_SHA}
+                    ),
+                },
+                "packages": {
+                    "type": "object",
+                    "propertyNames": SCHEMA_PLATFORM,
+                    "additionalProperties": SCHEMA_VERSIONS,
+                },
+            }
+        )
 
     def section_problem(self, section: dict[str, Any]) -> str | None:
-        return None if matches(section.get("resolver"), TOOL_PATTERN) else "tools/resolver: not what bakegen writes"
+        return (
+            None
+            if matches(section.get("resolver"), TOOL_PATTERN)
+            else "tools/resolver: not what bakegen writes"
+        )
 
     def entries(self, lock: StackLock, part: ToolsLock) -> list[LockedEntry]:
-        return [LockedEntry(self.name, p.key, platform, p.version, p.hashes) for platform, pins in part.by_platform.items() for p in pins]
+        return [
+            LockedEntry(self.name, p.key, platform, p.version, p.hashes)
+            for platform, pins in part.by_platform.items()
+            for p in pins
+        ]
 
     def upgrade_names(self, stack: EffectiveStack, lock: StackLock | None) -> set[str]:
         return set(TOOLS) if stack.parent is None else set()
@@ -141,7 +209,8 @@ class Tools(Ecosystem[ToolsLock, PythonResolver]):
 
     # --- the Dockerfile ---
     def facts(self, ctx: PlanContext) -> Facts:
-        """Where the builder stages find uv's lock: the root stack's (None for a lock without one: pip installs)."""
+        """Where the builder stages find uv's lock: the root stack's (None for a lock without one:
+        pip installs)."""
         root = ctx.stack.root.name
         part = ctx.locks[root].parts.get(self.name) if root in ctx.locks else None
         files = tuple(tools_file(p, ctx.locks[root].platforms) for p in ctx.locks[root].platforms)

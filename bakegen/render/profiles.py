@@ -36,19 +36,28 @@ def image_ref(registry: str, stack: str, tag: str, digest: str | None) -> str:
 
 def read_digests(path: Path) -> dict[str, str]:
     """``{stack: digest}`` from a bake metadata file."""
-    hint = "write it with docker buildx bake --metadata-file FILE (or bakegen build --metadata-file FILE)"
+    hint = "write it with docker buildx bake --metadata-file FILE "
+    hint += "(or bakegen build --metadata-file FILE)"
     try:
         doc = json.loads(read_bounded(path, MAX_METADATA).decode("utf-8"))
     except Unreadable as exc:
         raise BakegenError(f"cannot read bake metadata {path}: {exc.reason}", hint=hint) from None
     except (ValueError, RecursionError) as exc:
-        raise BakegenError(f"cannot read bake metadata {path}: {one_line(str(exc), 200)}", hint=hint) from None
+        raise BakegenError(
+            f"cannot read bake metadata {path}: {one_line(str(exc), 200)}", hint=hint
+        ) from None
     if not isinstance(doc, dict):
         raise BakegenError(f"bake metadata {path} is not a JSON object of targets", hint=hint)
-    digests = {name: meta.get("containerimage.digest") for name, meta in doc.items() if isinstance(meta, dict) and "containerimage.digest" in meta}
+    digests = {
+        name: meta.get("containerimage.digest")
+        for name, meta in doc.items()
+        if isinstance(meta, dict) and "containerimage.digest" in meta
+    }
     for name, digest in digests.items():
         if not isinstance(digest, str) or not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
-            raise BakegenError(f"bake metadata {path}: {one_line(repr(name), 60)} has no sha256 digest", hint=hint)
+            raise BakegenError(
+                f"bake metadata {path}: {one_line(repr(name), 60)} has no sha256 digest", hint=hint
+            )
     return digests  # type: ignore[return-value]
 
 
@@ -61,7 +70,8 @@ Z2JH_USER = (1000, 100)
 
 
 def _options(graph: StackGraph, name: str) -> dict[str, Any]:
-    """The stack's [profile], with cpu_limit, mem_limit and default_url inherited from its parents."""
+    """The stack's [profile], with cpu_limit, mem_limit and default_url inherited from its
+    parents."""
     opts: dict[str, Any] = {}
     for stack in graph.ancestors(name):
         opts.update({k: v for k, v in stack.profile if k in INHERITED})
@@ -70,14 +80,23 @@ def _options(graph: StackGraph, name: str) -> dict[str, Any]:
 
 
 def _user_ids(graph: StackGraph, name: str, locks: dict[str, StackLock]) -> tuple[int, int] | None:
-    """(uid, gid) of the image's user: [user], or the vendor image's own numeric user; None when unknown."""
-    found = re.fullmatch(r"(\d+)(?::(\d+))?", user_facts(context(graph, name, locks, ordered.ECOSYSTEMS))["run_as"])
+    """(uid, gid) of the image's user: [user], or the vendor image's own numeric user; None when
+    unknown."""
+    found = re.fullmatch(
+        r"(\d+)(?::(\d+))?", user_facts(context(graph, name, locks, ordered.ECOSYSTEMS))["run_as"]
+    )
     if found is None:
         return None
     return int(found.group(1)), int(found.group(2) or found.group(1))
 
 
-def profile_list(graph: StackGraph, locks: dict[str, StackLock], registry: str, tag: str = "latest", digests: dict[str, str] | None = None) -> list[dict[str, Any]]:
+def profile_list(
+    graph: StackGraph,
+    locks: dict[str, StackLock],
+    registry: str,
+    tag: str = "latest",
+    digests: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
     profiles = []
     for name in graph.order:
         opts = _options(graph, name)
@@ -94,10 +113,18 @@ def profile_list(graph: StackGraph, locks: dict[str, StackLock], registry: str, 
             override["node_selector"] = {"kubernetes.io/arch": platforms[0].split("/")[1]}
         ids = _user_ids(graph, name, locks)
         if ids is None:
-            log.warning("warning: %s: the base image's user is not numeric; set [user] uid and gid so that the profile can say them", name)
+            log.warning(
+                "warning: %s: the base image's user is not numeric; set [user] uid and gid so that "
+                "the profile can say them",
+                name,
+            )
         elif ids != Z2JH_USER:
             override.update(uid=ids[0], gid=ids[1], fs_gid=ids[1])
-        entry: dict[str, Any] = {"display_name": opts.get("display_name", name), "description": graph.stacks[name].description, "slug": opts.get("slug", name)}
+        entry: dict[str, Any] = {
+            "display_name": opts.get("display_name", name),
+            "description": graph.stacks[name].description,
+            "slug": opts.get("slug", name),
+        }
         if opts.get("default"):
             entry["default"] = True
         entry["kubespawner_override"] = override
@@ -108,37 +135,63 @@ def profile_list(graph: StackGraph, locks: dict[str, StackLock], registry: str, 
 
 def _check_unique(profiles: list[dict[str, Any]]) -> None:
     if sum(1 for p in profiles if p.get("default")) > 1:
-        raise BakegenError("more than one stack sets [profile] default = true", hint="keep default = true on one stack")
+        raise BakegenError(
+            "more than one stack sets [profile] default = true",
+            hint="keep default = true on one stack",
+        )
     slugs = [p["slug"] for p in profiles]
     twice = sorted({s for s in slugs if slugs.count(s) > 1})
     if twice:
-        raise BakegenError(f"two profiles have the slug '{twice[0]}'", hint="give one of them another [profile] slug")
+        raise BakegenError(
+            f"two profiles have the slug '{twice[0]}'",
+            hint="give one of them another [profile] slug",
+        )
 
 
 def check_registry(registry: str) -> None:
-    """An image without a registry is pulled from Docker Hub's library namespace: refuse to write such a profile."""
+    """An image without a registry is pulled from Docker Hub's library namespace: refuse to write
+    such a profile."""
     if not registry.strip("/"):
         raise BakegenError(
-            "no --registry: Kubernetes would pull the images from Docker Hub's library namespace (image: base:latest is docker.io/library/base)",
-            hint="pass --registry (or set REGISTRY) to where bakegen build --push put the images, e.g. --registry ghcr.io/acme; "
+            "no --registry: Kubernetes would pull the images from Docker Hub's library namespace "
+            "(image: base:latest is docker.io/library/base)",
+            hint="pass --registry (or set REGISTRY) to where bakegen build --push put the images, "
+            "e.g. --registry ghcr.io/acme; "
             "for images loaded into the cluster by hand, --registry docker.io/library says so",
         )
 
 
-def render_profiles(graph: StackGraph, locks: dict[str, StackLock], *, registry: str, tag: str = "latest", digests: dict[str, str] | None = None, fmt: str = "helm", command: str = "bakegen profiles") -> str:
+def render_profiles(
+    graph: StackGraph,
+    locks: dict[str, StackLock],
+    *,
+    registry: str,
+    tag: str = "latest",
+    digests: dict[str, str] | None = None,
+    fmt: str = "helm",
+    command: str = "bakegen profiles",
+) -> str:
     check_registry(registry)
     values = {"singleuser": {"profileList": profile_list(graph, locks, registry, tag, digests)}}
-    header = f"# {GENERATED_MARKER} {__version__} from stacks/*.toml. Do not edit; to update, run: {command}\n"
+    header = f"# {GENERATED_MARKER} {__version__} from stacks/*.toml. Do not edit; "
+    header += f"to update, run: {command}\n"
     body = yaml.safe_dump(values, sort_keys=False, default_flow_style=False)
     if fmt == "helm":
         return header + "# Zero to JupyterHub values: helm upgrade ... --values THIS_FILE\n" + body
     config_map = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {"name": "bakegen-profiles", "labels": {"app.kubernetes.io/managed-by": "bakegen"}},
+        "metadata": {
+            "name": "bakegen-profiles",
+            "labels": {"app.kubernetes.io/managed-by": "bakegen"},
+        },
         "data": {"values.yaml": body},
     }
-    return header + "# The same values in a ConfigMap (data.values.yaml), for tools that read values from the cluster.\n" + yaml.dump(config_map, Dumper=_BlockDumper, sort_keys=False)
+    return (
+        header
+        + "# The same values in a ConfigMap (data.values.yaml), for tools that read values from "
+        "the cluster.\n" + yaml.dump(config_map, Dumper=_BlockDumper, sort_keys=False)
+    )
 
 
 class _BlockDumper(yaml.SafeDumper):
@@ -146,7 +199,9 @@ class _BlockDumper(yaml.SafeDumper):
 
 
 def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+    return dumper.represent_scalar(
+        "tag:yaml.org,2002:str", value, style="|" if "\n" in value else None
+    )
 
 
 _BlockDumper.add_representer(str, _str)
