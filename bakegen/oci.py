@@ -37,7 +37,9 @@ from bakegen.errors import BakegenError, NetworkError, one_line
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
-_REF_RE = re.compile(r"(?P<name>[a-z0-9]+(?:[._/:-][a-z0-9]+)*?)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?")
+_REF_RE = re.compile(
+    r"(?P<name>[a-z0-9]+(?:[._/:-][a-z0-9]+)*?)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?"
+)
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,10 @@ class ImageRef:
     def parse(cls, ref: str) -> ImageRef:
         m = _REF_RE.fullmatch(ref) if len(ref) <= 512 else None
         if not m:
-            raise BakegenError(f"invalid image reference {ref[:80]!r}", hint="use NAME[:TAG][@sha256:DIGEST], e.g. python:3.13-slim")
+            raise BakegenError(
+                f"invalid image reference {ref[:80]!r}",
+                hint="use NAME[:TAG][@sha256:DIGEST], e.g. python:3.13-slim",
+            )
         name, tag, digest = m.group("name"), m.group("tag"), m.group("digest")
         first, sep, rest = name.partition("/")
         if sep and ("." in first or ":" in first or first == "localhost"):
@@ -76,7 +81,9 @@ class ImageRef:
 def insecure(registry: str) -> bool:
     """A plain-http registry: localhost, or one named in BAKEGEN_INSECURE_REGISTRIES."""
     host = registry.split("/")[0]
-    listed = {h.strip() for h in os.environ.get("BAKEGEN_INSECURE_REGISTRIES", "").split(",") if h.strip()}
+    listed = {
+        h.strip() for h in os.environ.get("BAKEGEN_INSECURE_REGISTRIES", "").split(",") if h.strip()
+    }
     return host.split(":")[0] in ("localhost", "127.0.0.1") or host in listed
 
 
@@ -84,17 +91,28 @@ def tag_of(name: str) -> str:
     """``host:5000/repo:tag`` -> ``tag`` (a colon after the last slash)."""
     last = name.rsplit("/", 1)[-1]
     if ":" not in last:
-        raise BakegenError(f"the image name {name!r} has no tag", hint="bakegen names every image REGISTRY/STACK:TAG")
+        raise BakegenError(
+            f"the image name {name!r} has no tag",
+            hint="bakegen names every image REGISTRY/STACK:TAG",
+        )
     return last.rsplit(":", 1)[1]
 
 
-REFERENCE = re.compile(r"[a-z0-9.-]+(?::[0-9]{1,5})?(?:/[a-z0-9._-]+)+:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+REFERENCE = re.compile(
+    r"[a-z0-9.-]+(?::[0-9]{1,5})?(?:/[a-z0-9._-]+)+:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+)
 
 
 # --- media types ---------------------------------------------------------------------
 
-INDEX_TYPES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json")
-MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json")
+INDEX_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
 ACCEPT = ", ".join(INDEX_TYPES + MANIFEST_TYPES)
 INDEX = "application/vnd.oci.image.index.v1+json"
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -102,6 +120,7 @@ CONFIG = "application/vnd.oci.image.config.v1+json"
 
 
 # --- layouts -------------------------------------------------------------------------
+
 
 @dataclass
 class OciImage:
@@ -130,12 +149,16 @@ def open_member(path: Path, name: str) -> Iterator[IO[bytes]]:
     with tarfile.open(path) as tar:
         member = tar.extractfile(name)
         if member is None:
-            raise BakegenError(f"{path}: {name} is not a file", hint="the OCI layout is damaged; build it again")
+            raise BakegenError(
+                f"{path}: {name} is not a file", hint="the OCI layout is damaged; build it again"
+            )
         yield member
 
 
 def read_oci_platforms(path: Path) -> tuple[str, dict[str, OciImage]]:
-    """The digest the layout's index names (an image index or one manifest), and its image per platform."""
+    """The digest the layout's index names (an image index or one manifest), and its image per
+    platform."""
+
     def blob(d: str) -> bytes:
         with open_blob(path, d) as fh:
             return fh.read()
@@ -144,12 +167,24 @@ def read_oci_platforms(path: Path) -> tuple[str, dict[str, OciImage]]:
         index = json.load(fh)
     top = index["manifests"][0]["digest"]
     doc = json.loads(blob(top))
-    entries = [(m["digest"], json.loads(blob(m["digest"]))) for m in doc["manifests"] if m.get("platform", {}).get("os") != "unknown"] if "manifests" in doc else [(top, doc)]
+    entries = (
+        [
+            (m["digest"], json.loads(blob(m["digest"])))
+            for m in doc["manifests"]
+            if m.get("platform", {}).get("os") != "unknown"
+        ]
+        if "manifests" in doc
+        else [(top, doc)]
+    )
     images = {}
     for digest, manifest in entries:
         config = json.loads(blob(manifest["config"]["digest"]))
-        platform = "/".join(p for p in (config.get("os"), config.get("architecture"), config.get("variant")) if p)
-        images[platform] = OciImage(digest, config, [layer["digest"] for layer in manifest["layers"]], path)
+        platform = "/".join(
+            p for p in (config.get("os"), config.get("architecture"), config.get("variant")) if p
+        )
+        images[platform] = OciImage(
+            digest, config, [layer["digest"] for layer in manifest["layers"]], path
+        )
     return top, images
 
 
@@ -160,6 +195,7 @@ def layout_digest(layout: Path) -> str:
 
 def layout_blobs(layout: Path) -> dict[str, int]:
     """The config and layer blobs (digest -> compressed size) of every image in an OCI layout."""
+
     def doc(digest: str) -> Any:
         return json.loads((layout / "blobs" / "sha256" / digest.split(":")[1]).read_text())
 
@@ -186,27 +222,38 @@ def get_json(layout: Path, digest: str) -> Any:
 
 # --- registries ----------------------------------------------------------------------
 
+
 class RegistryClient:
-    """The OCI distribution API, read-only: manifests and blobs, with anonymous bearer tokens as Docker Hub
-    and ghcr.io issue them, over https (plain http for :func:`insecure` registries)."""
+    """The OCI distribution API, read-only: manifests and blobs, with anonymous bearer tokens as
+    Docker Hub and ghcr.io issue them, over https (plain http for :func:`insecure` registries)."""
 
     def __init__(self, timeout: float = 30.0):
         self.timeout = timeout
         self._tokens: dict[str, str] = {}
 
     def manifest(self, image: ImageRef, reference: str) -> tuple[bytes, str, str]:
-        """A manifest or index: its bytes, media type and digest (checked against the registry's header)."""
+        """A manifest or index: its bytes, media type and digest (checked against the registry's
+        header)."""
         url = f"{image.scheme}://{image.api_host}/v2/{image.repository}/manifests/{reference}"
         status, headers, body = self.request(url, image)
         if status == 404:
             sep = "@" if reference.startswith("sha256:") else ":"
-            raise BakegenError(f"{image.registry}/{image.repository}{sep}{reference}: no such image", hint="check the base image name, tag and digest")
+            raise BakegenError(
+                f"{image.registry}/{image.repository}{sep}{reference}: no such image",
+                hint="check the base image name, tag and digest",
+            )
         if status != 200:
-            raise BakegenError(f"{url}: the registry answered HTTP {status}", hint="check the image name and your registry credentials")
+            raise BakegenError(
+                f"{url}: the registry answered HTTP {status}",
+                hint="check the image name and your registry credentials",
+            )
         digest = "sha256:" + hashlib.sha256(body).hexdigest()
         header = headers.get("Docker-Content-Digest")
         if header and header != digest:
-            raise BakegenError(f"{url}: Docker-Content-Digest {header} does not match the content ({digest})", hint="a proxy or registry altered the manifest")
+            raise BakegenError(
+                f"{url}: Docker-Content-Digest {header} does not match the content ({digest})",
+                hint="a proxy or registry altered the manifest",
+            )
         return body, (headers.get("Content-Type") or "").split(";")[0], digest
 
     def request(self, url: str, image: ImageRef) -> tuple[int, dict[str, str], bytes]:
@@ -222,50 +269,72 @@ class RegistryClient:
             except urllib.error.HTTPError as exc:
                 challenge = exc.headers.get("WWW-Authenticate", "")
                 if exc.code == 401 and attempt == 0 and challenge.lower().startswith("bearer "):
-                    self._tokens[image.api_host + "/" + image.repository] = self._token(challenge, image)
+                    self._tokens[image.api_host + "/" + image.repository] = self._token(
+                        challenge, image
+                    )
                     continue
                 return exc.code, dict(exc.headers.items()), exc.read()
             except (urllib.error.URLError, OSError) as exc:
                 raise NetworkError(
                     f"cannot reach the registry {image.api_host}: {getattr(exc, 'reason', exc)}",
-                    hint="check the network or proxy; set BASE_IMAGE_* at build time to use a mirror",
+                    hint="check the network or proxy; set BASE_IMAGE_* at build time to use a "
+                    "mirror",
                 ) from None
-        raise BakegenError(f"{url}: the registry refused the token it issued", hint="log in to the registry or check the image name")
+        raise BakegenError(
+            f"{url}: the registry refused the token it issued",
+            hint="log in to the registry or check the image name",
+        )
 
     def _token(self, challenge: str, image: ImageRef) -> str:
         params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
         realm = params.pop("realm", None)
         if not realm:
-            raise BakegenError(f"{image.api_host}: token challenge without a realm", hint="the registry's auth is not supported")
+            raise BakegenError(
+                f"{image.api_host}: token challenge without a realm",
+                hint="the registry's auth is not supported",
+            )
         params.setdefault("scope", f"repository:{image.repository}:pull")
-        url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(sorted(params.items()))
+        url = (
+            realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(sorted(params.items()))
+        )
         try:
             with self._open(urllib.request.Request(url, headers={"User-Agent": "bakegen"})) as resp:
                 doc = json.loads(resp.read())
         except (urllib.error.URLError, OSError, json.JSONDecodeError) as exc:
-            raise NetworkError(f"cannot get a registry token from {realm}: {getattr(exc, 'reason', exc)}", hint="check the network or proxy") from None
+            raise NetworkError(
+                f"cannot get a registry token from {realm}: {getattr(exc, 'reason', exc)}",
+                hint="check the network or proxy",
+            ) from None
         token = doc.get("token") or doc.get("access_token")
         if not token:
-            raise BakegenError(f"{realm} returned no token", hint="the registry's auth is not supported")
+            raise BakegenError(
+                f"{realm} returned no token", hint="the registry's auth is not supported"
+            )
         return token
 
     def _open(self, request: urllib.request.Request):  # type: ignore[no-untyped-def]
         cafile = os.environ.get("SSL_CERT_FILE")
-        context = ssl.create_default_context(cafile=cafile if cafile and os.path.isfile(cafile) else None)
+        context = ssl.create_default_context(
+            cafile=cafile if cafile and os.path.isfile(cafile) else None
+        )
         return urllib.request.urlopen(request, timeout=self.timeout, context=context)
 
 
 def missing_bytes(layout: Path, name: str) -> int:
-    """The compressed bytes of the layout's blobs that the registry of ``name`` does not hold yet (what a push
-    uploads, manifests aside); -1 when the registry does not say (it wants a login)."""
+    """The compressed bytes of the layout's blobs that the registry of ``name`` does not hold yet
+    (what a push uploads, manifests aside); -1 when the registry does not say (it wants a login)."""
     repo = name[: -len(tag_of(name)) - 1]
     host, _, path = repo.partition("/")
     scheme = "http" if insecure(repo) else "https"
     total = 0
     for digest, size in sorted(layout_blobs(layout).items()):
-        request = urllib.request.Request(f"{scheme}://{host}/v2/{path}/blobs/{digest}", method="HEAD")
+        request = urllib.request.Request(
+            f"{scheme}://{host}/v2/{path}/blobs/{digest}", method="HEAD"
+        )
         try:
-            with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=30):
+            with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+                request, timeout=30
+            ):
                 continue
         except urllib.error.HTTPError as exc:
             if exc.code != 404:
@@ -277,22 +346,40 @@ def missing_bytes(layout: Path, name: str) -> int:
 
 
 def push_layout(layout: Path, names: list[str]) -> int:
-    """skopeo copy of each name (blobs the registry has are skipped); the bytes of the blobs it lacked."""
+    """skopeo copy of each name (blobs the registry has are skipped); the bytes of the blobs it
+    lacked."""
     missing = missing_bytes(layout, names[0])
     for name in names:
         tag = tag_of(name)
         tls = ["--dest-tls-verify=false"] if insecure(name) else []
-        proc.run(["skopeo", "copy", "--quiet", "--all", "--preserve-digests", *tls, f"oci:{layout}:{tag}", f"docker://{name}"])
+        proc.run(
+            [
+                "skopeo",
+                "copy",
+                "--quiet",
+                "--all",
+                "--preserve-digests",
+                *tls,
+                f"oci:{layout}:{tag}",
+                f"docker://{name}",
+            ]
+        )
     return missing
 
 
 def registry_digest(reference: str) -> str:
-    """The digest a registry serves for ``host/repository:tag``: the sha256 of the manifest or index skopeo reads
-    (skopeo does the registry's login, proxy and TLS as for a push)."""
+    """The digest a registry serves for ``host/repository:tag``: the sha256 of the manifest or index
+    skopeo reads (skopeo does the registry's login, proxy and TLS as for a push)."""
     if not REFERENCE.fullmatch(reference):
-        raise BakegenError(f"--against {one_line(repr(reference), 120)} is not REGISTRY/REPOSITORY:TAG", hint="for example --against ghcr.io/acme/geo:latest")
+        raise BakegenError(
+            f"--against {one_line(repr(reference), 120)} is not REGISTRY/REPOSITORY:TAG",
+            hint="for example --against ghcr.io/acme/geo:latest",
+        )
     if shutil.which("skopeo") is None:
-        raise BakegenError("verify-repro --against needs skopeo, to read the registry's manifest", hint="install it (apt-get install skopeo)")
+        raise BakegenError(
+            "verify-repro --against needs skopeo, to read the registry's manifest",
+            hint="install it (apt-get install skopeo)",
+        )
     tls = ["--tls-verify=false"] if insecure(reference) else []
     raw = proc.run(["skopeo", "inspect", "--raw", *tls, f"docker://{reference}"], binary=True).data
     return "sha256:" + hashlib.sha256(raw).hexdigest()

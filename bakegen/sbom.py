@@ -100,8 +100,11 @@ class ImageSbom:
 # --- the image's components, from the locks ------------------------------------------
 
 
-def image_sbom(graph: StackGraph, locks: dict[str, StackLock], name: str, platform: str) -> ImageSbom:
-    """The components of stack ``name``'s image on ``platform``: its locks and its parents', root first."""
+def image_sbom(
+    graph: StackGraph, locks: dict[str, StackLock], name: str, platform: str
+) -> ImageSbom:
+    """The components of stack ``name``'s image on ``platform``: its locks and its parents', root
+    first."""
     chain = [locks[s.name] for s in graph.ancestors(name)] + [locks[name]]
     items: dict[str, Item] = {}
     for lock in chain:
@@ -110,14 +113,25 @@ def image_sbom(graph: StackGraph, locks: dict[str, StackLock], name: str, platfo
     epochs = [lock.source_date_epoch for lock in chain if lock.source_date_epoch is not None]
     stack = graph.stacks[name]
     return ImageSbom(
-        stack=name, platform=platform, fingerprint=locks[name].fingerprint, description=stack.description,
-        tags=tuple(stack.tags), epoch=max(epochs, default=FALLBACK_EPOCH), items=tuple(items[k] for k in sorted(items)),
+        stack=name,
+        platform=platform,
+        fingerprint=locks[name].fingerprint,
+        description=stack.description,
+        tags=tuple(stack.tags),
+        epoch=max(epochs, default=FALLBACK_EPOCH),
+        items=tuple(items[k] for k in sorted(items)),
     )
 
 
 def lock_items(lock: StackLock, platform: str) -> list[Item]:
-    """Everything one stack's lock installs in the final image on ``platform``, from each ecosystem."""
-    return [item for eco in ordered.ECOSYSTEMS if lock.parts.get(eco.name) is not None for item in eco.sbom_items(lock, lock.parts[eco.name], platform)]
+    """Everything one stack's lock installs in the final image on ``platform``, from each
+    ecosystem."""
+    return [
+        item
+        for eco in ordered.ECOSYSTEMS
+        if lock.parts.get(eco.name) is not None
+        for item in eco.sbom_items(lock, lock.parts[eco.name], platform)
+    ]
 
 
 # --- CycloneDX 1.6 ----------------------------------------------------------------------
@@ -132,14 +146,25 @@ def to_cyclonedx(image: ImageSbom) -> str:
 
 
 def _cdx_bom(image: ImageSbom) -> Bom:
-    props = [Property(name="bakegen:stack", value=image.stack), Property(name="bakegen:platform", value=image.platform)]
+    props = [
+        Property(name="bakegen:stack", value=image.stack),
+        Property(name="bakegen:platform", value=image.platform),
+    ]
     props += [Property(name="bakegen:tag", value=t) for t in image.tags]
-    root = Component(type=ComponentType.CONTAINER, name=image.stack, version=image.fingerprint, bom_ref=f"bakegen-image:{image.stack}",
-                     description=image.description, properties=props)
+    root = Component(
+        type=ComponentType.CONTAINER,
+        name=image.stack,
+        version=image.fingerprint,
+        bom_ref=f"bakegen-image:{image.stack}",
+        description=image.description,
+        properties=props,
+    )
     tool = Component(type=ComponentType.APPLICATION, name="bakegen", version=__version__)
     components = [_cdx_component(item) for item in image.items]
     bom = Bom(
-        metadata=BomMetaData(timestamp=image.created, tools=ToolRepository(components=[tool]), component=root),
+        metadata=BomMetaData(
+            timestamp=image.created, tools=ToolRepository(components=[tool]), component=root
+        ),
         components=components,
         properties=[Property(name="bakegen:generated", value=_generated(image))],
     )
@@ -148,23 +173,58 @@ def _cdx_bom(image: ImageSbom) -> Bom:
 
 
 def _cdx_component(item: Item) -> Component:
-    hashes = [HashType(alg=HashAlgorithm(HASHES[alg][0]), content=hexdigest) for alg, hexdigest in item.hashes]
-    licenses = [LicenseFactory().make_from_string(item.license, license_acknowledgement=LicenseAcknowledgement.DECLARED)] if item.license else []
-    refs = [ExternalReference(type=ExternalReferenceType.DISTRIBUTION, url=XsUri(item.download))] if item.download else []
-    group, name = (item.name.split("/", 1) if item.kind == "npm" and item.name.startswith("@") else (None, item.name))
+    hashes = [
+        HashType(alg=HashAlgorithm(HASHES[alg][0]), content=hexdigest)
+        for alg, hexdigest in item.hashes
+    ]
+    licenses = (
+        [
+            LicenseFactory().make_from_string(
+                item.license, license_acknowledgement=LicenseAcknowledgement.DECLARED
+            )
+        ]
+        if item.license
+        else []
+    )
+    refs = (
+        [ExternalReference(type=ExternalReferenceType.DISTRIBUTION, url=XsUri(item.download))]
+        if item.download
+        else []
+    )
+    group, name = (
+        item.name.split("/", 1)
+        if item.kind == "npm" and item.name.startswith("@")
+        else (None, item.name)
+    )
     return Component(
         type=ComponentType.CONTAINER if item.kind == "oci" else ComponentType.LIBRARY,
-        group=group, name=name, version=item.version, bom_ref=item.ref, purl=item.purl,
-        hashes=hashes, licenses=licenses, external_references=refs,
+        group=group,
+        name=name,
+        version=item.version,
+        bom_ref=item.ref,
+        purl=item.purl,
+        hashes=hashes,
+        licenses=licenses,
+        external_references=refs,
         properties=[Property(name="bakegen:stack", value=item.stack)],
     )
 
 
 def _cdx_text(bom: Bom) -> str:
-    """The outputter's JSON with the top-level ``properties`` first, so that the file's fifth line holds
-    ``Generated by bakegen`` (files.is_generated reads five lines: bakegen may then overwrite it)."""
+    """The outputter's JSON with the top-level ``properties`` first, so that the file's fifth line
+    holds ``Generated by bakegen`` (files.is_generated reads five lines: bakegen may then overwrite
+    it)."""
     doc = json.loads(JsonV1Dot6(bom).output_as_string(indent=2))
-    first = ["properties", "$schema", "bomFormat", "specVersion", "serialNumber", "version", "metadata", "components"]
+    first = [
+        "properties",
+        "$schema",
+        "bomFormat",
+        "specVersion",
+        "serialNumber",
+        "version",
+        "metadata",
+        "components",
+    ]
     return _json({**{k: doc[k] for k in first if k in doc}, **doc})
 
 
@@ -187,14 +247,34 @@ def _spdx_doc(image: ImageSbom) -> dict[str, Any]:
     root_id = f"SPDXRef-image-{_spdx_safe(image.stack)}"
     created = _spdx_time(image)
     root = {
-        "SPDXID": root_id, "name": image.stack, "versionInfo": image.fingerprint, "description": image.description,
-        "downloadLocation": "NOASSERTION", "filesAnalyzed": False, "licenseConcluded": "NOASSERTION",
-        "licenseDeclared": "NOASSERTION", "copyrightText": "NOASSERTION", "primaryPackagePurpose": "CONTAINER",
+        "SPDXID": root_id,
+        "name": image.stack,
+        "versionInfo": image.fingerprint,
+        "description": image.description,
+        "downloadLocation": "NOASSERTION",
+        "filesAnalyzed": False,
+        "licenseConcluded": "NOASSERTION",
+        "licenseDeclared": "NOASSERTION",
+        "copyrightText": "NOASSERTION",
+        "primaryPackagePurpose": "CONTAINER",
         "annotations": [_spdx_annotation(created, f"bakegen:platform={image.platform}")],
     }
     packages = [_spdx_package(item, created) for item in image.items]
-    relationships = [{"spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES", "relatedSpdxElement": root_id}]
-    relationships += [{"spdxElementId": root_id, "relationshipType": "CONTAINS", "relatedSpdxElement": p["SPDXID"]} for p in packages]
+    relationships = [
+        {
+            "spdxElementId": "SPDXRef-DOCUMENT",
+            "relationshipType": "DESCRIBES",
+            "relatedSpdxElement": root_id,
+        }
+    ]
+    relationships += [
+        {
+            "spdxElementId": root_id,
+            "relationshipType": "CONTAINS",
+            "relatedSpdxElement": p["SPDXID"],
+        }
+        for p in packages
+    ]
     return {
         "comment": _generated(image),  # the second line: files.is_generated finds it
         "spdxVersion": "SPDX-2.3",
@@ -215,23 +295,38 @@ def _spdx_package(item: Item, created: str) -> dict[str, Any]:
         "versionInfo": item.version,
         "downloadLocation": item.download or "NOASSERTION",
         "filesAnalyzed": False,
-        "checksums": [{"algorithm": HASHES[alg][1], "checksumValue": hexdigest} for alg, hexdigest in item.hashes],
+        "checksums": [
+            {"algorithm": HASHES[alg][1], "checksumValue": hexdigest}
+            for alg, hexdigest in item.hashes
+        ],
         "licenseConcluded": "NOASSERTION",
         "licenseDeclared": spdx_license(item.license),
         "copyrightText": "NOASSERTION",
-        "externalRefs": [{"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl", "referenceLocator": item.ref}],
+        "externalRefs": [
+            {
+                "referenceCategory": "PACKAGE-MANAGER",
+                "referenceType": "purl",
+                "referenceLocator": item.ref,
+            }
+        ],
         "primaryPackagePurpose": "CONTAINER" if item.kind == "oci" else "LIBRARY",
         "annotations": [_spdx_annotation(created, f"bakegen:stack={item.stack}")],
     }
 
 
 def _spdx_annotation(created: str, comment: str) -> dict[str, str]:
-    return {"annotationDate": created, "annotationType": "OTHER", "annotator": f"Tool: bakegen-{__version__}", "comment": comment}
+    return {
+        "annotationDate": created,
+        "annotationType": "OTHER",
+        "annotator": f"Tool: bakegen-{__version__}",
+        "comment": comment,
+    }
 
 
 def spdx_id(item: Item) -> str:
     """Stable and unique: the kind, the name, and a hash of the purl."""
-    return f"SPDXRef-{item.kind}-{_spdx_safe(item.name)}-{hashlib.sha256(item.ref.encode()).hexdigest()[:12]}"
+    digest = hashlib.sha256(item.ref.encode()).hexdigest()[:12]
+    return f"SPDXRef-{item.kind}-{_spdx_safe(item.name)}-{digest}"
 
 
 def spdx_license(value: str | None) -> str:
@@ -256,7 +351,8 @@ def _spdx_time(image: ImageSbom) -> str:
 
 
 def _generated(image: ImageSbom) -> str:
-    return f"{GENERATED_MARKER} {__version__} for stack '{image.stack}' on {image.platform} from locks/. Do not edit; to update, run: bakegen sbom"
+    where = f"for stack '{image.stack}' on {image.platform} from locks/"
+    return f"{GENERATED_MARKER} {__version__} {where}. Do not edit; to update, run: bakegen sbom"
 
 
 def _json(doc: dict[str, Any]) -> str:
@@ -267,10 +363,15 @@ RENDERERS = {"cyclonedx": to_cyclonedx, "spdx": to_spdx}
 
 
 def cyclonedx_of(graph: StackGraph, locks: dict[str, StackLock]) -> Callable[[str, str], str]:
-    """(stack, platform) -> the image's CycloneDX JSON, for the attestation bakegen build attaches."""
+    """(stack, platform) -> the image's CycloneDX JSON, for the attestation bakegen build
+    attaches."""
+
     def sbom(stack: str, platform: str) -> str:
         if platform not in locks[stack].platforms:
-            raise BakegenError(f"{stack}: the built image is for {platform}, which the lock does not have", hint="run bakegen lock, then bakegen generate")
+            raise BakegenError(
+                f"{stack}: the built image is for {platform}, which the lock does not have",
+                hint="run bakegen lock, then bakegen generate",
+            )
         return to_cyclonedx(image_sbom(graph, locks, stack, platform))
 
     return sbom
@@ -281,8 +382,11 @@ def sbom_path(stack: str, platform: str, fmt: str) -> str:
     return f"{stack}/{arch_of(platform)}.{FORMATS[fmt]}"
 
 
-def render_sboms(graph: StackGraph, locks: dict[str, StackLock], names: list[str], formats: list[str]) -> dict[str, str]:
-    """{path relative to the output folder: text} for every stack of ``names``, platform and format."""
+def render_sboms(
+    graph: StackGraph, locks: dict[str, StackLock], names: list[str], formats: list[str]
+) -> dict[str, str]:
+    """{path relative to the output folder: text} for every stack of ``names``, platform and
+    format."""
     files = {}
     for name in names:
         for platform in locks[name].platforms:

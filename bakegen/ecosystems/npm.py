@@ -45,7 +45,11 @@ STAGE = "npm-builder"
 PACKAGE = r"(?:@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*(?:@[A-Za-z0-9.^~<>=|*+ -]+)?"
 
 TABLE: dict[str, Any] = {
-    "packages": schema.list_of(schema.matching(PACKAGE, "npm package (a registry name with a version or range)", "leaflet@1.9.4")),
+    "packages": schema.list_of(
+        schema.matching(
+            PACKAGE, "npm package (a registry name with a version or range)", "leaflet@1.9.4"
+        )
+    ),
     "allow_scripts": schema.boolean,
     "node": schema.one_of("apt", "base"),
 }
@@ -53,14 +57,19 @@ TABLE: dict[str, Any] = {
 
 def _settings(stack: EffectiveStack) -> tuple[list[str], bool, str]:
     table = stack.table("npm")
-    return list(table.get("packages", ())), bool(table.get("allow_scripts", False)), str(table.get("node", "apt"))
+    return (
+        list(table.get("packages", ())),
+        bool(table.get("allow_scripts", False)),
+        str(table.get("node", "apt")),
+    )
 
 
 NPM_CPU = {"amd64": "x64", "arm64": "arm64"}
 
 
 def npm_fits(meta: dict[str, Any], arch: str) -> bool:
-    """False for a package whose ``os``/``cpu`` exclude Linux on ``arch`` (npm ci leaves such an optional package out)."""
+    """False for a package whose ``os``/``cpu`` exclude Linux on ``arch`` (npm ci leaves such an
+    optional package out)."""
     for field_, value in (("os", "linux"), ("cpu", NPM_CPU.get(arch, arch))):
         allowed = meta.get(field_)
         if not isinstance(allowed, list):
@@ -86,21 +95,35 @@ def sri_hashes(integrity: str) -> tuple[tuple[str, str], ...]:
 
 
 def _check_lock_files(part: NpmLock, where: str) -> None:
-    """package.json has exactly bakegen's keys, and package-lock.json is npm's, for that package.json, with
-    every package from the registry with an integrity hash (as at lock time)."""
+    """package.json has exactly bakegen's keys, and package-lock.json is npm's, for that
+    package.json, with every package from the registry with an integrity hash (as at lock time)."""
+
     def refuse(what: str, file: str = PACKAGE_LOCK) -> StaleError:
-        return StaleError(f"{file}: {what}", location=Location(where), hint="run bakegen lock to rewrite it")
+        return StaleError(
+            f"{file}: {what}", location=Location(where), hint="run bakegen lock to rewrite it"
+        )
 
     try:
         manifest, doc = json.loads(part.package_json), json.loads(part.package_lock)
     except (ValueError, RecursionError):
         raise refuse("not JSON", f"{PACKAGE_JSON} or {PACKAGE_LOCK}") from None
-    if not isinstance(manifest, dict) or set(manifest) != set(package_manifest("x", [])) or not isinstance(manifest["dependencies"], dict):
+    if (
+        not isinstance(manifest, dict)
+        or set(manifest) != set(package_manifest("x", []))
+        or not isinstance(manifest["dependencies"], dict)
+    ):
         raise refuse("not the package.json bakegen writes", PACKAGE_JSON)
     packages = doc.get("packages") if isinstance(doc, dict) else None
-    if not isinstance(packages, dict) or doc.get("lockfileVersion") not in (2, 3) or doc.get("name") != manifest["name"]:
+    if (
+        not isinstance(packages, dict)
+        or doc.get("lockfileVersion") not in (2, 3)
+        or doc.get("name") != manifest["name"]
+    ):
         raise refuse("not an npm lock (lockfileVersion 2 or 3) of package.json")
-    if not isinstance(packages.get(""), dict) or packages[""].get("dependencies", {}) != manifest["dependencies"]:
+    if (
+        not isinstance(packages.get(""), dict)
+        or packages[""].get("dependencies", {}) != manifest["dependencies"]
+    ):
         raise refuse("the lock's root package does not match package.json")
     try:
         check_registry_only(doc, where, registry_url())
@@ -120,15 +143,20 @@ class Npm(Ecosystem[NpmLock, NpmResolver]):
         packages, _, node = _settings(stack)
         if not packages or node != "apt":
             return []
-        builder_apt = installed_names(stack) | {p.partition("=")[0] for p in stack.table("apt").get("build", ())}
+        builder_apt = installed_names(stack) | {
+            p.partition("=")[0] for p in stack.table("apt").get("build", ())
+        }
         missing = [tool for tool in ("nodejs", "npm") if tool not in builder_apt]
         if not missing:
             return []
-        return [StackError(
-            f"npm packages need {' and '.join(missing)} in the builder stage",
-            location=stack_location(stack.stack, graph.root, ("npm", "packages")),
-            hint='add [apt] build = ["nodejs", "npm"] (locked, builder stage only), or set npm.node = "base" if the base image has node',
-        )]
+        return [
+            StackError(
+                f"npm packages need {' and '.join(missing)} in the builder stage",
+                location=stack_location(stack.stack, graph.root, ("npm", "packages")),
+                hint='add [apt] build = ["nodejs", "npm"] (locked, builder stage only), or set '
+                'npm.node = "base" if the base image has node',
+            )
+        ]
 
     def default_resolver(self) -> NpmResolver:
         return NpmResolver()
@@ -138,12 +166,21 @@ class Npm(Ecosystem[NpmLock, NpmResolver]):
 
     def fingerprint(self, stack: EffectiveStack) -> Any:
         packages, allow_scripts, node = _settings(stack)
-        return {"packages": sorted(packages), "allow_scripts": allow_scripts, "node": node} if packages else None
+        return (
+            {"packages": sorted(packages), "allow_scripts": allow_scripts, "node": node}
+            if packages
+            else None
+        )
 
     def resolve(self, ctx: ResolveContext[NpmResolver]) -> NpmLock:
         packages, allow_scripts, node = _settings(ctx.stack)
         return ctx.resolver.resolve(
-            ctx.stack.name, packages, allow_scripts, node, previous=ctx.previous_part(self.name), upgrade=[n for n, _ in ctx.upgrade],
+            ctx.stack.name,
+            packages,
+            allow_scripts,
+            node,
+            previous=ctx.previous_part(self.name),
+            upgrade=[n for n, _ in ctx.upgrade],
         )
 
     def files(self, lock: StackLock, part: NpmLock, command: str) -> dict[str, str]:
@@ -151,51 +188,80 @@ class Npm(Ecosystem[NpmLock, NpmResolver]):
 
     def section_of(self, lock: StackLock, part: NpmLock, files: dict[str, str]) -> dict[str, Any]:
         return {
-            "tool": part.tool, "node": part.node, "allow_scripts": part.allow_scripts,
-            "file": PACKAGE_LOCK, "sha256": sha256_text(files[PACKAGE_LOCK]),
-            "package_file": PACKAGE_JSON, "package_sha256": sha256_text(files[PACKAGE_JSON]),
+            "tool": part.tool,
+            "node": part.node,
+            "allow_scripts": part.allow_scripts,
+            "file": PACKAGE_LOCK,
+            "sha256": sha256_text(files[PACKAGE_LOCK]),
+            "package_file": PACKAGE_JSON,
+            "package_sha256": sha256_text(files[PACKAGE_JSON]),
             "packages": part.packages(),
         }
 
-    def read(self, section: dict[str, Any], read_file: ReadFile, doc: dict[str, Any], where: str) -> NpmLock:
+    def read(
+        self, section: dict[str, Any], read_file: ReadFile, doc: dict[str, Any], where: str
+    ) -> NpmLock:
         part = NpmLock(
             package_json=read_file(section["package_file"], section["package_sha256"]),
             package_lock=read_file(section["file"], section["sha256"]),
-            tool=section["tool"], allow_scripts=section["allow_scripts"], node=section["node"],
+            tool=section["tool"],
+            allow_scripts=section["allow_scripts"],
+            node=section["node"],
         )
         _check_lock_files(part, where)
         return part
 
     def tampered(self, stack: EffectiveStack, lock: StackLock) -> list[tuple[str, Any, Any]]:
-        """allow_scripts, node and package.json are the stack's (package.json's description names bakegen's version)."""
+        """allow_scripts, node and package.json are the stack's (package.json's description names
+        bakegen's version)."""
         part = lock.parts.get(self.name)
         if part is None:
             return []
         packages, allow_scripts, node = _settings(stack)
         have = {k: v for k, v in json.loads(part.package_json).items() if k != "description"}
-        want = {k: v for k, v in package_manifest(stack.name, packages).items() if k != "description"}
-        return [("npm allow_scripts", part.allow_scripts, allow_scripts), ("npm node", part.node, node), ("npm package.json", have, want)]
+        want = {
+            k: v for k, v in package_manifest(stack.name, packages).items() if k != "description"
+        }
+        return [
+            ("npm allow_scripts", part.allow_scripts, allow_scripts),
+            ("npm node", part.node, node),
+            ("npm package.json", have, want),
+        ]
 
     def section_problem(self, section: dict[str, Any]) -> str | None:
-        ok = (matches(section.get("tool"), TOOL_PATTERN) and isinstance(section.get("allow_scripts"), bool) and section.get("node") in ("apt", "base")
-              and section.get("file") == PACKAGE_LOCK and section.get("package_file") == PACKAGE_JSON)
+        ok = (
+            matches(section.get("tool"), TOOL_PATTERN)
+            and isinstance(section.get("allow_scripts"), bool)
+            and section.get("node") in ("apt", "base")
+            and section.get("file") == PACKAGE_LOCK
+            and section.get("package_file") == PACKAGE_JSON
+        )
         return None if ok else "npm: not what bakegen writes"
 
     def section_schema(self) -> dict[str, Any]:
-        return schema_obj({
-            "tool": {"type": "string"},
-            "node": {"enum": ["apt", "base"]},
-            "allow_scripts": {"type": "boolean"},
-            "file": {"const": PACKAGE_LOCK},
-            "sha256": SCHEMA_SHA,
-            "package_file": {"const": PACKAGE_JSON},
-            "package_sha256": SCHEMA_SHA,
-            "packages": SCHEMA_VERSIONS,
-        })
+        return schema_obj(
+            {
+                "tool": {"type": "string"},
+                "node": {"enum": ["apt", "base"]},
+                "allow_scripts": {"type": "boolean"},
+                "file": {"const": PACKAGE_LOCK},
+                "sha256": SCHEMA_SHA,
+                "package_file": {"const": PACKAGE_JSON},
+                "package_sha256": SCHEMA_SHA,
+                "packages": SCHEMA_VERSIONS,
+            }
+        )
 
     def entries(self, lock: StackLock, part: NpmLock) -> list[LockedEntry]:
-        return [LockedEntry(self.name, path.split("node_modules/", 1)[1] if path.startswith("node_modules/") else path, "", version)
-                for path, version in part.packages().items()]
+        return [
+            LockedEntry(
+                self.name,
+                path.split("node_modules/", 1)[1] if path.startswith("node_modules/") else path,
+                "",
+                version,
+            )
+            for path, version in part.packages().items()
+        ]
 
     def upgrade_names(self, stack: EffectiveStack, lock: StackLock | None) -> set[str]:
         part = lock.parts.get(self.name) if lock else None
@@ -211,9 +277,22 @@ class Npm(Ecosystem[NpmLock, NpmResolver]):
                 continue
             name = path.rsplit("node_modules/", 1)[-1]
             scope, _, short = name.rpartition("/")
-            purl = PackageURL(type="npm", namespace=scope or None, name=short, version=meta["version"])
+            purl = PackageURL(
+                type="npm", namespace=scope or None, name=short, version=meta["version"]
+            )
             license_ = meta.get("license") if isinstance(meta.get("license"), str) else None
-            out.append(SbomItem("npm", name, meta["version"], purl, lock.stack, sri_hashes(meta.get("integrity", "")), license_, meta.get("resolved")))
+            out.append(
+                SbomItem(
+                    "npm",
+                    name,
+                    meta["version"],
+                    purl,
+                    lock.stack,
+                    sri_hashes(meta.get("integrity", "")),
+                    license_,
+                    meta.get("resolved"),
+                )
+            )
         return out
 
     # --- the Dockerfile ---
@@ -221,34 +300,53 @@ class Npm(Ecosystem[NpmLock, NpmResolver]):
         npm = ctx.lock.parts.get(self.name)
         if npm is None:
             return []
-        where = f"/opt/npm/{ctx.name}"
+        files = (PACKAGE_JSON, PACKAGE_LOCK)
+        locks = tuple(
+            Mount("bind", source=f"{ctx.lock_dir}/{f}", target=f"/tmp/bakegen/npm/{f}")
+            for f in files
+        )
         mounts = (
             Mount("cache", id="bakegen-npm", target="/root/.npm"),
-            *(Mount("bind", source=f"{ctx.lock_dir}/{f}", target=f"/tmp/bakegen/npm/{f}") for f in (PACKAGE_JSON, PACKAGE_LOCK)),
+            *locks,
             Mount("secret", id="cacert"),
         )
-        run = Run((
-            Shell("if [ -s /run/secrets/cacert ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/cacert; fi"),
+        scripts = () if npm.allow_scripts else ("--ignore-scripts",)
+        where = f"/opt/npm/{ctx.name}"
+        cacert = (
+            "if [ -s /run/secrets/cacert ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/cacert; fi"
+        )
+        parts = (
+            Shell(cacert),
             Command(("install", "-d", where), after=THEN),
-            Command(("cp", f"/tmp/bakegen/npm/{PACKAGE_JSON}", f"/tmp/bakegen/npm/{PACKAGE_LOCK}", f"{where}/")),
+            Command(("cp", *(f"/tmp/bakegen/npm/{f}" for f in files), f"{where}/")),
             Command(("cd", where)),
-            Command(("npm", "ci", *(() if npm.allow_scripts else ("--ignore-scripts",)), "--no-audit", "--no-fund", "--no-update-notifier")),
+            Command(("npm", "ci", *scripts, "--no-audit", "--no-fund", "--no-update-notifier")),
             Command(("rm", PACKAGE_LOCK)),
-        ), mounts)
+        )
+        run = Run(parts, mounts)
+        why = "Exactly the locked npm packages: npm ci checks every integrity hash in "
+        why += "package-lock.json."
         title = "# --- npm builder: node, npm and npm's cache stay in this stage -----------------"
-        return [Stage(title, ctx.tools, STAGE, [
-            Step(user("root")),
-            Step(run, ("Exactly the locked npm packages: npm ci checks every integrity hash in package-lock.json.",)),
-        ], ("Its own stage, so that a Python pin bump does not re-run npm (and the reverse).",))]
+        note = "Its own stage, so that a Python pin bump does not re-run npm (and the reverse)."
+        return [Stage(title, ctx.tools, STAGE, [Step(user("root")), Step(run, (why,))], (note,))]
 
     def final_steps(self, ctx: PlanContext) -> list[Step]:
         if ctx.lock.parts.get(self.name) is None:
             return []
         where = f"/opt/npm/{ctx.name}"
         return [
-            Step(Copy((where,), where, stage=STAGE), ("npm packages before Python: they change less often, so a Python bump keeps this layer.",),
-                 "npm packages (package-lock.json)", ORDER_PACKAGES),
-            Step(Env((("PATH", Verbatim(f"{where}/node_modules/.bin:$PATH")),)), order=ORDER_PACKAGES),
+            Step(
+                Copy((where,), where, stage=STAGE),
+                (
+                    "npm packages before Python: they change less often, so a Python bump keeps "
+                    "this layer.",
+                ),
+                "npm packages (package-lock.json)",
+                ORDER_PACKAGES,
+            ),
+            Step(
+                Env((("PATH", Verbatim(f"{where}/node_modules/.bin:$PATH")),)), order=ORDER_PACKAGES
+            ),
         ]
 
 
