@@ -1,7 +1,7 @@
 """Stack files and locks read with the registered ecosystems.
 
-The readers of stack files and locks (:mod:`bakegen.stackfile`, :mod:`bakegen.lock`) are given the
-ecosystems and import none of them; :mod:`bakegen.registry` lists them. This module, above both,
+The readers of stack files and locks (:mod:`bakegen.stackfile`, :mod:`bakegen.lockfile`) are given
+the ecosystems and import none of them; :mod:`bakegen.registry` lists them. This module, above both,
 binds the two: what the commands (and tests) call to read a project. Each call reads
 ``registry.ECOSYSTEMS`` when it runs, so a test may add an ecosystem."""
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bakegen import lock, registry, stackfile
+from bakegen import lock, lockfile, registry, stackfile
 from bakegen.lock import StackLock
 from bakegen.stack import Stack, StackGraph
 
@@ -25,9 +25,9 @@ def load_stack(path: Path, root: Path | None = None) -> Stack:
 
 
 def read_lock(lock_dir: Path, root: Path | None = None) -> StackLock | None:
-    """``locks/<stack>/``, checked (:func:`bakegen.lock.read_lock`); ``None`` when there is none
+    """``locks/<stack>/``, checked (:func:`bakegen.lockfile.read_lock`); ``None`` when there is none
     yet."""
-    return lock.read_lock(lock_dir, registry.ECOSYSTEMS, root)
+    return lockfile.read_lock(lock_dir, registry.ECOSYSTEMS, root)
 
 
 def lock_files(found: StackLock, command: str = "bakegen lock") -> dict[str, str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -254,6 +255,13 @@ def test_a_link_inside_the_project_is_still_read(pr, capsys):
 # --- 4. locks crafted with recomputed checksums -----------------------------------------------------
 
 
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long for the file system
+        return False
+
+
 def reseal(lock_dir: Path) -> None:
     """Recompute what a pull request can recompute: every file's sha256 in the manifest, and its checksum."""
     path = lock_dir / MANIFEST
@@ -263,7 +271,7 @@ def reseal(lock_dir: Path) -> None:
         if isinstance(node, dict):
             for key in ("", "sources_", "package_"):
                 name = node.get(f"{key}file")
-                if isinstance(name, str) and f"{key}sha256" in node and (lock_dir / name).is_file():
+                if isinstance(name, str) and f"{key}sha256" in node and _is_file(lock_dir / name):
                     node[f"{key}sha256"] = sha256_text((lock_dir / name).read_text())
             for value in node.values():
                 walk(value)
@@ -504,7 +512,8 @@ def test_a_resealed_edit_of_a_lock_fails_check_or_generates_the_same_files(resea
         if data.draw(st.booleans()):
             # mostly the fields bakegen acts on (not the version summaries under "packages"), and values that a
             # lock holds elsewhere (another stack's section, a flipped flag) as often as hostile ones
-            leaves = sorted(_leaves(doc), key=repr)
+            # (the epoch is a lock value no stack derives: test_an_edited_epoch_changes_only_the_epoch)
+            leaves = sorted((p for p in _leaves(doc) if p != ("source_date_epoch",)), key=repr)
             acted = [p for p in leaves if "packages" not in p] if data.draw(st.integers(0, 4)) else leaves
             path = data.draw(st.sampled_from(acted))
             _set(doc, path, data.draw(st.one_of(VALUES, st.sampled_from(SEEN))))
@@ -530,6 +539,54 @@ def test_a_resealed_edit_of_a_lock_fails_check_or_generates_the_same_files(resea
                 path.unlink()
         for path, data_ in saved.items():
             path.write_bytes(data_)
+
+
+def _dateless(text: str) -> str:
+    """The text without what an epoch gives it: SOURCE_DATE_EPOCH=N, created times and date tags."""
+    text = re.sub(r"SOURCE_DATE_EPOCH=\d+", "SOURCE_DATE_EPOCH=N", text)
+    text = re.sub(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", "CREATED", text)
+    return re.sub(r'"\d{8}-([0-9a-f]{12})"', r'"DATE-\1"', text)
+
+
+@pytest.mark.parametrize("epoch", [0, 1, 2**33])
+def test_an_edited_epoch_changes_only_the_epoch(resealed, epoch, capsys):
+    """source_date_epoch is when the lock's content was resolved: no stack derives it, so a pull request may
+    reseal another one. It is checked as a number in range, and it reaches the generated files only as itself:
+    SOURCE_DATE_EPOCH=N (useradd, pip), and the image's created time and date tag."""
+    from datetime import UTC, datetime
+
+    root, original = resealed
+    manifest = root / "locks/base/lock.json"
+    saved = manifest.read_bytes()
+    try:
+        doc = json.loads(saved)
+        doc["source_date_epoch"] = epoch
+        manifest.write_text(json.dumps(doc, indent=2) + "\n")
+        reseal(manifest.parent)
+        generated = _generated(root)
+        assert generated is not None
+        assert {n: _dateless(t) for n, t in generated.items()} == {n: _dateless(t) for n, t in original.items()}
+        day = datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert f"SOURCE_DATE_EPOCH={epoch} " in generated["dockerfiles/base/Dockerfile"] and day in generated["docker-bake.hcl"]
+    finally:
+        manifest.write_bytes(saved)
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("epoch", [-1, 2**33 + 1, True, "1", 1.5])
+def test_an_epoch_out_of_range_is_refused(resealed, epoch, capsys):
+    root, _ = resealed
+    manifest = root / "locks/base/lock.json"
+    saved = manifest.read_bytes()
+    try:
+        doc = json.loads(saved)
+        doc["source_date_epoch"] = epoch
+        manifest.write_text(json.dumps(doc, indent=2) + "\n")
+        reseal(manifest.parent)
+        assert main(["-C", str(root), "check"]) != 0
+        assert "source_date_epoch: not what bakegen writes" in capsys.readouterr().out
+    finally:
+        manifest.write_bytes(saved)
 
 
 def test_migrating_accepts_only_what_check_accepts(pr, capsys):
