@@ -20,7 +20,7 @@ from bakegen.project import load_stacks, read_lock
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "bakegen"
 ECOSYSTEM_MODULES = {f"bakegen.ecosystems.{p.stem}" for p in (PACKAGE / "ecosystems").glob("*.py") if p.stem != "__init__"}
-GENERIC = ["lock.py", "files.py", "ecosystem.py", "locker.py", "diff.py", "report.py", "cli.py", "plan.py", "stack.py", "stackfile.py", "project.py", "render"]
+GENERIC = ["lock.py", "files.py", "ecosystem.py", "locker.py", "diff.py", "report.py", "cli.py", "plan.py", "stack.py", "stackfile.py", "stackschema.py", "lockfile.py", "project.py", "render"]
 
 
 class Dummy(Ecosystem):
@@ -56,7 +56,7 @@ def test_generic_code_names_no_ecosystem_module(where):
         assert not named, f"{path.relative_to(REPO)} imports {sorted(named)}: go through the registry"
 
 
-MODEL = ("stack.py", "stackfile.py", "lock.py", "plan.py", "ecosystem.py", "files.py", "escape.py", "errors.py", "paths.py", "schema.py")
+MODEL = ("stack.py", "stackfile.py", "stackschema.py", "lock.py", "lockfile.py", "plan.py", "ecosystem.py", "files.py", "escape.py", "errors.py", "paths.py", "schema.py")
 ABOVE_THE_MODEL = ("bakegen.ecosystems", "bakegen.registry", "bakegen.project", "bakegen.render", "bakegen.locker", "bakegen.cli")
 
 
