@@ -5,16 +5,26 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from debian.debian_support import Version as DebVersion
 from packageurl import PackageURL
 
-from bakegen import __version__, schema
+from bakegen import schema
+from bakegen.apt_lock import (
+    APT_KINDS,
+    APT_LOCK,
+    APT_SOURCES,
+    AptEntry,
+    AptLock,
+    parse_apt,
+    render_apt,
+    summary,
+)
 from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext, SbomItem
-from bakegen.errors import Location, StackError, StaleError, did_you_mean, one_line
-from bakegen.files import GENERATED_MARKER, sha256_text
+from bakegen.errors import StackError, did_you_mean
+from bakegen.files import sha256_text
 from bakegen.instructions import Command, Mount, Run, user
 from bakegen.lock import (
     SCHEMA_SHA,
@@ -36,49 +46,24 @@ from bakegen.resolvers.apt import (
 )
 from bakegen.stack import EffectiveStack, StackGraph, stack_location
 
-APT_LOCK = "apt.lock"
-APT_SOURCES = "apt-sources.list"
-APT_KINDS = ("req", "dep", "build", "build-dep")
-TOOLS_STAGE = "build-tools"  # the stage with the apt.build packages, which the builder stages start from
+# the stage with the apt.build packages, which the builder stages start from
+TOOLS_STAGE = "build-tools"
 APT_SCRIPT = f"{DOCKERFILE_DIR}/apt-install.sh"  # the install script every apt stack mounts
 PACKAGE = r"[a-z0-9][a-z0-9+.-]+(?:=[A-Za-z0-9.+~:-]+)?"
+KINDS = (("req", "dep"), ("build", "build-dep"))  # the kinds of (runtime, build) packages
 
 TABLE: dict[str, Any] = {
-    "packages": schema.list_of(schema.matching(PACKAGE, "apt package", "git or git=1:2.47.3-0+deb13u1")),
+    "packages": schema.list_of(
+        schema.matching(PACKAGE, "apt package", "git or git=1:2.47.3-0+deb13u1")
+    ),
     "build": schema.list_of(schema.matching(PACKAGE, "apt package", "build-essential")),
     "suite": schema.matching(r"[a-z]+", "suite", "trixie"),
     "snapshot": schema.matching(r"\d{8}T\d{6}Z", "snapshot", "20261101T000000Z"),
-    "mirror": schema.matching(r"https?://[A-Za-z0-9.-]+(?::\d{1,5})?(?:/[A-Za-z0-9._~%+-]+)*", "mirror URL", "http://deb.debian.org/debian"),
+    "mirror": schema.matching(
+        r"https?://[A-Za-z0-9.-]+(?::\d{1,5})?(?:/[A-Za-z0-9._~%+-]+)*",
+        "mirror URL", "http://deb.debian.org/debian",
+    ),
 }
-
-
-@dataclass(frozen=True)
-class AptEntry:
-    """One line of apt.lock: a package pinned for one architecture."""
-
-    arch: str  # the platform's architecture (amd64, arm64)
-    kind: str  # req: asked for by the stack; dep: pulled in; build / build-dep: builder stage only
-    name: str
-    version: str
-    sha256: str
-    filename: str
-
-
-@dataclass
-class AptLock:
-    distro: str
-    suite: str
-    snapshot: str | None
-    mirror: str | None
-    entries: list[AptEntry]
-    resolver: str = "python-debian"
-
-    def sources(self, archs: list[str]) -> str:
-        """The apt sources lines used to lock, and to install."""
-        return AptSpec(self.distro, self.suite, self.snapshot, self.mirror).sources_list(archs)
-
-    def packages(self, arch: str, kinds: tuple[str, ...] = ("req", "dep")) -> dict[str, str]:
-        return {e.name: e.version for e in self.entries if e.arch == arch and e.kind in kinds}
 
 
 def packages_of(stack: EffectiveStack) -> tuple[list[str], list[str]]:
@@ -90,67 +75,6 @@ def packages_of(stack: EffectiveStack) -> tuple[list[str], list[str]]:
 def installed_names(stack: EffectiveStack) -> set[str]:
     """The apt packages in the image: its own and its parents' runtime packages (names)."""
     return {p.partition("=")[0] for s in stack.chain for p in s.table("apt").get("packages", ())}
-
-
-# --- the lock files -------------------------------------------------------------------
-
-
-def render_apt(lock: StackLock, command: str = "bakegen lock") -> tuple[str, str]:
-    """apt.lock and apt-sources.list. Sorted by arch, kind, name."""
-    apt = lock.parts["apt"]
-    where = f"{apt.distro} {apt.suite}" + (f" at snapshot {apt.snapshot}" if apt.snapshot else "")
-    head = [
-        "#",
-        f"# {GENERATED_MARKER} {__version__} for stack '{lock.stack}': apt packages from {where} ({APT_SOURCES}).",
-        "# Do not edit; to update, run:",
-        "#",
-        f"#    {command}",
-        "#",
-        "# kind: req = listed in the stack, dep = pulled in by one; build, build-dep = builder stage only.",
-        "# Installed with 'pkg=version'; the build fails if apt would install anything else, or a",
-        "# downloaded .deb does not match its sha256.",
-        "#",
-        "# arch kind package version sha256 file",
-    ]
-    order = {k: i for i, k in enumerate(APT_KINDS)}
-    rows = sorted(apt.entries, key=lambda e: (e.arch, order[e.kind], e.name))
-    text = "\n".join(head + [f"{e.arch} {e.kind} {e.name} {e.version} sha256:{e.sha256} {e.filename}" for e in rows]) + "\n"
-    sources = f"# {GENERATED_MARKER} {__version__}: the apt sources of stack '{lock.stack}' ({where}). Do not edit.\n" + apt.sources([arch_of(p) for p in lock.platforms])
-    return text, sources
-
-
-_APT_LINE = re.compile(
-    r"(?P<arch>amd64|arm64) (?P<kind>req|dep|build|build-dep) (?P<name>[a-z0-9][a-z0-9+.-]+) (?P<version>[A-Za-z0-9.+~:-]+) "
-    r"sha256:(?P<sha256>[0-9a-f]{64}) (?P<file>pool/[A-Za-z0-9._+~%/-]+\.deb)"
-)
-
-
-def parse_apt(text: str, source: str = APT_LOCK) -> list[AptEntry]:
-    out = []
-    for lineno, line in enumerate(text.split("\n"), 1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        m = _APT_LINE.fullmatch(line)
-        if m is None or not _debian_version(m["version"]):
-            raise StaleError(f"cannot read apt lock line: {one_line(line, 200)}", location=Location(source, lineno), hint="run bakegen lock")
-        out.append(AptEntry(m["arch"], m["kind"], m["name"], m["version"], m["sha256"], m["file"]))
-    return out
-
-
-def _debian_version(text: str) -> bool:
-    try:
-        DebVersion(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _summary(apt: AptLock, arch: str) -> dict[str, dict[str, str]]:
-    out = {"runtime": apt.packages(arch, ("req", "dep"))}
-    build = apt.packages(arch, ("build", "build-dep"))
-    if build:
-        out["build"] = build
-    return out
 
 
 class Apt(Ecosystem[AptLock, AptResolver]):
@@ -167,22 +91,26 @@ class Apt(Ecosystem[AptLock, AptResolver]):
         for key in ("suite", "snapshot", "mirror"):
             if "extends" in fields and key in table:
                 raise err(f"'apt.{key}' can only be set on a root stack", ("apt", key),
-                          "the base image decides where apt packages come from; set it in the stack that has 'base'")
+                          "the base image decides where apt packages come from; set it in the "
+                          "stack that has 'base'")
 
     def check_graph(self, stack: EffectiveStack, graph: StackGraph) -> list[StackError]:
         packages, build = packages_of(stack)
         root, suite = stack.root, stack.root_table("apt").get("suite")
+        key = "packages" if packages else "build"
         if (packages or build) and suite is None:
             return [StackError(
                 f"apt packages need 'apt.suite' in stacks/{root.name}.toml",
-                location=stack_location(stack.stack, graph.root, ("apt", "packages" if packages else "build")),
-                hint=f"set [apt] suite = \"trixie\" (the Debian or Ubuntu release of {root.base}) in stacks/{root.name}.toml",
+                location=stack_location(stack.stack, graph.root, ("apt", key)),
+                hint=f"set [apt] suite = \"trixie\" (the Debian or Ubuntu release of {root.base}) "
+                     f"in stacks/{root.name}.toml",
             )]
+        suites = DEBIAN_SUITES + UBUNTU_SUITES
         if suite is not None and distro_of(suite) is None and stack.parent is None:
             return [StackError(
                 f"apt.suite: unknown Debian or Ubuntu release '{suite}'",
                 location=stack_location(stack.stack, graph.root, ("apt", "suite")),
-                hint=did_you_mean(suite, DEBIAN_SUITES + UBUNTU_SUITES) or f"use one of: {', '.join(DEBIAN_SUITES + UBUNTU_SUITES)}",
+                hint=did_you_mean(suite, suites) or f"use one of: {', '.join(suites)}",
             )]
         return []
 
@@ -205,10 +133,13 @@ class Apt(Ecosystem[AptLock, AptResolver]):
 
     def parent_digest(self, lock: StackLock) -> tuple[str, str | None] | None:
         apt = lock.parts.get("apt")
-        return "apt_pins", hashlib.sha256(repr(sorted(apt.entries, key=repr)).encode()).hexdigest() if apt else None
+        if apt is None:
+            return "apt_pins", None
+        return "apt_pins", hashlib.sha256(repr(sorted(apt.entries, key=repr)).encode()).hexdigest()
 
     def resolve(self, ctx: ResolveContext[AptResolver]) -> AptLock:
-        """Pin the stack's apt packages and their dependencies per architecture; parents' pins are fixed."""
+        """Pin the stack's apt packages and their dependencies per architecture; parents' pins are
+        fixed."""
         suite, snapshot, mirror = self._source(ctx.stack)
         distro = distro_of(suite)
         assert distro is not None
@@ -221,49 +152,67 @@ class Apt(Ecosystem[AptLock, AptResolver]):
                     fixed[a].update(lock.parts["apt"].packages(a))
         preferred = self._preferred(ctx, archs)
         entries: list[AptEntry] = []
-        for packages, kinds in zip(packages_of(ctx.stack), (("req", "dep"), ("build", "build-dep"))):
+        for packages, kinds in zip(packages_of(ctx.stack), KINDS):
             if packages:
-                request = AptRequest(stack=ctx.stack.name, spec=spec, archs=archs, packages=packages, fixed=fixed, preferred=preferred)
-                entries += self._entries(ctx.resolver.resolve(request), {p.partition("=")[0] for p in packages}, kinds, fixed)
-        return AptLock(spec.distro, spec.suite, spec.snapshot, spec.mirror, entries, resolver=ctx.resolver.name)
+                request = AptRequest(stack=ctx.stack.name, spec=spec, archs=archs,
+                                     packages=packages, fixed=fixed, preferred=preferred)
+                names = {p.partition("=")[0] for p in packages}
+                entries += self._entries(ctx.resolver.resolve(request), names, kinds, fixed)
+        source = (spec.distro, spec.suite, spec.snapshot, spec.mirror)
+        return AptLock(*source, entries, resolver=ctx.resolver.name)
 
-    def _preferred(self, ctx: ResolveContext[AptResolver], archs: list[str]) -> dict[str, dict[str, str]]:
+    def _preferred(
+        self, ctx: ResolveContext[AptResolver], archs: list[str]
+    ) -> dict[str, dict[str, str]]:
         """The previous lock's versions (unless upgraded), and the versions asked for."""
         moved = {n for n, _ in ctx.upgrade}
         previous = ctx.previous_part("apt")
         preferred: dict[str, dict[str, str]] = {a: {} for a in archs}
         for a in archs:
             if previous is not None:
-                preferred[a].update({n: v for n, v in previous.packages(a, APT_KINDS).items() if n not in moved})
+                kept = previous.packages(a, APT_KINDS).items()
+                preferred[a].update({n: v for n, v in kept if n not in moved})
             preferred[a].update({n: v for n, v in ctx.upgrade if v})
         return preferred
 
-    def _entries(self, by_arch: dict[str, Any], names: set[str], kinds: tuple[str, str], fixed: dict[str, dict[str, str]]) -> list[AptEntry]:
+    def _entries(
+        self, by_arch: dict[str, Any], names: set[str], kinds: tuple[str, str],
+        fixed: dict[str, dict[str, str]],
+    ) -> list[AptEntry]:
         return [
-            AptEntry(arch, kinds[0] if pin.name in names else kinds[1], pin.name, pin.version, pin.sha256, pin.filename)
+            AptEntry(arch, kinds[0] if pin.name in names else kinds[1], pin.name, pin.version,
+                     pin.sha256, pin.filename)
             for arch, pins in by_arch.items() for pin in pins if pin.name not in fixed[arch]
         ]
 
     def tampered(self, stack: EffectiveStack, lock: StackLock) -> list[tuple[str, Any, Any]]:
-        """Where the packages come from is the stack's; what it asks for (and the versions it pins) is in the lock
-        as asked. What the resolver added (dependencies) has the same shape as the stack's own names."""
+        """Where the packages come from is the stack's; what it asks for (and the versions it pins)
+        is in the lock as asked. What the resolver added (dependencies) has the same shape as the
+        stack's own names."""
         part = lock.parts.get("apt")
         if part is None:
             return []
         suite, snapshot, mirror = self._source(stack)
-        facts: list[tuple[str, Any, Any]] = [("apt source", [part.distro, part.suite, part.snapshot, part.mirror], [distro_of(suite), suite, snapshot, mirror])]
-        for asked, kinds in zip(packages_of(stack), (("req", "dep"), ("build", "build-dep"))):
+        locked = [part.distro, part.suite, part.snapshot, part.mirror]
+        facts: list[tuple[str, Any, Any]] = [
+            ("apt source", locked, [distro_of(suite), suite, snapshot, mirror])
+        ]
+        for asked, kinds in zip(packages_of(stack), KINDS):
             wanted = {p.partition("=")[0]: p.partition("=")[2] for p in asked}
             named = sorted({e.name for e in part.entries if e.kind == kinds[0]})
-            facts.append((f"apt {kinds[0]} packages", named, sorted(n for n in named if n in wanted)))
-            pinned = sorted((e.name, e.version) for e in part.entries if e.kind == kinds[0] and wanted.get(e.name))
-            facts.append((f"apt {kinds[0]} versions", pinned, sorted((n, wanted[n]) for n, _ in pinned)))
+            kept = sorted(n for n in named if n in wanted)
+            facts.append((f"apt {kinds[0]} packages", named, kept))
+            pinned = sorted((e.name, e.version) for e in part.entries
+                            if e.kind == kinds[0] and wanted.get(e.name))
+            asked_for = sorted((n, wanted[n]) for n, _ in pinned)
+            facts.append((f"apt {kinds[0]} versions", pinned, asked_for))
             if not asked and any(e.kind in kinds for e in part.entries):
                 facts.append((f"apt {kinds[0]} entries", kinds[0], None))
         return facts
 
     def section_problem(self, section: dict[str, Any]) -> str | None:
-        ok = section.get("distro") in ("debian", "ubuntu") and matches(section.get("resolver", "python-debian"), TOOL_PATTERN)
+        resolver = section.get("resolver", "python-debian")
+        ok = section.get("distro") in ("debian", "ubuntu") and matches(resolver, TOOL_PATTERN)
         return None if ok else "apt: not what bakegen writes"
 
     # --- lock files ---
@@ -273,20 +222,27 @@ class Apt(Ecosystem[AptLock, AptResolver]):
 
     def section_of(self, lock: StackLock, part: AptLock, files: dict[str, str]) -> dict[str, Any]:
         return {
-            "distro": part.distro, "suite": part.suite, "snapshot": part.snapshot, "mirror": part.mirror, "resolver": part.resolver,
-            "file": APT_LOCK, "sha256": sha256_text(files[APT_LOCK]), "sources_file": APT_SOURCES, "sources_sha256": sha256_text(files[APT_SOURCES]),
-            "packages": {arch_of(p): _summary(part, arch_of(p)) for p in lock.platforms},
+            "distro": part.distro, "suite": part.suite, "snapshot": part.snapshot,
+            "mirror": part.mirror, "resolver": part.resolver,
+            "file": APT_LOCK, "sha256": sha256_text(files[APT_LOCK]),
+            "sources_file": APT_SOURCES, "sources_sha256": sha256_text(files[APT_SOURCES]),
+            "packages": {arch_of(p): summary(part, arch_of(p)) for p in lock.platforms},
         }
 
-    def read(self, section: dict[str, Any], read_file: ReadFile, doc: dict[str, Any], where: str) -> AptLock:
+    def read(
+        self, section: dict[str, Any], read_file: ReadFile, doc: dict[str, Any], where: str
+    ) -> AptLock:
         text = read_file(section["file"], section["sha256"])
         read_file(section["sources_file"], section["sources_sha256"])  # present and not edited
         return AptLock(
-            distro=section["distro"], suite=section["suite"], snapshot=section.get("snapshot"), mirror=section.get("mirror"),
-            entries=parse_apt(text, f"{where}/{section['file']}"), resolver=section.get("resolver", "python-debian"),
+            distro=section["distro"], suite=section["suite"], snapshot=section.get("snapshot"),
+            mirror=section.get("mirror"), entries=parse_apt(text, f"{where}/{section['file']}"),
+            resolver=section.get("resolver", "python-debian"),
         )
 
     def section_schema(self) -> dict[str, Any]:
+        kinds = {"runtime": SCHEMA_VERSIONS, "build": SCHEMA_VERSIONS}
+        summary_schema = schema_obj(kinds, ["runtime"])
         return schema_obj({
             "distro": {"enum": ["debian", "ubuntu"]},
             "suite": {"type": "string"},
@@ -297,13 +253,16 @@ class Apt(Ecosystem[AptLock, AptResolver]):
             "sha256": SCHEMA_SHA,
             "sources_file": {"const": APT_SOURCES},
             "sources_sha256": SCHEMA_SHA,
-            "packages": {"type": "object", "additionalProperties": schema_obj({"runtime": SCHEMA_VERSIONS, "build": SCHEMA_VERSIONS}, ["runtime"])},
+            "packages": {"type": "object", "additionalProperties": summary_schema},
         })
 
     def entries(self, lock: StackLock, part: AptLock) -> list[LockedEntry]:
         platforms = {arch_of(p): p for p in lock.platforms}
-        return [LockedEntry(self.name, e.name, platforms.get(e.arch, f"linux/{e.arch}"), e.version, (f"sha256:{e.sha256}",),
-                            "build" if e.kind.startswith("build") else "") for e in part.entries]
+        return [
+            LockedEntry(self.name, e.name, platforms.get(e.arch, f"linux/{e.arch}"), e.version,
+                        (f"sha256:{e.sha256}",), "build" if e.kind.startswith("build") else "")
+            for e in part.entries
+        ]
 
     def newer(self, old: str, new: str) -> bool:
         return bool(DebVersion(new) > DebVersion(old))
@@ -314,45 +273,53 @@ class Apt(Ecosystem[AptLock, AptResolver]):
         for e in part.entries:
             if e.arch != arch_of(platform) or e.kind not in ("req", "dep"):
                 continue
-            deb_arch = e.filename.removesuffix(".deb").rsplit("_", 1)[-1]  # pool/main/d/debconf/debconf_1.5.91_all.deb
-            purl = PackageURL(type="deb", namespace=part.distro, name=e.name, version=e.version, qualifiers={"arch": deb_arch, "distro": part.suite})
-            out.append(SbomItem("deb", e.name, e.version, purl, lock.stack, (("sha256", e.sha256),)))
+            # pool/main/d/debconf/debconf_1.5.91_all.deb
+            deb_arch = e.filename.removesuffix(".deb").rsplit("_", 1)[-1]
+            qualifiers = {"arch": deb_arch, "distro": part.suite}
+            purl = PackageURL(type="deb", namespace=part.distro, name=e.name, version=e.version,
+                              qualifiers=qualifiers)
+            hashes = (("sha256", e.sha256),)
+            out.append(SbomItem("deb", e.name, e.version, purl, lock.stack, hashes))
         return out
 
     # --- the Dockerfile ---
     def facts(self, ctx: PlanContext) -> Facts:
         apt = ctx.lock.parts.get("apt")
         build = bool(apt and any(e.kind in ("build", "build-dep") for e in apt.entries))
-        return replace(ctx.facts, tools_stage=TOOLS_STAGE if build else None, init="tini" if "tini" in installed_names(ctx.stack) else None)
+        init = "tini" if "tini" in installed_names(ctx.stack) else None
+        return replace(ctx.facts, tools_stage=TOOLS_STAGE if build else None, init=init)
 
     def tools_stage(self, ctx: PlanContext) -> Stage | None:
         if not ctx.facts.tools_stage:
             return None
-        return Stage(heading("build tools: the locked apt.build packages, for the builder stages only"), ctx.from_, TOOLS_STAGE,
-                     [Step(user("root")), Step(_install(ctx, "build"))])
+        title = heading("build tools: the locked apt.build packages, for the builder stages only")
+        steps = [Step(user("root")), Step(_install(ctx, "build"))]
+        return Stage(title, ctx.from_, TOOLS_STAGE, steps)
 
     def final_steps(self, ctx: PlanContext) -> list[Step]:
         apt = ctx.lock.parts.get("apt")
         if not (apt and any(e.kind in ("req", "dep") for e in apt.entries)):
             return []
-        return [Step(_install(ctx, "runtime"),
-                     (f"Exactly the locked apt packages ({ctx.lock_dir}/apt.lock), sha256-checked.",), "apt packages (apt.lock)", ORDER_SYSTEM)]
+        why = f"Exactly the locked apt packages ({ctx.lock_dir}/apt.lock), sha256-checked."
+        return [Step(_install(ctx, "runtime"), (why,), "apt packages (apt.lock)", ORDER_SYSTEM)]
 
     def project_templates(self, graph: StackGraph, locks: dict[str, StackLock]) -> dict[str, str]:
-        return {APT_SCRIPT: "apt-install.sh.j2"} if any(lock.parts.get("apt") is not None for lock in locks.values()) else {}
+        used = any(lock.parts.get("apt") is not None for lock in locks.values())
+        return {APT_SCRIPT: "apt-install.sh.j2"} if used else {}
 
 
 def _install(ctx: PlanContext, group: str) -> Run:
-    """apt-install.sh with the lock; each step bind-mounts only the lock files it reads: a Python pin bump
-    does not re-run apt."""
+    """apt-install.sh with the lock; each step bind-mounts only the lock files it reads: a Python
+    pin bump does not re-run apt."""
     mounts = (
         Mount("cache", id="bakegen-apt-cache", target="/var/cache/apt", sharing="locked"),
         Mount("cache", id="bakegen-apt-lists", target="/var/lib/apt/lists", sharing="locked"),
-        Mount("bind", source=f"{ctx.lock_dir}/{APT_LOCK}", target=f"/tmp/bakegen/lock/{APT_LOCK}"),
-        Mount("bind", source=f"{ctx.lock_dir}/{APT_SOURCES}", target=f"/tmp/bakegen/lock/{APT_SOURCES}"),
+        *(Mount("bind", source=f"{ctx.lock_dir}/{f}", target=f"/tmp/bakegen/lock/{f}")
+          for f in (APT_LOCK, APT_SOURCES)),
         Mount("bind", source=APT_SCRIPT, target="/tmp/bakegen/apt-install.sh"),
     )
-    return Run((Command(("sh", "/tmp/bakegen/apt-install.sh", "/tmp/bakegen/lock", group)),), mounts)
+    install = Command(("sh", "/tmp/bakegen/apt-install.sh", "/tmp/bakegen/lock", group))
+    return Run((install,), mounts)
 
 
 ECOSYSTEM = Apt()
