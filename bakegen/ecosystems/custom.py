@@ -11,8 +11,8 @@
     user = "root"                   # or "user" (default)
     needs = ["python"]              # what it uses; default: everything (it runs last)
 
-    [start]
-    hooks = ["hooks/marker.sh"]     # run before the server starts, in order, after the parents' hooks
+    [start] hooks = ["hooks/marker.sh"]     # run before the server starts, in order, after the
+    parents' hooks
 
 Files and hooks are hashed into the stack's fingerprint (an edited file makes the lock
 stale; ``bakegen lock`` re-hashes it and resolves nothing else). In the image, files
@@ -23,13 +23,9 @@ anything it does not need does not re-run it.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
 import shlex
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from bakegen import schema
@@ -37,7 +33,7 @@ from bakegen.ecosystem import AnyEcosystem, Ecosystem, LockedEntry, ReadFile, Re
 from bakegen.errors import StackError
 from bakegen.instructions import Command, Copy, Run, Shell, user
 from bakegen.lock import SCHEMA_SHA, StackLock, schema_obj
-from bakegen.paths import MAX_PART, link_in, outside, read_bounded
+from bakegen.paths import MAX_PART
 from bakegen.plan import (
     ORDER_PACKAGES,
     ORDER_USER,
@@ -48,44 +44,56 @@ from bakegen.plan import (
     user_facts,
 )
 from bakegen.stack import EffectiveStack, StackGraph, stack_location
+from bakegen.stack_folder import (
+    ABSOLUTE,
+    HOOK,
+    MAX_FILE,
+    RELATIVE,
+    BuildStep,
+    CustomLock,
+    File,
+    content,
+    file_problem,
+    hook_name,
+)
 
 NAME = "files"
 ORDER = ORDER_PACKAGES + 15  # after every ecosystem's packages
 HOOKS = "/usr/local/bin/before-notebook.d"
-MAX_FILE = 50_000_000  # bytes: a config file, a script, a small model; big data belongs in a package
-# Path parts: letters, digits and ._+-, and @ for npm scopes (JupyterLab's user-settings/@jupyterlab/...)
-# (each part at most 255 bytes, the file system's limit; a hook's file name at most 100: it is part of its name in the image)
-RELATIVE = r"(?:[A-Za-z0-9_@][A-Za-z0-9._+@-]{0,254}/){0,32}[A-Za-z0-9_@][A-Za-z0-9._+@-]{0,254}"
-HOOK = r"(?:[A-Za-z0-9_][A-Za-z0-9._+-]{0,254}/){0,32}[A-Za-z0-9_][A-Za-z0-9._+-]{0,99}"
-_PART = r"(?!\.\.?(?:/|$))[A-Za-z0-9_.@][A-Za-z0-9._+@-]{0,254}"  # a path part; dot folders (~/.jupyter), never . or ..
-ABSOLUTE = rf"(?:/{_PART}){{1,32}}"
 # Where a file may not go: bakegen's own files and folders, and the kernel's.
-RESERVED = ("/usr/local/bin/before-notebook.d", "/usr/local/bin/start-notebook.d", "/usr/local/bin/bakegen-start", "/usr/local/bin/bakegen-server",
-            *(f"/usr/local/bin/{name}" for name in (*SERVER_LINKS, START_LINK)),
-            "/usr/local/lib/bakegen-healthcheck.py", "/etc/bakegen", "/opt/bakegen", "/tmp/bakegen", "/opt/apps", "/opt/npm", "/proc", "/sys", "/dev")
+RESERVED = (
+    "/usr/local/bin/before-notebook.d", "/usr/local/bin/start-notebook.d",
+    "/usr/local/bin/bakegen-start", "/usr/local/bin/bakegen-server",
+    *(f"/usr/local/bin/{name}" for name in (*SERVER_LINKS, START_LINK)),
+    "/usr/local/lib/bakegen-healthcheck.py", "/etc/bakegen", "/opt/bakegen", "/tmp/bakegen",
+    "/opt/apps", "/opt/npm", "/proc", "/sys", "/dev",
+)
 
 
 def _needs(value: Any) -> str:
     name = schema.string(value)
     known = [e.name for e in ECOSYSTEM.others()]
     if name not in known:
-        raise schema.Invalid(f"unknown ecosystem {schema.shown(name)}", f"name one of: {', '.join(known)}", name)
+        hint = f"name one of: {', '.join(known)}"
+        raise schema.Invalid(f"unknown ecosystem {schema.shown(name)}", hint, name)
     return name
-
-
 
 
 def _command(value: Any) -> str:
     """One line of shell, not blank."""
     text = schema.text(value)
     if not text.strip():
-        raise schema.Invalid("an empty command", 'write the command to run, e.g. run = "python -m nltk.downloader punkt"', text)
+        hint = 'write the command to run, e.g. run = "python -m nltk.downloader punkt"'
+        raise schema.Invalid("an empty command", hint, text)
     return text
+
 
 TABLES: dict[str, Any] = {
     "files": schema.list_of(schema.record({
-        "source": schema.matching(RELATIVE, "file in the stack's folder", "jupyter_server_config.py or lab/overrides.json"),
-        "target": schema.matching(ABSOLUTE, "absolute path in the image", "/etc/jupyter/jupyter_server_config.py"),
+        "source": schema.matching(RELATIVE, "file in the stack's folder",
+                                  "jupyter_server_config.py or lab/overrides.json"),
+        "target": schema.matching(ABSOLUTE, "absolute path in the image",
+                                  "/etc/jupyter/jupyter_server_config.py"),
         "mode": schema.matching(r"0?[0-7]{3}", "file mode", "0644 or 0755"),
         "owner": schema.one_of("root", "user"),
     }, required=("source", "target"))),
@@ -94,80 +102,12 @@ TABLES: dict[str, Any] = {
         "user": schema.one_of("root", "user"),
         "needs": schema.list_of(_needs),
     }, required=("run",))),
-    "start": {"hooks": schema.list_of(schema.matching(HOOK, "hook file in the stack's folder", "hooks/10-marker.sh"))},
+    "start": {
+        "hooks": schema.list_of(
+            schema.matching(HOOK, "hook file in the stack's folder", "hooks/10-marker.sh")
+        )
+    },
 }
-
-
-@dataclass(frozen=True)
-class File:
-    source: str  # relative to stacks/<stack>/
-    sha256: str
-    target: str
-    mode: str = "0644"
-    owner: str = "root"
-
-
-@dataclass(frozen=True)
-class BuildStep:
-    run: str
-    user: str = "user"
-    needs: tuple[str, ...] | None = None  # None: everything
-
-
-@dataclass
-class CustomLock:
-    files: list[File]
-    hooks: list[File]  # target: the hook's name in before-notebook.d
-    steps: list[BuildStep]
-
-
-def folder(stack: EffectiveStack) -> Path:
-    return stack.stack.path.parent / stack.name
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(read_bounded(path, MAX_FILE)).hexdigest()
-
-
-def _hook_name(stack: EffectiveStack, i: int, source: str) -> str:
-    """Parents' hooks first, then this stack's in the order given."""
-    return f"{len(stack.ancestors):02d}-{stack.name}-{i:03d}-{source.rsplit('/', 1)[-1]}"
-
-
-def content(stack: EffectiveStack) -> CustomLock:
-    """The stack's files, hooks and steps, with the files hashed (checked by check_graph first)."""
-    files = [File(f["source"], _sha256(folder(stack) / f["source"]), f["target"], f.get("mode", "0644").rjust(4, "0"), f.get("owner", "root"))
-             for f in stack.stack.tables.get("files", ())]
-    hooks = [File(h, _sha256(folder(stack) / h), _hook_name(stack, i, h), "0755") for i, h in enumerate(stack.stack.table("start").get("hooks", ()), 1)]
-    steps = [BuildStep(s["run"], s.get("user", "user"), tuple(s["needs"]) if "needs" in s else None) for s in stack.stack.tables.get("steps", ())]
-    return CustomLock(files, hooks, steps)
-
-
-def _file_problem(stack: EffectiveStack, source: str, root: Path) -> str | None:
-    """Why ``source`` cannot be copied: missing, not a regular file, too big, or not inside the stack's own folder
-    ``stacks/<stack>/`` of the project once links are resolved (a folder linked to ``.git`` would put its token in the image)."""
-    path, base = folder(stack) / source, folder(stack)
-    own = Path(os.path.realpath(root)) / "stacks" / stack.name
-    try:
-        if not path.exists() and not path.is_symlink():
-            return f"{source}: no such file in {base.relative_to(root) if base.is_relative_to(root) else base}/"
-        real = Path(os.path.realpath(path))
-        if outside(root, real):
-            return f"{source}: a symbolic link out of the project (or into .git)"
-        if not real.is_relative_to(own) or outside(root, base):
-            return f"{source}: outside the stack's folder stacks/{stack.name}/"
-        link = link_in(root, f"stacks/{stack.name}/{source}")
-        if link is not None:  # BuildKit resolves a link inside the build context, not as this machine does
-            return f"{source}: {link} is a symbolic link (the image gets what BuildKit finds there, which may be another file)"
-        if not real.is_file():
-            return f"{source}: not a regular file"
-        if real.stat().st_size > MAX_FILE:
-            return f"{source}: larger than {MAX_FILE} bytes"
-        if not os.access(real, os.R_OK):
-            return f"{source}: not readable"
-    except OSError as exc:
-        return f"{source}: cannot be read ({exc.strerror})"
-    return None
 
 
 class Custom(Ecosystem[CustomLock, None]):
@@ -180,8 +120,8 @@ class Custom(Ecosystem[CustomLock, None]):
         self._ecosystems: Callable[[], Sequence[AnyEcosystem]] = tuple
 
     def bind(self, ecosystems: Callable[[], Sequence[AnyEcosystem]]) -> None:
-        """The registry's ecosystems (a step's ``needs`` names them; its layer goes after theirs): the registry
-        binds them, since this ecosystem is one of them."""
+        """The registry's ecosystems (a step's ``needs`` names them; its layer goes after theirs):
+        the registry binds them, since this ecosystem is one of them."""
         self._ecosystems = ecosystems
 
     def others(self) -> Sequence[AnyEcosystem]:
@@ -194,24 +134,33 @@ class Custom(Ecosystem[CustomLock, None]):
         targets = [f["target"] for f in fields.get("files", ())]
         for target in targets:
             if targets.count(target) > 1:
-                raise err(f"files: two files go to {target}", ("files",), "give each file its own target", target)
+                hint = "give each file its own target"
+                raise err(f"files: two files go to {target}", ("files",), hint, target)
             if any(target == r or target.startswith(r + "/") for r in RESERVED):
-                raise err(f"files: {target} is bakegen's or the system's", ("files",), "use [start] hooks for start hooks; pick another target", target)
+                hint = "use [start] hooks for start hooks; pick another target"
+                raise err(f"files: {target} is bakegen's or the system's", ("files",), hint, target)
             if any(other.startswith(target + "/") for other in targets):
-                raise err(f"files: {target} is a file, and another file goes inside it", ("files",), "give each file its own folder", target)
+                message = f"files: {target} is a file, and another file goes inside it"
+                raise err(message, ("files",), "give each file its own folder", target)
 
     def check_graph(self, stack: EffectiveStack, graph: StackGraph) -> list[StackError]:
-        sources = [("files", f["source"]) for f in stack.stack.tables.get("files", ())] + [("start", h) for h in stack.stack.table("start").get("hooks", ())]
-        hooks = [_hook_name(stack, i, h) for i, h in enumerate(stack.stack.table("start").get("hooks", ()), 1)]
+        declared = stack.stack.table("start").get("hooks", ())
+        sources = [("files", f["source"]) for f in stack.stack.tables.get("files", ())]
+        sources += [("start", h) for h in declared]
+        hooks = [hook_name(stack, i, h) for i, h in enumerate(declared, 1)]
         if any(len(h.encode()) > MAX_PART for h in hooks):
-            return [StackError("start.hooks: a hook's name in the image (depth, stack, number and file name) is longer than 255 bytes",
-                               location=stack_location(stack.stack, graph.root, ("start", "hooks")), hint="give the hook a shorter file name")]
+            where = stack_location(stack.stack, graph.root, ("start", "hooks"))
+            message = ("start.hooks: a hook's name in the image (depth, stack, number and file "
+                       "name) is longer than 255 bytes")
+            return [StackError(message, location=where, hint="give the hook a shorter file name")]
         for key, source in sources:
-            problem = _file_problem(stack, source, graph.root)
+            problem = file_problem(stack, source, graph.root)
             if problem:
-                where = (key, "hooks") if key == "start" else (key,)
-                return [StackError(f"{key}: {problem}", location=stack_location(stack.stack, graph.root, where),
-                                   hint=f"keep the file in stacks/{stack.name}/, readable, at most {MAX_FILE} bytes, and give its path relative to that folder")]
+                at = (key, "hooks") if key == "start" else (key,)
+                where = stack_location(stack.stack, graph.root, at)
+                hint = (f"keep the file in stacks/{stack.name}/, readable, at most {MAX_FILE} "
+                        "bytes, and give its path relative to that folder")
+                return [StackError(f"{key}: {problem}", location=where, hint=hint)]
         return []
 
     def used(self, stack: EffectiveStack) -> bool:
@@ -221,37 +170,60 @@ class Custom(Ecosystem[CustomLock, None]):
         if not self.used(stack):
             return None
         part = content(stack)
-        return {"files": [list(f.__dict__.values()) for f in part.files], "hooks": [list(h.__dict__.values()) for h in part.hooks],
-                "steps": [[s.run, s.user, list(s.needs) if s.needs is not None else None] for s in part.steps]}
+        return {
+            "files": [list(f.__dict__.values()) for f in part.files],
+            "hooks": [list(h.__dict__.values()) for h in part.hooks],
+            "steps": [[s.run, s.user, _needs_of(s)] for s in part.steps],
+        }
 
     def resolve(self, ctx: ResolveContext[None]) -> CustomLock:
         return content(ctx.stack)
 
     def tampered(self, stack: EffectiveStack, lock: StackLock) -> list[tuple[str, Any, Any]]:
-        """The section is derived from the stack alone: it must be exactly what the stack gives today."""
+        """The section is derived from the stack alone: it must be exactly what the stack gives
+        today."""
         part = lock.parts.get(self.name)
         if part is None and not self.used(stack):
             return []
         want = content(stack) if self.used(stack) else None
         return [("files, steps and hooks", part, want)] if part != want else []
 
-    def section_of(self, lock: StackLock, part: CustomLock, files: dict[str, str]) -> dict[str, Any]:
+    def section_of(
+        self, lock: StackLock, part: CustomLock, files: dict[str, str]
+    ) -> dict[str, Any]:
+        def step(s: BuildStep) -> dict[str, Any]:
+            return {"run": s.run, "user": s.user, "needs": _needs_of(s)}
+
         return {
             "files": [f.__dict__ for f in part.files],
             "hooks": [h.__dict__ for h in part.hooks],
-            "steps": [{"run": s.run, "user": s.user, "needs": list(s.needs) if s.needs is not None else None} for s in part.steps],
+            "steps": [step(s) for s in part.steps],
         }
 
-    def read(self, section: dict[str, Any], read_file: ReadFile, doc: dict[str, Any], where: str) -> CustomLock:
-        return CustomLock([File(**f) for f in section["files"]], [File(**h) for h in section["hooks"]],
-                          [BuildStep(s["run"], s["user"], tuple(s["needs"]) if s["needs"] is not None else None) for s in section["steps"]])
+    def read(
+        self, section: dict[str, Any], read_file: ReadFile, doc: dict[str, Any], where: str
+    ) -> CustomLock:
+        steps = [BuildStep(s["run"], s["user"], None if s["needs"] is None else tuple(s["needs"]))
+                 for s in section["steps"]]
+        files, hooks = [File(**f) for f in section["files"]], [File(**h) for h in section["hooks"]]
+        return CustomLock(files, hooks, steps)
 
     def section_schema(self) -> dict[str, Any]:
         def file(source: str) -> dict[str, Any]:
-            return schema_obj({"source": {"type": "string", "pattern": f"^{source}$"}, "sha256": SCHEMA_SHA, "target": {"type": "string"},
-                               "mode": {"type": "string", "pattern": "^0[0-7]{3}$"}, "owner": {"enum": ["root", "user"]}})
-        step = schema_obj({"run": {"type": "string"}, "user": {"enum": ["root", "user"]}, "needs": {"type": ["array", "null"], "items": {"type": "string"}}})
-        return schema_obj({"files": {"type": "array", "items": file(RELATIVE)}, "hooks": {"type": "array", "items": file(HOOK)}, "steps": {"type": "array", "items": step}})
+            return schema_obj({
+                "source": {"type": "string", "pattern": f"^{source}$"}, "sha256": SCHEMA_SHA,
+                "target": {"type": "string"}, "mode": {"type": "string", "pattern": "^0[0-7]{3}$"},
+                "owner": {"enum": ["root", "user"]},
+            })
+
+        needs = {"type": ["array", "null"], "items": {"type": "string"}}
+        user_ = {"enum": ["root", "user"]}
+        step = schema_obj({"run": {"type": "string"}, "user": user_, "needs": needs})
+        return schema_obj({
+            "files": {"type": "array", "items": file(RELATIVE)},
+            "hooks": {"type": "array", "items": file(HOOK)},
+            "steps": {"type": "array", "items": step},
+        })
 
     def section_problem(self, section: dict[str, Any]) -> str | None:
         """What reaches the Dockerfile must have the shape the stack schema allows."""
@@ -259,17 +231,26 @@ class Custom(Ecosystem[CustomLock, None]):
             part = self.read(section, lambda name, sha: "", {}, "")
         except (KeyError, TypeError, AttributeError):
             return "files: not what bakegen writes"
-        files_ok = all(re.fullmatch(pattern, f.source) and re.fullmatch(r"[0-9a-f]{64}", f.sha256) and re.fullmatch(r"0[0-7]{3}", f.mode)
-                       and f.owner in ("root", "user") for pattern, group in ((RELATIVE, part.files), (HOOK, part.hooks)) for f in group)
-        targets_ok = all(re.fullmatch(ABSOLUTE, f.target) for f in part.files) and all(re.fullmatch(r"[A-Za-z0-9._+-]+", h.target) for h in part.hooks)
+        files_ok = all(
+            re.fullmatch(pattern, f.source) and re.fullmatch(r"[0-9a-f]{64}", f.sha256)
+            and re.fullmatch(r"0[0-7]{3}", f.mode) and f.owner in ("root", "user")
+            for pattern, group in ((RELATIVE, part.files), (HOOK, part.hooks)) for f in group
+        )
+        targets_ok = all(re.fullmatch(ABSOLUTE, f.target) for f in part.files)
+        hook_names = all(re.fullmatch(r"[A-Za-z0-9._+-]+", h.target) for h in part.hooks)
+        targets_ok = targets_ok and hook_names
         known = {e.name for e in self.others()}
-        steps_ok = all(_is_text(s.run) and s.user in ("root", "user") and set(s.needs or ()) <= known for s in part.steps)
+        steps_ok = all(
+            _is_text(s.run) and s.user in ("root", "user") and set(s.needs or ()) <= known
+            for s in part.steps
+        )
         return None if files_ok and targets_ok and steps_ok else "files: not what bakegen writes"
 
     def entries(self, lock: StackLock, part: CustomLock) -> list[LockedEntry]:
         return [
             *(LockedEntry(self.name, f.target, "", f"sha256:{f.sha256[:12]}") for f in part.files),
-            *(LockedEntry(self.name, f"start hook {h.source}", "", f"sha256:{h.sha256[:12]}") for h in part.hooks),
+            *(LockedEntry(self.name, f"start hook {h.source}", "", f"sha256:{h.sha256[:12]}")
+              for h in part.hooks),
             *(LockedEntry(self.name, f"step {i}", "", s.run) for i, s in enumerate(part.steps, 1)),
         ]
 
@@ -289,13 +270,22 @@ class Custom(Ecosystem[CustomLock, None]):
         owner = {"root": "", "user": chown}
         src = f"stacks/{ctx.name}"
         steps = _folders(part.files, chown)
-        steps += [Step(Copy((f"{src}/{f.source}",), f.target, chmod=f.mode, chown=owner[f.owner]), layer=f"file {f.target}", order=ORDER) for f in part.files]
-        steps += [Step(Copy((f"{src}/{h.source}",), f"{HOOKS}/{h.target}", chmod="0755"), layer=f"start hook {h.source}", order=ORDER) for h in part.hooks]
+        for f in part.files:
+            copy = Copy((f"{src}/{f.source}",), f.target, chmod=f.mode, chown=owner[f.owner])
+            steps.append(Step(copy, layer=f"file {f.target}", order=ORDER))
+        for h in part.hooks:
+            copy = Copy((f"{src}/{h.source}",), f"{HOOKS}/{h.target}", chmod="0755")
+            steps.append(Step(copy, layer=f"start hook {h.source}", order=ORDER))
         if steps:
-            steps[0].comments = (f"The stack's own files and start hooks (stacks/{ctx.name}/), after its packages.",)
+            why = f"The stack's own files and start hooks (stacks/{ctx.name}/), after its packages."
+            steps[0].comments = (why,)
         for i, s in enumerate(part.steps, 1):
             steps += _build_step(ctx, i, s, u["run_as"])
         return steps
+
+
+def _needs_of(step: BuildStep) -> list[str] | None:
+    return list(step.needs) if step.needs is not None else None
 
 
 def _is_text(value: Any) -> bool:
@@ -308,17 +298,22 @@ def _is_text(value: Any) -> bool:
 
 
 def _folders(files: list[File], chown: str) -> list[Step]:
-    """The targets' folders, made first (0755): COPY --chmod would give the folders it makes the file's mode
-    (moby/buildkit#5943), and a 0644 folder cannot be entered. Existing folders are left as they are; the
-    folders made for a user's file (``~/.jupyter`` for a lab setting) are the user's and, like the home, its
-    group's (2775), so that the user, or an arbitrary uid in the group, can write next to it."""
+    """The targets' folders, made first (0755): COPY --chmod would give the folders it makes the
+    file's mode (moby/buildkit#5943), and a 0644 folder cannot be entered. Existing folders are left
+    as they are; the folders made for a user's file (``~/.jupyter`` for a lab setting) are the
+    user's and, like the home, its group's (2775), so that the user, or an arbitrary uid in the
+    group, can write next to it."""
     root = sorted({_parent(f.target) for f in files if f.owner == "root"} - {""})
-    mine = sorted({d for f in files if f.owner == "user" for d in _ancestors(_parent(f.target))} - set(root))  # parents first
+    # parents first
+    mine = sorted({d for f in files if f.owner == "user" for d in _ancestors(_parent(f.target))}
+                  - set(root))
     if not root and not mine:
         return []
     parts: list[Command | Shell] = [Command(("mkdir", "-p", *root))] if root else []
     if mine:
-        parts.append(Shell(f'for d in {" ".join(shlex.quote(d) for d in mine)}; do if [ ! -d "$d" ]; then mkdir "$d" && chown {shlex.quote(chown)} "$d" && chmod 2775 "$d" || exit 1; fi; done'))
+        make = f'mkdir "$d" && chown {shlex.quote(chown)} "$d" && chmod 2775 "$d" || exit 1'
+        folders = " ".join(shlex.quote(d) for d in mine)
+        parts.append(Shell(f'for d in {folders}; do if [ ! -d "$d" ]; then {make}; fi; done'))
     return [Step(Run(tuple(parts), inline=True), layer="folders of the stack's files", order=ORDER)]
 
 
@@ -342,9 +337,12 @@ def _step_order(needs: tuple[str, ...] | None) -> int:
 
 def _build_step(ctx: PlanContext, i: int, step: BuildStep, run_as: str) -> list[Step]:
     """A [[steps]] item: exec form (no shell-form parsing, no heredoc), as root or as the user."""
-    order = _step_order(step.needs) if step.user == "root" else max(_step_order(step.needs), ORDER_USER + 1)  # the user exists
+    order = _step_order(step.needs)
+    if step.user != "root":
+        order = max(order, ORDER_USER + 1)  # the user exists
     label = f"step {i}: {step.run[:60]}"
-    run = Step(Run((Command(("/bin/sh", "-c", step.run)),), exec_form=True), (f"[[steps]] {i} of stacks/{ctx.name}.toml, as {step.user}.",), label, order)
+    why = f"[[steps]] {i} of stacks/{ctx.name}.toml, as {step.user}."
+    run = Step(Run((Command(("/bin/sh", "-c", step.run)),), exec_form=True), (why,), label, order)
     if step.user == "root":
         return [run]
     return [Step(user(run_as), order=order), run, Step(user("root"), order=order)]
