@@ -5,7 +5,8 @@ parents' locks as constraints, so it can never move a parent's pin; its lock
 lists only what its parents lack. A stack whose inputs (fingerprint) have not
 changed since it was locked is not resolved again, unless ``upgrade`` is set.
 A root stack's base image is pinned by digest; a plain lock keeps the digest it
-has, ``upgrade`` asks the registry again.
+has, ``upgrade`` asks the registry again. Whether a lock is current (its
+fingerprint, stale and tampered locks) is :mod:`bakegen.staleness`.
 """
 
 from __future__ import annotations
@@ -22,17 +23,25 @@ from packaging.utils import canonicalize_name
 from bakegen import registry as ordered
 from bakegen.ecosystem import AnyEcosystem, ResolveContext
 from bakegen.errors import BakegenError, StaleError
-from bakegen.files import orphans
-from bakegen.lock import LOCK_VERSION, MANIFEST, StackLock, fingerprint
+from bakegen.lock import LOCK_VERSION, MANIFEST, StackLock
 from bakegen.project import lock_files, read_lock
 from bakegen.registry import Resolvers
-from bakegen.resolvers.python import DEFAULT_INDEX
+from bakegen.resolvers.pins import DEFAULT_INDEX
 from bakegen.stack import EffectiveStack, StackGraph
+from bakegen.staleness import (
+    LOCK_DIR,
+    current_locks,
+    lock_folders_without_stack,
+    orphan_lock_folders,
+    stack_fingerprint,
+    stale_locks,
+    tampered,
+)
 
-__all__ = ["Resolvers", "Upgrades", "lock_stacks", "outcome_files", "current_locks", "stale_locks"]
+__all__ = ["LOCK_DIR", "Resolvers", "Upgrades", "lock_stacks", "outcome_files", "current_locks",
+           "stale_locks", "lock_folders_without_stack", "orphan_lock_folders", "stack_fingerprint"]
 
 log = logging.getLogger("bakegen")
-LOCK_DIR = "locks"
 
 
 @dataclass(frozen=True)
@@ -50,27 +59,34 @@ class Upgrades:
     ecosystems: tuple[str, ...] = ()  # every pin of these ecosystems moves (--upgrade-ecosystem)
 
     @classmethod
-    def parse(cls, everything: bool, specs: list[str], ecosystems: tuple[str, ...] | list[str] = ()) -> Upgrades:
+    def parse(cls, everything: bool, specs: list[str],
+              ecosystems: tuple[str, ...] | list[str] = ()) -> Upgrades:
         out = []
         for spec in specs:
             name, sep, version = spec.partition("==")
             if not name or (sep and not version):
-                raise BakegenError(f"--upgrade-package {spec!r} is not NAME or NAME==VERSION", hint="for example --upgrade-package numpy or --upgrade-package tini==0.19.0-3+b8")
+                raise BakegenError(f"--upgrade-package {spec!r} is not NAME or NAME==VERSION",
+                                   hint="for example --upgrade-package numpy or --upgrade-package "
+                                   "tini==0.19.0-3+b8")
             out.append((name.strip(), version.strip() or None))
         return cls(everything, tuple(out), tuple(ecosystems))
 
-    def of(self, eco: AnyEcosystem, stack: EffectiveStack, lock: StackLock | None) -> list[tuple[str, str | None]]:
+    def of(self, eco: AnyEcosystem, stack: EffectiveStack,
+           lock: StackLock | None) -> list[tuple[str, str | None]]:
         """The (name, version or None) that move in ``eco`` for this stack."""
         names = eco.upgrade_names(stack, lock)
         if eco.name in self.ecosystems:
             return [(n, None) for n in sorted(names)]
-        return [(eco.normalize(n), v) for n, v in self.packages if n in names or canonicalize_name(n) in names]
+        return [(eco.normalize(n), v) for n, v in self.packages
+                if n in names or canonicalize_name(n) in names]
 
     def moves_all(self, eco: AnyEcosystem) -> bool:
         return self.everything or eco.name in self.ecosystems
 
     def touches(self, lock: StackLock | None, stack: EffectiveStack) -> bool:
-        return self.everything or any(self.of(eco, stack, lock) or (eco.name in self.ecosystems and eco.used(stack)) for eco in ordered.ECOSYSTEMS)
+        return self.everything or any(
+            self.of(eco, stack, lock) or (eco.name in self.ecosystems and eco.used(stack))
+            for eco in ordered.ECOSYSTEMS)
 
 
 @dataclass
@@ -80,25 +96,6 @@ class LockOutcome:
     changed: bool  # resolved now (True) or kept because its inputs did not change
     warnings: list[str] = field(default_factory=list)
     migrated: bool = False  # kept, and rewritten from an older lock format
-
-
-def stack_fingerprint(graph: StackGraph, name: str, parent_lock: StackLock | None, offline: bool = True) -> str:
-    """Fingerprint of everything that decides a stack's lock (see :func:`bakegen.lock.fingerprint`).
-
-    An ecosystem that the stack does not use adds nothing (the first ecosystems keep
-    the null key they had in format 2), so adding an ecosystem changes no fingerprint.
-    """
-    stack = graph.effective(name)
-    projection: dict[str, Any] = {"platforms": list(stack.platforms)}
-    for eco in ordered.ECOSYSTEMS:
-        value = eco.fingerprint(stack) if offline or not eco.offline else None
-        if value is not None or eco.in_format_2:
-            projection[eco.fingerprint_key] = value
-    projection["parent"] = None
-    if parent_lock is not None:
-        digests = dict(d for eco in ordered.ECOSYSTEMS for d in [eco.parent_digest(parent_lock)] if d is not None)
-        projection["parent"] = {"name": parent_lock.stack, "fingerprint": parent_lock.fingerprint, **digests}
-    return fingerprint(projection)
 
 
 @dataclass
@@ -112,7 +109,8 @@ class _Run:
     locks: dict[str, StackLock] = field(default_factory=dict)  # filled parents first
 
 
-WORKERS = 4  # stacks, and ecosystems of one stack, resolved at once (they wait on the network and on resolvers)
+# stacks, and ecosystems of one stack, resolved at once (they wait on the network and on resolvers)
+WORKERS = 4
 
 
 def lock_stacks(
@@ -154,12 +152,18 @@ def _lock_one(run: _Run, name: str) -> LockOutcome:
         # a lock in an older format is rewritten in this one, resolving nothing
         old_format = existing.format_version < LOCK_VERSION
         return LockOutcome(name, existing, changed=old_format, migrated=old_format)
-    moving = _moving(run, name, existing) if existing is not None and existing.fingerprint == fp else []
-    if moving:  # the inputs did not change: only what the upgrade names moves, every other pin is kept as locked
-        return LockOutcome(name, _relock_some(run, name, existing, moving), changed=True)  # type: ignore[arg-type]
+    moving = (_moving(run, name, existing)
+              if existing is not None and existing.fingerprint == fp else [])
+    if moving:
+        # the inputs did not change: only what the upgrade names moves, every other pin is kept
+        # as locked
+        relocked = _relock_some(run, name, existing, moving)  # type: ignore[arg-type]
+        return LockOutcome(name, relocked, changed=True)
     rest = stack_fingerprint(graph, name, run.locks[parent.name] if parent else None, offline=False)
-    if existing is not None and untouched and rest in (existing.fingerprint, existing.resolved_fingerprint):
-        return LockOutcome(name, _relock_offline(run, name, fp, rest, existing), changed=True)  # only the stack's own files or steps changed
+    if (existing is not None and untouched
+            and rest in (existing.fingerprint, existing.resolved_fingerprint)):
+        # only the stack's own files or steps changed
+        return LockOutcome(name, _relock_offline(run, name, fp, rest, existing), changed=True)
     outcome = LockOutcome(name, None, changed=True)  # type: ignore[arg-type]
     outcome.lock = _resolve(run, name, fp, existing, outcome.warnings)
     outcome.lock.resolved_fingerprint = rest if _uses_offline(outcome.lock) else None
@@ -167,14 +171,17 @@ def _lock_one(run: _Run, name: str) -> LockOutcome:
 
 
 def _moving(run: _Run, name: str, existing: StackLock) -> list[AnyEcosystem]:
-    """The ecosystems an upgrade moves in a stack whose inputs did not change (all of them for --upgrade)."""
+    """The ecosystems an upgrade moves in a stack whose inputs did not change (all of them for
+    --upgrade)."""
     if run.upgrades.everything:
         return []
     stack = run.graph.effective(name)
-    return [eco for eco in ordered.ECOSYSTEMS if eco.used(stack) and (run.upgrades.of(eco, stack, existing) or eco.name in run.upgrades.ecosystems)]
+    return [eco for eco in ordered.ECOSYSTEMS if eco.used(stack) and (
+        run.upgrades.of(eco, stack, existing) or eco.name in run.upgrades.ecosystems)]
 
 
-def _relock_some(run: _Run, name: str, existing: StackLock, moving: list[AnyEcosystem]) -> StackLock:
+def _relock_some(run: _Run, name: str, existing: StackLock,
+                 moving: list[AnyEcosystem]) -> StackLock:
     """The existing lock with ``moving`` resolved again (with the previous lock as preference)."""
     stack = run.graph.effective(name)
     parts = dict(existing.parts)
@@ -183,7 +190,8 @@ def _relock_some(run: _Run, name: str, existing: StackLock, moving: list[AnyEcos
         parts[eco.name] = eco.resolve(_context(run, eco, stack, existing, warnings))
     for warning in warnings:
         log.warning("warning: %s: %s", name, warning)
-    lock = StackLock(stack=name, fingerprint=existing.fingerprint, parent=existing.parent, platforms=existing.platforms, parts=parts,
+    lock = StackLock(stack=name, fingerprint=existing.fingerprint, parent=existing.parent,
+                     platforms=existing.platforms, parts=parts,
                      resolved_fingerprint=existing.resolved_fingerprint)
     lock.source_date_epoch = _epoch(lock, existing)
     return lock
@@ -194,30 +202,36 @@ def _uses_offline(lock: StackLock) -> bool:
 
 
 def _relock_offline(run: _Run, name: str, fp: str, rest: str, existing: StackLock) -> StackLock:
-    """The existing lock with its offline ecosystems locked again (no network, no other pin moves)."""
+    """The existing lock with its offline ecosystems locked again (no network, no other pin
+    moves)."""
     stack = run.graph.effective(name)
-    parts = {k: v for k, v in existing.parts.items() if not next(e for e in ordered.ECOSYSTEMS if e.name == k).offline}
+    parts = {k: v for k, v in existing.parts.items()
+             if not next(e for e in ordered.ECOSYSTEMS if e.name == k).offline}
     for eco in ordered.ECOSYSTEMS:
         if eco.offline and eco.used(stack):
             parts[eco.name] = eco.resolve(_context(run, eco, stack, existing, []))
-    lock = StackLock(stack=name, fingerprint=fp, parent=existing.parent, platforms=existing.platforms, parts=parts,
+    lock = StackLock(stack=name, fingerprint=fp, parent=existing.parent,
+                     platforms=existing.platforms, parts=parts,
                      source_date_epoch=existing.source_date_epoch)
     lock.resolved_fingerprint = rest if _uses_offline(lock) else None
     return lock
 
 
 def _existing(graph: StackGraph, name: str, fp: str) -> StackLock | None:
-    """The stack's current lock, when it can be trusted (else it is resolved again, from nothing)."""
+    """The stack's current lock, when it can be trusted (else it is resolved again, from
+    nothing)."""
     try:
         existing = read_lock(graph.root / LOCK_DIR / name, graph.root)
     except StaleError:
         return None  # damaged, edited or an older format
-    if existing is not None and existing.fingerprint == fp and tampered(graph, name, existing) is not None:
+    if (existing is not None and existing.fingerprint == fp
+            and tampered(graph, name, existing) is not None):
         return None  # edited, or not this stack's: nothing in it is trusted
     return existing
 
 
-def _context(run: _Run, eco: AnyEcosystem, stack: EffectiveStack, existing: StackLock | None, warnings: list[str]) -> ResolveContext:
+def _context(run: _Run, eco: AnyEcosystem, stack: EffectiveStack, existing: StackLock | None,
+             warnings: list[str]) -> ResolveContext:
     upgrades = run.upgrades
     return ResolveContext(
         stack=stack,
@@ -232,7 +246,8 @@ def _context(run: _Run, eco: AnyEcosystem, stack: EffectiveStack, existing: Stac
     )
 
 
-def _resolve(run: _Run, name: str, fp: str, existing: StackLock | None, warnings: list[str]) -> StackLock:
+def _resolve(run: _Run, name: str, fp: str, existing: StackLock | None,
+             warnings: list[str]) -> StackLock:
     """Resolve every ecosystem that the stack uses, at the same time."""
     stack = run.graph.effective(name)
     used = [eco for eco in ordered.ECOSYSTEMS if eco.used(stack)]
@@ -241,13 +256,16 @@ def _resolve(run: _Run, name: str, fp: str, existing: StackLock | None, warnings
         futures: list[tuple[AnyEcosystem, Future[Any], list[str]]] = []
         for eco in used:
             own: list[str] = []
-            futures.append((eco, pool.submit(eco.resolve, _context(run, eco, stack, existing, own)), own))
-        for eco, future, own in futures:  # in registry order: the base image's warnings come before any other failure
+            future = pool.submit(eco.resolve, _context(run, eco, stack, existing, own))
+            futures.append((eco, future, own))
+        # in registry order: the base image's warnings come before any other failure
+        for eco, future, own in futures:
             parts[eco.name] = future.result()
             for warning in own:
                 log.warning("warning: %s: %s", name, warning)
             warnings += own
-    lock = StackLock(stack=name, fingerprint=fp, parent=stack.stack.extends, platforms=list(stack.platforms), parts=parts)
+    lock = StackLock(stack=name, fingerprint=fp, parent=stack.stack.extends,
+                     platforms=list(stack.platforms), parts=parts)
     lock.source_date_epoch = _epoch(lock, existing)
     return lock
 
@@ -255,8 +273,10 @@ def _resolve(run: _Run, name: str, fp: str, existing: StackLock | None, warnings
 def _epoch(lock: StackLock, existing: StackLock | None) -> int:
     """When the lock's content was resolved: kept while re-locking gives the same files."""
     if existing is not None and existing.source_date_epoch is not None:
-        same = {k: v for k, v in lock_files(lock).items() if k != MANIFEST} == {k: v for k, v in lock_files(existing).items() if k != MANIFEST}
-        if same:
+        def files(found: StackLock) -> dict[str, str]:
+            return {k: v for k, v in lock_files(found).items() if k != MANIFEST}
+
+        if files(lock) == files(existing):
             return existing.source_date_epoch
     return int(os.environ.get("SOURCE_DATE_EPOCH") or time.time())
 
@@ -290,82 +310,3 @@ def outcome_files(outcomes: list[LockOutcome]) -> dict[str, str]:
         if o.changed
         for rel, text in lock_files(o.lock).items()
     }
-
-
-def current_locks(graph: StackGraph) -> dict[str, StackLock]:
-    """Read every stack's lock and check it matches its stack; raise :class:`StaleError` listing what is stale."""
-    locks: dict[str, StackLock] = {}
-    stale = []
-    for name, reason in stale_locks(graph, locks):
-        stale.append(f"{name} ({reason})")
-    stale += [f"{name} (no stack named {name})" for name in orphan_lock_folders(graph)]
-    if stale:
-        raise StaleError(f"locks are out of date: {', '.join(stale)}", hint="run bakegen lock")
-    return locks
-
-
-def lock_folders_without_stack(graph: StackGraph) -> set[str]:
-    folder = graph.root / LOCK_DIR
-    return {p.name for p in folder.iterdir() if p.name not in graph.stacks} if folder.is_dir() else set()
-
-
-def orphan_lock_folders(graph: StackGraph) -> list[str]:
-    """Lock folders of stacks that no longer exist, which still hold files bakegen wrote."""
-    return sorted({path.split("/")[1] for path in orphans(graph.root, LOCK_DIR, set(), lock_folders_without_stack(graph))})
-
-
-def stale_locks(graph: StackGraph, locks: dict[str, StackLock]) -> list[tuple[str, str]]:
-    """(stack, reason) for each stack whose lock does not match it; fills ``locks`` with the good ones. No network."""
-    stale: list[tuple[str, str]] = []
-    for name in graph.order:
-        parent = graph.parent(name)
-        if parent and parent.name not in locks:
-            stale.append((name, f"parent '{parent.name}' is not locked"))
-            continue
-        try:
-            existing = read_lock(graph.root / LOCK_DIR / name, graph.root)
-        except StaleError as exc:
-            stale.append((name, exc.message))
-            continue
-        fp = stack_fingerprint(graph, name, locks[parent.name] if parent else None)
-        rest = stack_fingerprint(graph, name, locks[parent.name] if parent else None, offline=False)
-        problem = "no lock" if existing is None else lock_problem(graph, name, existing, fp, rest)
-        if problem is None and existing is not None and existing.format_version < LOCK_VERSION:
-            problem = f"lock format {existing.format_version} (run bakegen lock: it rewrites it in format {LOCK_VERSION} and resolves nothing)"
-        if problem is not None:
-            stale.append((name, problem))
-        else:
-            locks[name] = existing  # type: ignore[assignment]
-    return stale
-
-
-def lock_problem(graph: StackGraph, name: str, lock: StackLock, fp: str, rest: str | None = None) -> str | None:
-    """Why ``lock`` cannot be used for stack ``name`` (tampered or stale), or None. ``rest``: the fingerprint
-    without the stack's own files and steps (when it still matches, only they changed)."""
-    if lock.fingerprint != fp and rest is not None and rest in (lock.resolved_fingerprint, lock.fingerprint):
-        return f"stacks/{name}.toml's files, steps or hooks (stacks/{name}/) changed since it was locked"
-    if lock.fingerprint != fp:
-        changed = f"stacks/{name}.toml" if graph.stacks[name].extends is None else f"stacks/{name}.toml or its parent's lock"
-        return f"{changed} changed since it was locked"
-    return tampered(graph, name, lock)
-
-
-def tampered(graph: StackGraph, name: str, lock: StackLock) -> str | None:
-    """Where a lock whose fingerprint matches contradicts its stack file (in what the fingerprint does not hash), or None."""
-    stack = graph.effective(name)
-    optional = {eco.name for eco in ordered.ECOSYSTEMS if eco.optional and eco.used(stack) and eco.name not in lock.parts}
-    facts: list[tuple[str, Any, Any]] = [
-        ("stack", lock.stack, name),
-        ("parent", lock.parent, stack.stack.extends),
-        ("platforms", lock.platforms, list(stack.platforms)),
-        # a section for an ecosystem the stack does not use would add a stage (an npm builder, say); an optional
-        # one may be missing (a lock from before it existed)
-        ("ecosystems", sorted(set(lock.parts) | optional), sorted({eco.name for eco in ordered.ECOSYSTEMS if eco.used(stack)} | optional)),
-    ]
-    facts += [fact for eco in ordered.ECOSYSTEMS for fact in eco.tampered(stack, lock)]
-    for what, have, want in facts:
-        if have != want:
-            return f"tampered: the lock's {what} is {have!r}, the stack says {want!r}"
-    if lock.source_date_epoch is None:
-        return "tampered: the lock has no source_date_epoch"
-    return None

@@ -20,7 +20,7 @@ from bakegen.project import load_stacks, read_lock
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "bakegen"
 ECOSYSTEM_MODULES = {f"bakegen.ecosystems.{p.stem}" for p in (PACKAGE / "ecosystems").glob("*.py") if p.stem != "__init__"}
-GENERIC = ["lock.py", "files.py", "ecosystem.py", "locker.py", "diff.py", "report.py", "cli.py", "plan.py", "stack.py", "stackfile.py", "stackschema.py", "lockfile.py", "project.py", "render"]
+GENERIC = ["lock.py", "files.py", "ecosystem.py", "locker.py", "diff.py", "report.py", "cli.py", "plan.py", "stack.py", "stackfile.py", "stackschema.py", "lockfile.py", "staleness.py", "project.py", "render"]
 
 
 class Dummy(Ecosystem):

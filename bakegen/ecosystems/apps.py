@@ -22,14 +22,7 @@ from packaging.utils import canonicalize_name
 
 from bakegen import __version__
 from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext, SbomItem
-from bakegen.ecosystems.python import (
-    PYTHON_PLATFORMS,
-    pin_lines,
-    pypi_items,
-    read_requirements,
-    tool_version,
-    version_newer,
-)
+from bakegen.ecosystems.python import PYTHON_PLATFORMS, tool_version, version_newer
 from bakegen.ecosystems.python import TABLE as PYTHON_TABLE
 from bakegen.errors import StackError
 from bakegen.files import GENERATED_MARKER, sha256_text
@@ -59,7 +52,8 @@ from bakegen.python_install import (
     uv_install,
     uv_steps,
 )
-from bakegen.resolvers.python import DEFAULT_INDEX, Pin, PythonRequest, PythonResolver
+from bakegen.requirements import pin_lines, pypi_items, read_requirements
+from bakegen.resolvers.pins import DEFAULT_INDEX, Pin, PythonRequest, PythonResolver
 from bakegen.schema import Invalid
 from bakegen.stack import EffectiveStack, StackGraph, stack_location
 

@@ -1,4 +1,5 @@
-"""Python packages: the ``[python]`` table, pip-compile-style hashed requirements, the image's virtualenv.
+"""Python packages: the ``[python]`` table, its hashed pins (in pip-compile's format:
+:mod:`bakegen.requirements`), the image's virtualenv.
 
 A root stack makes ``/opt/venv`` in its final stage with uv from the builder stage
 (in the builder, and copied, when it has build tools or no uv; with ``env = "base"``
@@ -8,22 +9,19 @@ parents lack, into a staging prefix that is copied over the parent's venv.
 
 from __future__ import annotations
 
-import hashlib
 import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from packageurl import PackageURL
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from bakegen import __version__, python_install, schema
+from bakegen import python_install, schema
 from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext, SbomItem
-from bakegen.errors import Location, ResolutionError, StackError, StaleError
-from bakegen.files import GENERATED_MARKER, sha256_text
+from bakegen.errors import ResolutionError, StackError
+from bakegen.files import sha256_text
 from bakegen.lock import (
     NAME_PATTERN,
     SCHEMA_PLATFORM,
@@ -39,7 +37,6 @@ from bakegen.python_install import (
     BUILDER,
     FINISH_SCRIPT,
     ORDER,
-    REQUIREMENTS,
     SLIM_SCRIPT,
     VENV,
     constraints_path,
@@ -50,19 +47,15 @@ from bakegen.python_install import (
     shared_venv,
     slim_of,
 )
-from bakegen.resolvers.python import (
-    DEFAULT_INDEX,
-    Pin,
-    PythonRequest,
-    PythonResolver,
-    get_resolver,
-    parse_requirements,
-)
+from bakegen.requirements import pins_digest, pypi_items, read_requirements, render_requirements
+from bakegen.resolvers.pins import DEFAULT_INDEX, Pin, PythonRequest, PythonResolver
+from bakegen.resolvers.python import get_resolver
 from bakegen.schema import Invalid
 from bakegen.stack import EffectiveStack, StackGraph, stack_location
 
 # Docker platform -> uv's --python-platform (glibc 2.28: every current Debian/Ubuntu base)
-PYTHON_PLATFORMS = {"linux/amd64": "x86_64-manylinux_2_28", "linux/arm64": "aarch64-manylinux_2_28"}
+PYTHON_PLATFORMS = {"linux/amd64": "x86_64-manylinux_2_28",
+                    "linux/arm64": "aarch64-manylinux_2_28"}
 JUPYTER_SERVER = "jupyter-server"
 WORKERS = 4
 
@@ -93,9 +86,12 @@ def _requirement(value: Any) -> str:
         req = Requirement(value)
     except InvalidRequirement as exc:
         detail = str(exc).splitlines()[0]
-        raise Invalid(f"invalid requirement {schema.shown(value)}: {detail}", "write a PEP 508 requirement such as 'numpy>=2.1' or 'pandas[excel]~=2.2'", value) from None
+        raise Invalid(f"invalid requirement {schema.shown(value)}: {detail}",
+                      "write a PEP 508 requirement such as 'numpy>=2.1' or 'pandas[excel]~=2.2'",
+                      value) from None
     if req.url:
-        raise Invalid(f"requirement {schema.shown(value)} is a direct URL", "name a package from the index, with a version range", value)
+        raise Invalid(f"requirement {schema.shown(value)} is a direct URL",
+                      "name a package from the index, with a version range", value)
     return value
 
 
@@ -103,7 +99,8 @@ TABLE: dict[str, Any] = {
     "version": schema.matching(r"3\.\d{1,2}", "Python version", "3.13"),
     "packages": schema.list_of(_requirement),
     "env": schema.one_of("venv", "base"),
-    "interpreter": schema.matching(r"/(?:[A-Za-z0-9._+-]+/)*[A-Za-z0-9._+-]+", "interpreter path", "/opt/conda/bin/python"),
+    "interpreter": schema.matching(r"/(?:[A-Za-z0-9._+-]+/)*[A-Za-z0-9._+-]+", "interpreter path",
+                                   "/opt/conda/bin/python"),
     "slim": schema.boolean,
     "pip": schema.boolean,
     "sdists": schema.boolean,
@@ -124,65 +121,6 @@ def canonical_requirements(packages: list[str]) -> list[str]:
     return sorted(out)
 
 
-# --- the lock file ---------------------------------------------------------------------
-
-
-def render_requirements(lock: StackLock, platform: str | None = None, command: str = "bakegen lock") -> str:
-    """Render pip-compile's format. Deterministic: pins sorted by name, hashes sorted."""
-    py = lock.parts["python"]
-    platform = platform or lock.platforms[0]
-    lines = [
-        "#",
-        f"# {GENERATED_MARKER} {__version__} for stack '{lock.stack}', Python {py.version} on {platform}.",
-        f"# Resolved with {py.resolver}. Do not edit; to update, run:",
-        "#",
-        f"#    {command}",
-        "#",
-    ]
-    if py.parents:
-        lines.append("# Installed on top of (never moves their pins):")
-        lines.extend(f"#    locks/{p}/{REQUIREMENTS}" for p in py.parents)
-        lines.append("#")
-    for pin in sorted(py.by_platform[platform], key=lambda p: p.key):
-        lines += pin_lines(pin)
-    return "\n".join(lines) + "\n"
-
-
-def pin_lines(pin: Pin) -> list[str]:
-    lines = [f"{pin.key}=={pin.version}" + (" \\" if pin.hashes else "")]
-    lines += [f"    --hash={h}" + (" \\" if i < len(pin.hashes) - 1 else "") for i, h in enumerate(pin.hashes)]
-    if len(pin.via) == 1:
-        lines.append(f"    # via {pin.via[0]}")
-    elif pin.via:
-        lines.append("    # via")
-        lines.extend(f"    #   {v}" for v in pin.via)
-    return lines
-
-
-def pins_digest(by_platform: dict[str, list[Pin]]) -> str:
-    text = "".join(
-        f"{platform} {p.key}=={p.version} {' '.join(p.hashes)}\n"
-        for platform, pins in sorted(by_platform.items())
-        for p in sorted(pins, key=lambda p: p.key)
-    )
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def read_requirements(files: dict[str, Any], platforms: list[str], read_file: ReadFile, where: str,
-                      name_of: Callable[[str, list[str]], str]) -> dict[str, list[Pin]]:
-    """The hashed pins of each platform, from the lock files the manifest names: one per platform, each named as
-    bakegen names it (the file the Dockerfile mounts), read strictly (no option line, a hash for every pin)."""
-    if set(files) != set(platforms):
-        raise StaleError(f"the lock's files are for {sorted(files)}, its platforms are {platforms}", location=Location(where), hint="run bakegen lock")
-    out = {}
-    for platform in platforms:
-        name = name_of(platform, platforms)
-        if files[platform]["file"] != name:
-            raise StaleError(f"the manifest names {str(files[platform]['file'])[:80]!r} for {platform}, not {name}", location=Location(where), hint="run bakegen lock")
-        out[platform] = parse_requirements(read_file(name, files[platform]["sha256"]), f"{where}/{name}", strict=True)
-    return out
-
-
 class Python(Ecosystem[PythonLock, PythonResolver]):
     name = "python"
     layer_order = ORDER + 2  # the vendor install; the venv and the constraints come before it
@@ -198,26 +136,37 @@ class Python(Ecosystem[PythonLock, PythonResolver]):
     def check(self, table: dict[str, Any], fields: dict[str, Any], err: Any) -> None:
         env = table.get("env", "venv")
         if table.get("pip") and env == "base":
-            raise err("'python.pip' is for bakegen's virtualenv, and this stack installs into its base image's Python", ("python", "pip"), "remove pip: the base image's Python has its own")
+            raise err("'python.pip' is for bakegen's virtualenv, and this stack installs into its "
+                      "base image's Python", ("python", "pip"),
+                      "remove pip: the base image's Python has its own")
         if "interpreter" in table and env != "base":
-            raise err("'python.interpreter' needs python.env = \"base\"", ("python", "interpreter"), 'set env = "base" to install into the base image\'s own Python')
+            raise err("'python.interpreter' needs python.env = \"base\"", ("python", "interpreter"),
+                      'set env = "base" to install into the base image\'s own Python')
         if "base" in fields and "version" not in table:
-            raise err("missing 'python.version' for a stack with a base image", ("python",), 'add [python] version = "3.13" matching the base image')
+            raise err("missing 'python.version' for a stack with a base image", ("python",),
+                      'add [python] version = "3.13" matching the base image')
         for key in ("env", "interpreter", "pip"):
             if "extends" in fields and key in table:
-                raise err(f"'python.{key}' can only be set on a root stack", ("python", key), "a child uses its parent's Python")
+                raise err(f"'python.{key}' can only be set on a root stack", ("python", key),
+                          "a child uses its parent's Python")
 
     def check_graph(self, stack: EffectiveStack, graph: StackGraph) -> list[StackError]:
         errors = []
         own = stack.table("python")
         if own.get("slim") and env_of(stack) == "base":
-            errors.append(StackError("python.slim needs bakegen's own virtualenv, and this stack installs into its base image's Python",
-                                     location=stack_location(stack.stack, graph.root, ("python", "slim")),
-                                     hint=f"remove slim, or set [python] env = \"venv\" in stacks/{stack.root.name}.toml"))
-        if stack.parent is not None and "version" in own and own["version"] != stack.python_version:
-            errors.append(StackError(f"python.version '{own['version']}' differs from '{stack.python_version}' inherited from '{stack.parent.name}'",
-                                     location=stack_location(stack.stack, graph.root, ("python", "version")),
-                                     hint="a child stack runs its parent's Python: remove python.version or make it match"))
+            errors.append(StackError(
+                "python.slim needs bakegen's own virtualenv, and this stack installs into its base "
+                "image's Python",
+                location=stack_location(stack.stack, graph.root, ("python", "slim")),
+                hint=f'remove slim, or set [python] env = "venv" in stacks/{stack.root.name}.toml'))
+        if (stack.parent is not None and "version" in own
+                and own["version"] != stack.python_version):
+            errors.append(StackError(
+                f"python.version '{own['version']}' differs from '{stack.python_version}' "
+                f"inherited from '{stack.parent.name}'",
+                location=stack_location(stack.stack, graph.root, ("python", "version")),
+                hint="a child stack runs its parent's Python: remove python.version or make it "
+                "match"))
         return errors
 
     # --- locking ---
@@ -237,14 +186,17 @@ class Python(Ecosystem[PythonLock, PythonResolver]):
         return stack.parent is None and pip_of(stack)
 
     def fingerprint(self, stack: EffectiveStack) -> Any:
-        return {"version": stack.python_version, "requirements": canonical_requirements(packages_of(stack)), **self._options(stack)}
+        return {"version": stack.python_version,
+                "requirements": canonical_requirements(packages_of(stack)), **self._options(stack)}
 
     def parent_digest(self, lock: StackLock) -> tuple[str, str | None] | None:
         return "python_pins", pins_digest(lock.parts["python"].by_platform)
 
     def _inputs(self, stack: EffectiveStack) -> list[tuple[str, list[str]]]:
-        inputs = [(f"stacks/{s.name}.toml", list(s.table("python")["packages"])) for s in stack.chain if s.table("python").get("packages")]
-        if self._ships_pip(stack) and not any(canonicalize_name(Requirement(r).name) == "pip" for r in packages_of(stack)):
+        inputs = [(f"stacks/{s.name}.toml", list(s.table("python")["packages"]))
+                  for s in stack.chain if s.table("python").get("packages")]
+        if self._ships_pip(stack) and not any(
+                canonicalize_name(Requirement(r).name) == "pip" for r in packages_of(stack)):
             inputs.append((f"stacks/{stack.name}.toml [python] pip", ["pip"]))
         return inputs
 
@@ -254,8 +206,10 @@ class Python(Ecosystem[PythonLock, PythonResolver]):
         existing = ctx.existing.parts.get("python") if ctx.existing else None
         return PythonLock(
             version=stack.python_version,
-            resolver=tool_version(ctx.resolver) if active else (existing.resolver if existing else "none"),
-            by_platform=self._resolve_pins(ctx) if active and self._inputs(stack) else {p: [] for p in stack.platforms},
+            resolver=tool_version(ctx.resolver) if active
+            else (existing.resolver if existing else "none"),
+            by_platform=self._resolve_pins(ctx) if active and self._inputs(stack)
+            else {p: [] for p in stack.platforms},
             parents=[a.name for a in stack.ancestors],
         )
 
@@ -265,7 +219,8 @@ class Python(Ecosystem[PythonLock, PythonResolver]):
         requests = [self._request(ctx, platform) for platform in platforms]
         with ThreadPoolExecutor(max_workers=min(WORKERS, len(platforms))) as pool:
             results = list(pool.map(ctx.resolver.resolve, requests))
-        return {p: _delta(ctx.stack.name, pins, _parent_env(ctx.parents, p)) for p, pins in zip(platforms, results)}
+        return {p: _delta(ctx.stack.name, pins, _parent_env(ctx.parents, p))
+                for p, pins in zip(platforms, results)}
 
     def _request(self, ctx: ResolveContext[PythonResolver], platform: str) -> PythonRequest:
         platforms = list(ctx.stack.platforms)
@@ -276,11 +231,13 @@ class Python(Ecosystem[PythonLock, PythonResolver]):
             platform=PYTHON_PLATFORMS[platform],
             inputs=self._inputs(ctx.stack),
             constraints=[
-                (f"locks/{lock.stack}/{requirements_file(platform, platforms)}", lock.parts["python"].by_platform[platform])
+                (f"locks/{lock.stack}/{requirements_file(platform, platforms)}",
+                 lock.parts["python"].by_platform[platform])
                 for lock in ctx.parents if lock.parts["python"].by_platform.get(platform)
             ],
             index_url=ctx.index_url or DEFAULT_INDEX,
-            preferences=list(_parent_env(ctx.parents, platform).values()) + (previous.by_platform.get(platform, []) if previous else []),
+            preferences=list(_parent_env(ctx.parents, platform).values())
+            + (previous.by_platform.get(platform, []) if previous else []),
             upgrade=[f"{n}=={v}" if v else n for n, v in ctx.upgrade],
             allow_sdists=bool(ctx.stack.table("python").get("sdists")),
             target=platform,
@@ -288,13 +245,16 @@ class Python(Ecosystem[PythonLock, PythonResolver]):
 
     def tampered(self, stack: EffectiveStack, lock: StackLock) -> list[tuple[str, Any, Any]]:
         part = lock.parts["python"]
-        return [("python version", part.version, stack.python_version), ("python parents", part.parents, [a.name for a in stack.ancestors])]
+        return [("python version", part.version, stack.python_version),
+                ("python parents", part.parents, [a.name for a in stack.ancestors])]
 
     # --- lock files ---
     def files(self, lock: StackLock, part: PythonLock, command: str) -> dict[str, str]:
-        return {requirements_file(p, lock.platforms): render_requirements(lock, p, command) for p in lock.platforms}
+        return {requirements_file(p, lock.platforms): render_requirements(lock, p, command)
+                for p in lock.platforms}
 
-    def section_of(self, lock: StackLock, part: PythonLock, files: dict[str, str]) -> dict[str, Any]:
+    def section_of(self, lock: StackLock, part: PythonLock,
+                   files: dict[str, str]) -> dict[str, Any]:
         def file(p: str) -> str:
             return requirements_file(p, lock.platforms)
 
@@ -302,33 +262,45 @@ class Python(Ecosystem[PythonLock, PythonResolver]):
             "version": part.version,
             "resolver": part.resolver,
             "parents": part.parents,
-            "files": {p: {"file": file(p), "sha256": sha256_text(files[file(p)])} for p in lock.platforms},
-            "packages": {p: {pin.key: pin.version for pin in sorted(pins, key=lambda x: x.key)} for p, pins in part.by_platform.items()},
+            "files": {p: {"file": file(p), "sha256": sha256_text(files[file(p)])}
+                      for p in lock.platforms},
+            "packages": {p: {pin.key: pin.version for pin in sorted(pins, key=lambda x: x.key)}
+                         for p, pins in part.by_platform.items()},
         }
 
-    def read(self, section: dict[str, Any], read_file: ReadFile, doc: dict[str, Any], where: str) -> PythonLock:
-        return PythonLock(version=section["version"], resolver=section["resolver"], parents=list(section.get("parents", [])),
-                          by_platform=read_requirements(section["files"], list(doc["platforms"]), read_file, where, requirements_file))
+    def read(self, section: dict[str, Any], read_file: ReadFile, doc: dict[str, Any],
+             where: str) -> PythonLock:
+        return PythonLock(version=section["version"], resolver=section["resolver"],
+                          parents=list(section.get("parents", [])),
+                          by_platform=read_requirements(section["files"], list(doc["platforms"]),
+                                                        read_file, where, requirements_file))
 
     def section_schema(self) -> dict[str, Any]:
         return schema_obj({
             "version": {"type": "string", "pattern": "^3\\.[0-9]+$"},
             "resolver": {"type": "string"},
             "parents": {"type": "array", "items": {"type": "string"}},
-            "files": {"type": "object", "propertyNames": SCHEMA_PLATFORM, "additionalProperties": schema_obj({"file": {"type": "string"}, "sha256": SCHEMA_SHA})},
-            "packages": {"type": "object", "propertyNames": SCHEMA_PLATFORM, "additionalProperties": SCHEMA_VERSIONS},
+            "files": {"type": "object", "propertyNames": SCHEMA_PLATFORM,
+                      "additionalProperties": schema_obj({"file": {"type": "string"},
+                                                          "sha256": SCHEMA_SHA})},
+            "packages": {"type": "object", "propertyNames": SCHEMA_PLATFORM,
+                         "additionalProperties": SCHEMA_VERSIONS},
         })
 
     def section_problem(self, section: dict[str, Any]) -> str | None:
+        parents = section.get("parents", [])
         checks = [
             ("python/version", matches(section.get("version"), r"3\.[0-9]{1,2}")),
-            ("python/resolver", section.get("resolver") == "none" or matches(section.get("resolver"), TOOL_PATTERN)),
-            ("python/parents", isinstance(section.get("parents", []), list) and all(matches(p, NAME_PATTERN) for p in section.get("parents", []))),
+            ("python/resolver", section.get("resolver") == "none"
+             or matches(section.get("resolver"), TOOL_PATTERN)),
+            ("python/parents", isinstance(parents, list)
+             and all(matches(p, NAME_PATTERN) for p in parents)),
         ]
         return next((f"{where}: not what bakegen writes" for where, ok in checks if not ok), None)
 
     def entries(self, lock: StackLock, part: PythonLock) -> list[LockedEntry]:
-        return [LockedEntry(self.name, p.key, platform, p.version, p.hashes) for platform, pins in part.by_platform.items() for p in pins]
+        return [LockedEntry(self.name, p.key, platform, p.version, p.hashes)
+                for platform, pins in part.by_platform.items() for p in pins]
 
     def normalize(self, name: str) -> str:
         return canonicalize_name(name)
@@ -346,7 +318,8 @@ class Python(Ecosystem[PythonLock, PythonResolver]):
         interpreter = ctx.stack.root_table("python").get("interpreter", "")
         return replace(
             ctx.facts,
-            server_here=has_server(ctx.graph, ctx.name, ctx.locks) and not (parent is not None and has_server(ctx.graph, parent.name, ctx.locks)),
+            server_here=has_server(ctx.graph, ctx.name, ctx.locks) and not (
+                parent is not None and has_server(ctx.graph, parent.name, ctx.locks)),
             server_python=(interpreter or "python3") if vendor else f"{VENV}/bin/python",
             image_user=ctx.facts.base_user if vendor and not ctx.stack.root.user_declared else None,
         )
@@ -360,21 +333,16 @@ class Python(Ecosystem[PythonLock, PythonResolver]):
     def generated_files(self, ctx: PlanContext) -> dict[str, str]:
         if not shared_venv(ctx):
             return {}
-        return {constraints_path(ctx.name, p): render_constraints(ctx, p) for p in ctx.lock.platforms}
+        return {constraints_path(ctx.name, p): render_constraints(ctx, p)
+                for p in ctx.lock.platforms}
 
     def project_templates(self, graph: StackGraph, locks: dict[str, StackLock]) -> dict[str, str]:
-        slim = any(slim_of(graph.effective(n)) and locks[n].parts["python"].pins for n in graph.order)
-        finish = any(env_of(graph.effective(n)) == "venv" and locks[n].parts["python"].pins for n in graph.order)
-        return {**({SLIM_SCRIPT: "bakegen-slim.py.j2"} if slim else {}), **({FINISH_SCRIPT: "bakegen-finish.py.j2"} if finish else {})}
-
-
-def pypi_items(stack: str, pins: list[Pin]) -> list[SbomItem]:
-    """SBOM components of Python distributions (``pkg:pypi``), with their sha256 hashes."""
-    return [
-        SbomItem("pypi", pin.key, pin.version, PackageURL(type="pypi", name=pin.key, version=pin.version), stack,
-                 tuple(("sha256", h.removeprefix("sha256:")) for h in pin.hashes))
-        for pin in pins
-    ]
+        slim = any(slim_of(graph.effective(n)) and locks[n].parts["python"].pins
+                   for n in graph.order)
+        finish = any(env_of(graph.effective(n)) == "venv" and locks[n].parts["python"].pins
+                     for n in graph.order)
+        return {**({SLIM_SCRIPT: "bakegen-slim.py.j2"} if slim else {}),
+                **({FINISH_SCRIPT: "bakegen-finish.py.j2"} if finish else {})}
 
 
 _TOOLS: dict[int, str] = {}
@@ -413,7 +381,8 @@ def _delta(name: str, full: list[Pin], parent_env: dict[str, Pin]) -> list[Pin]:
             out.append(pin)
         elif have.version != pin.version:
             raise ResolutionError(
-                f"{name}: the resolver moved {pin.key} from {have.version} (pinned by a parent) to {pin.version}",
+                f"{name}: the resolver moved {pin.key} from {have.version} (pinned by a parent) "
+                f"to {pin.version}",
                 hint="a child stack cannot change a parent's pin; change the parent stack instead",
             )
     return out
@@ -424,7 +393,8 @@ def has_server(graph: StackGraph, name: str, locks: dict[str, StackLock]) -> boo
     stack = graph.effective(name)
     if env_of(stack) == "base":
         return True
-    return any(JUPYTER_SERVER in locks[s.name].parts["python"].by_name(p) for s in stack.chain for p in locks[s.name].parts["python"].by_platform)
+    return any(JUPYTER_SERVER in locks[s.name].parts["python"].by_name(p)
+               for s in stack.chain for p in locks[s.name].parts["python"].by_platform)
 
 
 ECOSYSTEM = Python()

@@ -23,7 +23,7 @@ from typing import Any
 
 from bakegen import __version__
 from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext
-from bakegen.ecosystems.python import PYTHON_PLATFORMS, pin_lines, read_requirements, tool_version
+from bakegen.ecosystems.python import PYTHON_PLATFORMS, tool_version
 from bakegen.errors import Location, StaleError
 from bakegen.files import GENERATED_MARKER, sha256_text
 from bakegen.lock import (
@@ -37,7 +37,8 @@ from bakegen.lock import (
     schema_obj,
 )
 from bakegen.plan import Facts, PlanContext, UvLock
-from bakegen.resolvers.python import DEFAULT_INDEX, Pin, PythonRequest, PythonResolver
+from bakegen.requirements import pin_lines, read_requirements
+from bakegen.resolvers.pins import DEFAULT_INDEX, Pin, PythonRequest, PythonResolver
 from bakegen.stack import EffectiveStack
 
 TOOLS = ("uv",)  # what the file may hold

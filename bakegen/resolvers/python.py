@@ -1,6 +1,7 @@
 """Resolve Python requirements to hashed pins, for the image's Python, not the host's.
 
-Two backends share one domain call, :meth:`PythonResolver.resolve`:
+Two backends share one domain call, :meth:`PythonResolver.resolve` (the request, the pins and
+the interface are in :mod:`bakegen.resolvers.pins`):
 
 * ``uv`` (default): ``uv pip compile`` targets any Python version and platform
   with ``--python-version`` / ``--python-platform``;
@@ -22,131 +23,21 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Protocol
-
-from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
 
 from bakegen import proc
-from bakegen.errors import (
-    BakegenError,
-    CommandError,
-    Location,
-    NetworkError,
-    ResolutionError,
-    StaleError,
-    ToolError,
+from bakegen.errors import BakegenError, CommandError, NetworkError, ResolutionError, ToolError
+from bakegen.resolvers.pins import (
+    DEFAULT_INDEX,
+    Pin,
+    PythonRequest,
+    PythonResolver,
+    parse_requirements,
 )
 
-DEFAULT_INDEX = "https://pypi.org/simple"
-DEFAULT_PLATFORM = "x86_64-manylinux_2_28"
-
-
-@dataclass(frozen=True)
-class Pin:
-    """One exactly pinned Python distribution with its allowed hashes."""
-
-    name: str
-    version: str
-    hashes: tuple[str, ...] = ()
-    via: tuple[str, ...] = ()
-
-    @property
-    def key(self) -> str:
-        return canonicalize_name(self.name)
-
-
-_PIN_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)")
-_HASH_RE = re.compile(r"--hash=(sha256:[0-9a-f]{64})")
-
-
-def parse_requirements(text: str, source: str = "requirements.txt", strict: bool = False) -> list[Pin]:
-    """Parse pip-compile / uv output: ``name==ver \\`` + ``--hash`` lines + ``# via`` comments.
-
-    ``strict`` (a lock file from the repository): an option line (``--extra-index-url``, ``-r``), which
-    pip obeys, is refused instead of skipped, and every pin has a valid version and at least one hash.
-    """
-    pins: list[dict[str, Any]] = []
-    cur: dict[str, Any] | None = None
-    in_via = False
-    for lineno, raw in enumerate(text.split("\n"), 1):
-        line = raw.strip()
-        if not line:
-            continue
-        if not raw[:1].isspace() and not line.startswith("#"):
-            if line.startswith("-"):  # --index-url and other options
-                if strict:
-                    raise StaleError(f"an option line in a lock file: {line[:80]}", location=Location(source, lineno), hint="bakegen writes none; run bakegen lock")
-                cur, in_via = None, False
-                continue
-            cur = _pin_start(line, source, lineno, StaleError if strict else BakegenError)
-            pins.append(cur)
-            in_via = False
-            continue
-        if cur is None:
-            continue
-        if line.startswith("--hash"):
-            cur["hashes"].extend(_HASH_RE.findall(line))
-        elif line.startswith("# via"):
-            rest = line[len("# via"):].strip()
-            cur["via"].append(rest) if rest else None
-            in_via = not rest
-        elif line.startswith("#") and in_via:
-            cur["via"].append(line.lstrip("#").strip())
-    out = [Pin(p["name"], p["version"], tuple(sorted(set(p["hashes"]))), tuple(p["via"])) for p in pins]
-    if strict:
-        _check_pins(out, source)
-    return out
-
-
-def _pin_start(line: str, source: str, lineno: int, error: type[BakegenError]) -> dict[str, Any]:
-    m = _PIN_RE.match(line)
-    if not m:
-        raise error(f"cannot read requirement line: {line}", location=Location(source, lineno), hint="the lock is not in pip-compile format; run bakegen lock")
-    return {"name": canonicalize_name(m.group(1)), "version": m.group(2), "hashes": _HASH_RE.findall(line), "via": []}
-
-
-def _check_pins(pins: list[Pin], source: str) -> None:
-    for pin in pins:
-        try:
-            Version(pin.version)
-        except InvalidVersion:
-            raise StaleError(f"{pin.key}: {pin.version[:40]!r} is not a version", location=Location(source), hint="run bakegen lock") from None
-        if not pin.hashes:
-            raise StaleError(f"{pin.key}=={pin.version} has no hash", location=Location(source), hint="every locked package is hash-checked; run bakegen lock")
-
-
-@dataclass
-class PythonRequest:
-    """What to resolve: the requirement sets of a stack chain, constrained by locked parents."""
-
-    stack: str
-    python_version: str
-    platform: str = DEFAULT_PLATFORM
-    # (label, requirement strings), e.g. ("stacks/base.toml", ["jupyterlab>=4"])
-    inputs: list[tuple[str, list[str]]] = field(default_factory=list)
-    # (label, pins), e.g. ("locks/base/requirements.txt", [...])
-    constraints: list[tuple[str, list[Pin]]] = field(default_factory=list)
-    index_url: str = DEFAULT_INDEX
-    # Pins from the previous lock: kept unless a newer one is needed (pip-compile's existing output file).
-    preferences: list[Pin] = field(default_factory=list)
-    # --upgrade-package specs among the preferences: "name" or "name==version"
-    upgrade: list[str] = field(default_factory=list)
-    # Wheels only (default): an sdist would be compiled in the build, for hours under emulation.
-    allow_sdists: bool = False
-    # The image platform, for messages ("linux/arm64")
-    target: str = "linux/amd64"
-
-
-class PythonResolver(Protocol):
-    name: str
-
-    def version(self) -> str: ...
-
-    def resolve(self, request: PythonRequest) -> list[Pin]: ...
+__all__ = ["BACKENDS", "DEFAULT_INDEX", "Pin", "PipToolsResolver", "PythonRequest",
+           "PythonResolver", "UvResolver", "check_index", "get_resolver", "parse_requirements"]
 
 
 # --- shared helpers -------------------------------------------------------------
@@ -165,10 +56,14 @@ _NETWORK_PATTERNS = (
     "certificate verify failed",
     "invalid peer certificate",
 )
+_NETWORK_HINT = ("check the network or proxy; behind a TLS-intercepting proxy set SSL_CERT_FILE to "
+                 "its CA bundle; use --index-url for a mirror")
 
 
-def _write_inputs(tmp: Path, request: PythonRequest) -> tuple[list[str], list[str], dict[str, str]]:
-    """Write one .in file per input and one constraints file per parent; map file names back to labels."""
+def _write_inputs(tmp: Path,
+                  request: PythonRequest) -> tuple[list[str], list[str], dict[str, str]]:
+    """Write one .in file per input and one constraints file per parent; map file names back to
+    labels."""
     labels: dict[str, str] = {}
     ins, cons = [], []
     for i, (label, reqs) in enumerate(request.inputs):
@@ -199,45 +94,54 @@ def _relabel(pins: list[Pin], labels: dict[str, str]) -> list[Pin]:
     return out
 
 
-_USAGE = ("unexpected argument", "Usage:", "unrecognized arguments", "No such option", "invalid value")
+_USAGE = ("unexpected argument", "Usage:", "unrecognized arguments", "No such option",
+          "invalid value")
 
 
 def _classify(exc: CommandError, request: PythonRequest, backend: str) -> BakegenError:
     out = exc.output
     lines = [ln.strip() for ln in out.splitlines() if ln.strip()]
     if any(u in out for u in _USAGE):
-        usage = next((ln for ln in lines if any(u in ln for u in _USAGE)), lines[0] if lines else "")
-        return ToolError(f"{backend} refused bakegen's command: {usage[:200]}", hint=f"this {backend} may be too old or too new for bakegen; {exc.hint}")
+        first = lines[0] if lines else ""
+        usage = next((ln for ln in lines if any(u in ln for u in _USAGE)), first)
+        return ToolError(f"{backend} refused bakegen's command: {usage[:200]}",
+                         hint=f"this {backend} may be too old or too new for bakegen; {exc.hint}")
     if any(p in out for p in _NETWORK_PATTERNS):
-        detail = next((ln for ln in lines if any(p in ln for p in _NETWORK_PATTERNS)), lines[-1] if lines else "")
-        return NetworkError(
-            f"{request.stack}: cannot reach the package index {request.index_url} ({backend}: {detail[:200]})",
-            hint="check the network or proxy; behind a TLS-intercepting proxy set SSL_CERT_FILE to its CA bundle; use --index-url for a mirror",
-        )
+        last = lines[-1] if lines else ""
+        detail = next((ln for ln in lines if any(p in ln for p in _NETWORK_PATTERNS)), last)
+        return NetworkError(f"{request.stack}: cannot reach the package index {request.index_url} "
+                            f"({backend}: {detail[:200]})", hint=_NETWORK_HINT)
     detail = _first_reason(lines)
     wheel = _NO_WHEEL.search(out)
     if wheel and not request.allow_sdists:
         return ResolutionError(
-            f"{request.stack}: {wheel.group(1)} has no wheel for Python {request.python_version} on {request.target} ({detail})",
+            f"{request.stack}: {wheel.group(1)} has no wheel for Python {request.python_version} "
+            f"on {request.target} ({detail})",
             hint="pick a version that publishes a wheel for this platform, or drop the platform; "
-            "[python] sdists = true lets this stack compile sdists in the build (hours under emulation)",
+            "[python] sdists = true lets this stack compile sdists in the build (hours under "
+            "emulation)",
         )
     return ResolutionError(
         f"{request.stack}: cannot resolve Python packages: {detail}",
-        hint=f"check the names and versions in python.packages; a child stack cannot move a version its parent pinned (resolver: {backend})",
+        hint="check the names and versions in python.packages; a child stack cannot move a "
+        f"version its parent pinned (resolver: {backend})",
     )
 
 
-# uv: "Because foo==1.0 has no usable wheels" (pip-compile's message does not tell a missing wheel from a missing version)
-_NO_WHEEL = re.compile(r"\b([A-Za-z0-9][A-Za-z0-9._-]*?)(?:[=<>!~]=?[^ ]*)? ha(?:s|ve) no usable wheels")
+# uv: "Because foo==1.0 has no usable wheels" (pip-compile's message does not tell a missing wheel
+# from a missing version)
+_NO_WHEEL = re.compile(
+    r"\b([A-Za-z0-9][A-Za-z0-9._-]*?)(?:[=<>!~]=?[^ ]*)? ha(?:s|ve) no usable wheels")
 
 _MARKERS = re.compile(r"^(?:[×╰─▶\s]+|error:\s*|cause:\s*|ERROR:\s*)+", re.IGNORECASE)
 
 
 def _first_reason(lines: list[str]) -> str:
-    """The line of a resolver's output that says why: uv's "Because ...", pip's "Could not find ..."."""
+    """The line of a resolver's output that says why: uv's "Because ...", pip's "Could not
+    find ..."."""
     texts = [_MARKERS.sub("", ln).strip() for ln in lines]
-    texts = [t for t in texts if t and not t.startswith(("No solution found", "Traceback", "File "))]
+    noise = ("No solution found", "Traceback", "File ")
+    texts = [t for t in texts if t and not t.startswith(noise)]
     for t in texts:
         if t.startswith("Because") or "Could not find a version" in t or "conflict" in t.lower():
             return t[:300]
@@ -252,8 +156,10 @@ def check_index(index_url: str, timeout: float = 20.0) -> None:
     failures are network errors. Honours the proxy variables and SSL_CERT_FILE.
     """
     cafile = os.environ.get("SSL_CERT_FILE") or os.environ.get("PIP_CERT")
-    context = ssl.create_default_context(cafile=cafile if cafile and os.path.isfile(cafile) else None)
-    req = urllib.request.Request(index_url.rstrip("/") + "/", method="HEAD", headers={"User-Agent": "bakegen"})
+    usable = cafile if cafile and os.path.isfile(cafile) else None
+    context = ssl.create_default_context(cafile=usable)
+    req = urllib.request.Request(index_url.rstrip("/") + "/", method="HEAD",
+                                 headers={"User-Agent": "bakegen"})
     try:
         with urllib.request.urlopen(req, timeout=timeout, context=context):
             return
@@ -261,21 +167,24 @@ def check_index(index_url: str, timeout: float = 20.0) -> None:
         return  # the server answered
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise NetworkError(
-            f"cannot reach the package index {index_url}: {reason}",
-            hint="check the network or proxy; behind a TLS-intercepting proxy set SSL_CERT_FILE to its CA bundle; use --index-url for a mirror",
-        ) from None
+        raise NetworkError(f"cannot reach the package index {index_url}: {reason}",
+                           hint=_NETWORK_HINT) from None
+
+
+_KEPT = ("PIP_CERT", "PIP_DEFAULT_TIMEOUT", "PIP_RETRIES", "UV_CACHE_DIR", "UV_HTTP_RETRIES")
 
 
 def _isolated_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_")) or k in ("PIP_CERT", "PIP_DEFAULT_TIMEOUT", "PIP_RETRIES", "UV_CACHE_DIR", "UV_HTTP_RETRIES")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_")) or k in _KEPT}
     env["PIP_CONFIG_FILE"] = os.devnull
     env.update(extra or {})
     return env
 
 
-def _compile(request: PythonRequest, backend: str, command: Callable[[list[str], str], list[str]]) -> list[Pin]:
-    """Run a pip-compile-style ``command`` on the request's inputs and constraints; parse its output.
+def _compile(request: PythonRequest, backend: str,
+             command: Callable[[list[str], str], list[str]]) -> list[Pin]:
+    """Run a pip-compile-style ``command`` on the request's inputs and constraints; parse its
+    output.
 
     When it fails, a plain request to the index tells a network failure from a resolution one.
     """
@@ -283,7 +192,8 @@ def _compile(request: PythonRequest, backend: str, command: Callable[[list[str],
         tmp = Path(tmpdir)
         inputs, constraints, labels = _write_inputs(tmp, request)
         if request.preferences:
-            (tmp / "out.txt").write_text("".join(f"{p.key}=={p.version}\n" for p in request.preferences))
+            preferred = "".join(f"{p.key}=={p.version}\n" for p in request.preferences)
+            (tmp / "out.txt").write_text(preferred)
         cmd = command(inputs, "out.txt") + [arg for c in constraints for arg in ("--constraint", c)]
         cmd += [arg for spec in request.upgrade for arg in ("--upgrade-package", spec)]
         try:
@@ -305,12 +215,14 @@ class UvResolver:
 
     def __init__(self, uv: str | None = None):
         self._uv = uv
-        self._uv_lock = threading.Lock()  # the python and tools ecosystems' threads share this resolver
+        # the python and tools ecosystems' threads share this resolver
+        self._uv_lock = threading.Lock()
 
     @property
     def uv(self) -> str:
-        # One thread at a time: find_uv_bin() reads sysconfig, whose first get_config_vars() is not
-        # thread-safe before Python 3.12 (a concurrent caller sees EXE None: "uv" + None, a TypeError).
+        # One thread at a time: find_uv_bin() reads sysconfig, whose first get_config_vars() is
+        # not thread-safe before Python 3.12 (a concurrent caller sees EXE None: "uv" + None, a
+        # TypeError).
         with self._uv_lock:
             if self._uv is None:
                 try:
@@ -318,7 +230,8 @@ class UvResolver:
 
                     self._uv = find_uv_bin()
                 except (ImportError, FileNotFoundError):
-                    raise ToolError("uv is not installed", hint="pip install uv, or choose --resolver pip-tools") from None
+                    raise ToolError("uv is not installed",
+                                    hint="pip install uv, or choose --resolver pip-tools") from None
             return self._uv
 
     def version(self) -> str:
@@ -332,7 +245,8 @@ class UvResolver:
                 "--generate-hashes", "--no-header", "--annotation-style=split",
                 "--python-version", request.python_version,
                 "--python-platform", request.platform,
-                # No interpreter of the target version is needed to resolve for it: never download one.
+                # No interpreter of the target version is needed to resolve for it: never
+                # download one.
                 "--no-python-downloads",
                 "--index-url", request.index_url,
                 "--output-file", output,
@@ -355,18 +269,22 @@ class PipToolsResolver:
         self.python = python or sys.executable
 
     def _interpreter_version(self) -> str:
-        return proc.run([self.python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"]).stdout.strip()
+        code = "import sys; print('%d.%d' % sys.version_info[:2])"
+        return proc.run([self.python, "-c", code]).stdout.strip()
 
     def version(self) -> str:
-        out = proc.run([self.python, "-c", "import importlib.metadata as m; print(m.version('pip-tools'))"], env=_isolated_env())
+        code = "import importlib.metadata as m; print(m.version('pip-tools'))"
+        out = proc.run([self.python, "-c", code], env=_isolated_env())
         return f"pip-tools {out.stdout.strip()}"
 
     def resolve(self, request: PythonRequest) -> list[Pin]:
         have = self._interpreter_version()
         if have != request.python_version:
             raise ResolutionError(
-                f"{request.stack}: pip-compile resolves for the Python it runs in ({have}), but the stack needs Python {request.python_version}",
-                hint=f"use the default --resolver uv, which targets any Python, or run bakegen with Python {request.python_version}",
+                f"{request.stack}: pip-compile resolves for the Python it runs in ({have}), but "
+                f"the stack needs Python {request.python_version}",
+                hint="use the default --resolver uv, which targets any Python, or run bakegen "
+                f"with Python {request.python_version}",
             )
 
         def command(inputs: list[str], output: str) -> list[str]:
@@ -383,11 +301,13 @@ class PipToolsResolver:
         return _compile(request, "pip-compile", command)
 
 
-BACKENDS: dict[str, Callable[[], PythonResolver]] = {"uv": UvResolver, "pip-tools": PipToolsResolver}
+BACKENDS: dict[str, Callable[[], PythonResolver]] = {"uv": UvResolver,
+                                                     "pip-tools": PipToolsResolver}
 
 
 def get_resolver(name: str) -> PythonResolver:
     try:
         return BACKENDS[name]()
     except KeyError:
-        raise BakegenError(f"unknown resolver '{name}'", hint=f"choose one of: {', '.join(BACKENDS)}") from None
+        raise BakegenError(f"unknown resolver '{name}'",
+                           hint=f"choose one of: {', '.join(BACKENDS)}") from None
