@@ -1,12 +1,11 @@
-"""Command line: parse arguments, call the library, print. Errors are mapped in :func:`main`."""
+"""Command line: the argument parser, and :func:`main`, which runs a command of
+:mod:`bakegen.commands` and maps its errors to one ``error:`` line (and a hint) and an exit code."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import re
 import signal
 import sys
 import threading
@@ -15,306 +14,30 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from bakegen import __version__, arguments
+from bakegen import __version__
 from bakegen import registry as ordered
-from bakegen.errors import BakegenError, StackErrors, StaleError, one_line
-from bakegen.files import (
-    check_output_file,
-    orphans,
-    output_problem,
-    pending,
-    stale_files,
-    write_output,
-    write_set,
+from bakegen.commands import (
+    cmd_build,
+    cmd_check,
+    cmd_diff,
+    cmd_generate,
+    cmd_init,
+    cmd_lock,
+    cmd_profiles,
+    cmd_report,
+    cmd_sbom,
+    cmd_verify_repro,
 )
-from bakegen.lock import LOCK_VERSION, StackLock
-from bakegen.locker import (
-    LOCK_DIR,
-    Resolvers,
-    Upgrades,
-    current_locks,
-    lock_folders_without_stack,
-    lock_stacks,
-    orphan_lock_folders,
-    outcome_files,
-    stale_locks,
-)
-from bakegen.project import load_stacks, lock_files
+from bakegen.errors import BakegenError, StackErrors, one_line
+from bakegen.locker import Resolvers
 from bakegen.resolvers.python import BACKENDS, DEFAULT_INDEX, get_resolver
 
-# The other commands' modules (Jinja2, the build runner, ...) are imported where they are
-# used: `bakegen lock` starts faster without them.
-DOCKERFILE_DIR = "dockerfiles"
 DIFF_FORMATS = ("json", "markdown", "text")
 
 
-def cmd_lock(args: argparse.Namespace) -> int:
-    if not re.fullmatch(r"https?://[^\s/]+(?:/\S*)?", args.index_url):
-        raise BakegenError(f"--index-url {one_line(repr(args.index_url), 80)} is not an http(s) URL", hint=f"for example --index-url {DEFAULT_INDEX}")
-    graph = load_stacks(args.root)
-    resolvers = Resolvers(python=get_resolver(args.resolver))  # the one ecosystem with a choice of resolver
-    upgrades = Upgrades.parse(args.upgrade, args.upgrade_package, args.upgrade_ecosystem)
-    outcomes = lock_stacks(graph, resolvers, names=args.stacks, index_url=args.index_url, upgrade=upgrades)
-    gone = orphan_locks(args.root, graph, outcomes)
-    changed = write_set(args.root, outcome_files(outcomes), command="bakegen lock", delete=gone)
-    for o in outcomes:
-        state = f"migrated to lock format {LOCK_VERSION}" if o.migrated else "locked" if o.changed else "up to date"
-        print(f"{o.stack}: {state} ({summary(o.lock)})")
-    for path in changed:
-        print(f"{'removed' if path in gone else 'wrote'} {path}")
-    return 0
-
-
-def summary(lock: StackLock) -> str:
-    """What a lock holds, per ecosystem: "12 python, 3 apt, base sha256:..."."""
-    return ", ".join(eco.summary(lock, lock.parts[eco.name]) for eco in ordered.ECOSYSTEMS if lock.parts.get(eco.name) is not None) or "nothing"
-
-
-def orphan_locks(root: Path, graph, outcomes) -> list[str]:  # type: ignore[no-untyped-def]
-    """Generated files under locks/ that no locked stack has any more (a removed stack, a dropped ecosystem)."""
-    keep = {f"{LOCK_DIR}/{o.stack}/{rel}" for o in outcomes for rel in lock_files(o.lock)}
-    return orphans(root, LOCK_DIR, keep, {o.stack for o in outcomes} | lock_folders_without_stack(graph))
-
-
-def cmd_generate(args: argparse.Namespace) -> int:
-    from bakegen.render import render_project
-
-    graph = load_stacks(args.root)
-    if args.check:
-        _refuse_interrupted(args.root)
-    files = render_project(graph, current_locks(graph))
-    if args.check:
-        stale = [path for path, _ in stale_files(args.root, files)] + orphans(args.root, DOCKERFILE_DIR, set(files))
-        if stale:
-            raise StaleError(f"generated files are out of date: {', '.join(stale)}", hint="run bakegen generate and commit the result")
-        print(f"{len(files)} generated files are up to date")
-        return 0
-    changed = write_set(args.root, files, command="bakegen generate", delete=orphans(args.root, DOCKERFILE_DIR, set(files)))
-    for path in changed:
-        print(f"{'wrote' if path in files else 'removed'} {path}")
-    if not changed:
-        print(f"{len(files)} generated files are up to date")
-    return 0
-
-
-def _refuse_interrupted(root: Path) -> None:
-    """A write that was killed half-way: name it, and say which command finishes it."""
-    interrupted = pending(root)
-    if interrupted:
-        what = interrupted.removeprefix("bakegen").strip() or "write, which changed nothing"
-        again = interrupted if interrupted != "bakegen" else "bakegen lock"
-        print(f"stale: interrupted {what}: run {again}")
-        raise StaleError(f"interrupted {what}", hint=f"run {again}: it finishes (or throws away) the interrupted write")
-
-
-def cmd_check(args: argparse.Namespace) -> int:
-    """Exit 0 when every lock and generated file matches its stack, 1 with a reason per stale item. No network."""
-    from bakegen.render import render_project
-
-    graph = load_stacks(args.root)
-    _refuse_interrupted(args.root)
-    locks: dict = {}
-    problems = [f"{name}: {reason}" for name, reason in stale_locks(graph, locks)]
-    problems += [f"locks/{name}: no stack named {name} (run bakegen lock)" for name in orphan_lock_folders(graph)]
-    if not problems:
-        files = render_project(graph, locks)
-        problems = [f"{path}: {reason}" for path, reason in stale_files(args.root, files)]
-        problems += [f"{path}: no longer generated (run bakegen generate)" for path in orphans(args.root, DOCKERFILE_DIR, set(files))]
-    if problems:
-        for p in problems:
-            print(f"stale: {p}")
-        raise StaleError(f"{len(problems)} stale item(s)", hint="run bakegen lock, then bakegen generate, and commit the result")
-    print(f"ok: {len(graph.order)} stacks; locks and generated files are current")
-    return 0
-
-
-def cmd_diff(args: argparse.Namespace) -> int:
-    from bakegen.diff import FORMATS, diff_locks, read_rev_locks, read_tree_locks
-
-    if args.output:
-        check_output_file(Path(args.output))  # refused before any work: a folder, a link, a file bakegen did not write
-    new = read_tree_locks(args.root)
-    old = read_rev_locks(args.root, args.rev)
-    parents = {name: lock.parent for name, lock in {**old, **new}.items()}
-    text = FORMATS[args.format](diff_locks(old, new, parents), args.rev, "working tree")
-    if args.output:
-        write_output(Path(args.output), text)
-    else:
-        sys.stdout.write(text)
-    return 0
-
-
-def cmd_init(args: argparse.Namespace) -> int:
-    from bakegen.render.init import FIRST_STACK, render_init
-
-    files = render_init(args.python)
-    stacks = args.root / "stacks"
-    if (stacks.is_dir() and any(stacks.glob("*.toml"))) or (args.root / FIRST_STACK).exists():
-        del files[FIRST_STACK]  # the user's stacks are theirs
-    # one transaction: refuses to overwrite a file bakegen did not write, or the user's stack
-    changed = write_set(args.root, files, command="bakegen init", new_only=frozenset({FIRST_STACK}))
-    for path in changed:
-        print(f"wrote {path}")
-    print("next: edit stacks/*.toml, then run: make lock generate build")
-    return 0
-
-
-def cmd_profiles(args: argparse.Namespace) -> int:
-    from bakegen.render.profiles import read_digests, render_profiles
-
-    arguments.registry(args.registry)
-    arguments.tag(args.tag)
-    if args.output:
-        check_output_file(Path(args.output))
-    graph = load_stacks(args.root)
-    digests = read_digests(Path(args.metadata)) if args.metadata else None
-    text = render_profiles(graph, current_locks(graph), registry=args.registry, tag=args.tag, digests=digests, fmt=args.format)
-    if args.output:
-        write_output(Path(args.output), text)
-        print(f"wrote {args.output}")
-    else:
-        sys.stdout.write(text)
-    return 0
-
-
-def cmd_sbom(args: argparse.Namespace) -> int:
-    """An SBOM per image and platform (CycloneDX 1.6 and/or SPDX 2.3 JSON), from current locks alone."""
-    from bakegen.sbom import FORMATS, SBOM_DIR, render_sboms
-
-    graph = load_stacks(args.root)
-    names = [n for n in graph.select(args.stacks) if not args.stacks or n in args.stacks]  # validates the names
-    _refuse_interrupted(args.root)
-    locks = current_locks(graph)  # refuses stale locks, as generate does
-    out = Path(args.output).resolve() if args.output else args.root / SBOM_DIR
-    if not args.output and output_problem(args.root, SBOM_DIR):
-        raise BakegenError(f"cannot write {SBOM_DIR}/: {output_problem(args.root, SBOM_DIR)}", hint="replace the link by a real folder, or pass --output DIR")
-    if out.exists() and not out.is_dir():
-        raise BakegenError(f"--output {out} is a file", hint="name a folder (it is created when missing)")
-    formats = sorted(FORMATS) if args.format == "both" else [args.format]
-    files = render_sboms(graph, locks, names, formats)
-    suffixes = tuple(f".{FORMATS[f]}" for f in formats)
-    gone = [p for n in names for p in orphans(out, n, set(files)) if p.endswith(suffixes)]  # a platform the stack dropped
-    changed = write_set(out, files, command="bakegen sbom", delete=gone)
-    for rel in changed:
-        print(f"{'wrote' if rel in files else 'removed'} {_shown(args.root, out / rel)}")
-    if not changed:
-        print(f"{len(files)} SBOM files are up to date")
-    return 0
-
-
-def _shown(root: Path, path: Path) -> str:
-    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
-
-
-def cmd_verify_repro(args: argparse.Namespace) -> int:
-    """Build a stack twice from the same locks (or once, against a registry); exit 0 when bit-for-bit identical, 1 when not."""
-    from bakegen.build import BuildOptions, chain_of
-    from bakegen.plan import plan_dockerfile
-    from bakegen.repro import verify_repro
-
-    arguments.against(args.against)
-    ca_bundle = arguments.ca_bundle(args.ca_bundle or os.environ.get("BAKEGEN_CA_BUNDLE") or None)
-    graph = load_stacks(args.root)
-    graph.select([args.stack])
-    opts = BuildOptions(base_images=_base_images(args, graph), ca_bundle=ca_bundle, progress=args.progress, compression=args.compression)
-    locks = current_locks(graph)
-    plan = plan_dockerfile(graph, args.stack, locks, ordered.ECOSYSTEMS)
-    steps = [(step.text, step.layer) for step in plan.final.steps]  # to name a differing layer by its step
-    from bakegen.sbom import cyclonedx_of
-
-    result = verify_repro(args.root, chain_of(graph, locks, [args.stack]), opts, steps=steps, against=args.against, sbom=cyclonedx_of(graph, locks))
-    if result.identical:
-        print(f"{args.stack}: identical ({result.digests[0]})" + (f", the digest {args.against} has" if args.against else ""))
-        return 0
-    print(f"{args.stack}: different ({result.digests[0]} vs {result.digests[1]})")
-    print(f"first difference: {result.difference}")
-    return 1
-
-
-def _base_images(args: argparse.Namespace, graph) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    base_images = {}
-    for item in args.base_image:
-        stack, ref = arguments.base_image(item)
-        if stack not in graph.stacks or graph.stacks[stack].base is None:
-            roots = [n for n in graph.order if graph.stacks[n].base]
-            raise BakegenError(f"--base-image: '{stack}' is not a stack with a base image", hint=f"root stacks: {', '.join(roots)}")
-        base_images[stack] = ref
-    return base_images
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from bakegen.report import build_report
-    from bakegen.report import to_json as report_json
-    from bakegen.report import to_text as report_text
-
-    reports = build_report(load_stacks(args.root), registry=args.registry, tag=args.tag)
-    sys.stdout.write(report_json(reports) if args.format == "json" else report_text(reports))
-    return 0
-
-
-def _check_names(args: argparse.Namespace) -> None:
-    """--registry and --tag-prefix (or REGISTRY and TAG_PREFIX) end up in image names and exporter options."""
-    registry = arguments.registry(args.registry if args.registry is not None else os.environ.get("REGISTRY", ""))
-    arguments.tag_prefix(args.tag_prefix if args.tag_prefix is not None else os.environ.get("TAG_PREFIX", ""))
-    if args.push and not registry:
-        raise BakegenError("--push needs --registry (or REGISTRY): without it the images would go to Docker Hub's library/", hint="for example --registry ghcr.io/acme")
-
-
-def cmd_build(args: argparse.Namespace) -> int:
-    from bakegen.build import BuildOptions, build
-
-    _check_names(args)
-    ca_bundle = arguments.ca_bundle(args.ca_bundle or os.environ.get("BAKEGEN_CA_BUNDLE") or None)
-    arguments.cache_repository(args.cache)
-    arguments.output_file(args.metadata_file, "--metadata-file")
-    graph = load_stacks(args.root)
-    base_images = _base_images(args, graph)
-    graph.select(args.targets)  # validates target names
-    opts = BuildOptions(
-        targets=args.targets,
-        base_images=base_images,
-        ca_bundle=ca_bundle,
-        registry=args.registry,
-        tag_prefix=args.tag_prefix,
-        cache=args.cache,
-        load=args.load,
-        push=args.push,
-        progress=args.progress,
-        provenance=args.provenance,
-        compression=args.compression,
-        extra=["--no-cache"] if args.no_cache else [],
-    )
-    if not (args.load or args.push):
-        opts.extra += ["--metadata-file", args.metadata_file] if args.metadata_file else []
-        build(args.root, opts)
-        return 0
-    return _publish(args, graph, opts)
-
-
-def _publish(args: argparse.Namespace, graph, opts) -> int:  # type: ignore[no-untyped-def]
-    """--load and --push: bit-for-bit images, level by level through OCI layouts (bakegen.build.reproducible_build)."""
-    import tempfile
-
-    from bakegen.build import bake_command, chain_of, reproducible_build
-
-    bake_command(args.root, opts)  # the bake file exists, --load and --push are not both given
-    from bakegen.sbom import cyclonedx_of
-
-    locks = current_locks(graph)
-    chain = chain_of(graph, locks, args.targets)
-    with tempfile.TemporaryDirectory(prefix="bakegen-build-") as work:
-        published = reproducible_build(args.root, chain, opts, Path(work), sbom=cyclonedx_of(graph, locks))
-    for p in published:
-        pushed = f", {p.pushed_bytes / 1e6:.1f} MB uploaded" if args.push and p.pushed_bytes >= 0 else ""
-        print(f"{p.stack}: {p.digest} ({', '.join(p.names)}{pushed})")
-    if args.metadata_file:
-        doc = {p.stack: {"containerimage.digest": p.digest, "image.name": ",".join(p.names), "bakegen.pushed_bytes": p.pushed_bytes} for p in published}
-        write_output(Path(args.metadata_file), json.dumps(doc, indent=2, sort_keys=True) + "\n", require_header=False)
-    return 0
-
-
 class _Parser(argparse.ArgumentParser):
-    """argparse, with its errors as bakegen's: one ``error:`` line and a hint (not its usage text)."""
+    """argparse, with its errors as bakegen's: one ``error:`` line and a hint (not its usage
+    text)."""
 
     def error(self, message: str) -> NoReturn:
         print(f"error: {one_line(message)}", file=sys.stderr)
@@ -323,9 +46,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="bakegen", description="Lock Jupyter image stacks and compile them to docker buildx bake.")
+    p = _Parser(prog="bakegen",
+                description="Lock Jupyter image stacks and compile them to docker buildx bake.")
     p.add_argument("--version", action="version", version=f"bakegen {__version__}")
-    p.add_argument("-C", "--directory", dest="root", type=Path, default=Path("."), help="project folder (holds stacks/)")
+    p.add_argument("-C", "--directory", dest="root", type=Path, default=Path("."),
+                   help="project folder (holds stacks/)")
     p.add_argument("-v", "--verbose", action="store_true", help="log every external command")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -339,81 +64,125 @@ def _add_lock_commands(sub: argparse._SubParsersAction) -> None:
     """lock, generate, check and init: the files in the repository."""
     lk = sub.add_parser("lock", help="resolve stacks/*.toml into locks/<stack>/")
     lk.add_argument("stacks", nargs="*", help="stacks to lock (with their parents); default: all")
-    lk.add_argument("--upgrade", action="store_true", help="resolve every stack again: newest versions and base-image digests")
+    lk.add_argument("--upgrade", action="store_true",
+                    help="resolve every stack again: newest versions and base-image digests")
     lk.add_argument("--upgrade-package", "-P", action="append", default=[], metavar="NAME[==VER]",
-                    help="upgrade one Python, apt or npm package, or base image; every other pin is kept (repeatable)")
-    lk.add_argument("--upgrade-ecosystem", "-E", action="append", default=[], choices=[eco.name for eco in ordered.ECOSYSTEMS],
-                    help="move every pin of one ecosystem (e.g. apt, when Debian published updates); the others are kept (repeatable)")
-    lk.add_argument("--resolver", choices=sorted(BACKENDS), default=os.environ.get("BAKEGEN_RESOLVER", "uv"), help="Python resolver (default: uv)")
-    lk.add_argument("--index-url", default=os.environ.get("BAKEGEN_INDEX_URL", DEFAULT_INDEX), help=f"Python package index (default: {DEFAULT_INDEX})")
-    lk.set_defaults(func=cmd_lock)
+                    help="upgrade one Python, apt or npm package, or base image; every other pin "
+                    "is kept (repeatable)")
+    lk.add_argument("--upgrade-ecosystem", "-E", action="append", default=[],
+                    choices=[eco.name for eco in ordered.ECOSYSTEMS],
+                    help="move every pin of one ecosystem (e.g. apt, when Debian published "
+                    "updates); the others are kept (repeatable)")
+    lk.add_argument("--resolver", choices=sorted(BACKENDS), help="Python resolver (default: uv)",
+                    default=os.environ.get("BAKEGEN_RESOLVER", "uv"))
+    lk.add_argument("--index-url", default=os.environ.get("BAKEGEN_INDEX_URL", DEFAULT_INDEX),
+                    help=f"Python package index (default: {DEFAULT_INDEX})")
+    lk.set_defaults(func=_lock)
 
     gen = sub.add_parser("generate", help="compile locks into docker-bake.hcl and dockerfiles/")
-    gen.add_argument("--check", action="store_true", help="write nothing; exit 1 when generated files are out of date")
+    gen.add_argument("--check", action="store_true",
+                     help="write nothing; exit 1 when generated files are out of date")
     gen.set_defaults(func=cmd_generate)
 
-    ck = sub.add_parser("check", help="for CI and pre-commit: are locks and generated files current? (no network)")
+    ck = sub.add_parser("check", help="for CI and pre-commit: are locks and generated files "
+                        "current? (no network)")
     ck.set_defaults(func=cmd_check)
 
-    it = sub.add_parser("init", help="set up a new repository: a first stack, a Makefile and CI workflows")
-    it.add_argument("--python", default="3.13", choices=["3.11", "3.12", "3.13"], help="Python of the first stack (default 3.13)")
+    it = sub.add_parser("init", help="set up a new repository: a first stack, a Makefile and CI "
+                        "workflows")
+    it.add_argument("--python", default="3.13", choices=["3.11", "3.12", "3.13"],
+                    help="Python of the first stack (default 3.13)")
     it.set_defaults(func=cmd_init)
+
+
+def _lock(args: argparse.Namespace) -> int:
+    """bakegen lock, with the resolvers that --resolver names. get_resolver and Resolvers are
+    looked up in this module when the command needs them (tests/test_kill.py replaces them)."""
+    return cmd_lock(args, lambda: Resolvers(python=get_resolver(args.resolver)))
 
 
 def _add_output_commands(sub: argparse._SubParsersAction) -> None:
     """profiles, diff, report and sbom: what the project and its images say about themselves."""
-    pf = sub.add_parser("profiles", help="Zero to JupyterHub singleuser.profileList (YAML) from the stacks")
-    pf.add_argument("--registry", default=os.environ.get("REGISTRY", ""), help="image name prefix, e.g. ghcr.io/acme (env: REGISTRY)")
-    pf.add_argument("--tag", default="latest", help="image tag when no digest is known (default: latest)")
-    pf.add_argument("--metadata", metavar="FILE", help="bake metadata (docker buildx bake --metadata-file): pin images by digest")
-    pf.add_argument("--format", choices=["helm", "configmap"], default="helm", help="Helm values (default) or a ConfigMap holding them")
+    pf = sub.add_parser("profiles",
+                        help="Zero to JupyterHub singleuser.profileList (YAML) from the stacks")
+    pf.add_argument("--registry", default=os.environ.get("REGISTRY", ""),
+                    help="image name prefix, e.g. ghcr.io/acme (env: REGISTRY)")
+    pf.add_argument("--tag", default="latest",
+                    help="image tag when no digest is known (default: latest)")
+    pf.add_argument("--metadata", metavar="FILE",
+                    help="bake metadata (docker buildx bake --metadata-file): pin images by digest")
+    pf.add_argument("--format", choices=["helm", "configmap"], default="helm",
+                    help="Helm values (default) or a ConfigMap holding them")
     pf.add_argument("--output", "-o", help="write to this file instead of standard output")
     pf.set_defaults(func=cmd_profiles)
 
-    df = sub.add_parser("diff", help="what changed in locks/ since a git revision, per image and ecosystem")
-    df.add_argument("rev", nargs="?", default="HEAD", help="git revision to compare with (default: HEAD)")
-    df.add_argument("--format", choices=DIFF_FORMATS, default="text", help="text (default), markdown (a PR body) or json")
+    df = sub.add_parser("diff",
+                        help="what changed in locks/ since a git revision, per image and ecosystem")
+    df.add_argument("rev", nargs="?", default="HEAD",
+                    help="git revision to compare with (default: HEAD)")
+    df.add_argument("--format", choices=DIFF_FORMATS, default="text",
+                    help="text (default), markdown (a PR body) or json")
     df.add_argument("--output", "-o", help="write to this file instead of standard output")
     df.set_defaults(func=cmd_diff)
 
-    rp = sub.add_parser("report", help="size and layers of the built images, what each layer installs, and the gain over the parent")
-    rp.add_argument("--registry", default=os.environ.get("REGISTRY", ""), help="image name prefix used at build (env: REGISTRY)")
+    rp = sub.add_parser("report", help="size and layers of the built images, what each layer "
+                        "installs, and the gain over the parent")
+    rp.add_argument("--registry", default=os.environ.get("REGISTRY", ""),
+                    help="image name prefix used at build (env: REGISTRY)")
     rp.add_argument("--tag", default="latest")
     rp.add_argument("--format", choices=["text", "json"], default="text")
     rp.set_defaults(func=cmd_report)
 
-    sb = sub.add_parser("sbom", help="an SBOM per image and platform (CycloneDX 1.6, SPDX 2.3) from the locks alone (no Docker, no network)")
+    sb = sub.add_parser("sbom", help="an SBOM per image and platform (CycloneDX 1.6, SPDX 2.3) "
+                        "from the locks alone (no Docker, no network)")
     sb.add_argument("stacks", nargs="*", help="stacks to describe (default: all)")
-    sb.add_argument("--format", choices=["cyclonedx", "spdx", "both"], default="both", help="CycloneDX 1.6 JSON, SPDX 2.3 JSON or both (default)")
-    sb.add_argument("--output", "-o", metavar="DIR", help="write DIR/<stack>/<arch>.cdx.json and .spdx.json (default: sbom/ in the project)")
+    sb.add_argument("--format", choices=["cyclonedx", "spdx", "both"], default="both",
+                    help="CycloneDX 1.6 JSON, SPDX 2.3 JSON or both (default)")
+    sb.add_argument("--output", "-o", metavar="DIR",
+                    help="write DIR/<stack>/<arch>.cdx.json and .spdx.json (default: sbom/ in the "
+                    "project)")
     sb.set_defaults(func=cmd_sbom)
 
 
 def _add_build_commands(sub: argparse._SubParsersAction) -> None:
     """verify-repro and build: docker buildx bake."""
-    vr = sub.add_parser("verify-repro", help="build a stack twice from its locks (--no-cache) and compare: identical or the first difference")
+    vr = sub.add_parser("verify-repro", help="build a stack twice from its locks (--no-cache) and "
+                        "compare: identical or the first difference")
     vr.add_argument("stack")
-    vr.add_argument("--base-image", action="append", default=[], metavar="STACK=IMAGE", help="replace a root stack's base image")
-    vr.add_argument("--ca-bundle", metavar="PEM", help="CA bundle for a TLS-intercepting proxy (env: BAKEGEN_CA_BUNDLE)")
-    vr.add_argument("--progress", default="quiet", choices=["auto", "plain", "tty", "quiet"], help="build output (default: quiet)")
-    vr.add_argument("--against", metavar="REF", help="compare one clean build with the image a registry holds (REGISTRY/REPOSITORY:TAG)")
+    vr.add_argument("--base-image", action="append", default=[], metavar="STACK=IMAGE",
+                    help="replace a root stack's base image")
+    vr.add_argument("--ca-bundle", metavar="PEM",
+                    help="CA bundle for a TLS-intercepting proxy (env: BAKEGEN_CA_BUNDLE)")
+    vr.add_argument("--progress", default="quiet", choices=["auto", "plain", "tty", "quiet"],
+                    help="build output (default: quiet)")
+    vr.add_argument("--against", metavar="REF", help="compare one clean build with the image a "
+                    "registry holds (REGISTRY/REPOSITORY:TAG)")
     vr.add_argument("--compression", **_compression())
     vr.set_defaults(func=cmd_verify_repro)
 
     bd = sub.add_parser("build", help="run docker buildx bake on the generated files")
     bd.add_argument("targets", nargs="*", help="stacks to build (default: all)")
-    bd.add_argument("--base-image", action="append", default=[], metavar="STACK=IMAGE", help="replace a root stack's base image")
-    bd.add_argument("--ca-bundle", metavar="PEM", help="CA bundle for a TLS-intercepting proxy, passed as a BuildKit secret (env: BAKEGEN_CA_BUNDLE)")
+    bd.add_argument("--base-image", action="append", default=[], metavar="STACK=IMAGE",
+                    help="replace a root stack's base image")
+    bd.add_argument("--ca-bundle", metavar="PEM", help="CA bundle for a TLS-intercepting proxy, "
+                    "passed as a BuildKit secret (env: BAKEGEN_CA_BUNDLE)")
     bd.add_argument("--registry", help="image name prefix, e.g. ghcr.io/acme")
     bd.add_argument("--tag-prefix", help="prepended to every tag")
-    bd.add_argument("--cache", metavar="REPO", help="registry layer cache: read and write REPO:<stack> (e.g. ghcr.io/acme/bakegen-cache)")
-    bd.add_argument("--load", action="store_true", help="load the images into the local image store")
+    bd.add_argument("--cache", metavar="REPO", help="registry layer cache: read and write "
+                    "REPO:<stack> (e.g. ghcr.io/acme/bakegen-cache)")
+    bd.add_argument("--load", action="store_true",
+                    help="load the images into the local image store")
     bd.add_argument("--push", action="store_true", help="push the images")
-    bd.add_argument("--no-cache", action="store_true", help="build every step again (as a new machine would)")
-    bd.add_argument("--provenance", action="store_true", help="attach BuildKit's provenance attestation (mode=max); it holds build times, so the index digest changes on every build")
+    bd.add_argument("--no-cache", action="store_true",
+                    help="build every step again (as a new machine would)")
+    bd.add_argument("--provenance", action="store_true", help="attach BuildKit's provenance "
+                    "attestation (mode=max); it holds build times, so the index digest changes "
+                    "on every build")
     bd.add_argument("--compression", **_compression())
-    bd.add_argument("--metadata-file", metavar="FILE", help="write bake's build metadata (image digests) here; bakegen profiles --metadata reads it")
-    bd.add_argument("--progress", default="auto", choices=["auto", "plain", "tty", "quiet"], help="build output style")
+    bd.add_argument("--metadata-file", metavar="FILE", help="write bake's build metadata (image "
+                    "digests) here; bakegen profiles --metadata reads it")
+    bd.add_argument("--progress", default="auto", choices=["auto", "plain", "tty", "quiet"],
+                    help="build output style")
     bd.set_defaults(func=cmd_build)
 
 
@@ -421,11 +190,13 @@ def _compression() -> dict[str, Any]:
     from bakegen.build import COMPRESSIONS
 
     return {"default": COMPRESSIONS[0], "choices": list(COMPRESSIONS),
-            "help": f"layer compression of --load and --push (default: {COMPRESSIONS[0]}; gzip for clients older than Docker 23 or containerd 1.5)"}
+            "help": f"layer compression of --load and --push (default: {COMPRESSIONS[0]}; gzip "
+            "for clients older than Docker 23 or containerd 1.5)"}
 
 
 class Terminated(BaseException):
-    """SIGTERM (a cancelled CI job, docker stop, kill): raised so that temporary folders and files are removed."""
+    """SIGTERM (a cancelled CI job, docker stop, kill): raised so that temporary folders and files
+    are removed."""
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -435,7 +206,8 @@ def _terminate(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     _logging(args.verbose)
-    previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() else None
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         return _run(args)
     finally:
@@ -457,12 +229,14 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - the one catch-all: a bug, never a traceback for the user
+    except Exception as exc:  # noqa: BLE001
+        # the one catch-all: a bug, never a traceback for the user
         if args.verbose:
             traceback.print_exc()
         return _report([BakegenError(
             f"internal error: {type(exc).__name__}: {exc}",
-            hint="this is a bug in bakegen: please report it with the command and the output of bakegen -v",
+            hint="this is a bug in bakegen: please report it with the command and the output of "
+            "bakegen -v",
         )], 70)
 
 
