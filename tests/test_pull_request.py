@@ -15,6 +15,8 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -548,6 +550,21 @@ def _dateless(text: str) -> str:
     return re.sub(r'"\d{8}-([0-9a-f]{12})"', r'"DATE-\1"', text)
 
 
+@contextmanager
+def _resealed_epoch(root: Path, epoch: object) -> Iterator[None]:
+    """The base stack's lock with its source_date_epoch set to ``epoch`` and resealed, for the block."""
+    manifest = root / "locks/base/lock.json"
+    saved = manifest.read_bytes()
+    try:
+        doc = json.loads(saved)
+        doc["source_date_epoch"] = epoch
+        manifest.write_text(json.dumps(doc, indent=2) + "\n")
+        reseal(manifest.parent)
+        yield
+    finally:
+        manifest.write_bytes(saved)
+
+
 @pytest.mark.parametrize("epoch", [0, 1, 2**33])
 def test_an_edited_epoch_changes_only_the_epoch(resealed, epoch, capsys):
     """source_date_epoch is when the lock's content was resolved: no stack derives it, so a pull request may
@@ -556,37 +573,21 @@ def test_an_edited_epoch_changes_only_the_epoch(resealed, epoch, capsys):
     from datetime import UTC, datetime
 
     root, original = resealed
-    manifest = root / "locks/base/lock.json"
-    saved = manifest.read_bytes()
-    try:
-        doc = json.loads(saved)
-        doc["source_date_epoch"] = epoch
-        manifest.write_text(json.dumps(doc, indent=2) + "\n")
-        reseal(manifest.parent)
+    with _resealed_epoch(root, epoch):
         generated = _generated(root)
-        assert generated is not None
-        assert {n: _dateless(t) for n, t in generated.items()} == {n: _dateless(t) for n, t in original.items()}
-        day = datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        assert f"SOURCE_DATE_EPOCH={epoch} " in generated["dockerfiles/base/Dockerfile"] and day in generated["docker-bake.hcl"]
-    finally:
-        manifest.write_bytes(saved)
+    assert generated is not None
+    assert {n: _dateless(t) for n, t in generated.items()} == {n: _dateless(t) for n, t in original.items()}
+    day = datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert f"SOURCE_DATE_EPOCH={epoch} " in generated["dockerfiles/base/Dockerfile"] and day in generated["docker-bake.hcl"]
     capsys.readouterr()
 
 
 @pytest.mark.parametrize("epoch", [-1, 2**33 + 1, True, "1", 1.5])
 def test_an_epoch_out_of_range_is_refused(resealed, epoch, capsys):
     root, _ = resealed
-    manifest = root / "locks/base/lock.json"
-    saved = manifest.read_bytes()
-    try:
-        doc = json.loads(saved)
-        doc["source_date_epoch"] = epoch
-        manifest.write_text(json.dumps(doc, indent=2) + "\n")
-        reseal(manifest.parent)
+    with _resealed_epoch(root, epoch):
         assert main(["-C", str(root), "check"]) != 0
-        assert "source_date_epoch: not what bakegen writes" in capsys.readouterr().out
-    finally:
-        manifest.write_bytes(saved)
+    assert "source_date_epoch: not what bakegen writes" in capsys.readouterr().out
 
 
 def test_migrating_accepts_only_what_check_accepts(pr, capsys):
