@@ -12,7 +12,7 @@ from bakegen import __version__
 from bakegen.errors import Location, StaleError, one_line
 from bakegen.files import GENERATED_MARKER
 from bakegen.lock import StackLock, arch_of
-from bakegen.resolvers.apt import AptSpec
+from bakegen.resolvers.debian import AptSpec
 
 APT_LOCK = "apt.lock"
 APT_SOURCES = "apt-sources.list"

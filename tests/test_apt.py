@@ -8,7 +8,8 @@ import lzma
 import pytest
 
 from bakegen.errors import BakegenError, ResolutionError
-from bakegen.resolvers.apt import AptRequest, AptResolver, AptSpec, ArchiveReader
+from bakegen.resolvers.apt import AptRequest, AptResolver
+from bakegen.resolvers.debian import AptSpec, ArchiveReader
 
 MAIN = """\
 Package: tool
@@ -237,3 +238,15 @@ def test_real_trixie_index_for_two_architectures():
     for arch in ("amd64", "arm64"):
         tini = next(p for p in out[arch] if p.name == "tini")
         assert tini.filename.endswith(f"_{arch}.deb") and len(tini.sha256) == 64
+
+
+def test_a_reader_fetches_with_http_fetch_as_it_is_when_made(monkeypatch):
+    """ArchiveReader looks http_fetch up when it is made (a default argument would have bound it at import,
+    and a test that replaces it to forbid the network, as test_lock's migration test does, would not bite)."""
+    from bakegen.resolvers import debian
+
+    def forbidden(*a, **k):
+        raise AssertionError("no network here")
+
+    monkeypatch.setattr(debian, "http_fetch", forbidden)
+    assert ArchiveReader().fetch is forbidden

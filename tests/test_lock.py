@@ -150,7 +150,7 @@ def test_committed_v2_locks_migrate_to_v3_without_resolving(tmp_path, capsys, mo
     shutil.copytree(REPO / "tests" / "cases" / "migrate-v2", root)
     before = tree(root)
     # any resolution would need the network: an index that refuses connections, and no apt or npm downloads
-    monkeypatch.setattr("bakegen.resolvers.apt.http_fetch", lambda *a, **k: (_ for _ in ()).throw(AssertionError("apt resolved")))
+    monkeypatch.setattr("bakegen.resolvers.debian.http_fetch", lambda *a, **k: (_ for _ in ()).throw(AssertionError("apt resolved")))
     assert main(["-C", str(root), "lock", "--index-url", "http://127.0.0.1:9/simple"]) == 0
     out = capsys.readouterr().out
     assert out.count(f"migrated to lock format {LOCK_VERSION}") == 3, out

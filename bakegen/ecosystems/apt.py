@@ -36,14 +36,8 @@ from bakegen.lock import (
     schema_obj,
 )
 from bakegen.plan import DOCKERFILE_DIR, ORDER_SYSTEM, Facts, PlanContext, Stage, Step, heading
-from bakegen.resolvers.apt import (
-    DEBIAN_SUITES,
-    UBUNTU_SUITES,
-    AptRequest,
-    AptResolver,
-    AptSpec,
-    distro_of,
-)
+from bakegen.resolvers.apt import AptRequest, AptResolver
+from bakegen.resolvers.debian import DEBIAN_SUITES, UBUNTU_SUITES, AptSpec, distro_of
 from bakegen.stack import EffectiveStack, StackGraph, stack_location
 
 # the stage with the apt.build packages, which the builder stages start from

@@ -1,10 +1,10 @@
 """Pin apt packages, and everything they pull in, from Debian or Ubuntu Packages indexes.
 
 The indexes of the base image's release (the suite plus its -updates and
--security pockets) are read with python-debian; versions are compared with
-``debian.debian_support.Version``. Each pin records the version, the sha256 and
-the pool file name, per architecture. Resolving for another architecture reads
-that architecture's index: nothing runs on it.
+-security pockets) are read with python-debian (:mod:`bakegen.resolvers.debian`);
+versions are compared with ``debian.debian_support.Version``. Each pin records the
+version, the sha256 and the pool file name, per architecture. Resolving for another
+architecture reads that architecture's index: nothing runs on it.
 
 The lock is the whole closure: every package the stack asks for and every
 package they depend on, down to libc6, except what a parent stack pins. The
@@ -14,116 +14,14 @@ image has), so that the lock says what is in the image.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
-import json
-import lzma
-import os
-import ssl
-import threading
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from debian.deb822 import Packages, PkgRelation, Release
-from debian.debian_support import Version
+from debian.deb822 import PkgRelation
 
-from bakegen.errors import BakegenError, NetworkError, ResolutionError
-
-DEBIAN_SUITES = ("bullseye", "bookworm", "trixie", "forky", "sid", "unstable", "testing")
-UBUNTU_SUITES = ("focal", "jammy", "noble", "oracular", "plucky", "questing")
-KEYRINGS = {
-    "debian": "/usr/share/keyrings/debian-archive-keyring.gpg",
-    "ubuntu": "/usr/share/keyrings/ubuntu-archive-keyring.gpg",
-}
-_FIELDS = [
-    "Package",
-    "Version",
-    "Architecture",
-    "Depends",
-    "Pre-Depends",
-    "Provides",
-    "Filename",
-    "SHA256",
-    "Size",
-    "Priority",
-    "Essential",
-]
-
-
-def distro_of(suite: str) -> str | None:
-    return "debian" if suite in DEBIAN_SUITES else "ubuntu" if suite in UBUNTU_SUITES else None
-
-
-@dataclass(frozen=True)
-class Source:
-    """One apt source line: ``deb [arch=.. signed-by=..] URL SUITE main``."""
-
-    url: str
-    suite: str
-    arch: str | None = None  # restrict to one architecture (Ubuntu ports)
-    snapshot: bool = False
-
-    def line(self, keyring: str) -> str:
-        opts = [f"arch={self.arch}"] if self.arch else []
-        opts.append(f"signed-by={keyring}")
-        if self.snapshot:
-            opts.append("check-valid-until=no")
-        return f"deb [{' '.join(opts)}] {self.url} {self.suite} main"
-
-
-@dataclass(frozen=True)
-class AptSpec:
-    """Where a stack's apt packages come from."""
-
-    distro: str
-    suite: str
-    snapshot: str | None = None
-    mirror: str | None = None
-
-    def sources(self, archs: Iterable[str]) -> list[Source]:
-        suite, snap = self.suite, self.snapshot
-        pockets = [suite] if suite in ("sid", "unstable") else [suite, f"{suite}-updates"]
-        out: list[Source] = []
-        if self.distro == "debian":
-            main = self.mirror or (
-                f"http://snapshot.debian.org/archive/debian/{snap}"
-                if snap
-                else "http://deb.debian.org/debian"
-            )
-            out += [Source(main, p, snapshot=bool(snap)) for p in pockets]
-            if suite not in ("sid", "unstable"):
-                sec = (
-                    f"http://snapshot.debian.org/archive/debian-security/{snap}"
-                    if snap
-                    else "http://deb.debian.org/debian-security"
-                )
-                out.append(Source(sec, f"{suite}-security", snapshot=bool(snap)))
-            return out
-        for arch in sorted(set(archs)):
-            if arch in ("amd64", "i386"):
-                url = self.mirror or (
-                    f"https://snapshot.ubuntu.com/ubuntu/{snap}"
-                    if snap
-                    else "http://archive.ubuntu.com/ubuntu"
-                )
-            else:
-                url = self.mirror or (
-                    f"https://snapshot.ubuntu.com/ubuntu-ports/{snap}"
-                    if snap
-                    else "http://ports.ubuntu.com/ubuntu-ports"
-                )
-            out += [
-                Source(url, p, arch=arch, snapshot=bool(snap))
-                for p in pockets + [f"{suite}-security"]
-            ]
-        return out
-
-    def sources_list(self, archs: Iterable[str]) -> str:
-        return "".join(s.line(KEYRINGS[self.distro]) + "\n" for s in self.sources(archs))
+from bakegen.errors import ResolutionError
+from bakegen.resolvers.debian import AptSpec, ArchiveReader, Index, satisfies
 
 
 @dataclass(frozen=True)
@@ -148,150 +46,6 @@ class AptRequest:
     preferred: dict[str, dict[str, str]] = field(
         default_factory=dict
     )  # arch -> name -> version of the previous lock
-
-
-# --- indexes ------------------------------------------------------------------------
-
-Fetch = Callable[[str], bytes]
-
-
-def http_fetch(url: str, timeout: float = 60.0) -> bytes:
-    cafile = os.environ.get("SSL_CERT_FILE")
-    context = ssl.create_default_context(
-        cafile=cafile if cafile and os.path.isfile(cafile) else None
-    )
-    try:
-        with urllib.request.urlopen(
-            urllib.request.Request(url, headers={"User-Agent": "bakegen"}),
-            timeout=timeout,
-            context=context,
-        ) as resp:
-            return resp.read()
-    except urllib.error.HTTPError as exc:
-        raise BakegenError(
-            f"{url}: HTTP {exc.code}",
-            hint="check apt.suite and apt.mirror (and apt.snapshot, if set)",
-        ) from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise NetworkError(
-            f"cannot reach the apt archive {url}: {getattr(exc, 'reason', exc)}",
-            hint="check the network or proxy, or set apt.mirror",
-        ) from None
-
-
-class Index:
-    """The packages of one architecture, from several pockets: name -> versions, newest first."""
-
-    def __init__(self, entries: list[dict[str, str]]):
-        self.versions: dict[str, list[dict[str, str]]] = {}
-        # virtual name -> (providing entry, provided version or None)
-        self.providers: dict[str, list[tuple[dict[str, str], str | None]]] = {}
-        for e in entries:
-            self.versions.setdefault(e["Package"], []).append(e)
-            if e.get("Provides"):
-                for group in PkgRelation.parse_relations(e["Provides"]):
-                    for rel in group:
-                        version = rel.get("version")
-                        provided = version[1] if version else None
-                        self.providers.setdefault(rel["name"], []).append((e, provided))
-        for lst in self.versions.values():
-            lst.sort(key=lambda e: Version(e["Version"]), reverse=True)
-        for plist in self.providers.values():
-            plist.sort(key=lambda ep: (ep[0]["Package"], Version(ep[0]["Version"])))
-
-    def provider(
-        self,
-        name: str,
-        constraint: tuple[str, str] | None,
-        among: Callable[[str], str | None] | None = None,
-    ) -> dict[str, str] | None:
-        """A package providing ``name`` that satisfies ``constraint`` (a versioned constraint needs
-        a versioned Provides).
-
-        With ``among``, only providers already chosen count: ``among(package)`` gives its chosen
-        version."""
-        for entry, provided in self.providers.get(name, []):
-            if constraint is not None and (provided is None or not satisfies(provided, constraint)):
-                continue
-            if among is not None:
-                have = among(entry["Package"])
-                if have is None or have != entry["Version"]:
-                    continue
-            return entry
-        return None
-
-    def candidate(
-        self, name: str, constraint: tuple[str, str] | None = None
-    ) -> dict[str, str] | None:
-        for e in self.versions.get(name, []):
-            if satisfies(e["Version"], constraint):
-                return e
-        return None
-
-
-def satisfies(version: str, constraint: tuple[str, str] | None) -> bool:
-    if constraint is None:
-        return True
-    op, want = constraint
-    v, w = Version(version), Version(want)
-    return {"<<": v < w, "<=": v <= w, "=": v == w, ">=": v >= w, ">>": v > w}[op]
-
-
-class ArchiveReader:
-    """Downloads Packages indexes, checks them against InRelease's SHA256 list, caches the parsed
-    result."""
-
-    def __init__(self, fetch: Fetch = http_fetch, cache_dir: Path | None = None):
-        self.fetch = fetch
-        default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bakegen" / "apt"
-        self.cache_dir = cache_dir or default
-
-    def index(self, spec: AptSpec, arch: str) -> Index:
-        entries: list[dict[str, str]] = []
-        for source in spec.sources([arch]):
-            if source.arch not in (None, arch):
-                continue
-            entries.extend(self._packages(source, arch))
-        if not entries:
-            raise BakegenError(
-                f"no packages found for {spec.distro} {spec.suite} {arch}", hint="check apt.suite"
-            )
-        return Index(entries)
-
-    def _packages(self, source: Source, arch: str) -> list[dict[str, str]]:
-        release = Release(
-            self.fetch(f"{source.url}/dists/{source.suite}/InRelease").decode("utf-8", "replace")
-        )
-        wanted = f"main/binary-{arch}/Packages.xz"
-        entry = next((e for e in release.get("SHA256", []) if e["name"] == wanted), None)
-        if entry is None:
-            raise BakegenError(
-                f"{source.url} {source.suite} has no {wanted}",
-                hint=f"is {arch} built for this suite?",
-            )
-        cached = self.cache_dir / f"{entry['sha256']}.json"
-        if cached.exists():
-            return json.loads(cached.read_text())
-        blob = self.fetch(f"{source.url}/dists/{source.suite}/{wanted}")
-        if hashlib.sha256(blob).hexdigest() != entry["sha256"]:
-            raise BakegenError(
-                f"{source.url}/dists/{source.suite}/{wanted} does not match the hash in InRelease",
-                hint="a mirror or proxy is serving a stale or altered file; retry",
-            )
-        text = lzma.decompress(blob).decode("utf-8", "replace")
-        entries = [
-            {k: v for k, v in p.items()}
-            for p in Packages.iter_paragraphs(
-                text.splitlines(True), fields=_FIELDS, use_apt_pkg=False
-            )
-        ]
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(
-            f".{cached.name}.{os.getpid()}.{threading.get_ident()}.tmp"
-        )  # two locks may write it at once
-        tmp.write_text(json.dumps(entries))
-        tmp.replace(cached)
-        return entries
 
 
 # --- resolution -------------------------------------------------------------------------

@@ -237,7 +237,8 @@ def test_build_fails_when_an_apt_hash_is_tampered_with(built, engine, tmp_path):
 
 def test_build_fails_when_apt_would_install_an_unlocked_package(built, engine, tmp_path):
     """git locked at its real version, but without its dependencies: apt's plan must be refused."""
-    from bakegen.resolvers.apt import AptRequest, AptResolver, AptSpec
+    from bakegen.resolvers.apt import AptRequest, AptResolver
+    from bakegen.resolvers.debian import AptSpec
 
     git = next(p for p in AptResolver().resolve(AptRequest("t", AptSpec("debian", "trixie"), ["amd64"], ["git"]))["amd64"] if p.name == "git")
 
