@@ -14,17 +14,13 @@ import re
 from pathlib import Path
 
 from bakegen.errors import BakegenError, one_line
-from bakegen.oci import ImageRef
+from bakegen.oci import REFERENCE, ImageRef  # REFERENCE: host/repository:tag (--against)
 
 REGISTRY = re.compile(
     r"[a-z0-9]+(?:[.-][a-z0-9]+)*(?::[0-9]{1,5})?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
 )
 TAG_PREFIX = re.compile(r"[A-Za-z0-9_.-]{0,64}")
 TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-# A registry image with its tag (verify-repro --against): host/repository:tag
-REFERENCE = re.compile(
-    r"[a-z0-9.-]+(?::[0-9]{1,5})?(?:/[a-z0-9._-]+)+:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
-)
 # A path that goes into a BuildKit attribute list (id=cacert,src=PATH): no comma, quote or control
 # character
 PATH_IN_ATTRIBUTES = re.compile(r"[^,\"'\x00-\x1f\x7f]{1,1024}")

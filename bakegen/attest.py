@@ -133,6 +133,6 @@ def _platform_of(layout: Path, manifest: dict[str, Any]) -> dict[str, str]:
 
 
 def _platform_name(platform: dict[str, str]) -> str:
-    """ "linux/arm64": the platform as a stack names it (an arm64 image's variant v8 is not part of
-    it)."""
+    """The platform as a stack names it, "linux/arm64" (an arm64 image's variant v8 is not part
+    of it)."""
     return f"{platform['os']}/{platform['architecture']}"

@@ -122,9 +122,8 @@ def chain_of(graph: StackGraph, locks: dict[str, StackLock], targets: list[str] 
 @dataclass
 class Published:
     stack: str
-    digest: (
-        str  # the manifest (or image index) digest: the same on every machine, from the same locks
-    )
+    # the manifest (or image index) digest: the same on every machine, from the same locks
+    digest: str
     names: list[str]  # image references (repository:tag)
     pushed_bytes: int = 0  # compressed blob bytes the registry did not have
 
@@ -207,9 +206,7 @@ def _levels(
         )
         proc.run(cmd, cwd=root, env={**os.environ, **variables}, capture=opts.progress == "quiet")
         for stack in level:
-            digests[stack] = layout_digest(
-                work / stack
-            )  # the image itself: what the children build FROM
+            digests[stack] = layout_digest(work / stack)  # the image: what the children build FROM
             # the statement names the stack, not where it is pushed: the same image has the same
             # index everywhere
             top = (

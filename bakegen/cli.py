@@ -30,7 +30,8 @@ from bakegen.commands import (
 )
 from bakegen.errors import BakegenError, StackErrors, one_line
 from bakegen.locker import Resolvers
-from bakegen.resolvers.python import BACKENDS, DEFAULT_INDEX, get_resolver
+from bakegen.resolvers.pins import DEFAULT_INDEX
+from bakegen.resolvers.python import BACKENDS, get_resolver
 
 DIFF_FORMATS = ("json", "markdown", "text")
 

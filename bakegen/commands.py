@@ -28,19 +28,16 @@ from bakegen.files import (
     write_set,
 )
 from bakegen.lock import LOCK_VERSION, StackLock
-from bakegen.locker import (
+from bakegen.locker import Resolvers, Upgrades, lock_stacks, outcome_files
+from bakegen.project import load_stacks, lock_files
+from bakegen.resolvers.pins import DEFAULT_INDEX
+from bakegen.staleness import (
     LOCK_DIR,
-    Resolvers,
-    Upgrades,
     current_locks,
     lock_folders_without_stack,
-    lock_stacks,
     orphan_lock_folders,
-    outcome_files,
     stale_locks,
 )
-from bakegen.project import load_stacks, lock_files
-from bakegen.resolvers.python import DEFAULT_INDEX
 
 # The other commands' modules (Jinja2, the build runner, ...) are imported where they are
 # used: `bakegen lock` starts faster without them.

@@ -30,16 +30,9 @@ from bakegen.resolvers.pins import DEFAULT_INDEX
 from bakegen.stack import EffectiveStack, StackGraph
 from bakegen.staleness import (
     LOCK_DIR,
-    current_locks,
-    lock_folders_without_stack,
-    orphan_lock_folders,
     stack_fingerprint,
-    stale_locks,
     tampered,
 )
-
-__all__ = ["LOCK_DIR", "Resolvers", "Upgrades", "lock_stacks", "outcome_files", "current_locks",
-           "stale_locks", "lock_folders_without_stack", "orphan_lock_folders", "stack_fingerprint"]
 
 log = logging.getLogger("bakegen")
 

@@ -98,6 +98,7 @@ def tag_of(name: str) -> str:
     return last.rsplit(":", 1)[1]
 
 
+# A registry image with its tag (verify-repro --against): host/repository:tag
 REFERENCE = re.compile(
     r"[a-z0-9.-]+(?::[0-9]{1,5})?(?:/[a-z0-9._-]+)+:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 )

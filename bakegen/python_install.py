@@ -217,9 +217,8 @@ def final_steps(ctx: PlanContext) -> list[Step]:
         env = Env((("VIRTUAL_ENV", Verbatim(VENV)), ("PATH", Verbatim(f"{VENV}/bin:$PATH"))))
         steps += [*made, Step(env, order=ORDER)]
     elif has_python and not vendor:
-        copy = Step(Copy((f"{STAGING}/",), f"{VENV}/", stage=BUILDER), order=ORDER)
-        copy.layer = "Python packages (requirements.txt)"
-        steps.append(copy)
+        staged = Copy((f"{STAGING}/",), f"{VENV}/", stage=BUILDER)
+        steps.append(Step(staged, layer="Python packages (requirements.txt)", order=ORDER))
     if shared_venv(ctx):
         steps += _constraints_steps(ctx)
     if has_python and vendor:

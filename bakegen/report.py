@@ -11,9 +11,9 @@ from bakegen import proc
 from bakegen import registry as ordered
 from bakegen.errors import BakegenError, CommandError
 from bakegen.files import read_output
-from bakegen.locker import current_locks
 from bakegen.plan import DockerfilePlan, dockerfile_path, plan_dockerfile
 from bakegen.stack import StackGraph
+from bakegen.staleness import current_locks
 
 
 @dataclass

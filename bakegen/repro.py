@@ -128,13 +128,10 @@ def first_difference(a: OciImage, b: OciImage, names: dict[int, str] | None = No
 @dataclass
 class ReproResult:
     stack: str
-    digests: tuple[
-        str, str
-    ]  # of the two builds: the index of a multi-platform build, else the manifest
+    # of the two builds: the index of a multi-platform build, else the manifest
+    digests: tuple[str, str]
     difference: str | None
-    platforms: dict[str, tuple[str, str]] = field(
-        default_factory=dict
-    )  # platform -> its manifest digests
+    platforms: dict[str, tuple[str, str]] = field(default_factory=dict)  # platform -> its manifests
 
     @property
     def identical(self) -> bool:

@@ -21,7 +21,6 @@ DEFAULT_PORT = 8888
 DEFAULT_TAGS = ("latest",)
 
 NAME = r"[a-z0-9]+(?:[-_][a-z0-9]+)*"
-NAME_RE = re.compile(NAME)
 ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 USER = r"[a-z_][a-z0-9_-]{0,31}"

@@ -16,7 +16,7 @@ from bakegen.files import write_set
 from bakegen.locker import LockOutcome, Resolvers, lock_stacks, outcome_files
 from bakegen.project import load_stacks
 from bakegen.resolvers.image import ImageLock
-from bakegen.resolvers.python import Pin, PythonRequest
+from bakegen.resolvers.pins import Pin, PythonRequest
 
 INDEX = json.loads((Path(__file__).parent / "fake-index.json").read_text())
 

@@ -11,9 +11,10 @@ from bakegen.cli import main
 from bakegen.diff import diff_locks
 from bakegen.errors import StackErrors
 from bakegen.files import write_set
-from bakegen.locker import Resolvers, Upgrades, current_locks, lock_stacks
+from bakegen.locker import Resolvers, Upgrades, lock_stacks
 from bakegen.project import load_stacks, read_lock
 from bakegen.render import render_project
+from bakegen.staleness import current_locks
 
 BASE = 'name = "base"\ndescription = "b"\nbase = "python:3.13-slim"\n[python]\nversion = "3.13"\npackages = ["numpy"]\n'
 KID = 'name = "kid"\ndescription = "k"\nextends = "base"\n[apps]\npackages = ["nbstripout", "oldnum-tool"]\n'

@@ -14,8 +14,8 @@ import pytest
 
 from bakegen import registry as ordered
 from bakegen.ecosystem import Ecosystem
-from bakegen.locker import current_locks, stack_fingerprint
 from bakegen.project import load_stacks, read_lock
+from bakegen.staleness import current_locks, stack_fingerprint
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "bakegen"
@@ -177,8 +177,8 @@ def test_the_dockerfile_template_makes_no_decisions():
 
 def test_every_stage_name_is_one_an_ecosystem_declares():
     """A stack cannot take a stage's name (bakegen.stack checks the declared names): no stage goes undeclared."""
-    from bakegen.locker import current_locks
     from bakegen.plan import plan_dockerfile
+    from bakegen.staleness import current_locks
 
     graph = load_stacks(REPO)
     locks = current_locks(graph)

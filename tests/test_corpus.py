@@ -65,9 +65,9 @@ def locked(tmp_path_factory):
     from fakes import lock_project
 
     from bakegen.files import write_set
-    from bakegen.locker import current_locks
     from bakegen.project import load_stacks
     from bakegen.render import render_project
+    from bakegen.staleness import current_locks
 
     root = tmp_path_factory.mktemp("locked")
     (root / "stacks").mkdir()

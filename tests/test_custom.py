@@ -15,9 +15,9 @@ from test_fuzz import HOSTILE
 from bakegen.cli import main
 from bakegen.diff import diff_locks
 from bakegen.files import write_set
-from bakegen.locker import current_locks
 from bakegen.project import load_stacks, read_lock
 from bakegen.render import render_project
+from bakegen.staleness import current_locks
 
 BASE = '''name = "base"
 description = "b"

@@ -27,10 +27,10 @@ from bakegen.instructions import (
     Verbatim,
     dockerfile_text,
 )
-from bakegen.locker import current_locks
 from bakegen.plan import DockerfilePlan, Step, plan_dockerfile
 from bakegen.project import load_stacks
 from bakegen.registry import ECOSYSTEMS
+from bakegen.staleness import current_locks
 
 REPO = Path(__file__).resolve().parents[1]
 

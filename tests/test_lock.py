@@ -9,7 +9,7 @@ from bakegen.errors import BakegenError, StaleError
 from bakegen.lock import StackLock, fingerprint
 from bakegen.project import lock_files, read_lock
 from bakegen.resolvers.image import ImageLock
-from bakegen.resolvers.python import Pin, parse_requirements
+from bakegen.resolvers.pins import Pin, parse_requirements
 
 UV_OUTPUT = """\
 certifi==2026.10.18 \\

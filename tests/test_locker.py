@@ -4,8 +4,9 @@ import pytest
 from fakes import FakeApt, FakeImages, FakeResolver, lock_project
 
 from bakegen.errors import ResolutionError, StaleError
-from bakegen.locker import Resolvers, Upgrades, current_locks, lock_stacks
+from bakegen.locker import Resolvers, Upgrades, lock_stacks
 from bakegen.project import load_stacks
+from bakegen.staleness import current_locks
 
 BASE = 'name = "base"\ndescription = "b"\nbase = "python:3.13-slim"\n[python]\nversion = "3.13"\npackages = ["jupyterlab<4.3"]\n'
 SCIPY = 'name = "scipy"\ndescription = "s"\nextends = "base"\n[python]\npackages = ["pandas", "packaging"]\n'

@@ -476,9 +476,9 @@ SEEN = _seen()
 @pytest.fixture(scope="module")
 def resealed(examples, tmp_path_factory):
     """One copy of the examples for every example hypothesis draws (each restores what it changed)."""
-    from bakegen.locker import current_locks
     from bakegen.project import load_stacks
     from bakegen.render import render_project
+    from bakegen.staleness import current_locks
 
     class Project(tuple):
         def __repr__(self) -> str:
@@ -492,9 +492,9 @@ def resealed(examples, tmp_path_factory):
 
 def _generated(root: Path):
     from bakegen.errors import BakegenError
-    from bakegen.locker import current_locks
     from bakegen.project import load_stacks
     from bakegen.render import render_project
+    from bakegen.staleness import current_locks
 
     try:
         graph = load_stacks(root)

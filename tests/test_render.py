@@ -12,9 +12,9 @@ from bakegen.cli import main
 from bakegen.ecosystems.python import slim_of
 from bakegen.escape import dockerfile_env_value, hcl_ident, hcl_string
 from bakegen.files import write_set
-from bakegen.locker import current_locks
 from bakegen.project import load_stacks
 from bakegen.render import environment, render_project
+from bakegen.staleness import current_locks
 
 HOSTILE = [
     "${HOME}",

@@ -5,11 +5,11 @@ from pathlib import Path
 import pytest
 
 from bakegen.errors import BakegenError
-from bakegen.locker import current_locks
 from bakegen.plan import plan_dockerfile
 from bakegen.project import load_stacks
 from bakegen.registry import ECOSYSTEMS
 from bakegen.report import ImageReport, Layer, label_layers, to_text
+from bakegen.staleness import current_locks
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from bakegen.errors import NetworkError, ResolutionError
-from bakegen.resolvers.python import PipToolsResolver, PythonRequest, UvResolver
+from bakegen.resolvers.pins import PythonRequest
+from bakegen.resolvers.python import PipToolsResolver, UvResolver
 
 HOST_PY = "{}.{}".format(*sys.version_info[:2])
 pytestmark = pytest.mark.network

@@ -17,11 +17,11 @@ from bakegen.errors import StackErrors
 from bakegen.files import sha256_text
 from bakegen.instructions import Command, Copy, Run, user
 from bakegen.lock import SCHEMA_SHA, StackLock, schema_obj
-from bakegen.locker import current_locks
 from bakegen.plan import ORDER_PACKAGES, PlanContext, Stage, Step, heading
 from bakegen.project import load_stacks, manifest_schema, read_lock
 from bakegen.render import render_project
 from bakegen.stack import EffectiveStack
+from bakegen.staleness import current_locks
 
 BASE = 'name = "base"\ndescription = "b"\nbase = "python:3.13-slim"\n[python]\nversion = "3.13"\npackages = ["numpy"]\n'
 IMAGES = {"python:3.13-slim": "sha256:" + "d" * 64}

@@ -29,16 +29,11 @@ from pathlib import Path
 from bakegen import proc
 from bakegen.errors import BakegenError, CommandError, NetworkError, ResolutionError, ToolError
 from bakegen.resolvers.pins import (
-    DEFAULT_INDEX,
     Pin,
     PythonRequest,
     PythonResolver,
     parse_requirements,
 )
-
-__all__ = ["BACKENDS", "DEFAULT_INDEX", "Pin", "PipToolsResolver", "PythonRequest",
-           "PythonResolver", "UvResolver", "check_index", "get_resolver", "parse_requirements"]
-
 
 # --- shared helpers -------------------------------------------------------------
 
