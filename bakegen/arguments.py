@@ -39,6 +39,23 @@ def registry(value: str, flag: str = "--registry") -> str:
     return value
 
 
+def registry_mirrors(values: list[str]) -> dict[str, str]:
+    """--registry-mirror [REGISTRY=]HOST[/PATH] (default REGISTRY: docker.io), each checked."""
+    mirrors = {}
+    for value in values:
+        source, sep, mirror = value.rpartition("=")
+        source = source if sep else "docker.io"
+        for part, what in ((source, "registry"), (mirror, "mirror")):
+            if not part or not REGISTRY.fullmatch(part):
+                raise BakegenError(
+                    f"--registry-mirror {shown(value)}: {shown(part)} is not a {what} host",
+                    hint="for example --registry-mirror mirror.example.com (for Docker Hub) or "
+                    "--registry-mirror ghcr.io=ghcr-mirror.example.com/ghcr",
+                )
+        mirrors[source] = mirror.rstrip("/")
+    return mirrors
+
+
 def tag_prefix(value: str) -> str:
     if not TAG_PREFIX.fullmatch(value):
         raise BakegenError(
@@ -53,6 +70,19 @@ def tag(value: str) -> str:
         raise BakegenError(
             f"--tag {shown(value)} is not an image tag",
             hint="letters, digits, '_', '.' and '-', at most 128, for example latest",
+        )
+    return value
+
+
+BUILDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def builder(value: str) -> str:
+    """--builder NAME: a buildx builder or docker context (it goes on docker's command line)."""
+    if not BUILDER.fullmatch(value):
+        raise BakegenError(
+            f"--builder {shown(value)} is not a builder name",
+            hint="the name docker buildx ls shows, e.g. --builder remote-b",
         )
     return value
 

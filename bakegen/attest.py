@@ -90,35 +90,15 @@ def _statement_manifest(layout: Path, layer: bytes) -> bytes:
 
 def attach_sboms(layout: Path, name: str, sbom_of: SbomOf) -> str:
     """Add an SBOM attestation for each image of the layout; the new top digest (always an image
-    index)."""
+    index, written by :func:`image_index`)."""
     entries = json.loads((layout / "index.json").read_text())
-    top = entries["manifests"][0]
-    doc = get_json(layout, top["digest"])
-    images = (
-        doc["manifests"]
-        if "manifests" in doc
-        else [
-            {
-                **{k: v for k, v in top.items() if k in ("mediaType", "digest", "size")},
-                "platform": _platform_of(layout, doc),
-            }
-        ]
-    )
-    own = [m for m in images if m.get("platform", {}).get("os") != "unknown"]
+    images = platform_images(layout, entries["manifests"][0])
     added = [
-        attestation(
-            layout,
-            m["digest"],
-            _platform_name(m["platform"]),
-            name,
-            sbom_of(_platform_name(m["platform"])),
-        )
-        for m in own
+        attestation(layout, m["digest"], platform_name(m["platform"]), name,
+                    sbom_of(platform_name(m["platform"])))
+        for m in images
     ]
-    index = {"schemaVersion": 2, "mediaType": INDEX, "manifests": [*images, *added]}
-    if "manifests" in doc and doc.get("annotations"):
-        index["annotations"] = doc["annotations"]
-    data = json.dumps(index).encode()
+    data = image_index(images, added)
     digest = put_blob(layout, data)
     for entry in entries["manifests"]:
         entry.update({"mediaType": INDEX, "digest": digest, "size": len(data)})
@@ -127,12 +107,52 @@ def attach_sboms(layout: Path, name: str, sbom_of: SbomOf) -> str:
     return digest
 
 
-def _platform_of(layout: Path, manifest: dict[str, Any]) -> dict[str, str]:
-    config = get_json(layout, manifest["config"]["digest"])
-    return {k: config[k] for k in ("architecture", "os") if config.get(k)}
+def image_index(images: list[dict[str, Any]], attestations: list[dict[str, Any]]) -> bytes:
+    """The one way bakegen writes an image index: its images (:func:`descriptor`), sorted by
+    platform, then their attestations in the same order. A stack built for all its platforms on
+    one machine, and the same stack built one platform per machine and merged by ``bakegen
+    promote``, get the same bytes, so the same digest."""
+    order = sorted(images, key=lambda m: _platform_key(m["platform"]))
+    rank = {m["digest"]: i for i, m in enumerate(order)}
+    attached = sorted(attestations,
+                      key=lambda a: rank[a["annotations"]["vnd.docker.reference.digest"]])
+    return json.dumps({"schemaVersion": 2, "mediaType": INDEX,
+                       "manifests": [*order, *attached]}).encode()
 
 
-def _platform_name(platform: dict[str, str]) -> str:
+def descriptor(media_type: str, digest: str, size: int, config: dict[str, Any]) -> dict[str, Any]:
+    """An image's entry in an index, its platform read from its config."""
+    platform = {k: config[k] for k in ("architecture", "os", "variant") if config.get(k)}
+    return {"mediaType": media_type, "digest": digest, "size": size, "platform": platform}
+
+
+def platform_images(layout: Path, top: dict[str, Any]) -> list[dict[str, Any]]:
+    """The images (not attestations) of a layout's top manifest or index, as descriptors."""
+    doc = get_json(layout, top["digest"])
+    found = doc["manifests"] if "manifests" in doc else [top]
+    return [
+        descriptor(m["mediaType"], m["digest"], m["size"],
+                   get_json(layout, get_json(layout, m["digest"])["config"]["digest"]))
+        for m in found
+        if not is_attestation(m)
+    ]
+
+
+def layout_platforms(layout: Path) -> dict[str, str]:
+    """Each platform of the layout's image ("linux/amd64") and its image manifest's digest."""
+    top = json.loads((layout / "index.json").read_text())["manifests"][0]
+    return {platform_name(m["platform"]): m["digest"] for m in platform_images(layout, top)}
+
+
+def is_attestation(entry: dict[str, Any]) -> bool:
+    return entry.get("platform", {}).get("os") == "unknown"
+
+
+def _platform_key(platform: dict[str, str]) -> tuple[str, str, str]:
+    return platform["os"], platform["architecture"], platform.get("variant", "")
+
+
+def platform_name(platform: dict[str, str]) -> str:
     """The platform as a stack names it, "linux/arm64" (an arm64 image's variant v8 is not part
     of it)."""
     return f"{platform['os']}/{platform['architecture']}"

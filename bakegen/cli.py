@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from bakegen import __version__
+from bakegen import __version__, arguments
 from bakegen import registry as ordered
 from bakegen.commands import (
     cmd_build,
@@ -22,14 +22,17 @@ from bakegen.commands import (
     cmd_diff,
     cmd_generate,
     cmd_init,
+    cmd_jobs,
     cmd_lock,
     cmd_profiles,
+    cmd_promote,
     cmd_report,
     cmd_sbom,
     cmd_verify_repro,
 )
 from bakegen.errors import BakegenError, StackErrors, one_line
 from bakegen.locker import Resolvers
+from bakegen.resolvers.image import ImageResolver
 from bakegen.resolvers.pins import DEFAULT_INDEX
 from bakegen.resolvers.python import BACKENDS, get_resolver
 
@@ -78,6 +81,10 @@ def _add_lock_commands(sub: argparse._SubParsersAction) -> None:
                     default=os.environ.get("BAKEGEN_RESOLVER", "uv"))
     lk.add_argument("--index-url", default=os.environ.get("BAKEGEN_INDEX_URL", DEFAULT_INDEX),
                     help=f"Python package index (default: {DEFAULT_INDEX})")
+    lk.add_argument("--registry-mirror", action="append", metavar="[REGISTRY=]HOST[/PATH]",
+                    default=os.environ.get("BAKEGEN_REGISTRY_MIRROR", "").split(),
+                    help="resolve base images through this mirror of REGISTRY (default: Docker "
+                    "Hub), e.g. a pull-through cache (env: BAKEGEN_REGISTRY_MIRROR; repeatable)")
     lk.set_defaults(func=_lock)
 
     gen = sub.add_parser("generate", help="compile locks into docker-bake.hcl and dockerfiles/")
@@ -97,9 +104,12 @@ def _add_lock_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _lock(args: argparse.Namespace) -> int:
-    """bakegen lock, with the resolvers that --resolver names. get_resolver and Resolvers are
-    looked up in this module when the command needs them (tests/test_kill.py replaces them)."""
-    return cmd_lock(args, lambda: Resolvers(python=get_resolver(args.resolver)))
+    """bakegen lock, with the resolvers that --resolver and --registry-mirror name. get_resolver
+    and Resolvers are looked up in this module when the command needs them (tests/test_kill.py
+    replaces them)."""
+    mirrors = arguments.registry_mirrors(args.registry_mirror)
+    images = {"image": ImageResolver(mirrors=mirrors)} if mirrors else {}
+    return cmd_lock(args, lambda: Resolvers(python=get_resolver(args.resolver), **images))
 
 
 def _add_output_commands(sub: argparse._SubParsersAction) -> None:
@@ -184,7 +194,55 @@ def _add_build_commands(sub: argparse._SubParsersAction) -> None:
                     "digests) here; bakegen profiles --metadata reads it")
     bd.add_argument("--progress", default="auto", choices=["auto", "plain", "tty", "quiet"],
                     help="build output style")
+    _add_distributed_options(bd)
     bd.set_defaults(func=cmd_build)
+    _add_promote(sub)
+
+
+def _add_promote(sub: argparse._SubParsersAction) -> None:
+    from bakegen.jobs import LEVEL_JOBS
+
+    jb = sub.add_parser("jobs", help="the jobs of a distributed CI build: per level, stack and "
+                        "platform (GitHub Actions matrices)")
+    jb.add_argument("--runner", action="append", metavar="PLATFORM=LABEL",
+                    default=os.environ.get("BAKEGEN_RUNNERS", "").split(),
+                    help="a runner of its own for a platform, e.g. linux/arm64=ubuntu-24.04-arm "
+                    "(default: every platform on ubuntu-latest, arm64 under QEMU; env: "
+                    "BAKEGEN_RUNNERS)")
+    jb.add_argument("--levels", type=int, default=LEVEL_JOBS,
+                    help=f"level jobs in the workflow (default {LEVEL_JOBS}); the last builds the "
+                    "deeper levels too")
+    jb.add_argument("--format", choices=["github", "json"], default="github",
+                    help="github: level0=[...] lines for $GITHUB_OUTPUT (default); json")
+    jb.set_defaults(func=cmd_jobs)
+
+    pm = sub.add_parser("promote", help="move every tag at once, after every job of a distributed "
+                        "build pushed its images by digest")
+    pm.add_argument("stacks", nargs="*", help="stacks whose tags move (default: all)")
+    pm.add_argument("--metadata", action="append", required=True, metavar="FILE|DIR",
+                    help="the --metadata-file of each job (repeatable; a folder: its *.json)")
+    pm.add_argument("--registry", help="image name prefix, as at build (env: REGISTRY)")
+    pm.add_argument("--tag-prefix", help="prepended to every tag, as at build (env: TAG_PREFIX)")
+    pm.add_argument("--metadata-file", metavar="FILE", help="write each image's final digest "
+                    "here (bakegen profiles --metadata reads it)")
+    pm.set_defaults(func=cmd_promote)
+
+
+
+def _add_distributed_options(bd: argparse.ArgumentParser) -> None:
+    """Building on many machines (README: "Building on many machines")."""
+    bd.add_argument("--stacks", nargs="+", metavar="NAME",
+                    help="with --push: build only these stacks, FROM their parents' images in "
+                    "the registry; push by digest, move no tag")
+    bd.add_argument("--level", type=int, metavar="N", help="with --push: build only the stacks of "
+                    "level N of the graph (0: the stacks with a base image), as --stacks does")
+    bd.add_argument("--parents", action="append", default=[], metavar="FILE|DIR",
+                    help="--metadata-file of earlier jobs: the parents' digests (default: the "
+                    "registry's <date>-<fingerprint> tag of each parent)")
+    bd.add_argument("--platform", metavar="OS/ARCH", help="with --load or --push: only this one "
+                    "of each stack's platforms (one job per platform; promote merges them)")
+    bd.add_argument("--builder", metavar="NAME", help="the buildx builder to build on, e.g. a "
+                    "docker context of another engine (default: buildx's current builder)")
 
 
 def _compression() -> dict[str, Any]:

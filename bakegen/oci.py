@@ -6,9 +6,12 @@
 * OCI layouts (a folder, or a tarball of one): their index, manifests, configs and
   blobs (:func:`read_oci_platforms`, :func:`layout_blobs`, :func:`put_blob`);
 * registries: what a push would upload (:func:`missing_bytes`, the distribution API),
-  and, through skopeo, pushing a layout (:func:`push_layout`) and a served digest
-  (:func:`registry_digest`). The base-image resolver (:mod:`bakegen.resolvers.image`)
-  speaks the distribution API with these references and media types.
+  and, through skopeo (which does the registry's login, proxy and TLS): pushing a layout
+  by digest (:func:`push_by_digest`), an index of images already pushed
+  (:func:`push_index`), moving a tag (:func:`tag_image`), and reading a manifest
+  (:func:`read_manifest`, :func:`registry_digest`). The base-image resolver
+  (:mod:`bakegen.resolvers.image`) speaks the distribution API with these references and
+  media types.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import re
 import shutil
 import ssl
 import tarfile
+import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -31,7 +35,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bakegen import proc
-from bakegen.errors import BakegenError, NetworkError, one_line
+from bakegen.errors import BakegenError, CommandError, NetworkError, one_line
 
 # --- references ----------------------------------------------------------------------
 
@@ -278,8 +282,8 @@ class RegistryClient:
             except (urllib.error.URLError, OSError) as exc:
                 raise NetworkError(
                     f"cannot reach the registry {image.api_host}: {getattr(exc, 'reason', exc)}",
-                    hint="check the network or proxy; set BASE_IMAGE_* at build time to use a "
-                    "mirror",
+                    hint="check the network or proxy; behind a registry mirror: bakegen lock "
+                    "--registry-mirror HOST (README: \"Behind a registry mirror\")",
                 ) from None
         raise BakegenError(
             f"{url}: the registry refused the token it issued",
@@ -346,31 +350,87 @@ def missing_bytes(layout: Path, name: str) -> int:
     return total
 
 
-def push_layout(layout: Path, names: list[str]) -> int:
-    """skopeo copy of each name (blobs the registry has are skipped); the bytes of the blobs it
-    lacked."""
-    missing = missing_bytes(layout, names[0])
-    for name in names:
-        tag = tag_of(name)
-        tls = ["--dest-tls-verify=false"] if insecure(name) else []
+def repository_of(name: str) -> str:
+    """``host:5000/repo:tag`` -> ``host:5000/repo``."""
+    return name[: -len(tag_of(name)) - 1]
+
+
+def _skopeo_tls(reference: str, *flags: str) -> list[str]:
+    return [f"{flag}=false" for flag in flags] if insecure(reference) else []
+
+
+def push_by_digest(layout: Path, name: str) -> tuple[str, int]:
+    """skopeo copy of the layout's image (index) to the repository of ``name``, by digest only: no
+    tag moves. The digest, and the bytes of the blobs the registry lacked."""
+    repo = repository_of(name)
+    digest = layout_digest(layout)
+    missing = missing_bytes(layout, name)
+    proc.run(
+        [
+            "skopeo", "copy", "--quiet", "--all", "--preserve-digests",
+            *_skopeo_tls(repo, "--dest-tls-verify"),
+            f"oci:{layout}:{tag_of(name)}", f"docker://{repo}@{digest}",
+        ]
+    )
+    return digest, missing
+
+
+def tag_image(repository: str, digest: str, name: str) -> None:
+    """Point the tag ``name`` at ``repository@digest``, which the registry holds: only the manifest
+    moves (skopeo finds every blob there already)."""
+    proc.run(
+        [
+            "skopeo", "copy", "--quiet", "--all", "--preserve-digests",
+            *_skopeo_tls(repository, "--src-tls-verify", "--dest-tls-verify"),
+            f"docker://{repository}@{digest}", f"docker://{name}",
+        ]
+    )
+
+
+def push_index(repository: str, data: bytes) -> str:
+    """Push an image index whose images the repository holds already (skopeo --multi-arch
+    index-only, from a one-index OCI layout); its digest."""
+    with tempfile.TemporaryDirectory(prefix="bakegen-index-") as work:
+        layout = Path(work)
+        (layout / "blobs" / "sha256").mkdir(parents=True)
+        (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+        digest = put_blob(layout, data)
+        entry = {"mediaType": INDEX, "digest": digest, "size": len(data),
+                 "annotations": {"org.opencontainers.image.ref.name": "index"}}
+        (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
         proc.run(
             [
-                "skopeo",
-                "copy",
-                "--quiet",
-                "--all",
-                "--preserve-digests",
-                *tls,
-                f"oci:{layout}:{tag}",
-                f"docker://{name}",
+                "skopeo", "copy", "--quiet", "--multi-arch", "index-only", "--preserve-digests",
+                *_skopeo_tls(repository, "--dest-tls-verify"),
+                f"oci:{layout}:index", f"docker://{repository}@{digest}",
             ]
         )
-    return missing
+    return digest
+
+
+def read_manifest(reference: str) -> tuple[bytes, str] | None:
+    """The manifest or index a registry serves for ``repository:tag`` or ``repository@digest``
+    (skopeo does the login, proxy and TLS as for a push), and its sha256; None when the registry
+    has no such manifest."""
+    tls = _skopeo_tls(reference, "--tls-verify")
+    try:
+        raw = proc.run(["skopeo", "inspect", "--raw", *tls, f"docker://{reference}"],
+                       binary=True).data
+    except CommandError as exc:
+        if re.search(r"manifest unknown|not found|name unknown", exc.output, re.I):
+            return None
+        raise
+    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+    if "@" in reference and not reference.endswith("@" + digest):
+        raise BakegenError(
+            f"{reference}: the registry served a manifest whose digest is {digest}",
+            hint="a proxy or registry altered the manifest",
+        )
+    return raw, digest
 
 
 def registry_digest(reference: str) -> str:
-    """The digest a registry serves for ``host/repository:tag``: the sha256 of the manifest or index
-    skopeo reads (skopeo does the registry's login, proxy and TLS as for a push)."""
+    """The digest a registry serves for ``host/repository:tag`` (verify-repro --against)."""
     if not REFERENCE.fullmatch(reference):
         raise BakegenError(
             f"--against {one_line(repr(reference), 120)} is not REGISTRY/REPOSITORY:TAG",
@@ -381,6 +441,8 @@ def registry_digest(reference: str) -> str:
             "verify-repro --against needs skopeo, to read the registry's manifest",
             hint="install it (apt-get install skopeo)",
         )
-    tls = ["--tls-verify=false"] if insecure(reference) else []
-    raw = proc.run(["skopeo", "inspect", "--raw", *tls, f"docker://{reference}"], binary=True).data
-    return "sha256:" + hashlib.sha256(raw).hexdigest()
+    served = read_manifest(reference)
+    if served is None:
+        raise BakegenError(f"{reference}: no such image in the registry",
+                           hint="check the registry, repository and tag")
+    return served[1]

@@ -146,18 +146,21 @@ def verify_repro(
     steps: list[tuple[str, str | None]] | None = None,
     against: str | None = None,
     sbom: Callable[[str, str], str] | None = None,
+    names: dict[str, list[str]] | None = None,
 ) -> ReproResult:
     """Build the last stack of ``chain`` (with its parents) twice with --no-cache, as ``bakegen
     build`` publishes it, and compare; with ``against`` (a registry reference), build once and
-    compare with the registry's digest."""
+    compare with the registry's digest. ``names``: each stack's image references (they name the
+    images in the layouts, not in the digests)."""
     stack = chain.levels[-1][0]
+    names = names or {n: [f"{n}:latest"] for level in chain.levels for n in level}
     clean = replace(opts, load=False, push=False, extra=[*opts.extra, "--no-cache"])
     with tempfile.TemporaryDirectory(prefix="bakegen-repro-", dir=workdir) as tmp:
         images = []
         for n in (1,) if against else (1, 2):
             work = Path(tmp) / f"build{n}"
             work.mkdir()
-            reproducible_build(root, chain, clean, work, sbom)
+            reproducible_build(root, chain, clean, work, names, sbom)
             images.append(read_oci_platforms(work / stack))
         if against:
             remote = registry_digest(against)

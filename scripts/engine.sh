@@ -10,7 +10,10 @@
 #   scripts/engine.sh all         up, standin, registry, and arm64 started in the background (the
 #                                 first `arm64` call waits for it): make test overlaps the slow
 #                                 QEMU part with the unit tests
-#   scripts/engine.sh down        stop the dockerd (and registry) this script started
+#   scripts/engine.sh second      a second, separate engine ("another machine"): its own dockerd,
+#                                 containerd, data-root, socket and bridge; shares nothing with the
+#                                 first but the registry. Prints its DOCKER_HOST (unix://...)
+#   scripts/engine.sh down        stop the dockerds (and registry) this script started
 #
 # Does nothing when a working engine with buildx is already running. Installs
 # from Debian packages only (root, Debian): sid's docker.io/docker-buildx/
@@ -248,8 +251,64 @@ YML
     die "docker-registry did not start"
 }
 
+SECOND_DIR=$ENGINE_DIR/second
+SECOND_RUN=${BAKEGEN_SECOND_RUN:-/run/bakegen-engine-second}
+SECOND_HOST=unix://$SECOND_RUN/docker.sock
+SECOND_BRIDGE=bkg-second0
+SECOND_NET=${BAKEGEN_SECOND_NET:-172.31.250.1/24}
+
+second_network() {
+    # Its own bridge, not docker0: two daemons on one bridge would hand out the same addresses.
+    # The second daemon leaves iptables alone (it would rewrite the first one's chains); its build
+    # containers reach the network through these two rules.
+    ip link show "$SECOND_BRIDGE" >/dev/null 2>&1 || {
+        ip link add "$SECOND_BRIDGE" type bridge
+        ip addr add "$SECOND_NET" dev "$SECOND_BRIDGE"
+    }
+    ip link set "$SECOND_BRIDGE" up
+    local subnet chain=FORWARD
+    subnet=$(python3 -c "import ipaddress,sys; print(ipaddress.ip_interface(sys.argv[1]).network)" "$SECOND_NET")
+    iptables -t nat -C POSTROUTING -s "$subnet" ! -o "$SECOND_BRIDGE" -j MASQUERADE 2>/dev/null \
+        || iptables -t nat -A POSTROUTING -s "$subnet" ! -o "$SECOND_BRIDGE" -j MASQUERADE
+    iptables -nL DOCKER-USER >/dev/null 2>&1 && chain=DOCKER-USER
+    iptables -C "$chain" -i "$SECOND_BRIDGE" -j ACCEPT 2>/dev/null \
+        || iptables -I "$chain" -i "$SECOND_BRIDGE" -j ACCEPT
+    iptables -C "$chain" -o "$SECOND_BRIDGE" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT 2>/dev/null \
+        || iptables -I "$chain" -o "$SECOND_BRIDGE" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+}
+
+cmd_second() {
+    cmd_up >&2
+    if DOCKER_HOST=$SECOND_HOST docker info >/dev/null 2>&1; then
+        say "second engine already running ($SECOND_HOST)"; echo "$SECOND_HOST"; return 0
+    fi
+    [ "$(id -u)" = 0 ] || die "starting a second engine needs root"
+    apt_install iproute2
+    second_network
+    mkdir -p "$SECOND_DIR" "$SECOND_RUN"
+    echo '{"features": {"containerd-snapshotter": true}}' > "$SECOND_DIR/daemon.json"
+    local pidfile=$SECOND_RUN/docker.pid
+    if [ -f "$pidfile" ] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then rm -f "$pidfile"; fi
+    say "starting a second dockerd on $SECOND_HOST (log: $SECOND_DIR/dockerd.log)"
+    # --exec-root apart: its own containerd (socket and state), started by this dockerd
+    PATH="$ENGINE_DIR/root/usr/sbin:$ENGINE_DIR/root/usr/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+        setsid nohup dockerd --config-file "$SECOND_DIR/daemon.json" --data-root "$SECOND_DIR/data" \
+        --exec-root "$SECOND_RUN/exec" --pidfile "$pidfile" -H "$SECOND_HOST" \
+        --bridge "$SECOND_BRIDGE" --iptables=false --ip6tables=false \
+        >"$SECOND_DIR/dockerd.log" 2>&1 < /dev/null &
+    echo $! > "$ENGINE_DIR/second.pid"
+    for _ in $(seq 1 60); do
+        DOCKER_HOST=$SECOND_HOST docker info >/dev/null 2>&1 && break
+        sleep 1
+    done
+    DOCKER_HOST=$SECOND_HOST docker info >/dev/null 2>&1 \
+        || { tail -20 "$SECOND_DIR/dockerd.log" >&2; die "the second dockerd did not start"; }
+    say "second engine ready: $SECOND_HOST"
+    echo "$SECOND_HOST"
+}
+
 cmd_down() {
-    for name in registry dockerd; do
+    for name in registry second dockerd; do
         local pidf=$ENGINE_DIR/$name.pid
         [ -f "$pidf" ] || continue
         kill "$(cat "$pidf")" 2>/dev/null || true
@@ -262,7 +321,8 @@ case "${1:-up}" in
     standin) cmd_up; cmd_standin ;;
     registry) cmd_registry ;;
     arm64) cmd_arm64 ;;
+    second) cmd_second ;;
     all) cmd_up; cmd_standin; cmd_registry; cmd_arm64_background ;;
     down) cmd_down ;;
-    *) die "usage: $0 up|standin|registry|arm64|all|down" ;;
+    *) die "usage: $0 up|standin|registry|arm64|second|all|down" ;;
 esac

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from bakegen.build import BuildOptions, bake_command
+from bakegen.build import BuildOptions, Chain, bake_command
 from bakegen.errors import BakegenError
 
 
@@ -51,7 +51,8 @@ def test_every_layer_of_a_published_image_is_compressed_alike(tmp_path, compress
     cache with another compression never reaches an image, so the digest depends only on the locks and this choice."""
     from bakegen.build import _oci_settings
 
-    args = _oci_settings("scipy", ["r/scipy:latest"], 1, "base", {"base": "sha256:" + "a" * 64}, tmp_path, BuildOptions(compression=compression))
+    chain = Chain(levels=[["scipy"]], epochs={"scipy": 1}, parents={"scipy": "base"})
+    args = _oci_settings("scipy", ["r/scipy:latest"], chain, {"base": "sha256:" + "a" * 64}, tmp_path, BuildOptions(compression=compression))
     output = next(a for a in args if a.startswith("scipy.output="))
     options = dict(part.split("=", 1) for part in output.removeprefix("scipy.output=").split(",") if "=" in part)
     assert options["compression"] == compression
@@ -72,4 +73,5 @@ def test_an_unknown_compression_never_reaches_the_exporter_options(tmp_path):
     from bakegen.build import _oci_settings
 
     with pytest.raises(BakegenError, match="unknown layer compression"):
-        _oci_settings("base", ["r/base:latest"], 1, None, {}, tmp_path, BuildOptions(compression="zstd,dest=/etc"))
+        chain = Chain(levels=[["base"]], epochs={"base": 1}, parents={"base": None})
+        _oci_settings("base", ["r/base:latest"], chain, {}, tmp_path, BuildOptions(compression="zstd,dest=/etc"))

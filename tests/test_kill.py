@@ -117,7 +117,7 @@ TERM_WRAPPER = """
 import sys, time
 from pathlib import Path
 import bakegen.build, bakegen.cli
-def slow_build(root, chain, opts, work, sbom=None):
+def slow_build(root, chain, opts, work, names, sbom=None):
     (Path(work) / "base").mkdir()
     (Path(work) / "base" / "blob").write_bytes(b"layer")
     print("building", flush=True)

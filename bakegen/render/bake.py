@@ -20,6 +20,15 @@ def base_variable(name: str) -> str:
 
 
 def render_bake(env: Environment, graph: StackGraph, locks: dict[str, StackLock]) -> str:
+    targets = _targets(graph, locks)
+    return env.get_template("docker-bake.hcl.j2").render(
+        header=f"{GENERATED_MARKER} {__version__}. Do not edit; to update, run: bakegen generate",
+        targets=targets,
+        group=sorted(graph.order),
+    )
+
+
+def _targets(graph: StackGraph, locks: dict[str, StackLock]) -> list[dict[str, Any]]:
     epochs: dict[str, int | None] = {}
     seen_vars: dict[str, str] = {}
     targets = []
@@ -37,11 +46,18 @@ def render_bake(env: Environment, graph: StackGraph, locks: dict[str, StackLock]
         ]
         epochs[name] = max((e for e in chain if e is not None), default=None)
         targets.append(_target(graph, locks, name, var, epochs[name]))
-    return env.get_template("docker-bake.hcl.j2").render(
-        header=f"{GENERATED_MARKER} {__version__}. Do not edit; to update, run: bakegen generate",
-        targets=targets,
-        group=sorted(graph.order),
-    )
+    return targets
+
+
+def image_names(
+    graph: StackGraph, locks: dict[str, StackLock], registry: str, tag_prefix: str
+) -> dict[str, list[str]]:
+    """Each stack's image references, as the bake file's ``image()`` function makes them from
+    REGISTRY and TAG_PREFIX (``ghcr.io/acme/scipy:pr-1-latest``); the lock's content tag
+    (``<date>-<fingerprint>``) is the last."""
+    prefix = f"{registry.rstrip('/')}/" if registry else ""
+    return {t["name"]: [f"{prefix}{t['name']}:{tag_prefix}{tag}" for tag in t["tags"]]
+            for t in _targets(graph, locks)}
 
 
 def _target(

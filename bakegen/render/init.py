@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bakegen import __version__
 from bakegen.files import GENERATED_MARKER
+from bakegen.jobs import LEVEL_JOBS
 from bakegen.render import environment
 
 WORKFLOWS = ("bakegen-check.yml", "bakegen-upgrade.yml", "bakegen-build.yml")
@@ -28,7 +29,7 @@ def render_init(python: str = "3.13") -> dict[str, str]:
     }
     for name in WORKFLOWS:
         files[f".github/workflows/{name}"] = env.get_template(f"init/{name}.j2").render(
-            header=header, version=__version__
+            header=header, version=__version__, levels=LEVEL_JOBS
         )
     for path, template in BOT_CONFIGS.items():
         files[path] = env.get_template(f"init/{template}").render(header=header)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bakegen.errors import BakegenError
 from bakegen.oci import INDEX_TYPES, ImageRef, RegistryClient
@@ -48,14 +48,18 @@ class ImageLock:
 
 
 class ImageResolver:
-    """Domain call: :meth:`resolve` a reference to an :class:`ImageLock`."""
+    """Domain call: :meth:`resolve` a reference to an :class:`ImageLock`. ``mirrors`` maps a
+    registry (``docker.io``) to a mirror that serves the same repositories
+    (``mirror.example.com`` or ``harbor.example.com/dockerhub``): the lock keeps the image's own
+    name, with the digest the mirror serves (a digest names the content, wherever it is)."""
 
-    def __init__(self, timeout: float = 30.0):
+    def __init__(self, timeout: float = 30.0, mirrors: dict[str, str] | None = None):
         self.timeout = timeout
         self.registry = RegistryClient(timeout)
+        self.mirrors = dict(mirrors or {})
 
     def resolve(self, ref: str, platforms: list[str]) -> ImageLock:
-        image = ImageRef.parse(ref)
+        image = self._through_mirror(ImageRef.parse(ref))
         reference = image.digest or image.tag
         assert reference is not None
         body, media_type, digest = self.registry.manifest(image, reference)
@@ -91,6 +95,14 @@ class ImageResolver:
         return ImageLock(
             ref=ref, digest=digest, media_type=media_type, platforms=per_platform, user=user
         )
+
+    def _through_mirror(self, image: ImageRef) -> ImageRef:
+        mirror = self.mirrors.get(image.registry)
+        if mirror is None:
+            return image
+        host, _, prefix = mirror.partition("/")
+        repository = f"{prefix}/{image.repository}" if prefix else image.repository
+        return replace(image, registry=host, repository=repository)
 
     def _config_user(self, image: ImageRef, manifest_digest: str) -> str | None:
         """The User of the image config behind a (platform) manifest; None when unset."""
