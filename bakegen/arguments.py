@@ -44,7 +44,7 @@ def registry_mirrors(values: list[str]) -> dict[str, str]:
     mirrors = {}
     for value in values:
         source, sep, mirror = value.rpartition("=")
-        source = source if sep else "docker.io"
+        source, mirror = source if sep else "docker.io", mirror.rstrip("/")
         for part, what in ((source, "registry"), (mirror, "mirror")):
             if not part or not REGISTRY.fullmatch(part):
                 raise BakegenError(
@@ -52,7 +52,7 @@ def registry_mirrors(values: list[str]) -> dict[str, str]:
                     hint="for example --registry-mirror mirror.example.com (for Docker Hub) or "
                     "--registry-mirror ghcr.io=ghcr-mirror.example.com/ghcr",
                 )
-        mirrors[source] = mirror.rstrip("/")
+        mirrors[source] = mirror
     return mirrors
 
 

@@ -54,19 +54,20 @@ def level_jobs(
     if levels < 1:
         raise BakegenError("--levels must be 1 or more", hint="the workflow has 4 level jobs")
     depth = graph.levels(graph.order)
-    out = [_jobs(level, graph, own) for level in depth[: levels - 1]]
-    out += [_jobs([n for level in depth[levels - 1:] for n in level], graph, own)]
+    out = [_jobs(level, graph, own, together=False) for level in depth[: levels - 1]]
+    out += [_jobs([n for level in depth[levels - 1:] for n in level], graph, own, together=True)]
     return out + [[] for _ in range(levels - len(out))]
 
 
-def _jobs(stacks: list[str], graph: StackGraph, own: dict[str, str]) -> list[Job]:
-    """One job per stack and runner; the stacks of a deeper level share a job per runner."""
-    groups: dict[tuple[str, str, str], list[str]] = {}
+def _jobs(stacks: list[str], graph: StackGraph, own: dict[str, str], together: bool) -> list[Job]:
+    """One job per stack and runner; ``together``: the stacks (of several levels, parents first)
+    share one job per runner."""
+    groups: dict[tuple[str, str, str, str], list[str]] = {}
     for stack in stacks:
         for platform, runner, key in _splits(graph.platforms(stack), own):
-            groups.setdefault((key, platform, runner), []).append(stack)
+            groups.setdefault(("" if together else stack, key, platform, runner), []).append(stack)
     jobs = []
-    for (key, platform, runner), names in groups.items():
+    for (_, key, platform, runner), names in sorted(groups.items(), key=lambda g: g[0][1]):
         ident = f"{'+'.join(names)}-{key}"
         qemu = any(p != NATIVE for p in ([platform] if platform else graph.platforms(names[0])))
         shown = platform or ", ".join(graph.platforms(names[0]))

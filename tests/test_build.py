@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import REPO
 
 from bakegen.build import BuildOptions, Chain, bake_command
 from bakegen.errors import BakegenError
@@ -75,3 +76,60 @@ def test_an_unknown_compression_never_reaches_the_exporter_options(tmp_path):
     with pytest.raises(BakegenError, match="unknown layer compression"):
         chain = Chain(levels=[["base"]], epochs={"base": 1}, parents={"base": None})
         _oci_settings("base", ["r/base:latest"], chain, {}, tmp_path, BuildOptions(compression="zstd,dest=/etc"))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--stacks", "scipy"], "--stacks and --level build FROM the parents' images in the registry, and push by digest: they need --push"),
+    (["geo", "--stacks", "scipy", "--push", "--registry", "r.test/a"], "give the stacks to build one way"),
+    (["--stacks", "scipy", "--level", "1", "--push", "--registry", "r.test/a"], "give the stacks to build one way"),
+    (["--level", "7", "--push", "--registry", "r.test/a"], "--level 7: the graph has levels 0 to 2"),
+    (["--level", "-1", "--push", "--registry", "r.test/a"], "the graph has levels 0 to 2"),
+    (["--stacks", "nosuch", "--push", "--registry", "r.test/a"], "no stack named 'nosuch'"),
+    (["--load", "--parents", "x.json"], "--parents is for --stacks and --level"),
+    (["--load", "--platform", "linux/arm64"], "--platform 'linux/arm64': base is built for linux/amd64"),
+    (["--load", "--platform", "linux/amd64,dest=/tmp/x"], "is built for linux/amd64"),
+    (["--platform", "linux/amd64"], "--platform is for --load and --push"),
+    (["--load", "--builder", "b;touch /tmp/x"], "is not a builder name"),
+    (["--load", "--builder=-b"], "is not a builder name"),
+])
+def test_distributed_build_options_are_checked_before_anything_runs(capsys, args, message):
+    """One error line each, before any docker command runs."""
+    from bakegen.cli import main
+
+    assert main(["-C", str(REPO), "build", *args]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("error: ") and message in err[0] and len(err) == 2, err
+
+
+def test_promote_needs_a_registry_and_metadata(capsys, tmp_path):
+    from bakegen.cli import main
+
+    assert main(["-C", str(REPO), "promote", "--metadata", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("error: promote needs --registry")
+    with pytest.raises(SystemExit):
+        main(["-C", str(REPO), "promote", "--registry", "r.test/a"])
+    assert "--metadata" in capsys.readouterr().err
+
+
+def test_a_builder_that_is_a_docker_context_runs_docker_with_that_context(monkeypatch, tmp_path):
+    """buildx's docker driver builds only on the current context's engine: a context name becomes docker --context;
+    any other builder (docker-container, remote) becomes bake --builder."""
+    from bakegen import build, proc
+
+    drivers = {"engine-b": "docker", "remote-kit": "remote"}
+
+    def fake_run(cmd, **kwargs):
+        name = cmd[-1]
+        if name not in drivers:
+            return proc.Result(cmd, 1, "", f'ERROR: no builder "{name}" found')
+        return proc.Result(cmd, 0, f"Name:   {name}\nDriver: {drivers[name]}\n", "")
+
+    monkeypatch.setattr(proc, "run", fake_run)
+    (tmp_path / "docker-bake.hcl").write_text("")
+    context = build.BuildOptions(load=True, **build.builder_options("engine-b"))
+    assert build.bake_command(tmp_path, context)[0][:5] == ["docker", "--context", "engine-b", "buildx", "bake"]
+    remote = build.BuildOptions(load=True, **build.builder_options("remote-kit"))
+    cmd = build.bake_command(tmp_path, remote)[0]
+    assert cmd[:3] == ["docker", "buildx", "bake"] and cmd[cmd.index("--builder") + 1] == "remote-kit"
+    with pytest.raises(BakegenError, match="no buildx builder or docker context has that name"):
+        build.builder_options("nosuch")

@@ -121,8 +121,41 @@ def test_digest_header_must_match_content(server, monkeypatch):
 
 
 def test_unreachable_registry():
-    with pytest.raises(NetworkError, match="cannot reach the registry localhost:9"):
+    with pytest.raises(NetworkError, match="cannot reach the registry localhost:9") as exc:
         ImageResolver(timeout=5).resolve("localhost:9/python:3", ["linux/amd64"])
+    assert "bakegen lock --registry-mirror HOST" in exc.value.hint  # a way forward for a team behind a mirror
+
+
+@pytest.mark.parametrize("mirror", ["{server}", "{server}/"])
+def test_a_mirror_serves_docker_hub_s_images_under_their_own_name(server, monkeypatch, mirror):
+    """python:3.13-slim (Docker Hub's library/python) through a mirror: the lock keeps the name, and the digest is
+    what the mirror serves, which is Docker Hub's (a digest names the content)."""
+    from bakegen.arguments import registry_mirrors
+
+    monkeypatch.setenv("BAKEGEN_INSECURE_REGISTRIES", server)
+    lock = ImageResolver(mirrors=registry_mirrors([mirror.format(server=server)])).resolve("python:3.13-slim", ["linux/amd64"])
+    assert (lock.ref, lock.digest, lock.pinned) == ("python:3.13-slim", INDEX_DIGEST, f"python:3.13-slim@{INDEX_DIGEST}")
+    assert lock.user == "jupyter"
+
+
+def test_a_mirror_with_a_path_prefixes_the_repository(server, monkeypatch):
+    from bakegen.arguments import registry_mirrors
+
+    monkeypatch.setenv("BAKEGEN_INSECURE_REGISTRIES", server)
+    with pytest.raises(BakegenError, match=f"{server}/hub/library/python:3.13-slim: no such image"):
+        ImageResolver(mirrors=registry_mirrors([f"docker.io={server}/hub"])).resolve("python:3.13-slim", ["linux/amd64"])
+    other = ImageResolver(mirrors=registry_mirrors([f"ghcr.io={server}"]))
+    with pytest.raises(NetworkError):  # only ghcr.io's images go through that mirror: Docker Hub is not reachable here
+        other.registry.timeout = 2
+        other.resolve("localhost:9/python:3", ["linux/amd64"])
+
+
+@pytest.mark.parametrize("value", ["", "=mirror.test", "docker.io=", "Mirror.Test", "mirror.test,x=y", "a b", "mirror.test\nx"])
+def test_a_registry_mirror_is_checked(value):
+    from bakegen.arguments import registry_mirrors
+
+    with pytest.raises(BakegenError, match="--registry-mirror"):
+        registry_mirrors([value])
 
 
 @pytest.mark.parametrize(

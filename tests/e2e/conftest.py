@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +21,8 @@ from packaging.version import Version
 from bakegen.project import load_stacks
 
 PREFIX = "bakegen-e2e"
+
+
 def bakegen(root: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "bakegen", "-C", str(root), *args], capture_output=True, text=True)
 
@@ -136,3 +140,85 @@ def older_release(package: str, current: str) -> str:
         releases = json.load(resp)["releases"]
     older = sorted((Version(v) for v, files in releases.items() if files and Version(v) < Version(current) and not Version(v).is_prerelease))
     return str(older[-1])
+
+
+# --- two machines ---------------------------------------------------------------------------
+
+
+@dataclass
+class Machine:
+    """A machine of its own: a Docker engine (DOCKER_HOST), a HOME (docker's config, contexts and
+    buildx state) and a TMPDIR. Machine B's engine is scripts/engine.sh's second engine: its own
+    dockerd, containerd, data-root and socket. A and B share nothing but the registry."""
+
+    name: str
+    env: dict[str, str]
+
+    def bakegen(self, root: Path, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "bakegen", "-C", str(root), *args], capture_output=True, text=True, env=self.env)
+
+    def docker(self, *args: str) -> str:
+        proc = subprocess.run(["docker", *args], capture_output=True, text=True, env=self.env)
+        if proc.returncode != 0:
+            raise AssertionError(f"{self.name}: docker {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+        return proc.stdout
+
+    def cache_records(self) -> int:
+        """BuildKit's cache records on this machine's engine."""
+        return len([line for line in self.docker("buildx", "du", "--verbose").splitlines() if line.startswith("ID:")])
+
+
+def _machine(name: str, tmp_path_factory, **env: str) -> Machine:
+    home = tmp_path_factory.mktemp(f"home-{name}")
+    tmp = tmp_path_factory.mktemp(f"tmp-{name}")
+    base = {k: v for k, v in os.environ.items() if k not in ("DOCKER_HOST", "DOCKER_CONTEXT", "BUILDX_BUILDER")}
+    return Machine(name, {**base, "HOME": str(home), "TMPDIR": str(tmp), **env})
+
+
+@pytest.fixture(scope="session")
+def machine_a(engine, tmp_path_factory) -> Machine:
+    """The first engine, with a HOME of its own."""
+    return _machine("a", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def machine_b(engine, tmp_path_factory) -> Machine:
+    """The second engine (scripts/engine.sh second), emptied first: it has never built or pulled
+    anything in this run."""
+    proc = subprocess.run([str(REPO / "scripts" / "engine.sh"), "second"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.fail(f"scripts/engine.sh second failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}", pytrace=False)
+    host = proc.stdout.split()[-1]
+    assert host.startswith("unix://") and host != "unix:///var/run/docker.sock", host
+    b = _machine("b", tmp_path_factory, DOCKER_HOST=host)
+    b.docker("system", "prune", "--all", "--force")
+    b.docker("buildx", "prune", "--all", "--force")
+    assert b.cache_records() == 0 and not b.docker("image", "ls", "--quiet").split()
+    assert b.docker("info", "--format", "{{.DockerRootDir}}") != docker("info", "--format", "{{.DockerRootDir}}")
+    return b
+
+
+# --- one-machine pushes ---------------------------------------------------------------------
+
+
+def push(root, engine, registry, *extra):
+    meta = root / f"metadata-{registry.rsplit('/', 1)[1]}.json"
+    start = time.monotonic()
+    out = bakegen(root, "build", "--push", "--registry", registry, "--base-image", f"base={engine.standin}",
+                  "--ca-bundle", engine.ca_bundle, "--progress", "quiet", "--metadata-file", str(meta), *extra)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    print(f"bakegen build --push {' '.join(extra)} to {registry}: {time.monotonic() - start:.0f}s")
+    return json.loads(meta.read_text())
+
+
+@pytest.fixture(scope="session")
+def published(built, engine, registry, tmp_path_factory):
+    """Two clean pushes of the example graph, on one machine, into two repositories that no earlier run used.
+    The registry outlives a test run (a warm machine, a CI runner that ran before), and bit-for-bit images are
+    the same every run: an earlier run's leaf bump would have left the very layers this run's bump makes, and
+    nothing would be uploaded."""
+    root = copy_project(built.root, tmp_path_factory.mktemp("publish"))
+    run = uuid.uuid4().hex[:8]
+    a = push(root, engine, f"{registry}/bakegen-pub-{run}-a", "--no-cache")
+    b = push(root, engine, f"{registry}/bakegen-pub-{run}-b", "--no-cache")
+    return root, f"{registry}/bakegen-pub-{run}", a, b

@@ -8,12 +8,11 @@ import json
 import subprocess
 import time
 import urllib.request
-import uuid
 
 import pytest
 
 from bakegen.project import read_lock
-from e2e.conftest import bakegen, copy_project, older_release, registry_get
+from e2e.conftest import bakegen, older_release, push, registry_get
 
 pytestmark = pytest.mark.e2e
 STACKS = ("base", "scipy", "geo")
@@ -24,28 +23,6 @@ def image_manifest(repo: str, tag: str = "latest") -> dict:
     index, _ = registry_get(repo, tag)
     digest = next(m["digest"] for m in index["manifests"] if m["platform"]["os"] == "linux")
     return registry_get(repo, digest)[0]
-
-
-def push(root, engine, registry, *extra):
-    meta = root / f"metadata-{registry.rsplit('/', 1)[1]}.json"
-    start = time.monotonic()
-    out = bakegen(root, "build", "--push", "--registry", registry, "--base-image", f"base={engine.standin}",
-                  "--ca-bundle", engine.ca_bundle, "--progress", "quiet", "--metadata-file", str(meta), *extra)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    print(f"bakegen build --push {' '.join(extra)} to {registry}: {time.monotonic() - start:.0f}s")
-    return json.loads(meta.read_text())
-
-
-@pytest.fixture(scope="module")
-def published(built, engine, registry, tmp_path_factory):
-    """Two clean pushes into two repositories that no earlier run used. The registry outlives a test run (a
-    warm machine, a CI runner that ran before), and bit-for-bit images are the same every run: an earlier run's
-    leaf bump would have left the very layers this run's bump makes, and nothing would be uploaded."""
-    root = copy_project(built.root, tmp_path_factory.mktemp("publish"))
-    run = uuid.uuid4().hex[:8]
-    a = push(root, engine, f"{registry}/bakegen-pub-{run}-a", "--no-cache")
-    b = push(root, engine, f"{registry}/bakegen-pub-{run}-b", "--no-cache")
-    return root, f"{registry}/bakegen-pub-{run}", a, b
 
 
 def test_two_clean_pushes_give_the_registry_the_same_digests(published):

@@ -99,3 +99,21 @@ def test_lock_pins_digest_keeps_it_and_upgrade_moves_it(registry, engine, tmp_pa
             manifest, _ = registry_get(f"{registry}/bakegen-pushed/base", m["digest"])
             predicates.update({layer["annotations"]["in-toto.io/predicate-type"]: layer["digest"] for layer in manifest["layers"]})
     assert "https://cyclonedx.org/bom" in predicates and any("slsa.dev/provenance" in p for p in predicates), predicates
+
+
+def test_a_new_user_behind_a_registry_mirror_locks_with_it(registry, engine, tmp_path):
+    """bakegen init, then bakegen lock through a mirror of Docker Hub (the local registry holds library/python, as a
+    pull-through cache would): the lock keeps the image's own name, with the digest the mirror serves."""
+    mirrored = f"{registry}/library/python:3.13-slim"
+    subprocess.run(["docker", "tag", engine.standin, mirrored], check=True)
+    subprocess.run(["docker", "push", "-q", mirrored], check=True, capture_output=True)
+    digest = registry_digest(mirrored)
+    root = tmp_path / "team"
+    root.mkdir()
+    assert bakegen(root, "init").returncode == 0
+    out = bakegen(root, "lock", "--registry-mirror", registry.replace("localhost", "127.0.0.1"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    image = read_lock(root / "locks" / "base").parts["image"]
+    assert (image.ref, image.digest) == ("python:3.13-slim", digest)
+    assert bakegen(root, "generate").returncode == 0
+    assert f"ARG BASE_IMAGE=python:3.13-slim@{digest}" in (root / "dockerfiles/base/Dockerfile").read_text()
