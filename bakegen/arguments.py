@@ -56,22 +56,20 @@ def registry_mirrors(values: list[str]) -> dict[str, str]:
     return mirrors
 
 
-def tag_prefix(value: str) -> str:
-    if not TAG_PREFIX.fullmatch(value):
-        raise BakegenError(
-            f"--tag-prefix {shown(value)} is not a tag prefix",
-            hint="letters, digits, '_', '.' and '-', for example pr-42-",
-        )
+def _checked(pattern: re.Pattern[str], value: str, flag: str, what: str, hint: str) -> str:
+    if not pattern.fullmatch(value):
+        raise BakegenError(f"{flag} {shown(value)} is not {what}", hint=hint)
     return value
+
+
+def tag_prefix(value: str) -> str:
+    return _checked(TAG_PREFIX, value, "--tag-prefix", "a tag prefix",
+                    "letters, digits, '_', '.' and '-', for example pr-42-")
 
 
 def tag(value: str) -> str:
-    if not TAG.fullmatch(value):
-        raise BakegenError(
-            f"--tag {shown(value)} is not an image tag",
-            hint="letters, digits, '_', '.' and '-', at most 128, for example latest",
-        )
-    return value
+    return _checked(TAG, value, "--tag", "an image tag",
+                    "letters, digits, '_', '.' and '-', at most 128, for example latest")
 
 
 BUILDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
@@ -79,12 +77,8 @@ BUILDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 def builder(value: str) -> str:
     """--builder NAME: a buildx builder or docker context (it goes on docker's command line)."""
-    if not BUILDER.fullmatch(value):
-        raise BakegenError(
-            f"--builder {shown(value)} is not a builder name",
-            hint="the name docker buildx ls shows, e.g. --builder remote-b",
-        )
-    return value
+    return _checked(BUILDER, value, "--builder", "a builder name",
+                    "the name docker buildx ls shows, e.g. --builder remote-b")
 
 
 def cache_repository(value: str | None) -> str | None:

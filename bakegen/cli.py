@@ -16,19 +16,16 @@ from typing import Any, NoReturn
 
 from bakegen import __version__, arguments
 from bakegen import registry as ordered
+from bakegen.build_commands import cmd_build, cmd_jobs, cmd_promote, cmd_verify_repro
 from bakegen.commands import (
-    cmd_build,
     cmd_check,
     cmd_diff,
     cmd_generate,
     cmd_init,
-    cmd_jobs,
     cmd_lock,
     cmd_profiles,
-    cmd_promote,
     cmd_report,
     cmd_sbom,
-    cmd_verify_repro,
 )
 from bakegen.errors import BakegenError, StackErrors, one_line
 from bakegen.locker import Resolvers

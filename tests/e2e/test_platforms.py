@@ -133,3 +133,28 @@ def test_report_shows_each_platform(pushed):
         assert kid["added_size"] and kid["size"] == reports["multi", platform]["size"] + kid["added_size"]
     # numpy's wheels differ per architecture, so the two Python layers do too
     assert reports["multi", "linux/amd64"]["size"] != reports["multi", "linux/arm64"]["size"]
+
+
+def test_one_job_per_platform_on_two_machines_gives_the_one_machine_index(pushed, engine, machine_a, machine_b, tmp_path):
+    """multikid for amd64 on machine A and for arm64 on machine B (under QEMU here, as on a native arm64 runner),
+    each FROM multi's image in the registry and pushed by digest; promote merges the two into the very index that
+    the one-machine build of both platforms pushed."""
+    root, prefix, _ = pushed
+    _, one_machine = registry_get(f"{prefix}/multikid", "latest")
+    for machine, platform in ((machine_a, "linux/amd64"), (machine_b, "linux/arm64")):
+        meta = tmp_path / f"multikid-{platform.split('/')[1]}.json"
+        start = time.monotonic()
+        out = machine.bakegen(root, "build", "--push", "--registry", prefix, "--stacks", "multikid", "--platform", platform,
+                              "--ca-bundle", engine.ca_bundle, "--progress", "quiet", "--metadata-file", str(meta))
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        print(f"machine {machine.name}: multikid for {platform} alone: {time.monotonic() - start:.0f}s")
+        entry = json.loads(meta.read_text())["multikid"]
+        assert list(entry["bakegen.platforms"]) == [platform] and entry["containerimage.digest"] != one_machine
+    assert registry_get(f"{prefix}/multikid", "latest")[1] == one_machine  # no tag moved yet
+    promote = machine_a.bakegen(root, "promote", "multikid", "--registry", prefix, "--metadata", str(tmp_path),
+                                "--metadata-file", str(tmp_path / "final.out"))
+    assert promote.returncode == 0, promote.stdout + promote.stderr
+    assert "(merged from one image per platform)" in promote.stdout
+    merged = json.loads((tmp_path / "final.out").read_text())["multikid"]["containerimage.digest"]
+    print(f"multikid: one machine {one_machine}, one job per platform {merged}")
+    assert merged == one_machine == registry_get(f"{prefix}/multikid", "latest")[1]
