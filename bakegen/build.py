@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import tarfile
 import tempfile
 from collections.abc import Callable
@@ -16,7 +15,7 @@ from bakegen import proc
 from bakegen.attest import attach_sboms, layout_platforms
 from bakegen.errors import BakegenError
 from bakegen.lock import StackLock
-from bakegen.oci import layout_digest, push_by_digest
+from bakegen.oci import layout_digest, push_by_digest, require_skopeo
 from bakegen.render import BAKE_FILE
 from bakegen.render.bake import base_variable
 from bakegen.stack import StackGraph
@@ -179,13 +178,8 @@ def reproducible_build(
     """Build ``chain`` (parents first) to OCI layouts in ``work``; attach each image's SBOM
     (``sbom(stack, platform)``: CycloneDX JSON) as an attestation; load each image, or push it by
     digest (``names``: each stack's image references; no tag moves here)."""
-    if opts.push and shutil.which("skopeo") is None:
-        raise BakegenError(
-            "bakegen build --push needs skopeo, to push each image with the digest it was built "
-            "with",
-            hint="install it (apt-get install skopeo; GitHub's ubuntu runners have it), or build "
-            "with --load",
-        )
+    if opts.push:
+        require_skopeo("bakegen build --push")
     try:
         return _levels(root, chain, opts, work, names, sbom)
     except (OSError, ValueError, KeyError) as exc:

@@ -21,12 +21,13 @@ from bakegen.commands import refuse_interrupted
 from bakegen.errors import BakegenError
 from bakegen.files import write_output
 from bakegen.lock import StackLock
+from bakegen.oci import require_skopeo
 from bakegen.project import load_stacks
 from bakegen.stack import StackGraph
 from bakegen.staleness import current_locks
 
 if TYPE_CHECKING:
-    from bakegen.build import BuildOptions, Chain
+    from bakegen.build import BuildOptions, Chain, Published
 
 
 def cmd_verify_repro(args: argparse.Namespace) -> int:
@@ -164,11 +165,13 @@ def _publish(args: argparse.Namespace, graph: StackGraph, opts: BuildOptions,
 
     from bakegen.build import bake_command, chain_of, reproducible_build
     from bakegen.oci import repository_of
-    from bakegen.publish import Promotion, metadata_doc, promote
+    from bakegen.publish import Promotion, promote
     from bakegen.render.bake import image_names
     from bakegen.sbom import cyclonedx_of
 
     bake_command(args.root, opts)  # the bake file exists, --load and --push are not both given
+    if args.push:
+        require_skopeo("bakegen build --push")
     locks = current_locks(graph)
     chain = chain_of(graph, locks, args.targets, only)
     names = image_names(graph, locks, *_names_from(args))
@@ -176,10 +179,7 @@ def _publish(args: argparse.Namespace, graph: StackGraph, opts: BuildOptions,
     with tempfile.TemporaryDirectory(prefix="bakegen-build-") as work:
         published = reproducible_build(args.root, chain, opts, Path(work), names,
                                        sbom=cyclonedx_of(graph, locks))
-    for p in published:
-        pushed = (f", {p.pushed_bytes / 1e6:.1f} MB uploaded"
-                  if args.push and p.pushed_bytes >= 0 else "")
-        print(f"{p.stack}: {p.digest} ({', '.join(p.names)}{pushed})")
+    _report(args, published)
     if args.push and only is None and opts.platform is None:
         promote([Promotion(p.stack, repository_of(p.names[0]), p.digest, p.names, p.platforms)
                  for p in published])
@@ -187,11 +187,22 @@ def _publish(args: argparse.Namespace, graph: StackGraph, opts: BuildOptions,
     elif args.push:
         print("pushed by digest only, no tag moved: once every job has passed, run "
               "bakegen promote --metadata FILE... (their --metadata-file)")
+    return 0
+
+
+def _report(args: argparse.Namespace, published: list[Published]) -> None:
+    """Each image's digest, names and upload; the metadata file (before any tag moves, so that a
+    promote that stops half-way can be run again from it)."""
+    from bakegen.publish import metadata_doc
+
+    for p in published:
+        pushed = (f", {p.pushed_bytes / 1e6:.1f} MB uploaded"
+                  if args.push and p.pushed_bytes >= 0 else "")
+        print(f"{p.stack}: {p.digest} ({', '.join(p.names)}{pushed})")
     if args.metadata_file:
         write_output(Path(args.metadata_file),
                      json.dumps(metadata_doc(published), indent=2, sort_keys=True) + "\n",
                      require_header=False)
-    return 0
 
 
 def _external_parents(args: argparse.Namespace, graph: StackGraph, locks: dict[str, StackLock],
@@ -201,6 +212,7 @@ def _external_parents(args: argparse.Namespace, graph: StackGraph, locks: dict[s
     from bakegen.build import outside_parents
     from bakegen.publish import parent_images, read_metadata
 
+    given = read_metadata([Path(p) for p in args.parents], graph)  # checked even when unused
     outside = outside_parents(chain)
     if not outside:
         return {}
@@ -209,7 +221,6 @@ def _external_parents(args: argparse.Namespace, graph: StackGraph, locks: dict[s
         if parent in outside:
             wanted = [platform] if platform else graph.platforms(stack)
             needs[parent] = sorted(set(needs.get(parent, [])) | set(wanted))
-    given = read_metadata([Path(p) for p in args.parents], graph)
     return parent_images(graph, locks, needs, names, given)
 
 
@@ -220,6 +231,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
     registry, prefix = _names_from(args)
     arguments.output_file(args.metadata_file, "--metadata-file")
+    require_skopeo("bakegen promote")
     graph = load_stacks(args.root)
     stacks = graph.select(args.stacks) if args.stacks else list(graph.order)
     stacks = [n for n in stacks if not args.stacks or n in args.stacks]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from bakegen.errors import BakegenError, one_line
 from bakegen.stack import StackGraph
@@ -61,18 +62,19 @@ def level_jobs(
 
 def _jobs(stacks: list[str], graph: StackGraph, own: dict[str, str], together: bool) -> list[Job]:
     """One job per stack and runner; ``together``: the stacks (of several levels, parents first)
-    share one job per runner."""
-    groups: dict[tuple[str, str, str, str], list[str]] = {}
+    that are built for the same platforms share one job per runner."""
+    groups: dict[tuple[Any, ...], list[str]] = {}
     for stack in stacks:
-        for platform, runner, key in _splits(graph.platforms(stack), own):
-            groups.setdefault(("" if together else stack, key, platform, runner), []).append(stack)
+        platforms = tuple(graph.platforms(stack))
+        for platform, runner, key in _splits(list(platforms), own):
+            group = (key, platforms if together else stack, platform, runner)
+            groups.setdefault(group, []).append(stack)
     jobs = []
-    for (_, key, platform, runner), names in sorted(groups.items(), key=lambda g: g[0][1]):
-        ident = f"{'+'.join(names)}-{key}"
-        qemu = any(p != NATIVE for p in ([platform] if platform else graph.platforms(names[0])))
-        shown = platform or ", ".join(graph.platforms(names[0]))
-        jobs.append(Job(ident, f"{' '.join(names)} ({shown})",
-                        " ".join(names), platform, runner, qemu and runner == DEFAULT_RUNNER))
+    for (key, _, platform, runner), names in sorted(groups.items(), key=lambda g: g[0][0]):
+        builds = [platform] if platform else list(graph.platforms(names[0]))
+        qemu = runner == DEFAULT_RUNNER and any(p != NATIVE for p in builds)
+        jobs.append(Job(f"{'+'.join(names)}-{key}", f"{' '.join(names)} ({', '.join(builds)})",
+                        " ".join(names), platform, runner, qemu))
     return jobs
 
 

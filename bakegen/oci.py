@@ -359,6 +359,14 @@ def _skopeo_tls(reference: str, *flags: str) -> list[str]:
     return [f"{flag}=false" for flag in flags] if insecure(reference) else []
 
 
+def require_skopeo(what: str) -> None:
+    if shutil.which("skopeo") is None:
+        raise BakegenError(
+            f"{what} needs skopeo, which reads and writes the registry with bakegen's digests",
+            hint="install it (apt-get install skopeo; GitHub's ubuntu runners have it)",
+        )
+
+
 def push_by_digest(layout: Path, name: str) -> tuple[str, int]:
     """skopeo copy of the layout's image (index) to the repository of ``name``, by digest only: no
     tag moves. The digest, and the bytes of the blobs the registry lacked."""
@@ -417,7 +425,10 @@ def read_manifest(reference: str) -> tuple[bytes, str] | None:
         raw = proc.run(["skopeo", "inspect", "--raw", *tls, f"docker://{reference}"],
                        binary=True).data
     except CommandError as exc:
-        if re.search(r"manifest unknown|not found|name unknown", exc.output, re.I):
+        # the distribution API's codes for an unknown manifest or repository (not skopeo's own
+        # failures, such as a missing skopeo: "command not found")
+        if exc.returncode != 127 and re.search(r"manifest unknown|name unknown|status ?code:? 404",
+                                               exc.output, re.I):
             return None
         raise
     digest = "sha256:" + hashlib.sha256(raw).hexdigest()
@@ -436,11 +447,7 @@ def registry_digest(reference: str) -> str:
             f"--against {one_line(repr(reference), 120)} is not REGISTRY/REPOSITORY:TAG",
             hint="for example --against ghcr.io/acme/geo:latest",
         )
-    if shutil.which("skopeo") is None:
-        raise BakegenError(
-            "verify-repro --against needs skopeo, to read the registry's manifest",
-            hint="install it (apt-get install skopeo)",
-        )
+    require_skopeo("verify-repro --against")
     served = read_manifest(reference)
     if served is None:
         raise BakegenError(f"{reference}: no such image in the registry",

@@ -24,6 +24,7 @@ from bakegen.build import Published
 from bakegen.errors import BakegenError, one_line
 from bakegen.lock import StackLock
 from bakegen.oci import push_index, read_manifest, repository_of, tag_image, tag_of
+from bakegen.paths import Unreadable, read_bounded
 from bakegen.stack import StackGraph
 
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
@@ -74,11 +75,16 @@ def read_metadata(paths: list[Path], graph: StackGraph) -> dict[str, list[Pushed
 
 
 def _metadata_files(paths: list[Path]) -> list[Path]:
+    """The files named, and the ``*.json`` files of the folders named; a symbolic link is refused
+    (a metadata file comes from a CI artifact, and is never followed out of it)."""
     files: list[Path] = []
     for path in paths:
+        if path.is_symlink():
+            raise BakegenError(f"metadata file {path} is a symbolic link",
+                               hint="pass the --metadata-file of an earlier job itself")
         if path.is_dir():
-            files += sorted(p for p in path.glob("*.json") if p.is_file())
-        elif path.is_file():
+            files += [_no_link(p) for p in sorted(path.glob("*.json"))]
+        elif path.exists():
             files.append(path)
         else:
             raise BakegenError(
@@ -88,12 +94,20 @@ def _metadata_files(paths: list[Path]) -> list[Path]:
     return files
 
 
+def _no_link(path: Path) -> Path:
+    if path.is_symlink():
+        raise BakegenError(f"metadata file {path} is a symbolic link",
+                           hint="a folder of metadata files holds the files themselves")
+    return path
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as fh:
-            data = fh.read(METADATA_LIMIT + 1)
-        doc = json.loads(data) if len(data) <= METADATA_LIMIT else None
-    except (OSError, ValueError) as exc:
+        doc = json.loads(read_bounded(path, METADATA_LIMIT))
+    except Unreadable as exc:
+        raise BakegenError(f"{path}: not a metadata file ({exc.reason}, at most 1 MiB)",
+                           hint="pass the --metadata-file that bakegen build wrote") from None
+    except (ValueError, RecursionError) as exc:
         raise BakegenError(f"{path}: not a metadata file ({type(exc).__name__})",
                            hint="pass the --metadata-file that bakegen build wrote") from None
     if not isinstance(doc, dict):
@@ -176,45 +190,74 @@ def content_name(names: list[str], lock: StackLock) -> str | None:
 def check_image(
     stack: str, repo: str, digest: str, lock: StackLock, platforms: list[str]
 ) -> dict[str, str]:
-    """The registry holds ``repo@digest``, with an image for each of ``platforms`` whose manifest
-    carries the lock's fingerprint; each platform's manifest digest."""
-    served = read_manifest(f"{repo}@{digest}")
-    if served is None:
-        raise BakegenError(f"{stack}: {repo}@{digest} is not in the registry",
-                           hint="push it again (bakegen build --push), or check --registry")
-    doc = json.loads(served[0])
-    images = _images_of(doc, f"{repo}@{digest}")
+    """The registry holds ``repo@digest``, an index with an image for each of ``platforms`` whose
+    manifest carries the lock's fingerprint; each platform's manifest digest."""
+    images = _index(stack, repo, digest).images
     out = {}
     for platform in platforms:
         if platform not in images:
             raise BakegenError(f"{stack}: {repo}@{digest} has no image for {platform}",
-                               hint=f"it has: {', '.join(sorted(images)) or 'none'}")
-        manifest = _manifest(repo, images[platform])
-        found = (manifest.get("annotations") or {}).get(FINGERPRINT_ANNOTATION)
+                               hint=one_line(f"it has: {', '.join(sorted(images)) or 'none'}", 200))
+        image = images[platform]["digest"]
+        annotations = _document(stack, repo, image, "image manifest").get("annotations")
+        found = annotations.get(FINGERPRINT_ANNOTATION) if isinstance(annotations, dict) else None
         if found != lock.fingerprint:
             raise BakegenError(
                 f"{stack}: {repo}@{digest} ({platform}) was built from other locks "
                 f"(fingerprint {one_line(str(found), 80)}, the lock's is {lock.fingerprint})",
                 hint="build it again from the current locks (bakegen build --push)",
             )
-        out[platform] = images[platform]
+        out[platform] = image
     return out
 
 
-def _images_of(doc: dict[str, Any], reference: str) -> dict[str, str]:
-    if "manifests" not in doc:
-        raise BakegenError(f"{reference}: not an image index as bakegen build --push pushes it",
-                           hint="push it with bakegen build --push")
-    return {platform_name(m["platform"]): m["digest"]
-            for m in doc["manifests"] if "platform" in m and not is_attestation(m)}
+@dataclass(frozen=True)
+class IndexEntries:
+    images: dict[str, dict[str, Any]]  # platform -> the image's descriptor
+    attestations: list[dict[str, Any]]
 
 
-def _manifest(repo: str, digest: str) -> dict[str, Any]:
+def _index(stack: str, repo: str, digest: str) -> IndexEntries:
+    """The index ``repo@digest``, every entry checked: what a registry serves can be crafted."""
+    manifests = _document(stack, repo, digest, "image index").get("manifests")
+    bad = BakegenError(f"{stack}: {repo}@{digest} is not an image index as bakegen build --push "
+                       "pushes it", hint="push it again with bakegen build --push")
+    if not isinstance(manifests, list) or not all(_descriptor_ok(m) for m in manifests):
+        raise bad
+    images: dict[str, dict[str, Any]] = {}
+    for m in manifests:
+        if not is_attestation(m):
+            if platform_name(m["platform"]) in images:
+                raise bad  # two images for one platform: which one would be checked?
+            images[platform_name(m["platform"])] = m
+    return IndexEntries(images, [m for m in manifests if is_attestation(m)])
+
+
+def _descriptor_ok(m: Any) -> bool:
+    platform = m.get("platform") if isinstance(m, dict) else None
+    return (
+        isinstance(platform, dict)
+        and all(isinstance(platform.get(k), str) for k in ("os", "architecture"))
+        and isinstance(m.get("mediaType"), str)
+        and isinstance(m.get("digest"), str) and DIGEST.fullmatch(m["digest"]) is not None
+        and type(m.get("size")) is int
+        and isinstance(m.get("annotations", {}), dict)
+    )
+
+
+def _document(stack: str, repo: str, digest: str, what: str) -> dict[str, Any]:
     served = read_manifest(f"{repo}@{digest}")
     if served is None:
-        raise BakegenError(f"{repo}@{digest}: an image of the index is not in the registry",
-                           hint="push the image again (bakegen build --push)")
-    return dict(json.loads(served[0]))
+        raise BakegenError(f"{stack}: {repo}@{digest} is not in the registry",
+                           hint="push it again (bakegen build --push), or check --registry")
+    try:
+        doc = json.loads(served[0])
+    except (ValueError, RecursionError):
+        doc = None
+    if not isinstance(doc, dict):
+        raise BakegenError(f"{stack}: {repo}@{digest} is not a JSON {what}",
+                           hint="push it again with bakegen build --push")
+    return doc
 
 
 # --- promote -----------------------------------------------------------------------------
@@ -270,7 +313,7 @@ def _promotion(
                 hint="every job of the graph must pass before promote; nothing was moved",
             )
         found |= check_image(stack, repo, entry, lock, [platform])
-        part = _index_entries(repo, entry, platform)
+        part = _index_entries(stack, repo, entry, platform)
         images += part[0]
         attestations += part[1]
     data = image_index(images, attestations)
@@ -279,25 +322,31 @@ def _promotion(
 
 
 def _index_entries(
-    repo: str, digest: str, platform: str
+    stack: str, repo: str, digest: str, platform: str
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The image of ``platform`` in a per-platform job's index, and its attestations."""
-    doc = _manifest(repo, digest)  # an index: check_image read it
-    images = [m for m in doc["manifests"]
-              if not is_attestation(m) and platform_name(m["platform"]) == platform]
-    mine = {m["digest"] for m in images}
-    attached = [m for m in doc["manifests"] if is_attestation(m)
-                and (m.get("annotations") or {}).get("vnd.docker.reference.digest") in mine]
-    return images, attached
+    """The image of ``platform`` in a per-platform job's index (which check_image checked), and
+    its attestations."""
+    entries = _index(stack, repo, digest)
+    image = entries.images[platform]
+    attached = [a for a in entries.attestations
+                if a.get("annotations", {}).get("vnd.docker.reference.digest") == image["digest"]]
+    return [image], attached
 
 
 def promote(promotions: list[Promotion]) -> None:
     """Push the merged indexes (by digest), then move every tag. A registry has no transaction
-    over many tags: they move one after another, after every image was checked, and a run that
-    stops half-way is repaired by running promote again."""
+    over many tags: they move one after another, after every image was checked; a run that
+    stops half-way says how far it got, and running promote again finishes it."""
     for p in promotions:
         if p.index is not None:
             push_index(p.repository, p.index)
-    for p in promotions:
-        for name in p.names:
+    moves = [(p, name) for p in promotions for name in p.names]
+    for done, (p, name) in enumerate(moves):
+        try:
             tag_image(p.repository, p.digest, name)
+        except BakegenError as exc:
+            raise BakegenError(
+                f"moved {done} of {len(moves)} tags, then {name}: {exc.message}",
+                hint="every image is in the registry: run bakegen promote again with the same "
+                "--metadata to move the rest",
+            ) from None

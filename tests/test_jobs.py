@@ -68,3 +68,17 @@ def test_the_last_level_job_builds_the_deeper_levels_parents_first(tmp_path, cap
 def test_a_runner_is_platform_equals_label(value):
     with pytest.raises(BakegenError, match="is not PLATFORM=RUNNER-LABEL"):
         runners([value])
+
+
+def test_the_last_job_keeps_stacks_of_other_platforms_apart(tmp_path):
+    """Two roots, one amd64 only and one for amd64 and arm64, both deeper than the level jobs: one job each, and
+    QEMU only for the one with arm64."""
+    root = write_stacks(tmp_path, {
+        "aaa": 'name = "aaa"\ndescription = "x"\nbase = "python:3.13-slim"\n[python]\nversion = "3.13"\npackages = ["six"]\n',
+        "zzz": 'name = "zzz"\ndescription = "x"\nbase = "python:3.13-slim"\nplatforms = ["linux/amd64", "linux/arm64"]\n'
+               '[python]\nversion = "3.13"\npackages = ["six"]\n',
+    })
+    lock_project(root)
+    (jobs,) = level_jobs(load_stacks(root), {}, 1)
+    assert [(j.stacks, j.name, j.qemu) for j in jobs] == [("aaa", "aaa (linux/amd64)", False),
+                                                          ("zzz", "zzz (linux/amd64, linux/arm64)", True)]

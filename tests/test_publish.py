@@ -275,3 +275,98 @@ def test_per_platform_jobs_merge_into_the_one_machine_index(tmp_path, registry):
     given = publish.read_metadata([meta["linux/amd64"]], graph)
     with pytest.raises(BakegenError, match="kid: no job pushed its linux/arm64 image"):
         publish.plan_promotion(graph, locks, ["kid"], names, given)
+
+
+# --- what a registry serves can be crafted too ------------------------------------------------
+
+
+GOOD = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + "1" * 64, "size": 10,
+        "platform": {"architecture": "amd64", "os": "linux"}}
+
+
+@pytest.mark.parametrize("served", [
+    b"{not json",
+    b'"manifests"',
+    b'{"manifests": null}',
+    b'{"manifests": ["platform"]}',
+    json.dumps({"manifests": [{**GOOD, "platform": None}]}).encode(),
+    json.dumps({"manifests": [{**GOOD, "platform": {"architecture": "amd64"}}]}).encode(),
+    json.dumps({"manifests": [{k: v for k, v in GOOD.items() if k != "digest"}]}).encode(),
+    json.dumps({"manifests": [{**GOOD, "digest": 5}]}).encode(),
+    json.dumps({"manifests": [{**GOOD, "digest": "sha256:" + "1" * 64 + ",evil"}]}).encode(),
+    json.dumps({"manifests": [{**GOOD, "size": "10"}]}).encode(),
+    json.dumps({"manifests": [{**GOOD, "annotations": [1]}]}).encode(),
+    json.dumps({"manifests": [GOOD, {**GOOD, "digest": "sha256:" + "2" * 64}]}).encode(),  # two amd64 images
+    b"[" * 100_000,
+])
+def test_a_crafted_index_in_the_registry_is_one_error_line(example, registry, served):
+    graph, locks, _ = example
+    digest = registry.put(f"{REPO_NAME}/base", served)
+    with pytest.raises(BakegenError, match=f"base: {REPO_NAME}/base@{digest} is not (a JSON image index|an image index)"):
+        publish.check_image("base", f"{REPO_NAME}/base", digest, locks["base"], ["linux/amd64"])
+
+
+@pytest.mark.parametrize("manifest", [b"[1]", b'{"annotations": [1]}', b'{"annotations": {"io.bakegen.fingerprint": 5}}'])
+def test_a_crafted_image_manifest_is_one_error_line(example, registry, manifest):
+    graph, locks, _ = example
+    image = registry.put(f"{REPO_NAME}/base", manifest)
+    index = registry.put(f"{REPO_NAME}/base", json.dumps({"manifests": [{**GOOD, "digest": image}]}).encode())
+    with pytest.raises(BakegenError, match="is not a JSON image manifest|was built from other locks"):
+        publish.check_image("base", f"{REPO_NAME}/base", index, locks["base"], ["linux/amd64"])
+
+
+def test_metadata_nested_deep_or_through_a_link_is_refused(tmp_path, example):
+    graph, _, _ = example
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 200_000)
+    with pytest.raises(BakegenError, match="not a metadata file"):
+        publish.read_metadata([deep], graph)
+    folder = tmp_path / "artifacts"
+    folder.mkdir()
+    secret = tmp_path / "outside.json"
+    secret.write_text('{"ghp_SECRET": 1}')
+    (folder / "x.json").symlink_to(secret)
+    with pytest.raises(BakegenError, match="is a symbolic link") as err:
+        publish.read_metadata([folder], graph)
+    assert "SECRET" not in err.value.message
+    fifo = tmp_path / "fifo.json"
+    import os
+
+    os.mkfifo(fifo)
+    with pytest.raises(BakegenError, match="not a regular file"):
+        publish.read_metadata([fifo], graph)
+
+
+def test_a_missing_skopeo_is_not_a_missing_image(monkeypatch):
+    from bakegen import oci, proc
+    from bakegen.errors import CommandError
+
+    def no_skopeo(cmd, **kwargs):
+        raise CommandError(cmd, 127, "skopeo: command not found")
+
+    monkeypatch.setattr(proc, "run", no_skopeo)
+    with pytest.raises(CommandError):
+        oci.read_manifest("registry.test/acme/base:latest")
+
+    def unknown(cmd, **kwargs):
+        raise CommandError(cmd, 1, 'level=fatal msg="reading manifest latest in registry.test/acme/base: manifest unknown"')
+
+    monkeypatch.setattr(proc, "run", unknown)
+    assert oci.read_manifest("registry.test/acme/base:latest") is None
+
+
+def test_a_promote_that_stops_half_way_says_how_far_it_got(example, registry, monkeypatch):
+    graph, locks, names = example
+    plan = [publish.Promotion(s, f"{REPO_NAME}/{s}", "sha256:" + "1" * 64, names[s], {}) for s in graph.order]
+    moved = []
+
+    def flaky(repo, digest, name):
+        if len(moved) == 4:
+            raise BakegenError("skopeo exited with 1: unauthorized")
+        moved.append(name)
+
+    monkeypatch.setattr(publish, "tag_image", flaky)
+    with pytest.raises(BakegenError) as err:
+        publish.promote(plan)
+    assert err.value.message.startswith(f"moved 4 of 9 tags, then {names['scipy'][1]}: skopeo exited with 1")
+    assert "run bakegen promote again" in err.value.hint
