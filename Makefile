@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install tools example lock upgrade generate check diff schema engine build build-local push lint test unit e2e bench bench-lock bench-lock-speed bench-build bench-compression bench-size bench-bake bench-rebuild bench-repro clean
+.PHONY: help install tools example lock upgrade generate check diff schema engine build build-local push lint test unit e2e bench bench-lock bench-lock-speed bench-build bench-compression bench-size bench-bake bench-rebuild bench-repro bench-distributed clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -85,7 +85,7 @@ unit: install tools ## only the tests that need neither network nor Docker
 e2e: install engine ## only the end-to-end tests against a real BuildKit
 	$(BIN)/python -m pytest -ra -m e2e $(PYTEST_ARGS)
 
-bench: bench-lock bench-lock-speed bench-build bench-compression bench-size bench-bake bench-rebuild bench-repro ## every benchmark in bench/; prints figures (about an hour)
+bench: bench-lock bench-lock-speed bench-build bench-compression bench-size bench-bake bench-rebuild bench-repro bench-distributed ## every benchmark in bench/; prints figures (about an hour)
 
 bench-lock: install ## time bakegen lock against pip-compile
 	$(BIN)/python bench/lock_bench.py
@@ -110,6 +110,9 @@ bench-rebuild: install engine ## rebuild time after one leaf pin bump against a 
 
 bench-repro: install engine ## reproducible, yes or no, for each example stack
 	$(BIN)/python bench/repro_bench.py
+
+bench-distributed: install engine ## a second engine builds the children: no cache against the first engine's registry cache
+	$(BIN)/python bench/distributed_bench.py
 
 clean: ## remove the venv and caches (keeps locks and generated files)
 	rm -rf $(VENV) .pytest_cache build *.egg-info

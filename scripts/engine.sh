@@ -252,6 +252,10 @@ YML
 }
 
 SECOND_DIR=$ENGINE_DIR/second
+# Its data-root is a folder of its own, not on overlayfs: BuildKit's overlay snapshotter cannot
+# unpack a layer's whiteouts onto an overlay (a container's root; scripts/fresh-machine.sh mounts a
+# volume here, as it does for /var/lib/docker).
+SECOND_DATA=${BAKEGEN_SECOND_DATA_ROOT:-/var/lib/bakegen-engine-second}
 SECOND_RUN=${BAKEGEN_SECOND_RUN:-/run/bakegen-engine-second}
 SECOND_HOST=unix://$SECOND_RUN/docker.sock
 SECOND_BRIDGE=bkg-second0
@@ -285,14 +289,16 @@ cmd_second() {
     [ "$(id -u)" = 0 ] || die "starting a second engine needs root"
     apt_install iproute2
     second_network
-    mkdir -p "$SECOND_DIR" "$SECOND_RUN"
+    mkdir -p "$SECOND_DIR" "$SECOND_RUN" "$SECOND_DATA"
+    [ "$(stat -f -c %T "$SECOND_DATA")" != overlayfs ] \
+        || die "$SECOND_DATA is on overlayfs (a container's root?): mount a volume there, or set BAKEGEN_SECOND_DATA_ROOT"
     echo '{"features": {"containerd-snapshotter": true}}' > "$SECOND_DIR/daemon.json"
     local pidfile=$SECOND_RUN/docker.pid
     if [ -f "$pidfile" ] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then rm -f "$pidfile"; fi
     say "starting a second dockerd on $SECOND_HOST (log: $SECOND_DIR/dockerd.log)"
     # --exec-root apart: its own containerd (socket and state), started by this dockerd
     PATH="$ENGINE_DIR/root/usr/sbin:$ENGINE_DIR/root/usr/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
-        setsid nohup dockerd --config-file "$SECOND_DIR/daemon.json" --data-root "$SECOND_DIR/data" \
+        setsid nohup dockerd --config-file "$SECOND_DIR/daemon.json" --data-root "$SECOND_DATA" \
         --exec-root "$SECOND_RUN/exec" --pidfile "$pidfile" -H "$SECOND_HOST" \
         --bridge "$SECOND_BRIDGE" --iptables=false --ip6tables=false \
         >"$SECOND_DIR/dockerd.log" 2>&1 < /dev/null &

@@ -83,7 +83,7 @@ log="$work/run.log"
 set +e
 docker run --rm --privileged \
     -v "$work/src:/src" -w /src \
-    -v /var/lib/docker -v /var/lib/containerd \
+    -v /var/lib/docker -v /var/lib/containerd -v /var/lib/bakegen-engine-second \
     -e HOME=/root -e SSL_CERT_FILE=$ca -e PIP_CERT=$ca -e REQUESTS_CA_BUNDLE=$ca -e CURL_CA_BUNDLE=$ca \
     -e NODE_EXTRA_CA_CERTS=$ca -e GIT_SSL_CAINFO=$ca -e PIP_DEFAULT_TIMEOUT=180 \
     "$IMAGE" "${cmd[@]}" 2>&1 | stamp | tee "$log"
