@@ -90,7 +90,8 @@ def _statement_manifest(layout: Path, layer: bytes) -> bytes:
 
 def attach_sboms(layout: Path, name: str, sbom_of: SbomOf) -> str:
     """Add an SBOM attestation for each image of the layout; the new top digest (always an image
-    index, written by :func:`image_index`)."""
+    index, written by :func:`image_index`). BuildKit's own attestations (its provenance, with
+    ``bakegen build --provenance``) stay beside their images."""
     entries = json.loads((layout / "index.json").read_text())
     images = platform_images(layout, entries["manifests"][0])
     added = [
@@ -98,13 +99,18 @@ def attach_sboms(layout: Path, name: str, sbom_of: SbomOf) -> str:
                     sbom_of(platform_name(m["platform"])))
         for m in images
     ]
-    data = image_index(images, added)
+    data = image_index(images, [*buildkit_attestations(layout, entries["manifests"][0]), *added])
     digest = put_blob(layout, data)
     for entry in entries["manifests"]:
         entry.update({"mediaType": INDEX, "digest": digest, "size": len(data)})
         entry.pop("platform", None)
     (layout / "index.json").write_text(json.dumps(entries))
     return digest
+
+
+def buildkit_attestations(layout: Path, top: dict[str, Any]) -> list[dict[str, Any]]:
+    doc = get_json(layout, top["digest"])
+    return [m for m in doc.get("manifests", []) if is_attestation(m)]
 
 
 def image_index(images: list[dict[str, Any]], attestations: list[dict[str, Any]]) -> bytes:

@@ -57,3 +57,23 @@ def test_the_same_layout_and_sbom_give_the_same_index(tmp_path):
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     sbom = json.dumps({"bomFormat": "CycloneDX"})
     assert attach_sboms(tmp_path / "a", "geo", lambda p: sbom) == attach_sboms(tmp_path / "b", "geo", lambda p: sbom)
+
+
+def test_buildkit_s_own_attestation_stays_beside_its_image(tmp_path):
+    """bakegen build --provenance: BuildKit's index holds the image and its provenance attestation; both stay, and the
+    SBOM attestation comes after them."""
+    layout = tmp_path / "a"
+    image = single_image_layout(layout)
+    entries = json.loads((layout / "index.json").read_text())["manifests"]
+    provenance, psize = put(layout, {"schemaVersion": 2, "layers": []})
+    att = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": provenance, "size": psize,
+           "annotations": {"vnd.docker.reference.digest": image, "vnd.docker.reference.type": "attestation-manifest"},
+           "platform": {"architecture": "unknown", "os": "unknown"}}
+    buildkit_index, isize = put(layout, {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                                         "manifests": [{k: v for k, v in entries[0].items() if k != "annotations"}, att]})
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+        {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": buildkit_index, "size": isize}]}))
+    top = attach_sboms(layout, "geo", lambda platform: "{}")
+    index = json.loads((layout / "blobs" / "sha256" / top.split(":")[1]).read_text())
+    assert [m["digest"] for m in index["manifests"]][:2] == [image, provenance] and len(index["manifests"]) == 3
+    assert index["manifests"][2]["annotations"]["vnd.docker.reference.digest"] == image
