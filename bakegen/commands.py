@@ -13,6 +13,7 @@ import argparse
 import re
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bakegen import arguments
@@ -31,6 +32,7 @@ from bakegen.lock import LOCK_VERSION, StackLock
 from bakegen.locker import Resolvers, Upgrades, lock_stacks, outcome_files
 from bakegen.project import load_stacks, lock_files
 from bakegen.resolvers.pins import DEFAULT_INDEX
+from bakegen.settings import MAX_MIN_AGE, read_settings
 from bakegen.staleness import (
     LOCK_DIR,
     current_locks,
@@ -52,10 +54,11 @@ def cmd_lock(args: argparse.Namespace, make_resolvers: Callable[[], Resolvers]) 
             f"--index-url {one_line(repr(args.index_url), 80)} is not an http(s) URL",
             hint=f"for example --index-url {DEFAULT_INDEX}")
     graph = load_stacks(args.root)
+    cutoff = cooldown(args.min_age, read_settings(args.root).min_age_days)
     resolvers = make_resolvers()  # Python: the one ecosystem with a choice of resolver
     upgrades = Upgrades.parse(args.upgrade, args.upgrade_package, args.upgrade_ecosystem)
     outcomes = lock_stacks(graph, resolvers, names=args.stacks, index_url=args.index_url,
-                           upgrade=upgrades)
+                           upgrade=upgrades, exclude_newer=cutoff)
     gone = orphan_locks(args.root, graph, outcomes)
     changed = write_set(args.root, outcome_files(outcomes), command="bakegen lock", delete=gone)
     for o in outcomes:
@@ -65,6 +68,20 @@ def cmd_lock(args: argparse.Namespace, make_resolvers: Callable[[], Resolvers]) 
     for path in changed:
         print(f"{'removed' if path in gone else 'wrote'} {path}")
     return 0
+
+
+def cooldown(flag: int | None, setting: int | None) -> str | None:
+    """The cool-down's cut-off (RFC 3339, UTC, to the second): --min-age, or bakegen.toml's
+    lock.min_age_days; None for no cool-down (0 days, or none set)."""
+    days = flag if flag is not None else setting
+    if flag is not None and not 0 <= flag <= MAX_MIN_AGE:
+        raise BakegenError(f"--min-age {flag}: not a number of days from 0 to {MAX_MIN_AGE}",
+                           hint="for example --min-age 7")
+    if not days:
+        return None
+    cutoff = datetime.now(UTC).replace(microsecond=0) - timedelta(days=days)
+    print(f"cool-down: no release published after {cutoff:%Y-%m-%dT%H:%M:%SZ} ({days} days)")
+    return f"{cutoff:%Y-%m-%dT%H:%M:%SZ}"
 
 
 def summary(lock: StackLock) -> str:
@@ -143,6 +160,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     from bakegen.diff import FORMATS, diff_locks, read_rev_locks, read_tree_locks
+    from bakegen.graph import nodes_of_locks
 
     if args.output:
         # refused before any work: a folder, a link, a file bakegen did not write
@@ -150,12 +168,38 @@ def cmd_diff(args: argparse.Namespace) -> int:
     new = read_tree_locks(args.root)
     old = read_rev_locks(args.root, args.rev)
     parents = {name: lock.parent for name, lock in {**old, **new}.items()}
-    text = FORMATS[args.format](diff_locks(old, new, parents), args.rev, "working tree")
-    if args.output:
-        write_output(Path(args.output), text)
+    diffs = diff_locks(old, new, parents)
+    text = FORMATS[args.format](diffs, args.rev, "working tree", nodes=nodes_of_locks(new))
+    _write_or_print(args.output, text)
+    return 0
+
+
+def _write_or_print(output: str | None, text: str) -> None:
+    if output:
+        write_output(Path(output), text)
     else:
         sys.stdout.write(text)
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    """The image graph as Mermaid or Graphviz dot; --changed-since REV highlights the images a
+    change since REV rebuilds."""
+    from bakegen.graph import FORMATS, nodes_of_graph
+
+    if args.output:
+        check_output_file(Path(args.output))
+    graph = load_stacks(args.root)
+    changed = _rebuilt_since(args.root, args.changed_since) if args.changed_since else set()
+    _write_or_print(args.output, FORMATS[args.format](nodes_of_graph(graph), changed))
     return 0
+
+
+def _rebuilt_since(root: Path, rev: str) -> set[str]:
+    from bakegen.diff import diff_locks, read_rev_locks, read_tree_locks
+
+    new, old = read_tree_locks(root), read_rev_locks(root, rev)
+    parents = {name: lock.parent for name, lock in {**old, **new}.items()}
+    return {d.stack for d in diff_locks(old, new, parents) if d.rebuild}
 
 
 def cmd_init(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from bakegen import registry as ordered
 from bakegen.ecosystem import AnyEcosystem
 from bakegen.errors import BakegenError, CommandError, StaleError, one_line
 from bakegen.files import GENERATED_MARKER, output_problem
+from bakegen.graph import Node, to_mermaid
 from bakegen.lock import MAX_LOCK_FILE, StackLock, arch_of
 from bakegen.project import read_lock
 
@@ -225,7 +226,9 @@ def _extract(tar: tarfile.TarFile, dest: Path) -> None:
 # --- output -----------------------------------------------------------------------------
 
 
-def to_json(diffs: list[ImageDiff], old_label: str, new_label: str) -> str:
+def to_json(
+    diffs: list[ImageDiff], old_label: str, new_label: str, nodes: list[Node] | None = None
+) -> str:
     doc: dict[str, Any] = {
         "_comment": f"{GENERATED_MARKER} {__version__} (bakegen diff)",
         "from": old_label,
@@ -258,7 +261,9 @@ def _line(c: Change) -> str:
     return f"{arrow} {c.name} {c.old} -> {c.new}"
 
 
-def to_text(diffs: list[ImageDiff], old_label: str, new_label: str) -> str:
+def to_text(
+    diffs: list[ImageDiff], old_label: str, new_label: str, nodes: list[Node] | None = None
+) -> str:
     lines = [
         f"# {GENERATED_MARKER} {__version__}",
         f"bakegen diff {one_line(old_label, 200)}..{new_label}",
@@ -276,10 +281,12 @@ def to_text(diffs: list[ImageDiff], old_label: str, new_label: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_markdown(diffs: list[ImageDiff], old_label: str, new_label: str) -> str:
+def to_markdown(
+    diffs: list[ImageDiff], old_label: str, new_label: str, nodes: list[Node] | None = None
+) -> str:
     """A pull request body. Every value from the repository (the revision, names, versions, a step's
     text) is a code span, which GitHub shows as it is: no HTML, no link, no @mention, no markdown of
-    its own."""
+    its own. ``nodes``: the image graph, drawn in Mermaid with the rebuilt images highlighted."""
     rebuild = [d.stack for d in diffs if d.rebuild]
     counts = {k: 0 for k in ("added", "removed", "upgraded", "downgraded")}
     for d in diffs:
@@ -311,6 +318,9 @@ def to_markdown(diffs: list[ImageDiff], old_label: str, new_label: str) -> str:
                 f"| {eco} | {code(c.name, table=True)} | {c.kind} | "
                 f"{code(c.old or '', table=True)} | {code(c.new or '', table=True)} |"
             )
+    if nodes:
+        out += ["", "### Image graph", "", "The images this change rebuilds are highlighted.", "",
+                "```mermaid", to_mermaid(nodes, set(rebuild)).rstrip("\n"), "```"]
     return "\n".join(out) + "\n"
 
 

@@ -101,6 +101,8 @@ class ResolveContext(Generic[ResolverT]):
     resolver: ResolverT
     index_url: str
     warnings: list[str] = field(default_factory=list)
+    # the cool-down: no release published after this time (RFC 3339, UTC); None: no limit
+    exclude_newer: str | None = None
 
     def previous_part(self, name: str) -> Any:
         return self.previous.parts.get(name) if self.previous else None

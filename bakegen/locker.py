@@ -99,6 +99,7 @@ class _Run:
     resolvers: Resolvers
     upgrades: Upgrades
     index_url: str
+    exclude_newer: str | None = None  # the cool-down (RFC 3339)
     locks: dict[str, StackLock] = field(default_factory=dict)  # filled parents first
 
 
@@ -113,6 +114,7 @@ def lock_stacks(
     names: list[str] | None = None,
     index_url: str = DEFAULT_INDEX,
     upgrade: bool | Upgrades = False,
+    exclude_newer: str | None = None,
 ) -> list[LockOutcome]:
     """Lock ``names`` (and their parents).
 
@@ -125,7 +127,7 @@ def lock_stacks(
     upgrades = upgrade if isinstance(upgrade, Upgrades) else Upgrades(everything=bool(upgrade))
     selected = graph.select(names)
     _check_upgrade_names(graph, selected, upgrades)
-    run = _Run(graph, resolvers, upgrades, index_url)
+    run = _Run(graph, resolvers, upgrades, index_url, exclude_newer)
     outcomes: dict[str, LockOutcome] = {}
     for level in graph.levels(selected):
         with ThreadPoolExecutor(max_workers=min(WORKERS, len(level))) as pool:
@@ -236,6 +238,7 @@ def _context(run: _Run, eco: AnyEcosystem, stack: EffectiveStack, existing: Stac
         resolver=run.resolvers.get(eco.name),
         index_url=run.index_url,
         warnings=warnings,
+        exclude_newer=run.exclude_newer,
     )
 
 

@@ -13,6 +13,7 @@
 #   scripts/engine.sh second      a second, separate engine ("another machine"): its own dockerd,
 #                                 containerd, data-root, socket and bridge; shares nothing with the
 #                                 first but the registry. Prints its DOCKER_HOST (unix://...)
+#   scripts/engine.sh graphviz    Debian's graphviz (dot), with which the tests check bakegen graph
 #   scripts/engine.sh down        stop the dockerds (and registry) this script started
 #
 # Does nothing when a working engine with buildx is already running. Installs
@@ -328,7 +329,8 @@ case "${1:-up}" in
     registry) cmd_registry ;;
     arm64) cmd_arm64 ;;
     second) cmd_second ;;
+    graphviz) command -v dot >/dev/null || { [ "$(id -u)" = 0 ] || die "installing graphviz needs root (or install it yourself)"; apt_install graphviz; } ;;
     all) cmd_up; cmd_standin; cmd_registry; cmd_arm64_background ;;
     down) cmd_down ;;
-    *) die "usage: $0 up|standin|registry|arm64|second|all|down" ;;
+    *) die "usage: $0 up|standin|registry|arm64|second|graphviz|all|down" ;;
 esac

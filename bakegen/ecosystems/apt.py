@@ -135,6 +135,9 @@ class Apt(Ecosystem[AptLock, AptResolver]):
         """Pin the stack's apt packages and their dependencies per architecture; parents' pins are
         fixed."""
         suite, snapshot, mirror = self._source(ctx.stack)
+        if ctx.exclude_newer and not snapshot:
+            ctx.warnings.append("apt: the cool-down does not apply: the archive serves only its "
+                                "current versions (apt.snapshot locks a date)")
         distro = distro_of(suite)
         assert distro is not None
         spec = AptSpec(distro, suite, snapshot, mirror)

@@ -54,6 +54,9 @@ class Image(Ecosystem[ImageLock, ImageResolver]):
         ):
             return old
         pinned = ImageRef.parse(ref).digest
+        if ctx.exclude_newer and pinned is None:
+            ctx.warnings.append("base image: the cool-down does not apply: a tag names what the "
+                                "registry has now (write the digest to keep one)")
         try:
             return ctx.resolver.resolve(ref, platforms)
         except NetworkError as exc:

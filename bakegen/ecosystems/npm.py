@@ -181,6 +181,7 @@ class Npm(Ecosystem[NpmLock, NpmResolver]):
             node,
             previous=ctx.previous_part(self.name),
             upgrade=[n for n, _ in ctx.upgrade],
+            before=ctx.exclude_newer,
         )
 
     def files(self, lock: StackLock, part: NpmLock, command: str) -> dict[str, str]:

@@ -240,6 +240,7 @@ class Python(Ecosystem[PythonLock, PythonResolver]):
             + (previous.by_platform.get(platform, []) if previous else []),
             upgrade=[f"{n}=={v}" if v else n for n, v in ctx.upgrade],
             allow_sdists=bool(ctx.stack.table("python").get("sdists")),
+            exclude_newer=ctx.exclude_newer,
             target=platform,
         )
 

@@ -127,7 +127,7 @@ class Tools(Ecosystem[ToolsLock, PythonResolver]):
             platform=PYTHON_PLATFORMS[platform],
             inputs=[("bakegen's build tools", requirements)],
             index_url=ctx.index_url or DEFAULT_INDEX,
-            target=platform,
+            target=platform,  # no cool-down: the pin is the uv that bakegen runs with
         )
 
     # --- lock files ---

@@ -92,6 +92,7 @@ class NpmResolver:
         node: str = "apt",
         previous: NpmLock | None = None,
         upgrade: list[str] | None = None,
+        before: str | None = None,
     ) -> NpmLock:
         """Lock ``specs``; with ``previous``, npm keeps its versions except for ``upgrade`` (package
         names).
@@ -111,7 +112,7 @@ class NpmResolver:
             if previous is not None:
                 (tmp / "package-lock.json").write_text(previous.package_lock)
             try:
-                self._run(tmp, upgrade)
+                self._run(tmp, upgrade, before)
             except CommandError as exc:
                 raise _classify(exc, stack, self.registry) from None
             package_json = (tmp / "package.json").read_text()
@@ -125,9 +126,11 @@ class NpmResolver:
         check_registry_only(lock, stack, self.registry)
         return NpmLock(package_json, package_lock, tool, allow_scripts, node)
 
-    def _run(self, tmp: Path, upgrade: list[str] | None) -> None:
-        """npm install (the lock only), then npm update of the upgraded names, in ``tmp``."""
+    def _run(self, tmp: Path, upgrade: list[str] | None, before: str | None = None) -> None:
+        """npm install (the lock only), then npm update of the upgraded names, in ``tmp``; with
+        ``before``, npm's cool-down: no version published after that time."""
         options = ["--package-lock-only", "--ignore-scripts", "--no-audit", "--no-fund"]
+        options += [f"--before={before}"] if before else []
         # Ignore the machine's .npmrc files: a lock must not depend on where it was made.
         (tmp / "user.npmrc").write_text("")
         (tmp / "global.npmrc").write_text("")

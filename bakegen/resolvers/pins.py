@@ -122,6 +122,8 @@ class PythonRequest:
     allow_sdists: bool = False
     # The image platform, for messages ("linux/arm64")
     target: str = "linux/amd64"
+    # The cool-down: no distribution uploaded after this time (RFC 3339, UTC)
+    exclude_newer: str | None = None
 
 
 class PythonResolver(Protocol):

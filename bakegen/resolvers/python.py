@@ -246,6 +246,7 @@ class UvResolver:
                 "--index-url", request.index_url,
                 "--output-file", output,
                 *([] if request.allow_sdists else ["--only-binary", ":all:"]),
+                *(["--exclude-newer", request.exclude_newer] if request.exclude_newer else []),
                 *inputs,
             ]
 
@@ -289,11 +290,19 @@ class PipToolsResolver:
                 "--no-emit-index-url", "--no-emit-find-links", "--annotation-style=split",
                 "--index-url", request.index_url,
                 "--output-file", output,
-                *([] if request.allow_sdists else ["--pip-args=--only-binary=:all:"]),
+                *_pip_args(request),
                 *inputs,
             ]
 
         return _compile(request, "pip-compile", command)
+
+
+def _pip_args(request: PythonRequest) -> list[str]:
+    """pip-compile's one --pip-args: wheels only, and pip's cool-down (--uploaded-prior-to, pip
+    26.1 and newer)."""
+    args = [] if request.allow_sdists else ["--only-binary=:all:"]
+    args += [f"--uploaded-prior-to={request.exclude_newer}"] if request.exclude_newer else []
+    return [f"--pip-args={' '.join(args)}"] if args else []
 
 
 BACKENDS: dict[str, Callable[[], PythonResolver]] = {"uv": UvResolver,
