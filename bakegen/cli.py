@@ -18,6 +18,7 @@ from bakegen import __version__, arguments
 from bakegen import registry as ordered
 from bakegen.build_commands import cmd_build, cmd_jobs, cmd_promote, cmd_verify_repro
 from bakegen.commands import (
+    cmd_audit,
     cmd_check,
     cmd_diff,
     cmd_generate,
@@ -58,6 +59,7 @@ def parser() -> argparse.ArgumentParser:
 
     _add_lock_commands(sub)
     _add_output_commands(sub)
+    _add_review_commands(sub)
     _add_build_commands(sub)
     return p
 
@@ -79,6 +81,9 @@ def _add_lock_commands(sub: argparse._SubParsersAction) -> None:
                     default=os.environ.get("BAKEGEN_RESOLVER", "uv"))
     lk.add_argument("--index-url", default=os.environ.get("BAKEGEN_INDEX_URL", DEFAULT_INDEX),
                     help=f"Python package index (default: {DEFAULT_INDEX})")
+    lk.add_argument("--security-only", action="store_true",
+                    help="move only the packages whose locked version has a known vulnerability "
+                    "with a fix (bakegen audit)")
     lk.add_argument("--min-age", type=int, metavar="DAYS",
                     help="a cool-down: resolve no release younger than DAYS (default: "
                     "bakegen.toml's lock.min_age_days, else none; 0 turns it off)")
@@ -135,15 +140,11 @@ def _add_output_commands(sub: argparse._SubParsersAction) -> None:
     df.add_argument("--format", choices=DIFF_FORMATS, default="text",
                     help="text (default), markdown (a PR body) or json")
     df.add_argument("--output", "-o", help="write to this file instead of standard output")
+    df.add_argument("--audit", action="store_true", help="mark each version change 'fixes ID' or "
+                    "'introduces ID' (known vulnerabilities, as bakegen audit looks them up)")
+    df.add_argument("--index-url", default=os.environ.get("BAKEGEN_INDEX_URL", DEFAULT_INDEX),
+                    help="Python package index whose JSON API holds the advisories (--audit)")
     df.set_defaults(func=cmd_diff)
-
-    gr = sub.add_parser("graph", help="the image graph as Mermaid (GitHub renders it) or Graphviz "
-                        "dot")
-    gr.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")
-    gr.add_argument("--changed-since", metavar="REV", help="highlight the images that the lock "
-                    "changes since this git revision rebuild")
-    gr.add_argument("--output", "-o", help="write to this file instead of standard output")
-    gr.set_defaults(func=cmd_graph)
 
     rp = sub.add_parser("report", help="size and layers of the built images, what each layer "
                         "installs, and the gain over the parent")
@@ -162,6 +163,29 @@ def _add_output_commands(sub: argparse._SubParsersAction) -> None:
                     help="write DIR/<stack>/<arch>.cdx.json and .spdx.json (default: sbom/ in the "
                     "project)")
     sb.set_defaults(func=cmd_sbom)
+
+
+def _add_review_commands(sub: argparse._SubParsersAction) -> None:
+    """graph and audit: what a reviewer of a lock update reads."""
+    gr = sub.add_parser("graph", help="the image graph as Mermaid (GitHub renders it) or Graphviz "
+                        "dot")
+    gr.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")
+    gr.add_argument("--changed-since", metavar="REV", help="highlight the images that the lock "
+                    "changes since this git revision rebuild")
+    gr.add_argument("--output", "-o", help="write to this file instead of standard output")
+    gr.set_defaults(func=cmd_graph)
+
+    au = sub.add_parser("audit", help="known vulnerabilities of the locked packages, per image "
+                        "(exit 1: a fix the locks do not use; 3: a source not reachable)")
+    au.add_argument("stacks", nargs="*", help="stacks to audit (default: all)")
+    au.add_argument("--ignore", action="append", default=[], metavar="ID",
+                    help="accept this advisory for this run (keep accepted risks, with their "
+                    "reason, in bakegen.toml's [[audit.ignore]])")
+    au.add_argument("--index-url", default=os.environ.get("BAKEGEN_INDEX_URL", DEFAULT_INDEX),
+                    help="Python package index whose JSON API holds the advisories (default: "
+                    f"{DEFAULT_INDEX})")
+    au.add_argument("--format", choices=["text", "json"], default="text")
+    au.set_defaults(func=cmd_audit)
 
 
 def _add_build_commands(sub: argparse._SubParsersAction) -> None:

@@ -10,6 +10,7 @@ maps to its ``error:`` line and exit code.
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import sys
 from collections.abc import Callable
@@ -32,7 +33,8 @@ from bakegen.lock import LOCK_VERSION, StackLock
 from bakegen.locker import Resolvers, Upgrades, lock_stacks, outcome_files
 from bakegen.project import load_stacks, lock_files
 from bakegen.resolvers.pins import DEFAULT_INDEX
-from bakegen.settings import MAX_MIN_AGE, read_settings
+from bakegen.settings import ADVISORY_ID, MAX_MIN_AGE, read_settings
+from bakegen.stack import StackGraph
 from bakegen.staleness import (
     LOCK_DIR,
     current_locks,
@@ -44,6 +46,7 @@ from bakegen.staleness import (
 # The other commands' modules (Jinja2, the build runner, ...) are imported where they are
 # used: `bakegen lock` starts faster without them.
 DOCKERFILE_DIR = "dockerfiles"
+log = logging.getLogger("bakegen")
 
 
 def cmd_lock(args: argparse.Namespace, make_resolvers: Callable[[], Resolvers]) -> int:
@@ -54,6 +57,10 @@ def cmd_lock(args: argparse.Namespace, make_resolvers: Callable[[], Resolvers]) 
             f"--index-url {one_line(repr(args.index_url), 80)} is not an http(s) URL",
             hint=f"for example --index-url {DEFAULT_INDEX}")
     graph = load_stacks(args.root)
+    if args.security_only:
+        args.upgrade_package = security_fixes(args, graph)
+        if not args.upgrade_package:
+            return 0
     cutoff = cooldown(args.min_age, read_settings(args.root).min_age_days)
     resolvers = make_resolvers()  # Python: the one ecosystem with a choice of resolver
     upgrades = Upgrades.parse(args.upgrade, args.upgrade_package, args.upgrade_ecosystem)
@@ -68,6 +75,26 @@ def cmd_lock(args: argparse.Namespace, make_resolvers: Callable[[], Resolvers]) 
     for path in changed:
         print(f"{'removed' if path in gone else 'wrote'} {path}")
     return 0
+
+
+def security_fixes(args: argparse.Namespace, graph: StackGraph) -> list[str]:
+    """--security-only: the packages whose locked version has a known vulnerability with a fix
+    (bakegen audit), as --upgrade-package names; nothing else moves."""
+    from bakegen.audit import audit
+
+    if args.upgrade or args.upgrade_package or args.upgrade_ecosystem:
+        raise BakegenError("--security-only moves only the packages with a vulnerability fix",
+                           hint="leave out --upgrade, --upgrade-package and --upgrade-ecosystem")
+    report = audit(graph, current_locks(graph), list(graph.order), args.index_url,
+                   accepted_risks(argparse.Namespace(root=args.root, ignore=[])))
+    fixes = sorted({(f.package, f.advisory.id) for f in report.findings if f.fixable})
+    for group in report.unchecked_groups():
+        log.warning("warning: --security-only: not checked: %s", group)
+    if not fixes:
+        print("security-only: no locked package has a known vulnerability with a fix")
+    for package, ident in fixes:
+        print(f"security-only: {package} moves ({ident})")
+    return sorted({package for package, _ in fixes})
 
 
 def cooldown(flag: int | None, setting: int | None) -> str | None:
@@ -169,6 +196,11 @@ def cmd_diff(args: argparse.Namespace) -> int:
     old = read_rev_locks(args.root, args.rev)
     parents = {name: lock.parent for name, lock in {**old, **new}.items()}
     diffs = diff_locks(old, new, parents)
+    if args.audit:
+        from bakegen.audit import mark_changes
+
+        for problem in mark_changes(diffs, args.index_url):
+            log.warning("warning: not checked: %s", problem)
     text = FORMATS[args.format](diffs, args.rev, "working tree", nodes=nodes_of_locks(new))
     _write_or_print(args.output, text)
     return 0
@@ -269,6 +301,33 @@ def cmd_sbom(args: argparse.Namespace) -> int:
 
 def _shown(root: Path, path: Path) -> str:
     return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """The known vulnerabilities of the locked packages: exit 1 for a fix the locks do not use, 3
+    when a source could not be asked (bakegen.audit)."""
+    from bakegen.audit import FORMATS, audit
+
+    graph = load_stacks(args.root)
+    names = [n for n in graph.select(args.stacks) if not args.stacks or n in args.stacks]
+    refuse_interrupted(args.root)
+    report = audit(graph, current_locks(graph), names, args.index_url, accepted_risks(args))
+    if report.unchecked_sources():
+        log.warning("warning: some packages were not checked: the sources did not answer (see "
+                    "'not checked' below); exit %d", report.exit_code)
+    sys.stdout.write(FORMATS[args.format](report))
+    return report.exit_code
+
+
+def accepted_risks(args: argparse.Namespace) -> dict[str, str]:
+    """bakegen.toml's [[audit.ignore]] (id: reason), and --ignore ID for this run."""
+    accepted = {i.id: i.reason for i in read_settings(args.root).ignored}
+    for ident in args.ignore:
+        if not ADVISORY_ID.fullmatch(ident):
+            raise BakegenError(f"--ignore {one_line(repr(ident), 80)} is not an advisory id",
+                               hint="for example --ignore GHSA-xxxx-xxxx-xxxx")
+        accepted.setdefault(ident, "--ignore (no reason recorded in bakegen.toml)")
+    return accepted
 
 
 def cmd_report(args: argparse.Namespace) -> int:

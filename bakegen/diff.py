@@ -46,6 +46,7 @@ class Change:
         return "upgraded" if self.newer else "downgraded"
 
     newer: bool = True
+    security: str = ""  # "fixes ID", "introduces ID" (bakegen diff --audit)
 
 
 @dataclass
@@ -241,7 +242,9 @@ def to_json(
                 "reason": d.rebuild_reason or None,
                 "changes": {
                     eco: [
-                        {"name": c.name, "change": c.kind, "from": c.old, "to": c.new} for c in cs
+                        {"name": c.name, "change": c.kind, "from": c.old, "to": c.new,
+                         **({"security": c.security} if c.security else {})}
+                        for c in cs
                     ]
                     for eco, cs in d.changes.items()
                 },
@@ -258,7 +261,7 @@ def _line(c: Change) -> str:
     if c.kind == "removed":
         return f"- {c.name} {c.old}"
     arrow = "↑" if c.kind == "upgraded" else "↓"
-    return f"{arrow} {c.name} {c.old} -> {c.new}"
+    return f"{arrow} {c.name} {c.old} -> {c.new}" + (f" ({c.security})" if c.security else "")
 
 
 def to_text(
@@ -312,11 +315,15 @@ def to_markdown(
         if not rows:
             out.append("No package changes.")
             continue
-        out += ["| ecosystem | package | change | from | to |", "|---|---|---|---|---|"]
+        security = any(c.security for _, c in rows)
+        extra = (" security |", "---|") if security else ("", "")
+        out += ["| ecosystem | package | change | from | to |" + extra[0],
+                "|---|---|---|---|---|" + extra[1]]
         for eco, c in rows:
             out.append(
                 f"| {eco} | {code(c.name, table=True)} | {c.kind} | "
                 f"{code(c.old or '', table=True)} | {code(c.new or '', table=True)} |"
+                + (f" {code(c.security, table=True)} |" if security else "")
             )
     if nodes:
         out += ["", "### Image graph", "", "The images this change rebuilds are highlighted.", "",

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from packageurl import PackageURL
 
 if TYPE_CHECKING:
+    from bakegen.advisories import AdvisorySource
     from bakegen.errors import StackError
     from bakegen.lock import StackLock
     from bakegen.plan import Facts, PlanContext, Stage, Step
@@ -139,6 +140,8 @@ class Ecosystem(Generic[PartT, ResolverT]):
     # A lock made before it existed may lack its section (the plan does without it); bakegen
     # lock -E NAME adds it.
     optional: bool = False
+    # why bakegen audit does not check its packages (when it has no advisory source)
+    audit_unchecked: str = "no advisory source"
 
     def __init__(self) -> None:
         self.section = self.section or self.name
@@ -222,6 +225,11 @@ class Ecosystem(Generic[PartT, ResolverT]):
 
     def newer(self, old: str, new: str) -> bool:
         return True
+
+    def advisory_source(self, index_url: str) -> AdvisorySource | None:
+        """Where the known vulnerabilities of its packages are published (bakegen audit); None:
+        not checked (``audit_unchecked`` says why)."""
+        return None
 
     def sbom_items(self, lock: StackLock, part: PartT, platform: str) -> list[SbomItem]:
         """What it installs in the final image on ``platform``, as SBOM components (purl, hashes,

@@ -116,6 +116,7 @@ def render_app(lock: StackLock, part: AppsLock, app: str, platform: str, command
 
 class Apps(Ecosystem[AppsLock, PythonResolver]):
     name = "apps"
+    audit_unchecked = "not checked yet: each application's own virtualenv"
     layer_order = ORDER
     stages = (STAGE,)
     resolver_of = "python"  # the same resolver (uv or pip-tools) as the notebook environment

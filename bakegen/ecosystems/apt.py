@@ -73,6 +73,8 @@ def installed_names(stack: EffectiveStack) -> set[str]:
 
 class Apt(Ecosystem[AptLock, AptResolver]):
     name = "apt"
+    audit_unchecked = ("Debian: no security tracker is reachable from the build machines; "
+                       "Debian's security updates arrive with bakegen lock -E apt")
     layer_order = ORDER_SYSTEM
     stages = (TOOLS_STAGE,)
     provides = ("tools_stage", "init")

@@ -112,6 +112,7 @@ TABLES: dict[str, Any] = {
 
 class Custom(Ecosystem[CustomLock, None]):
     name = NAME
+    audit_unchecked = "the stack's own files and steps: nothing to look up"
     offline = True  # locking it reads files, never the network: a change re-resolves nothing else
     layer_order = ORDER
 

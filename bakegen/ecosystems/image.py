@@ -27,6 +27,7 @@ from bakegen.stack import PLATFORMS, EffectiveStack
 
 class Image(Ecosystem[ImageLock, ImageResolver]):
     name = "image"
+    audit_unchecked = "the base image: scan it with a registry scanner"
     section = "base"
     fingerprint_key = "base_image"
     provides = ("base_image", "base_user")

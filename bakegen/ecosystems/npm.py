@@ -12,6 +12,7 @@ from typing import Any
 from packageurl import PackageURL
 
 from bakegen import schema
+from bakegen.advisories import AdvisorySource, NpmAdvisories
 from bakegen.ecosystem import HASHES, Ecosystem, LockedEntry, ReadFile, ResolveContext, SbomItem
 from bakegen.ecosystems.apt import installed_names
 from bakegen.ecosystems.python import version_newer
@@ -263,6 +264,9 @@ class Npm(Ecosystem[NpmLock, NpmResolver]):
             )
             for path, version in part.packages().items()
         ]
+
+    def advisory_source(self, index_url: str) -> AdvisorySource:
+        return NpmAdvisories(registry_url())
 
     def upgrade_names(self, stack: EffectiveStack, lock: StackLock | None) -> set[str]:
         part = lock.parts.get(self.name) if lock else None

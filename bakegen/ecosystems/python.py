@@ -19,6 +19,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from bakegen import python_install, schema
+from bakegen.advisories import AdvisorySource, PypiAdvisories
 from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext, SbomItem
 from bakegen.errors import ResolutionError, StackError
 from bakegen.files import sha256_text
@@ -305,6 +306,10 @@ class Python(Ecosystem[PythonLock, PythonResolver]):
 
     def normalize(self, name: str) -> str:
         return canonicalize_name(name)
+
+    def advisory_source(self, index_url: str) -> AdvisorySource:
+        """PyPI's JSON API, at the index's root (``https://pypi.org`` for ``.../simple``)."""
+        return PypiAdvisories(index_url.rstrip("/").removesuffix("/simple"))
 
     def newer(self, old: str, new: str) -> bool:
         return version_newer(old, new)

@@ -77,6 +77,7 @@ def local_uv() -> str:
 
 class Tools(Ecosystem[ToolsLock, PythonResolver]):
     name = "tools"
+    audit_unchecked = "bakegen's build tool uv stays in the builder stage"
     provides = ("uv_lock",)
     resolver_of = "python"  # uv is a Python package on PyPI
     optional = True
