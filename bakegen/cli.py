@@ -140,6 +140,12 @@ def _add_output_commands(sub: argparse._SubParsersAction) -> None:
     df.add_argument("--format", choices=DIFF_FORMATS, default="text",
                     help="text (default), markdown (a PR body) or json")
     df.add_argument("--output", "-o", help="write to this file instead of standard output")
+    df.add_argument("--registry", help="measure each rebuilt image in this registry: the layers "
+                    "that change, the bytes users download again, the size change")
+    df.add_argument("--tag-prefix", help="as the images were built with (--registry)")
+    df.add_argument("--metadata", action="append", default=[], metavar="FILE",
+                    help="the new images' digests (bakegen build or promote --metadata-file); "
+                    "default: their content tags")
     df.add_argument("--audit", action="store_true", help="mark each version change 'fixes ID' or "
                     "'introduces ID' (known vulnerabilities, as bakegen audit looks them up)")
     df.add_argument("--index-url", default=os.environ.get("BAKEGEN_INDEX_URL", DEFAULT_INDEX),

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from bakegen import arguments
 from bakegen import registry as ordered
@@ -201,9 +202,35 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
         for problem in mark_changes(diffs, args.index_url):
             log.warning("warning: not checked: %s", problem)
+    if args.registry:
+        _measure(args, diffs, old, new)
     text = FORMATS[args.format](diffs, args.rev, "working tree", nodes=nodes_of_locks(new))
     _write_or_print(args.output, text)
     return 0
+
+
+def _measure(args: argparse.Namespace, diffs: list[Any], old: dict[str, StackLock],
+             new: dict[str, StackLock]) -> None:
+    """--registry: each rebuilt image's layers and bytes, old against new (bakegen.imagediff)."""
+    from bakegen.imagediff import measure, references
+    from bakegen.plan import plan_dockerfile
+    from bakegen.publish import read_metadata
+
+    registry = arguments.registry(args.registry)
+    prefix = arguments.tag_prefix(args.tag_prefix or "")
+    graph = load_stacks(args.root)
+    new_refs = references(new, registry, prefix)
+    for stack, pushed in read_metadata([Path(p) for p in args.metadata], graph).items():
+        new_refs[stack] = f"{registry.rstrip('/')}/{stack}@{pushed[0].digest}"
+    steps: dict[str, list[str | None]] = {}
+    for d in diffs:
+        if d.rebuild and d.stack in graph.stacks:
+            try:
+                plan = plan_dockerfile(graph, d.stack, current_locks(graph), ordered.ECOSYSTEMS)
+                steps[d.stack] = [step.layer for step in plan.final.steps]
+            except BakegenError:
+                pass  # stale locks: the layers are named by number
+    measure(diffs, references(old, registry, prefix), new_refs, new, steps)
 
 
 def _write_or_print(output: str | None, text: str) -> None:

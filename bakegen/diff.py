@@ -22,6 +22,7 @@ from bakegen.ecosystem import AnyEcosystem
 from bakegen.errors import BakegenError, CommandError, StaleError, one_line
 from bakegen.files import GENERATED_MARKER, output_problem
 from bakegen.graph import Node, to_mermaid
+from bakegen.imagediff import SOURCE_BYTES, SOURCE_SIZE, ImageFigures
 from bakegen.lock import MAX_LOCK_FILE, StackLock, arch_of
 from bakegen.project import read_lock
 
@@ -56,6 +57,7 @@ class ImageDiff:
     changes: dict[str, list[Change]] = field(default_factory=dict)  # ecosystem -> changes
     rebuild: bool = False
     rebuild_reason: str = ""
+    figures: list[ImageFigures] = field(default_factory=list)  # bakegen diff --registry
 
 
 def _compare(
@@ -240,6 +242,13 @@ def to_json(
                 "status": d.status,
                 "rebuild": d.rebuild,
                 "reason": d.rebuild_reason or None,
+                **({"figures": [
+                    {"platform": f.platform, "old": f.old, "new": f.new, "note": f.note or None,
+                     "changed_layers": [{"step": x.step, "digest": x.digest, "size": x.size}
+                                        for x in f.changed],
+                     "download_bytes": f.download, "size_change_bytes": f.size_change}
+                    for f in d.figures
+                ]} if d.figures else {}),
                 "changes": {
                     eco: [
                         {"name": c.name, "change": c.kind, "from": c.old, "to": c.new,
@@ -279,6 +288,11 @@ def to_text(
         for eco in sections():
             for c in d.changes.get(eco, []):
                 lines.append(f"  {eco}: {_line(c)}")
+        for f in d.figures:
+            lines.append(f"  {f.platform}: " + (
+                f"{len(f.changed)} layers change ({', '.join(x.step for x in f.changed)}), "
+                f"{size(f.download)} downloaded again, image size {size(f.size_change, True)}"
+                if f.measured else f.note))
     rebuild = [d.stack for d in diffs if d.rebuild]
     lines.append(f"rebuild: {', '.join(rebuild) if rebuild else 'nothing'}")
     return "\n".join(lines) + "\n"
@@ -325,10 +339,42 @@ def to_markdown(
                 f"{code(c.old or '', table=True)} | {code(c.new or '', table=True)} |"
                 + (f" {code(c.security, table=True)} |" if security else "")
             )
+    if any(d.figures for d in diffs):
+        out += ["", "### What users download again", "", *_figures_md(diffs)]
     if nodes:
         out += ["", "### Image graph", "", "The images this change rebuilds are highlighted.", "",
                 "```mermaid", to_mermaid(nodes, set(rebuild)).rstrip("\n"), "```"]
     return "\n".join(out) + "\n"
+
+
+def size(n: int | None, signed: bool = False) -> str:
+    """Bytes as MB (kB under 0.1 MB), with a sign for a change."""
+    if n is None:
+        return ""
+    sign = ("+" if n > 0 else "-" if n < 0 else "±") if signed else ""
+    value = abs(n)
+    return f"{sign}{value / 1e6:.1f} MB" if value >= 100_000 else f"{sign}{value / 1e3:.1f} kB"
+
+
+def _figures_md(diffs: list[ImageDiff]) -> list[str]:
+    out = ["| image | platform | layers that change | downloaded again | image size |",
+           "|---|---|---|---|---|"]
+    for d in diffs:
+        for f in d.figures:
+            if not f.measured:
+                out.append(f"| {code(d.stack, table=True)} | {f.platform} | not built | | |")
+                continue
+            layers = ", ".join(f"{code(x.step, table=True)} ({size(x.size)})" for x in f.changed)
+            out.append(f"| {code(d.stack, table=True)} | {f.platform} | {layers or 'none'} | "
+                       f"{size(f.download)} | {size(f.size_change, signed=True)} |")
+    out += ["", "Downloaded again: the compressed layers (and the config) that the new image has "
+            f"and the old one has not, from the {SOURCE_BYTES}. Image size: the change on disk, "
+            f"from the {SOURCE_SIZE}. The images compared:", ""]
+    for d in diffs:
+        for f in d.figures:
+            out.append(f"- {code(d.stack)} {f.platform}: {code(f.old or 'none')} → "
+                       f"{code(f.new or 'none')}" + (f" ({_md_text(f.note)})" if f.note else ""))
+    return out
 
 
 def code(text: str, table: bool = False) -> str:

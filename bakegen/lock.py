@@ -19,6 +19,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from bakegen import __version__
@@ -193,6 +194,11 @@ def manifest_schema(ecosystems: Sequence[AnyEcosystem]) -> dict[str, Any]:
 
 def render_schema(ecosystems: Sequence[AnyEcosystem]) -> str:
     return json.dumps(manifest_schema(ecosystems), indent=2) + "\n"
+
+
+def content_tag(epoch: int, fingerprint: str) -> str:
+    """An image's tag that names one lock: ``<YYYYMMDD>-<first 12 of the fingerprint>``."""
+    return f"{datetime.fromtimestamp(epoch, UTC):%Y%m%d}-{fingerprint.split(':')[1][:12]}"
 
 
 # --- fingerprint --------------------------------------------------------------

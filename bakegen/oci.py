@@ -262,23 +262,46 @@ class RegistryClient:
         return body, (headers.get("Content-Type") or "").split(";")[0], digest
 
     def request(self, url: str, image: ImageRef) -> tuple[int, dict[str, str], bytes]:
-        """GET with the registry's anonymous token when it asks for one: (status, headers, body)."""
+        """GET with the registry's token when it asks for one: (status, headers, body)."""
+        try:
+            with self._open_authorized(url, image) as resp:
+                return resp.status, dict(resp.headers.items()), resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, dict(exc.headers.items()), exc.read()
+
+    @contextmanager
+    def stream(self, url: str, image: ImageRef) -> Iterator[IO[bytes]]:
+        """A blob, read as it arrives (a layer can be large)."""
+        try:
+            resp = self._open_authorized(url, image)
+        except urllib.error.HTTPError as exc:
+            raise BakegenError(f"{url}: the registry answered HTTP {exc.code}",
+                               hint="check the image name and your registry credentials") from None
+        with resp:
+            yield resp
+
+    def _open_authorized(self, url: str, image: ImageRef) -> Any:
+        """The open response; a 401 with a bearer challenge is answered with a token (anonymous,
+        or from the login in Docker's config.json) and the request made again."""
         for attempt in range(2):
             headers = {"Accept": ACCEPT, "User-Agent": "bakegen"}
             token = self._tokens.get(image.api_host + "/" + image.repository)
             if token:
-                headers["Authorization"] = f"Bearer {token}"
+                headers["Authorization"] = token
             try:
-                with self._open(urllib.request.Request(url, headers=headers)) as resp:
-                    return resp.status, dict(resp.headers.items()), resp.read()
+                return self._open(urllib.request.Request(url, headers=headers))
             except urllib.error.HTTPError as exc:
                 challenge = exc.headers.get("WWW-Authenticate", "")
                 if exc.code == 401 and attempt == 0 and challenge.lower().startswith("bearer "):
-                    self._tokens[image.api_host + "/" + image.repository] = self._token(
-                        challenge, image
-                    )
+                    token = f"Bearer {self._token(challenge, image)}"
+                    self._tokens[image.api_host + "/" + image.repository] = token
                     continue
-                return exc.code, dict(exc.headers.items()), exc.read()
+                if exc.code == 401 and attempt == 0 and challenge.lower().startswith("basic "):
+                    login = docker_login(image.api_host)
+                    if login:
+                        self._tokens[image.api_host + "/" + image.repository] = f"Basic {login}"
+                        continue
+                raise
             except (urllib.error.URLError, OSError) as exc:
                 raise NetworkError(
                     f"cannot reach the registry {image.api_host}: {getattr(exc, 'reason', exc)}",
@@ -302,8 +325,12 @@ class RegistryClient:
         url = (
             realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(sorted(params.items()))
         )
+        headers = {"User-Agent": "bakegen"}
+        login = docker_login(image.api_host)
+        if login:  # a private repository: the token is issued for the login (docker login's)
+            headers["Authorization"] = f"Basic {login}"
         try:
-            with self._open(urllib.request.Request(url, headers={"User-Agent": "bakegen"})) as resp:
+            with self._open(urllib.request.Request(url, headers=headers)) as resp:
                 doc = json.loads(resp.read())
         except (urllib.error.URLError, OSError, json.JSONDecodeError) as exc:
             raise NetworkError(
@@ -323,6 +350,20 @@ class RegistryClient:
             cafile=cafile if cafile and os.path.isfile(cafile) else None
         )
         return urllib.request.urlopen(request, timeout=self.timeout, context=context)
+
+
+def docker_login(host: str) -> str | None:
+    """The base64 ``user:password`` that ``docker login HOST`` stored in Docker's config.json
+    (``auths``; a credential helper's logins are not read); None without one."""
+    folder = os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
+    try:
+        auths = json.loads(Path(folder, "config.json").read_text()).get("auths", {})
+        entry = auths.get(host) or auths.get(f"https://{host}") or {}
+        login = entry.get("auth")
+    except (OSError, ValueError, AttributeError):
+        return None
+    ok = isinstance(login, str) and re.fullmatch(r"[A-Za-z0-9+/=]{4,4096}", login)
+    return login if ok else None
 
 
 def missing_bytes(layout: Path, name: str) -> int:

@@ -10,7 +10,7 @@ from jinja2 import Environment
 from bakegen import __version__
 from bakegen.escape import hcl_ident
 from bakegen.files import GENERATED_MARKER
-from bakegen.lock import StackLock
+from bakegen.lock import StackLock, content_tag
 from bakegen.plan import dockerfile_path
 from bakegen.stack import StackGraph
 
@@ -79,12 +79,8 @@ def _target(
         **dict(stack.labels),
     }
     python_tag = f"python-{graph.effective(name).python_version}"
-    content_tag = (
-        f"{created[:10].replace('-', '')}-{lock.fingerprint.split(':')[1][:12]}"
-        if created
-        else None
-    )
-    tags = list(dict.fromkeys([*stack.tags, python_tag, *([content_tag] if content_tag else [])]))
+    content = content_tag(epoch, lock.fingerprint) if epoch is not None else None
+    tags = list(dict.fromkeys([*stack.tags, python_tag, *([content] if content else [])]))
     annotations = [
         f"manifest:io.bakegen.stack={name}",
         f"manifest:io.bakegen.fingerprint={lock.fingerprint}",
