@@ -119,7 +119,7 @@ def _lock(args: argparse.Namespace) -> int:
 
 
 def _add_output_commands(sub: argparse._SubParsersAction) -> None:
-    """profiles, diff, report and sbom: what the project and its images say about themselves."""
+    """profiles, report and sbom: what the project and its images say about themselves."""
     pf = sub.add_parser("profiles",
                         help="Zero to JupyterHub singleuser.profileList (YAML) from the stacks")
     pf.add_argument("--registry", default=os.environ.get("REGISTRY", ""),
@@ -132,25 +132,6 @@ def _add_output_commands(sub: argparse._SubParsersAction) -> None:
                     help="Helm values (default) or a ConfigMap holding them")
     pf.add_argument("--output", "-o", help="write to this file instead of standard output")
     pf.set_defaults(func=cmd_profiles)
-
-    df = sub.add_parser("diff",
-                        help="what changed in locks/ since a git revision, per image and ecosystem")
-    df.add_argument("rev", nargs="?", default="HEAD",
-                    help="git revision to compare with (default: HEAD)")
-    df.add_argument("--format", choices=DIFF_FORMATS, default="text",
-                    help="text (default), markdown (a PR body) or json")
-    df.add_argument("--output", "-o", help="write to this file instead of standard output")
-    df.add_argument("--registry", help="measure each rebuilt image in this registry: the layers "
-                    "that change, the bytes users download again, the size change")
-    df.add_argument("--tag-prefix", help="as the images were built with (--registry)")
-    df.add_argument("--metadata", action="append", default=[], metavar="FILE",
-                    help="the new images' digests (bakegen build or promote --metadata-file); "
-                    "default: their content tags")
-    df.add_argument("--audit", action="store_true", help="mark each version change 'fixes ID' or "
-                    "'introduces ID' (known vulnerabilities, as bakegen audit looks them up)")
-    df.add_argument("--index-url", default=os.environ.get("BAKEGEN_INDEX_URL", DEFAULT_INDEX),
-                    help="Python package index whose JSON API holds the advisories (--audit)")
-    df.set_defaults(func=cmd_diff)
 
     rp = sub.add_parser("report", help="size and layers of the built images, what each layer "
                         "installs, and the gain over the parent")
@@ -172,7 +153,26 @@ def _add_output_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_review_commands(sub: argparse._SubParsersAction) -> None:
-    """graph and audit: what a reviewer of a lock update reads."""
+    """diff, graph and audit: what a reviewer of a lock update reads."""
+    df = sub.add_parser("diff",
+                        help="what changed in locks/ since a git revision, per image and ecosystem")
+    df.add_argument("rev", nargs="?", default="HEAD",
+                    help="git revision to compare with (default: HEAD)")
+    df.add_argument("--format", choices=DIFF_FORMATS, default="text",
+                    help="text (default), markdown (a PR body) or json")
+    df.add_argument("--output", "-o", help="write to this file instead of standard output")
+    df.add_argument("--registry", help="measure each rebuilt image in this registry: the layers "
+                    "that change, the bytes users download again, the size change")
+    df.add_argument("--tag-prefix", help="as the images were built with (--registry)")
+    df.add_argument("--metadata", action="append", default=[], metavar="FILE",
+                    help="the new images' digests (bakegen build or promote --metadata-file); "
+                    "default: their content tags")
+    df.add_argument("--audit", action="store_true", help="mark each version change 'fixes ID' or "
+                    "'introduces ID' (known vulnerabilities, as bakegen audit looks them up)")
+    df.add_argument("--index-url", default=os.environ.get("BAKEGEN_INDEX_URL", DEFAULT_INDEX),
+                    help="Python package index whose JSON API holds the advisories (--audit)")
+    df.set_defaults(func=cmd_diff)
+
     gr = sub.add_parser("graph", help="the image graph as Mermaid (GitHub renders it) or Graphviz "
                         "dot")
     gr.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")
