@@ -18,6 +18,7 @@ checked before it is shown: ids are full-matched, text is put on one line and cu
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -37,7 +38,8 @@ from bakegen.errors import one_line
 ADVISORY_ID = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)+|[0-9]{1,12}")
 VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63}")
 CACHE_SECONDS = 24 * 3600
-REQUEST_SECONDS = 10.0
+REQUEST_SECONDS = 10.0  # each read of a request
+ANSWER_SECONDS = 30.0  # a whole answer
 DEADLINE_SECONDS = 120.0
 WORKERS = 8
 MAX_ANSWER = 4 << 20  # bytes
@@ -50,6 +52,7 @@ class Advisory:
     fixed: tuple[str, ...]  # versions that fix it; empty: no fix known
     summary: str
     link: str
+    package: str = ""  # the package it is about, when one answer covers several
 
 
 Package = tuple[str, str]  # (name, version)
@@ -78,14 +81,17 @@ def cache_dir() -> Path:
 
 
 def cached(source: str, key: str) -> list[Advisory] | None:
+    """A fresh entry of the cache, checked as strictly as an answer (anyone may write there)."""
     path = cache_dir() / source / (hashlib.sha256(key.encode()).hexdigest() + ".json")
     try:
         doc = json.loads(path.read_text())
-        if time.time() - float(doc["fetched"]) > CACHE_SECONDS:
+        age = time.time() - float(doc["fetched"])
+        if not 0 <= age <= CACHE_SECONDS or doc.get("key") != key:
             return None
-        return [_advisory(a) for a in doc["advisories"]]
-    except (OSError, ValueError, KeyError, TypeError):
+        found = [_advisory(a) for a in doc["advisories"]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None
+    return None if any(a is None for a in found) else [a for a in found if a is not None]
 
 
 def remember(source: str, key: str, advisories: list[Advisory]) -> None:
@@ -100,9 +106,12 @@ def remember(source: str, key: str, advisories: list[Advisory]) -> None:
         pass  # a cache that cannot be written only costs the next run a request
 
 
-def _advisory(doc: dict[str, Any]) -> Advisory:
-    return Advisory(doc["id"], tuple(doc["aliases"]), tuple(doc["fixed"]), doc["summary"],
-                    doc["link"])
+def _advisory(doc: dict[str, Any]) -> Advisory | None:
+    ident = doc["id"]
+    if not isinstance(ident, str) or not ADVISORY_ID.fullmatch(ident):
+        return None
+    return Advisory(ident, ids(doc["aliases"]), versions(doc["fixed"]), text(doc["summary"]),
+                    text(doc["link"], 300), text(doc.get("package", ""), 214))
 
 
 # --- HTTP -------------------------------------------------------------------------------------
@@ -119,19 +128,31 @@ def fetch(url: str, data: bytes | None = None, timeout: float = REQUEST_SECONDS)
     request = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout, context=context) as resp:
-            body = resp.read(MAX_ANSWER + 1)
+            body = _read_within(resp, ANSWER_SECONDS)
     except urllib.error.HTTPError as exc:
         raise Unchecked(f"HTTP {exc.code} from {urllib.parse.urlsplit(url).netloc}") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         raise Unchecked(one_line(f"cannot reach {urllib.parse.urlsplit(url).netloc}: {reason}",
                                  160)) from None
-    if len(body) > MAX_ANSWER:
-        raise Unchecked("the answer is too large")
     try:
         return json.loads(body)
     except (ValueError, RecursionError):
         raise Unchecked("the answer is not JSON") from None
+
+
+def _read_within(resp: Any, seconds: float) -> bytes:
+    """The body, read a chunk at a time: a server that trickles it is cut off after ``seconds``
+    (the socket's timeout bounds each read only)."""
+    start, chunks, size = time.monotonic(), [], 0
+    read = getattr(resp, "read1", resp.read)  # what has arrived, not a full buffer's worth
+    while chunk := read(1 << 16):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_ANSWER or time.monotonic() - start > seconds:
+            raise Unchecked("the answer is too large" if size > MAX_ANSWER
+                            else f"no whole answer within {seconds:.0f} s")
+    return b"".join(chunks)
 
 
 def within_deadline(
@@ -211,48 +232,70 @@ class PypiAdvisories:
 
 
 class NpmAdvisories:
+    """The bulk endpoint answers per package name: the versions of one name are asked one request
+    each (a "round"), so that each advisory is known to be about that version. A nested package
+    (``a/node_modules/b``) is asked as ``b``."""
+
     label = "the npm registry's advisories"
 
     def __init__(self, registry: str = "https://registry.npmjs.org"):
         self.registry = registry.rstrip("/")
 
     def lookup(self, packages: list[Package]) -> dict[Package, list[Advisory] | Unchecked]:
-        key = f"{self.registry} " + json.dumps(sorted(packages))
-        hit = cached("npm", key)
-        if hit is not None:
-            return self._split(packages, hit)
-        query: dict[str, list[str]] = {}
-        for name, version in packages:
-            query.setdefault(name, []).append(version)
-        try:
-            doc = fetch(f"{self.registry}/-/npm/v1/security/advisories/bulk",
-                        data=json.dumps(query).encode())
-        except Unchecked as exc:
-            return {p: exc for p in packages}
-        advisories = self._records(doc if isinstance(doc, dict) else {})
-        remember("npm", key, advisories)
-        return self._split(packages, advisories)
+        out: dict[Package, list[Advisory] | Unchecked] = {}
+        for round_ in _rounds(packages):
+            out.update(self._round(round_))
+        return out
+
+    def _round(self, packages: list[Package]) -> dict[Package, list[Advisory] | Unchecked]:
+        query = {_npm_name(name): [version] for name, version in packages}
+        key = f"{self.registry} " + json.dumps(sorted(query.items()))
+        found = cached("npm", key)
+        if found is None:
+            try:
+                doc = fetch(f"{self.registry}/-/npm/v1/security/advisories/bulk",
+                            data=json.dumps(query).encode())
+                found = self._records(doc)
+            except Unchecked as exc:
+                return {p: exc for p in packages}
+            remember("npm", key, found)
+        return {(name, version): [a for a in found if a.package == _npm_name(name)]
+                for name, version in packages}
 
     @staticmethod
-    def _records(doc: dict[str, Any]) -> list[Advisory]:
-        """The answer's advisories, each tagged with its package (aliases[0] = "npm:NAME")."""
+    def _records(doc: Any) -> list[Advisory]:
+        """The answer's advisories; an answer that is not ``{name: [advisory, ...]}`` is not an
+        answer (never a silent pass)."""
+        if not isinstance(doc, dict) or not all(isinstance(v, list) for v in doc.values()):
+            raise Unchecked("the answer is not the bulk advisories' shape")
         out = []
         for name, records in doc.items():
-            for r in records if isinstance(records, list) else []:
+            for r in records:
                 ident = str(r.get("id")) if isinstance(r, dict) else ""
                 if not ADVISORY_ID.fullmatch(ident):
                     continue
                 ghsa = re.search(r"GHSA(?:-[a-z0-9]{4}){3}", text(r.get("url"), 300))
-                out.append(Advisory(ident, (f"npm:{text(name, 214)}", *([ghsa.group(0)] if ghsa
-                                                                        else [])),
+                out.append(Advisory(ident, (ghsa.group(0),) if ghsa else (),
                                     _fixed_by(text(r.get("vulnerable_versions"))),
-                                    text(r.get("title")), text(r.get("url"), 300)))
+                                    text(r.get("title")), text(r.get("url"), 300),
+                                    text(name, 214)))
         return out
 
-    @staticmethod
-    def _split(packages: list[Package], advisories: list[Advisory]) -> dict[Package, Any]:
-        return {(name, version): [a for a in advisories if a.aliases[:1] == (f"npm:{name}",)]
-                for name, version in packages}
+
+def _npm_name(name: str) -> str:
+    return name.rsplit("node_modules/", 1)[-1]
+
+
+def _rounds(packages: list[Package]) -> list[list[Package]]:
+    """Packages in groups where each name is asked once."""
+    rounds: list[list[Package]] = []
+    for package in packages:
+        free = next((r for r in rounds if all(_npm_name(n) != _npm_name(package[0])
+                                              for n, _ in r)), None)
+        if free is None:
+            rounds.append(free := [])
+        free.append(package)
+    return rounds
 
 
 def _fixed_by(vulnerable: str) -> tuple[str, ...]:

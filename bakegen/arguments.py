@@ -62,6 +62,14 @@ def _checked(pattern: re.Pattern[str], value: str, flag: str, what: str, hint: s
     return value
 
 
+def index_url(value: str) -> str:
+    """--index-url: an http(s) URL (the Python index, and its JSON API for bakegen audit)."""
+    if not re.fullmatch(r"https?://[^\s/]+(?:/\S*)?", value):
+        raise BakegenError(f"--index-url {shown(value)} is not an http(s) URL",
+                           hint="for example --index-url https://pypi.org/simple")
+    return value
+
+
 def tag_prefix(value: str) -> str:
     return _checked(TAG_PREFIX, value, "--tag-prefix", "a tag prefix",
                     "letters, digits, '_', '.' and '-', for example pr-42-")

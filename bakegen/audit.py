@@ -124,8 +124,7 @@ def to_text(report: Report) -> str:
         lines.append(f"checked: {count} {eco} packages against {source}")
     for f in report.findings:
         a = f.advisory
-        also = f" ({', '.join(x for x in a.aliases if not x.startswith('npm:'))})" if any(
-            not x.startswith("npm:") for x in a.aliases) else ""
+        also = f" ({', '.join(a.aliases)})" if a.aliases else ""
         fix = f"fixed in {', '.join(a.fixed)}" if a.fixed else "no fix known"
         state = f"accepted: {f.accepted}" if f.accepted else ("FIXABLE" if a.fixed else "unfixed")
         lines.append(f"{a.id}{also}: {f.ecosystem} {f.package} {f.version}, {fix}; "
@@ -167,13 +166,13 @@ def mark_changes(diffs: list[ImageDiff], index_url: str) -> list[str]:
     unchecked = []
     for eco in ordered.ECOSYSTEMS:
         source = eco.advisory_source(index_url)
-        changes = [c for d in diffs for c in d.changes.get(eco.section, []) if c.old and c.new]
+        changes = [c for d in diffs for c in d.changes.get(eco.section, []) if c.new]
         if source is None or not changes:
             continue
-        pairs = [(c, c.name.split(" ")[0], str(c.old), str(c.new)) for c in changes]
-        found = source.lookup(sorted({(n, v) for _, n, old, new in pairs for v in (old, new)}))
+        pairs = [(c, c.name.split(" ")[0], c.old, str(c.new)) for c in changes]
+        found = source.lookup(sorted({(n, v) for _, n, old, new in pairs for v in (old, new) if v}))
         for c, name, old_version, new_version in pairs:
-            old, new = found[name, old_version], found[name, new_version]
+            old, new = found[name, old_version] if old_version else [], found[name, new_version]
             if isinstance(old, Unchecked) or isinstance(new, Unchecked):
                 reason = next(r.reason for r in (old, new) if isinstance(r, Unchecked))
                 unchecked.append(f"{eco.name} {c.name}: {reason}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -33,7 +32,6 @@ from bakegen.files import (
 from bakegen.lock import LOCK_VERSION, StackLock
 from bakegen.locker import Resolvers, Upgrades, lock_stacks, outcome_files
 from bakegen.project import load_stacks, lock_files
-from bakegen.resolvers.pins import DEFAULT_INDEX
 from bakegen.settings import ADVISORY_ID, MAX_MIN_AGE, read_settings
 from bakegen.stack import StackGraph
 from bakegen.staleness import (
@@ -53,10 +51,7 @@ log = logging.getLogger("bakegen")
 def cmd_lock(args: argparse.Namespace, make_resolvers: Callable[[], Resolvers]) -> int:
     """``make_resolvers`` makes the resolvers (the Python one that --resolver names), once the
     index URL and the stacks are checked."""
-    if not re.fullmatch(r"https?://[^\s/]+(?:/\S*)?", args.index_url):
-        raise BakegenError(
-            f"--index-url {one_line(repr(args.index_url), 80)} is not an http(s) URL",
-            hint=f"for example --index-url {DEFAULT_INDEX}")
+    arguments.index_url(args.index_url)
     graph = load_stacks(args.root)
     if args.security_only:
         args.upgrade_package = security_fixes(args, graph)
@@ -86,7 +81,8 @@ def security_fixes(args: argparse.Namespace, graph: StackGraph) -> list[str]:
     if args.upgrade or args.upgrade_package or args.upgrade_ecosystem:
         raise BakegenError("--security-only moves only the packages with a vulnerability fix",
                            hint="leave out --upgrade, --upgrade-package and --upgrade-ecosystem")
-    report = audit(graph, current_locks(graph), list(graph.order), args.index_url,
+    stacks = graph.select(args.stacks or None)  # the stacks bakegen lock will lock
+    report = audit(graph, current_locks(graph), stacks, args.index_url,
                    accepted_risks(argparse.Namespace(root=args.root, ignore=[])))
     fixes = sorted({(f.package, f.advisory.id) for f in report.findings if f.fixable})
     for group in report.unchecked_groups():
@@ -200,6 +196,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if args.audit:
         from bakegen.audit import mark_changes
 
+        arguments.index_url(args.index_url)
         for problem in mark_changes(diffs, args.index_url):
             log.warning("warning: not checked: %s", problem)
     if args.registry:
@@ -335,6 +332,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     when a source could not be asked (bakegen.audit)."""
     from bakegen.audit import FORMATS, audit
 
+    arguments.index_url(args.index_url)
     graph = load_stacks(args.root)
     names = [n for n in graph.select(args.stacks) if not args.stacks or n in args.stacks]
     refuse_interrupted(args.root)

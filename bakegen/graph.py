@@ -13,7 +13,9 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from bakegen.errors import BakegenError
 from bakegen.lock import StackLock
+from bakegen.oci import ImageRef
 from bakegen.stack import StackGraph
 
 CHANGED_FILL = "#ffd8a8"  # the highlighted images' colour (an orange that reads in light and dark)
@@ -51,6 +53,12 @@ def nodes_of_locks(locks: dict[str, StackLock]) -> list[Node]:
 
 
 def _without_digest(ref: str | None) -> str | None:
+    """NAME[:TAG]; None for no reference, or one that is not a valid image reference (a lock from
+    another revision can hold anything)."""
+    try:
+        ImageRef.parse(ref) if ref else None
+    except BakegenError:
+        return None
     return ref.split("@", 1)[0] if ref else None
 
 

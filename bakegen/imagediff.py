@@ -16,11 +16,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import zstandard
+
 from bakegen.attest import is_attestation, platform_name
-from bakegen.errors import BakegenError
+from bakegen.errors import BakegenError, one_line
 from bakegen.lock import StackLock
 from bakegen.lock import content_tag as lock_content_tag
-from bakegen.oci import ImageRef, RegistryClient, read_manifest
+from bakegen.oci import DIGEST, ImageRef, RegistryClient, read_manifest
 
 SOURCE_BYTES = "registry manifests (compressed layer sizes)"
 SOURCE_SIZE = "registry layers, decompressed"
@@ -79,20 +81,54 @@ def fetch_image(reference: str, platform: str) -> Image | None:
     doc = _json(served[0], reference)
     repo = _repository(reference)
     if "manifests" in doc:
-        entry = next((m for m in doc["manifests"] if isinstance(m, dict) and not is_attestation(m)
-                      and platform_name(m.get("platform", {"os": "", "architecture": ""}))
-                      == platform), None)
-        if entry is None:
-            return None
-        served = read_manifest(f"{repo}@{entry['digest']}")
+        digest = _platform_entry(doc, platform, reference)
+        served = read_manifest(f"{repo}@{digest}") if digest else None
         if served is None:
             return None
         doc = _json(served[0], reference)
-    config = _config(repo, doc["config"]["digest"])
-    layers = [(x["digest"], int(x["size"]), str(x.get("mediaType", ""))) for x in doc["layers"]]
-    history = [(not h.get("empty_layer", False), str(h.get("created_by", "")))
-               for h in config.get("history", [])]
-    return Image(reference, layers, history, int(doc["config"]["size"]))
+    config, layers = _checked(doc.get("config"), reference), doc.get("layers")
+    if not isinstance(layers, list):
+        raise _bad(reference)
+    history = _config(repo, config["digest"]).get("history", [])
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+        raise _bad(reference)
+    return Image(reference,
+                 [(x["digest"], x["size"], x["mediaType"]) for x in map(
+                     lambda x: _checked(x, reference), layers)],
+                 [(h.get("empty_layer") is not True, one_line(str(h.get("created_by", "")), 200))
+                  for h in history],
+                 config["size"])
+
+
+MAX_SIZE = 1 << 40  # bytes in one blob, at most
+
+
+def _checked(entry: Any, reference: str) -> dict[str, Any]:
+    """A descriptor as the registry served it: a sha256 digest, a size in bytes, a media type."""
+    if not (isinstance(entry, dict) and isinstance(entry.get("digest"), str)
+            and DIGEST.fullmatch(entry["digest"]) and type(entry.get("size")) is int
+            and 0 <= entry["size"] <= MAX_SIZE):
+        raise _bad(reference)
+    return {"digest": entry["digest"], "size": entry["size"],
+            "mediaType": str(entry.get("mediaType", ""))}
+
+
+def _platform_entry(doc: dict[str, Any], platform: str, reference: str) -> str | None:
+    manifests = doc["manifests"]
+    if not isinstance(manifests, list):
+        raise _bad(reference)
+    for m in manifests:
+        plat = m.get("platform") if isinstance(m, dict) else None
+        if (isinstance(plat, dict) and isinstance(plat.get("os"), str)
+                and isinstance(plat.get("architecture"), str) and not is_attestation(m)
+                and platform_name(plat) == platform):
+            return str(_checked(m, reference)["digest"])
+    return None
+
+
+def _bad(reference: str) -> BakegenError:
+    return BakegenError(f"{reference}: the registry served a manifest of another shape",
+                        hint="check the registry and the image")
 
 
 def _repository(reference: str) -> str:
@@ -169,15 +205,18 @@ def uncompressed(repository: str, digest: str, media_type: str) -> int:
     with RegistryClient().stream(url, image) as blob:
         reader = _decompressor(blob, media_type)
         total = 0
-        while chunk := reader.read(1 << 20):
-            total += len(chunk)
+        try:
+            while chunk := reader.read(1 << 20):
+                total += len(chunk)
+        except (OSError, EOFError, ValueError, zstandard.ZstdError) as exc:
+            raise BakegenError(f"{repository}@{digest}: the layer does not decompress "
+                               f"({one_line(str(exc), 80)})",
+                               hint="the registry served a damaged layer") from None
         return total
 
 
 def _decompressor(blob: Any, media_type: str) -> Any:
     if media_type.endswith("+zstd") or media_type.endswith(".zstd"):
-        import zstandard
-
         return zstandard.ZstdDecompressor().stream_reader(blob)
     if media_type.endswith("gzip") or media_type.endswith(".tar.gzip"):
         import gzip

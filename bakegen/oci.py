@@ -102,6 +102,8 @@ def tag_of(name: str) -> str:
     return last.rsplit(":", 1)[1]
 
 
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
 # A registry image with its tag (verify-repro --against): host/repository:tag
 REFERENCE = re.compile(
     r"[a-z0-9.-]+(?::[0-9]{1,5})?(?:/[a-z0-9._-]+)+:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
@@ -285,11 +287,12 @@ class RegistryClient:
         or from the login in Docker's config.json) and the request made again."""
         for attempt in range(2):
             headers = {"Accept": ACCEPT, "User-Agent": "bakegen"}
+            request = urllib.request.Request(url, headers=headers)
             token = self._tokens.get(image.api_host + "/" + image.repository)
-            if token:
-                headers["Authorization"] = token
+            if token:  # never sent on to where a redirect points (a blob store)
+                request.add_unredirected_header("Authorization", token)
             try:
-                return self._open(urllib.request.Request(url, headers=headers))
+                return self._open(request)
             except urllib.error.HTTPError as exc:
                 challenge = exc.headers.get("WWW-Authenticate", "")
                 if exc.code == 401 and attempt == 0 and challenge.lower().startswith("bearer "):
@@ -322,15 +325,21 @@ class RegistryClient:
                 hint="the registry's auth is not supported",
             )
         params.setdefault("scope", f"repository:{image.repository}:pull")
+        scheme = urllib.parse.urlsplit(realm).scheme
+        if scheme != "https" and not (scheme == "http" and image.scheme == "http"):
+            raise BakegenError(
+                f"{image.api_host}: token realm {one_line(realm, 120)} is not https",
+                hint="bakegen asks a registry's token service over https only",
+            )
         url = (
             realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(sorted(params.items()))
         )
-        headers = {"User-Agent": "bakegen"}
+        request = urllib.request.Request(url, headers={"User-Agent": "bakegen"})
         login = docker_login(image.api_host)
         if login:  # a private repository: the token is issued for the login (docker login's)
-            headers["Authorization"] = f"Basic {login}"
+            request.add_unredirected_header("Authorization", f"Basic {login}")
         try:
-            with self._open(urllib.request.Request(url, headers=headers)) as resp:
+            with self._open(request) as resp:
                 doc = json.loads(resp.read())
         except (urllib.error.URLError, OSError, json.JSONDecodeError) as exc:
             raise NetworkError(
@@ -358,7 +367,9 @@ def docker_login(host: str) -> str | None:
     folder = os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
     try:
         auths = json.loads(Path(folder, "config.json").read_text()).get("auths", {})
-        entry = auths.get(host) or auths.get(f"https://{host}") or {}
+        keys = [host, f"https://{host}"]
+        keys += ["https://index.docker.io/v1/", "docker.io"] if host == DOCKER_HUB_API else []
+        entry: dict[str, Any] = next((auths[k] for k in keys if isinstance(auths.get(k), dict)), {})
         login = entry.get("auth")
     except (OSError, ValueError, AttributeError):
         return None

@@ -23,11 +23,10 @@ from bakegen.attest import image_index, is_attestation, platform_name
 from bakegen.build import Published
 from bakegen.errors import BakegenError, one_line
 from bakegen.lock import StackLock
-from bakegen.oci import push_index, read_manifest, repository_of, tag_image, tag_of
+from bakegen.oci import DIGEST, push_index, read_manifest, repository_of, tag_image, tag_of
 from bakegen.paths import Unreadable, read_bounded
 from bakegen.stack import StackGraph
 
-DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 PLATFORM = re.compile(r"[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?")
 FINGERPRINT_ANNOTATION = "io.bakegen.fingerprint"
 METADATA_LIMIT = 1 << 20  # bytes: a metadata file is a few hundred bytes per image

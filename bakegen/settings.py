@@ -55,6 +55,8 @@ def read_settings(root: Path) -> Settings:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise _error(text, (), f"not TOML: {exc}", "fix the syntax") from None
+    except RecursionError:
+        raise _error(text, (), "nested too deeply", "a settings file is two tables deep") from None
     _only_keys(text, doc, (), {"lock", "audit"})
     lock, audit = _table(text, doc, "lock"), _table(text, doc, "audit")
     _only_keys(text, lock, ("lock",), {"min_age_days"})
@@ -118,7 +120,8 @@ def _ignored(text: str, entries: Any) -> tuple[Ignored, ...]:
         if not isinstance(ident, str) or not ADVISORY_ID.fullmatch(ident):
             raise _error(text, (*key, "id"), f"{ident!r} is not an advisory id",
                          "for example id = \"GHSA-xxxx-xxxx-xxxx\" or \"PYSEC-2024-1\"")
-        if not isinstance(reason, str) or not REASON.fullmatch(reason.strip() or "\0"):
+        if not isinstance(reason, str) or not reason.strip().isprintable() or not REASON.fullmatch(
+                reason.strip() or "\0"):
             raise _error(text, (*key, "reason"), "an accepted risk needs its reason",
                          "reason = \"...\": one line, at most 500 characters")
         out.append(Ignored(ident, reason.strip()))

@@ -88,7 +88,7 @@ def test_npm_bulk_advisories_name_their_fix(index):
                               "other": [{"id": "x y"}]}}
     out = NpmAdvisories(index).lookup([("leaflet", "1.9.4"), ("other", "1.0.0")])
     (advisory,) = out["leaflet", "1.9.4"]
-    assert (advisory.id, advisory.fixed, advisory.aliases) == ("1096", ("1.9.5",), ("npm:leaflet", "GHSA-abcd-efgh-ijkl"))
+    assert (advisory.id, advisory.fixed, advisory.aliases, advisory.package) == ("1096", ("1.9.5",), ("GHSA-abcd-efgh-ijkl",), "leaflet")
     assert out["other", "1.0.0"] == []
     assert advisories._fixed_by("<=2.0.0") == () and advisories._fixed_by("<1.2.3 || >=2.0.0 <2.1.0") == ("1.2.3", "2.1.0")
 
@@ -204,3 +204,72 @@ def test_security_only_moves_only_the_packages_with_a_fix(tmp_path, index, capsy
     assert "security-only: tornado moves (PYSEC-2099-2)" in out and "numpy moves" not in out
     assert pins()["tornado"] == "6.4" and pins()["numpy"] == "1.26.4"  # no fix known: numpy stays
     assert main(["-C", str(root), "lock", "--security-only", "--upgrade"]) == 2
+
+
+def test_npm_asks_each_version_of_a_name_apart_and_nested_packages_by_their_name(index):
+    """The bulk answer is per name: two versions of one name in one question could not be told apart."""
+    Index.answers = {"bulk": {"foo": [{"id": 7, "vulnerable_versions": "<1.2.3", "title": "t"}]}}
+    out = NpmAdvisories(index).lookup([("foo", "1.0.0"), ("foo", "1.2.3"), ("a/node_modules/foo", "0.9.0")])
+    posts = [r for r in Index.requests if r.startswith("POST")]
+    assert len(posts) == 3 and all(r.count('"foo"') == 1 for r in posts), posts
+    assert [a.id for a in out["a/node_modules/foo", "0.9.0"]] == ["7"]
+
+
+@pytest.mark.parametrize("answer", [None, [], "error", {"error": "x"}, {"foo": "x"}])
+def test_an_npm_answer_of_another_shape_is_not_checked(index, answer):
+    Index.answers = {"bulk": answer}
+    result = NpmAdvisories(index).lookup([("foo", "1.0.0")])["foo", "1.0.0"]
+    assert isinstance(result, Unchecked), result
+
+
+def test_a_broken_http_answer_or_a_trickle_is_not_checked(monkeypatch):
+    import socket
+    import time
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    port = server.getsockname()[1]
+
+    def serve(reply):
+        conn, _ = server.accept()
+        conn.recv(4096)
+        reply(conn)
+        conn.close()
+
+    threading.Thread(target=serve, args=(lambda c: c.sendall(b"GARBAGE\r\n\r\n"),), daemon=True).start()
+    with pytest.raises(Unchecked):
+        advisories.fetch(f"http://127.0.0.1:{port}/x")
+
+    def trickle(conn):
+        try:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+            for _ in range(30):
+                conn.sendall(b" ")
+                time.sleep(0.1)
+        except OSError:
+            pass  # the client hung up, as it should
+
+    monkeypatch.setattr(advisories, "ANSWER_SECONDS", 1.0)
+    threading.Thread(target=serve, args=(trickle,), daemon=True).start()
+    start = time.monotonic()
+    with pytest.raises(Unchecked, match="no whole answer within 1 s"):
+        advisories.fetch(f"http://127.0.0.1:{port}/x")
+    assert time.monotonic() - start < 2.5
+
+
+def test_a_poisoned_cache_entry_is_not_used(index):
+    import hashlib
+
+    key = f"{index} six 1.16.0"
+    folder = advisories.cache_dir() / "pypi"
+    folder.mkdir(parents=True)
+    for doc in ({"key": key, "fetched": float("inf"), "advisories": []},
+                {"key": key, "fetched": __import__("time").time(), "advisories": [{"id": "X\nY", "aliases": [], "fixed": [], "summary": "", "link": ""}]},
+                {"key": key, "fetched": __import__("time").time(), "advisories": [{"id": "PYSEC-1-1", "aliases": "GHSA", "fixed": [], "summary": 5, "link": ""}]}):
+        (folder / (hashlib.sha256(key.encode()).hexdigest() + ".json")).write_text(json.dumps(doc))
+        Index.answers = release("six", "1.16.0", [JINJA_RECORD])
+        result = PypiAdvisories(index).lookup([("six", "1.16.0")])["six", "1.16.0"]
+        # asked again, or the entry as checked as an answer: ids full-matched, text on one line
+        assert all(a.id in ("PYSEC-2019-217", "PYSEC-1-1") and isinstance(a.summary, str) and all(isinstance(x, str) for x in a.aliases)
+                   for a in result), result
