@@ -98,7 +98,7 @@ target "base" {
     "org.opencontainers.image.source"   = SOURCE_URL == "" ? null : SOURCE_URL
     "org.opencontainers.image.revision" = REVISION == "" ? null : REVISION
   }
-  annotations = ["manifest:org.opencontainers.image.created=2026-12-03T07:35:10Z", "manifest:io.bakegen.stack=base", "manifest:io.bakegen.fingerprint=sha256:cd79a3857e90f611d57fa3bbaa56bbcdf53434d8280cdc91fa21cf2b3a436e93"]
+  annotations = ["manifest:org.opencontainers.image.created=2026-12-03T07:35:10Z", "manifest:io.bakegen.stack=base", "manifest:io.bakegen.fingerprint=sha256:cd79a3857e90f611d57fa3bbaa56bbcdf53434d8280cdc91fa21cf2b3a436e93", "manifest:io.bakegen.lock=sha256:0d4bfe5b9b867a5dc1eb7226e3e431cc89c0198ccfb87c3a3368695d89a2929c"]
 }
 
 target "scipy" {
@@ -122,7 +122,7 @@ target "scipy" {
     "org.opencontainers.image.source"   = SOURCE_URL == "" ? null : SOURCE_URL
     "org.opencontainers.image.revision" = REVISION == "" ? null : REVISION
   }
-  annotations = ["manifest:org.opencontainers.image.created=2026-12-03T07:35:10Z", "manifest:io.bakegen.stack=scipy", "manifest:io.bakegen.fingerprint=sha256:d923c23976952da7b8fd772fe0d5c6d8ece4a9500f9385eb2e41f7dcb1db1f8d"]
+  annotations = ["manifest:org.opencontainers.image.created=2026-12-03T07:35:10Z", "manifest:io.bakegen.stack=scipy", "manifest:io.bakegen.fingerprint=sha256:d923c23976952da7b8fd772fe0d5c6d8ece4a9500f9385eb2e41f7dcb1db1f8d", "manifest:io.bakegen.lock=sha256:de47e8be6a6c5c515497d80c89a61f4d2f34d3c356e34ac984df447a170f942e"]
 }
 
 target "geo" {
@@ -146,5 +146,5 @@ target "geo" {
     "org.opencontainers.image.source"   = SOURCE_URL == "" ? null : SOURCE_URL
     "org.opencontainers.image.revision" = REVISION == "" ? null : REVISION
   }
-  annotations = ["manifest:org.opencontainers.image.created=2026-12-03T07:35:10Z", "manifest:io.bakegen.stack=geo", "manifest:io.bakegen.fingerprint=sha256:8940de7e992bcf4a0df725ce1c1b03d513c4008038f34ce27a0a120329e6c3f1"]
+  annotations = ["manifest:org.opencontainers.image.created=2026-12-03T07:35:10Z", "manifest:io.bakegen.stack=geo", "manifest:io.bakegen.fingerprint=sha256:8940de7e992bcf4a0df725ce1c1b03d513c4008038f34ce27a0a120329e6c3f1", "manifest:io.bakegen.lock=sha256:710a2a79e78e7961934e34fd37f0980b753ffc65367d7d9ee86c8011a05f8e4b"]
 }

@@ -196,6 +196,21 @@ def render_schema(ecosystems: Sequence[AnyEcosystem]) -> str:
     return json.dumps(manifest_schema(ecosystems), indent=2) + "\n"
 
 
+def lock_identity(lock: StackLock, ecosystems: Sequence[AnyEcosystem]) -> str:
+    """sha256 of what the lock pins (every ecosystem's entries: name, platform, version, hashes),
+    its fingerprint and its epoch: an image's ``io.bakegen.lock`` annotation. The fingerprint alone
+    names the stack's inputs, which a re-lock (an upgrade) keeps."""
+    entries = sorted(
+        (e.ecosystem, e.name, e.platform, e.version, list(e.hashes), e.group)
+        for eco in ecosystems
+        if lock.parts.get(eco.name) is not None
+        for e in eco.entries(lock, lock.parts[eco.name])
+    )
+    doc = {"fingerprint": lock.fingerprint, "epoch": lock.source_date_epoch, "entries": entries}
+    blob = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
+
+
 def content_tag(epoch: int, fingerprint: str) -> str:
     """An image's tag that names one lock: ``<YYYYMMDD>-<first 12 of the fingerprint>``."""
     return f"{datetime.fromtimestamp(epoch, UTC):%Y%m%d}-{fingerprint.split(':')[1][:12]}"

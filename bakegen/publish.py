@@ -19,16 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bakegen import registry as ordered
 from bakegen.attest import image_index, is_attestation, platform_name
 from bakegen.build import Published
 from bakegen.errors import BakegenError, one_line
-from bakegen.lock import StackLock
+from bakegen.lock import StackLock, lock_identity
 from bakegen.oci import DIGEST, push_index, read_manifest, repository_of, tag_image, tag_of
 from bakegen.paths import Unreadable, read_bounded
 from bakegen.stack import StackGraph
 
 PLATFORM = re.compile(r"[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?")
-FINGERPRINT_ANNOTATION = "io.bakegen.fingerprint"
+LOCK_ANNOTATION = "io.bakegen.lock"  # what the image was built from (bakegen.lock.lock_identity)
 METADATA_LIMIT = 1 << 20  # bytes: a metadata file is a few hundred bytes per image
 
 
@@ -199,11 +200,12 @@ def check_image(
                                hint=one_line(f"it has: {', '.join(sorted(images)) or 'none'}", 200))
         image = images[platform]["digest"]
         annotations = _document(stack, repo, image, "image manifest").get("annotations")
-        found = annotations.get(FINGERPRINT_ANNOTATION) if isinstance(annotations, dict) else None
-        if found != lock.fingerprint:
+        found = annotations.get(LOCK_ANNOTATION) if isinstance(annotations, dict) else None
+        wanted = lock_identity(lock, ordered.ECOSYSTEMS)
+        if found != wanted:
             raise BakegenError(
                 f"{stack}: {repo}@{digest} ({platform}) was built from other locks "
-                f"(fingerprint {one_line(str(found), 80)}, the lock's is {lock.fingerprint})",
+                f"({LOCK_ANNOTATION} {one_line(str(found), 80)}, the lock's is {wanted})",
                 hint="build it again from the current locks (bakegen build --push)",
             )
         out[platform] = image

@@ -63,15 +63,15 @@ def registry(monkeypatch) -> FakeRegistry:
     return fake
 
 
-def pushed_image(fake: FakeRegistry, repo: str, fingerprint: str, platforms: list[str], marker: str = "") -> str:
-    """An index as bakegen build --push pushes it: one image per platform (its manifest annotated with the lock's
-    fingerprint) and its attestation."""
+def pushed_image(fake: FakeRegistry, repo: str, identity: str, platforms: list[str], marker: str = "") -> str:
+    """An index as bakegen build --push pushes it: one image per platform (its manifest annotated with what the
+    lock pins, io.bakegen.lock) and its attestation."""
     images, attestations = [], []
     for platform in platforms:
         os_, arch = platform.split("/")
         config = json.dumps({"architecture": arch, "os": os_, "marker": marker}).encode()
         manifest = json.dumps({"schemaVersion": 2, "config": {"digest": sha(config), "size": len(config)}, "layers": [],
-                               "annotations": {"io.bakegen.fingerprint": fingerprint}}).encode()
+                               "annotations": {"io.bakegen.lock": identity}}).encode()
         digest = fake.put(repo, manifest)
         images.append({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": len(manifest),
                        "platform": {"architecture": arch, "os": os_}})
@@ -87,6 +87,14 @@ def example():
     graph = load_stacks(REPO)
     locks = current_locks(graph)
     return graph, locks, image_names(graph, locks, REPO_NAME, "")
+
+
+def ident(lock) -> str:
+    """What an image's io.bakegen.lock annotation says when it was built from ``lock``."""
+    from bakegen.lock import lock_identity
+    from bakegen.registry import ECOSYSTEMS
+
+    return lock_identity(lock, ECOSYSTEMS)
 
 
 def write_meta(path: Path, doc) -> Path:
@@ -142,7 +150,7 @@ def test_a_folder_stands_for_its_json_files(tmp_path, example):
 
 def test_a_parent_comes_from_a_metadata_file_checked_against_its_lock(tmp_path, example, registry):
     graph, locks, names = example
-    digest = pushed_image(registry, f"{REPO_NAME}/base", locks["base"].fingerprint, ["linux/amd64"])
+    digest = pushed_image(registry, f"{REPO_NAME}/base", ident(locks["base"]), ["linux/amd64"])
     given = publish.read_metadata([write_meta(tmp_path / "m.json", {"base": {"containerimage.digest": digest}})], graph)
     assert publish.parent_images(graph, locks, {"base": ["linux/amd64"]}, names, given) == {"base": f"{REPO_NAME}/base@{digest}"}
 
@@ -151,9 +159,23 @@ def test_without_metadata_a_parent_comes_from_its_content_tag(example, registry)
     graph, locks, names = example
     content = publish.content_name(names["scipy"], locks["scipy"])
     assert content == names["scipy"][-1] and content.split(":")[-1].endswith(locks["scipy"].fingerprint[7:19])
-    digest = pushed_image(registry, f"{REPO_NAME}/scipy", locks["scipy"].fingerprint, ["linux/amd64"])
+    digest = pushed_image(registry, f"{REPO_NAME}/scipy", ident(locks["scipy"]), ["linux/amd64"])
     registry.manifests[content] = registry.manifests[f"{REPO_NAME}/scipy@{digest}"]
     assert publish.parent_images(graph, locks, {"scipy": ["linux/amd64"]}, names, {}) == {"scipy": f"{REPO_NAME}/scipy@{digest}"}
+
+
+def test_a_parent_built_from_a_relock_with_the_same_fingerprint_is_refused(tmp_path, example, registry):
+    """An upgrade keeps a stack's fingerprint (its inputs) and moves its pins: the content tag of the same day can
+    name the other image. What the lock pins decides."""
+    import dataclasses
+
+    graph, locks, names = example
+    relocked = dataclasses.replace(locks["base"], source_date_epoch=locks["base"].source_date_epoch + 60)
+    assert relocked.fingerprint == locks["base"].fingerprint and ident(relocked) != ident(locks["base"])
+    other = pushed_image(registry, f"{REPO_NAME}/base", ident(relocked), ["linux/amd64"])
+    given = publish.read_metadata([write_meta(tmp_path / "m.json", {"base": {"containerimage.digest": other}})], graph)
+    with pytest.raises(BakegenError, match="was built from other locks"):
+        publish.parent_images(graph, locks, {"base": ["linux/amd64"]}, names, given)
 
 
 def test_a_missing_parent_is_one_error_saying_how_to_get_it(example, registry):
@@ -183,7 +205,7 @@ def test_promote_checks_every_image_before_it_moves_a_tag(tmp_path, example, reg
     graph, locks, names = example
     meta = {}
     for stack in ("base", "scipy"):
-        meta[stack] = {"containerimage.digest": pushed_image(registry, f"{REPO_NAME}/{stack}", locks[stack].fingerprint, ["linux/amd64"])}
+        meta[stack] = {"containerimage.digest": pushed_image(registry, f"{REPO_NAME}/{stack}", ident(locks[stack]), ["linux/amd64"])}
     given = publish.read_metadata([write_meta(tmp_path / "m.json", meta)], graph)
     with pytest.raises(BakegenError) as err:
         publish.plan_promotion(graph, locks, graph.order, names, given)
@@ -196,7 +218,7 @@ def test_promote_checks_every_image_before_it_moves_a_tag(tmp_path, example, reg
         publish.plan_promotion(graph, locks, graph.order, names, given)
     assert registry.moves == []
 
-    meta["geo"] = {"containerimage.digest": pushed_image(registry, f"{REPO_NAME}/geo", locks["geo"].fingerprint, ["linux/amd64"])}
+    meta["geo"] = {"containerimage.digest": pushed_image(registry, f"{REPO_NAME}/geo", ident(locks["geo"]), ["linux/amd64"])}
     given = publish.read_metadata([write_meta(tmp_path / "m.json", meta)], graph)
     publish.promote(publish.plan_promotion(graph, locks, graph.order, names, given))
     assert sorted((name, digest) for _, digest, name in registry.moves) == sorted(
@@ -231,7 +253,7 @@ def oci_layout(path: Path, images: list[tuple[str, str]]) -> Path:
         config = json.dumps({"architecture": arch, "os": os_, "rootfs": {"diff_ids": []}}).encode()
         manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
                                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": blob(config), "size": len(config)},
-                               "layers": [], "annotations": {"io.bakegen.fingerprint": fingerprint}}).encode()
+                               "layers": [], "annotations": {"io.bakegen.lock": fingerprint}}).encode()
         entries.append({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": blob(manifest), "size": len(manifest),
                         "platform": {"architecture": arch, "os": os_}})
     if len(entries) > 1:  # BuildKit's own index: its order and fields, which attach_sboms does not keep
@@ -253,7 +275,7 @@ def test_per_platform_jobs_merge_into_the_one_machine_index(tmp_path, registry):
     """kid built for amd64 on one machine and for arm64 on another: promote's merged index is byte for byte the
     index a one-machine build of both platforms attaches its SBOMs to, so the digest is the same."""
     graph, locks, names = two_platform_project(tmp_path)
-    fingerprint, repo = locks["kid"].fingerprint, f"{REPO_NAME}/kid"
+    fingerprint, repo = ident(locks["kid"]), f"{REPO_NAME}/kid"
     platforms = ["linux/amd64", "linux/arm64"]
     sbom = lambda platform: json.dumps({"bomFormat": "CycloneDX", "platform": platform})  # noqa: E731
     whole = oci_layout(tmp_path / "whole", [(p, fingerprint) for p in platforms])

@@ -8,9 +8,10 @@ from typing import Any
 from jinja2 import Environment
 
 from bakegen import __version__
+from bakegen import registry as ordered
 from bakegen.escape import hcl_ident
 from bakegen.files import GENERATED_MARKER
-from bakegen.lock import StackLock, content_tag
+from bakegen.lock import StackLock, content_tag, lock_identity
 from bakegen.plan import dockerfile_path
 from bakegen.stack import StackGraph
 
@@ -84,6 +85,7 @@ def _target(
     annotations = [
         f"manifest:io.bakegen.stack={name}",
         f"manifest:io.bakegen.fingerprint={lock.fingerprint}",
+        f"manifest:io.bakegen.lock={lock_identity(lock, ordered.ECOSYSTEMS)}",
     ]
     if created:
         annotations.insert(0, f"manifest:org.opencontainers.image.created={created}")

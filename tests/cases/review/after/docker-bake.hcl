@@ -98,7 +98,7 @@ target "base" {
     "org.opencontainers.image.source"   = SOURCE_URL == "" ? null : SOURCE_URL
     "org.opencontainers.image.revision" = REVISION == "" ? null : REVISION
   }
-  annotations = ["manifest:org.opencontainers.image.created=2026-12-05T06:32:37Z", "manifest:io.bakegen.stack=base", "manifest:io.bakegen.fingerprint=sha256:6e7fb54842baf62fc6eb9d499e131e786e100dd24e50078d0cebabb453d87ea1"]
+  annotations = ["manifest:org.opencontainers.image.created=2026-12-05T06:32:37Z", "manifest:io.bakegen.stack=base", "manifest:io.bakegen.fingerprint=sha256:6e7fb54842baf62fc6eb9d499e131e786e100dd24e50078d0cebabb453d87ea1", "manifest:io.bakegen.lock=sha256:4e7932f923a1bcd75cf71d55bec35dff41880b4633bf2d2ad914cc3799efc5d4"]
 }
 
 target "kid" {
@@ -122,5 +122,5 @@ target "kid" {
     "org.opencontainers.image.source"   = SOURCE_URL == "" ? null : SOURCE_URL
     "org.opencontainers.image.revision" = REVISION == "" ? null : REVISION
   }
-  annotations = ["manifest:org.opencontainers.image.created=2026-12-05T06:32:38Z", "manifest:io.bakegen.stack=kid", "manifest:io.bakegen.fingerprint=sha256:8916cdcdc6899ba0e62d226740cd809725f9381af966a3ae630f1191459ad7ef"]
+  annotations = ["manifest:org.opencontainers.image.created=2026-12-05T06:32:38Z", "manifest:io.bakegen.stack=kid", "manifest:io.bakegen.fingerprint=sha256:8916cdcdc6899ba0e62d226740cd809725f9381af966a3ae630f1191459ad7ef", "manifest:io.bakegen.lock=sha256:cef8c3ee59135c520112694b299d0c1cc2a41f7a06118dd6335446bbd4629e9e"]
 }

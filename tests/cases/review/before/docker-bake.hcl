@@ -98,7 +98,7 @@ target "base" {
     "org.opencontainers.image.source"   = SOURCE_URL == "" ? null : SOURCE_URL
     "org.opencontainers.image.revision" = REVISION == "" ? null : REVISION
   }
-  annotations = ["manifest:org.opencontainers.image.created=2026-12-05T06:32:31Z", "manifest:io.bakegen.stack=base", "manifest:io.bakegen.fingerprint=sha256:6e7fb54842baf62fc6eb9d499e131e786e100dd24e50078d0cebabb453d87ea1"]
+  annotations = ["manifest:org.opencontainers.image.created=2026-12-05T06:32:31Z", "manifest:io.bakegen.stack=base", "manifest:io.bakegen.fingerprint=sha256:6e7fb54842baf62fc6eb9d499e131e786e100dd24e50078d0cebabb453d87ea1", "manifest:io.bakegen.lock=sha256:ecc1609e658e220ce1273c8425e35d27faa64fb5beeb246ff6e71e51a8ccc630"]
 }
 
 target "kid" {
@@ -122,5 +122,5 @@ target "kid" {
     "org.opencontainers.image.source"   = SOURCE_URL == "" ? null : SOURCE_URL
     "org.opencontainers.image.revision" = REVISION == "" ? null : REVISION
   }
-  annotations = ["manifest:org.opencontainers.image.created=2026-12-05T06:32:32Z", "manifest:io.bakegen.stack=kid", "manifest:io.bakegen.fingerprint=sha256:3afdc193c3723edcaa9f1aa3981b5fea93a0d42c78da7936574c8cf50005be23"]
+  annotations = ["manifest:org.opencontainers.image.created=2026-12-05T06:32:32Z", "manifest:io.bakegen.stack=kid", "manifest:io.bakegen.fingerprint=sha256:3afdc193c3723edcaa9f1aa3981b5fea93a0d42c78da7936574c8cf50005be23", "manifest:io.bakegen.lock=sha256:0cbbd0dbca721fe66e616ae0431aee8d63d7c3cab298bc585059bb602c9e13f0"]
 }
