@@ -364,7 +364,9 @@ def _figures_md(diffs: list[ImageDiff]) -> list[str]:
             if not f.measured:
                 out.append(f"| {code(d.stack, table=True)} | {f.platform} | not built | | |")
                 continue
-            layers = ", ".join(f"{code(x.step, table=True)} ({size(x.size)})" for x in f.changed)
+            layers = ", ".join(
+                f"{code(step, table=True)} ({size(total)}" + (f", {n} layers)" if n > 1 else ")")
+                for step, n, total in _grouped(f.changed))
             out.append(f"| {code(d.stack, table=True)} | {f.platform} | {layers or 'none'} | "
                        f"{size(f.download)} | {size(f.size_change, signed=True)} |")
     out += ["", "Downloaded again: the compressed layers (and the config) that the new image has "
@@ -374,6 +376,17 @@ def _figures_md(diffs: list[ImageDiff]) -> list[str]:
         for f in d.figures:
             out.append(f"- {code(d.stack)} {f.platform}: {code(f.old or 'none')} → "
                        f"{code(f.new or 'none')}" + (f" ({_md_text(f.note)})" if f.note else ""))
+    return out
+
+
+def _grouped(layers: list[Any]) -> list[tuple[str, int, int]]:
+    """Layers of one step name in a row, together: (name, how many, bytes)."""
+    out: list[tuple[str, int, int]] = []
+    for layer in layers:
+        if out and out[-1][0] == layer.step:
+            out[-1] = (layer.step, out[-1][1] + 1, out[-1][2] + layer.size)
+        else:
+            out.append((layer.step, 1, layer.size))
     return out
 
 
