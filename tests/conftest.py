@@ -45,6 +45,21 @@ def case(tmp_path: Path):
     return copy
 
 
+def diff_repo(root: Path) -> Path:
+    """A git repository whose HEAD has tests/cases/diff's 'before' locks and whose working tree has its 'after'
+    ones."""
+    import subprocess
+
+    shutil.copytree(CASES / "diff" / "before" / "locks", root / "locks")
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "before"], check=True)
+    shutil.rmtree(root / "locks")
+    shutil.copytree(CASES / "diff" / "after" / "locks", root / "locks")
+    return root
+
+
 def tree(root: Path) -> dict[str, bytes]:
     """Every file below root with its bytes: to prove a command wrote nothing."""
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}

@@ -158,17 +158,10 @@ def test_audit_asks_pypi_for_a_release_with_a_published_vulnerability(tmp_path, 
 
 def test_the_diff_marks_what_a_change_fixes_and_introduces(tmp_path, index, capsys):
     import shutil
-    import subprocess
 
-    from conftest import CASES
+    from conftest import diff_repo
 
-    shutil.copytree(CASES / "diff" / "before" / "locks", tmp_path / "locks")
-    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
-    subprocess.run([*git, "init", "-q"], check=True)
-    subprocess.run([*git, "add", "-A"], check=True)
-    subprocess.run([*git, "commit", "-qm", "before"], check=True)
-    shutil.rmtree(tmp_path / "locks")
-    shutil.copytree(CASES / "diff" / "after" / "locks", tmp_path / "locks")
+    diff_repo(tmp_path)
     Index.answers = {**release("six", "1.16.0", [{**JINJA_RECORD, "id": "PYSEC-2020-1"}]), **release("six", "1.17.0", []),
                      **release("packaging", "24.1", []), **release("packaging", "23.2", [{**JINJA_RECORD, "id": "GHSA-aaaa-bbbb-cccc"}])}
     assert main(["-C", str(tmp_path), "diff", "--audit", "--index-url", f"{index}/simple", "--format", "markdown"]) == 0

@@ -9,7 +9,7 @@ import subprocess
 from html import unescape
 
 import pytest
-from conftest import CASES
+from conftest import CASES, diff_repo
 
 from bakegen.cli import main
 
@@ -19,14 +19,7 @@ FORMATS = {"text": "expected.txt", "markdown": "expected.md", "json": "expected.
 @pytest.fixture
 def repo(tmp_path):
     """A git repository whose HEAD has the 'before' locks and whose working tree has the 'after' ones."""
-    shutil.copytree(CASES / "diff" / "before" / "locks", tmp_path / "locks")
-    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
-    subprocess.run([*git, "init", "-q"], check=True)
-    subprocess.run([*git, "add", "-A"], check=True)
-    subprocess.run([*git, "commit", "-qm", "before"], check=True)
-    shutil.rmtree(tmp_path / "locks")
-    shutil.copytree(CASES / "diff" / "after" / "locks", tmp_path / "locks")
-    return tmp_path
+    return diff_repo(tmp_path)
 
 
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
