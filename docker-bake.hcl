@@ -7,6 +7,8 @@
 #   TAG_PREFIX    prepended to every tag, e.g. pr-123-
 #   CA_BUNDLE     path of a CA bundle for a TLS-intercepting proxy; passed to the
 #                 build as the BuildKit secret "cacert", never stored in a layer
+#   NETRC         path of a netrc file with the logins of private package indexes;
+#                 passed as the BuildKit secret "netrc", never stored in a layer
 #   BASE_IMAGE_*  replace a root stack's base image, e.g. with a mirror
 #   SOURCE_URL, REVISION  the org.opencontainers.image.source / .revision labels
 #                 (e.g. REVISION=$(git rev-parse HEAD)); default: no label
@@ -26,6 +28,10 @@ variable "TAG_PREFIX" {
 }
 
 variable "CA_BUNDLE" {
+  default = ""
+}
+
+variable "NETRC" {
   default = ""
 }
 
@@ -68,7 +74,7 @@ group "default" {
 
 target "_bakegen" {
   context = "."
-  secret  = CA_BUNDLE == "" ? [] : ["id=cacert,src=${CA_BUNDLE}"]
+  secret  = concat(CA_BUNDLE == "" ? [] : ["id=cacert,src=${CA_BUNDLE}"], NETRC == "" ? [] : ["id=netrc,src=${NETRC}"])
   args = {
     HTTP_PROXY  = HTTP_PROXY
     HTTPS_PROXY = HTTPS_PROXY

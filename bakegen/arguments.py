@@ -102,19 +102,28 @@ def cache_repository(value: str | None) -> str | None:
 def ca_bundle(value: str | None) -> str | None:
     """--ca-bundle PEM: an existing regular file, whose path can go into BuildKit's secret attribute
     as it is."""
+    return secret_file(value, "--ca-bundle", "CA bundle",
+                       "pass the path of a PEM file, e.g. /etc/ssl/certs/ca-certificates.crt")
+
+
+def netrc(value: str | None) -> str | None:
+    """--netrc FILE: the logins of private package indexes (the BuildKit secret "netrc")."""
+    return secret_file(value, "--netrc", "netrc file",
+                       "pass a netrc file: machine HOST login USER password TOKEN")
+
+
+def secret_file(value: str | None, flag: str, what: str, hint: str) -> str | None:
+    """An existing regular file, whose path can go into BuildKit's secret attribute as it is."""
     if not value:
         return None
     path = Path(value).resolve()
     if not PATH_IN_ATTRIBUTES.fullmatch(str(path)):
         raise BakegenError(
-            f"--ca-bundle {shown(value)}: a path with a comma, a quote or a control character",
-            hint="copy the bundle to a plain path, e.g. /tmp/ca.pem",
+            f"{flag} {shown(value)}: a path with a comma, a quote or a control character",
+            hint="copy it to a plain path, e.g. /tmp/secret",
         )
     if not path.is_file():
-        raise BakegenError(
-            f"CA bundle {value} not found",
-            hint="pass the path of a PEM file, e.g. /etc/ssl/certs/ca-certificates.crt",
-        )
+        raise BakegenError(f"{what} {value} not found", hint=hint)
     return str(path)
 
 

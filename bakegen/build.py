@@ -31,6 +31,7 @@ class BuildOptions:
     registry: str | None = None
     tag_prefix: str | None = None
     cache: str | None = None  # registry repository for the layer cache
+    netrc: str | None = None  # the logins of private package indexes (the BuildKit secret "netrc")
     load: bool = False
     push: bool = False
     progress: str = "auto"
@@ -75,6 +76,9 @@ def bake_command(root: Path, opts: BuildOptions) -> tuple[list[str], dict[str, s
         variables["CA_BUNDLE"] = str(path)
         # buildx asks for an entitlement to read a secret outside the context.
         cmd.insert(cmd.index("bake") + 1, f"--allow=fs.read={path}")
+    if opts.netrc:
+        variables["NETRC"] = opts.netrc
+        cmd.insert(cmd.index("bake") + 1, f"--allow=fs.read={opts.netrc}")
     if opts.registry is not None:
         variables["REGISTRY"] = opts.registry
     if opts.tag_prefix is not None:

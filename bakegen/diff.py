@@ -26,6 +26,8 @@ from bakegen.imagediff import SOURCE_BYTES, SOURCE_SIZE, ImageFigures
 from bakegen.lock import MAX_LOCK_FILE, StackLock, arch_of
 from bakegen.project import read_lock
 
+FROM = "from "  # "1.0 from https://pypi.example.com/simple": a version and where it comes from
+
 
 def sections() -> list[str]:
     """The ecosystems' labels, in registry order."""
@@ -70,7 +72,7 @@ def _compare(
             continue
         change = Change(name, o, n)
         if o is not None and n is not None:
-            change.newer = newer(o, n)
+            change.newer = newer(o.split(f" {FROM}")[0], n.split(f" {FROM}")[0])
         out.append(change)
     return out
 
@@ -85,7 +87,8 @@ def _versions(eco: AnyEcosystem, lock: StackLock | None) -> dict[str, str]:
     return {
         e.name
         + ("" if e.platform in ("", primary) else f" ({arch_of(e.platform)})")
-        + (f" [{e.group}]" if e.group else ""): e.version
+        + (f" [{e.group}]" if e.group else ""):
+        e.version + (f" {FROM}{e.source}" if e.source else "")
         for e in eco.entries(lock, part)
     }
 

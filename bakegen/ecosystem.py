@@ -48,6 +48,7 @@ class LockedEntry:
     version: str
     hashes: tuple[str, ...] = ()
     group: str = ""
+    source: str = ""  # where it comes from, when a stack names it (a Python index)
 
     @property
     def key(self) -> tuple[str, str, str]:

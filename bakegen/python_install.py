@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import shlex
 
+from packaging.utils import canonicalize_name
+
 from bakegen import __version__
 from bakegen.files import GENERATED_MARKER
 from bakegen.instructions import (
@@ -29,6 +31,7 @@ from bakegen.instructions import (
 )
 from bakegen.lock import arch_of
 from bakegen.plan import DOCKERFILE_DIR, ORDER_PACKAGES, PlanContext, Stage, Step, heading
+from bakegen.python_indexes import PYPI, indexes_of
 from bakegen.stack import EffectiveStack
 
 REQUIREMENTS = "requirements.txt"
@@ -50,6 +53,10 @@ UV_CACHE_MOUNT = Mount("cache", id="bakegen-uv", target="/root/.cache/uv")
 # the proxy's CA, if any: a BuildKit secret, never in a layer
 CACERT_MOUNT = Mount("secret", id="cacert")
 FINISH_MOUNT = Mount("bind", source=FINISH_SCRIPT, target="/tmp/bakegen/finish.py")
+# A private index's login: the BuildKit secret "netrc" (bakegen build --netrc), read by uv and pip
+# through NETRC while they install; never in a layer.
+NETRC_MOUNT = Mount("secret", id="netrc")
+NETRC = Shell("if [ -s /run/secrets/netrc ]; then export NETRC=/run/secrets/netrc; fi")
 PIP_CACERT = Shell("if [ -s /run/secrets/cacert ]; then export PIP_CERT=/run/secrets/cacert; fi")
 UV_CACERT = Shell(
     "if [ -s /run/secrets/cacert ]; then export SSL_CERT_FILE=/run/secrets/cacert; fi"
@@ -108,14 +115,29 @@ def make_venv(path: str, with_pip: bool = True, after: str = THEN) -> Command:
 
 
 def uv_install(
-    uv: str, python: str, requirements: str, prefix: str | None = None, after: str = AND
+    uv: str, python: str, requirements: str, prefix: str | None = None, after: str = AND,
+    indexes: tuple[str, ...] = (),
 ) -> Command:
     """uv's hash-checked install of exactly a lock. ``--link-mode copy``: the cache is another file
-    system (a cache mount); files are copied, never linked to it."""
+    system (a cache mount); files are copied, never linked to it. ``indexes``: the stack's own
+    (the primary first); every index is looked at, and the hashes pick the locked file."""
     options = ("--no-config", "--quiet", "--cache-dir", "/root/.cache/uv", "--link-mode", "copy",
                "--require-hashes", "--no-deps", "--python", python)
     into = ("--prefix", prefix) if prefix else ()
-    return Command((uv, "pip", "install", *options, *into, "-r", requirements), after=after)
+    where = (*index_options(indexes), "--index-strategy", "unsafe-best-match") if indexes else ()
+    return Command((uv, "pip", "install", *options, *where, *into, "-r", requirements),
+                   after=after)
+
+
+def index_options(indexes: tuple[str, ...]) -> tuple[str, ...]:
+    return ("--index-url", indexes[0], *(a for u in indexes[1:] for a in ("--extra-index-url", u)))
+
+
+def stack_index_urls(stack: EffectiveStack) -> tuple[str, ...]:
+    """The stack's own indexes, the primary first; () for PyPI alone (the Dockerfile stays as it
+    was). Derived from the stack, never from a lock."""
+    indexes = indexes_of([s.table("python") for s in stack.chain], canonicalize_name)
+    return tuple(indexes.all(PYPI)) if indexes.custom else ()
 
 
 def pip_install(
@@ -272,8 +294,9 @@ def _install_steps(ctx: PlanContext, final: bool = False) -> list[Step]:
                       for f in files)
         pick = _platform_pick()
         head = [Step(arg("TARGETARCH"), _install_comments(ctx), order=order)]
-    parts = (cacert, *pick, *_install_commands(ctx, final))
-    run = Run(parts, (cache, *locks, *scripts, FINISH_MOUNT, CACERT_MOUNT))
+    login = ((NETRC,), (NETRC_MOUNT,)) if stack_index_urls(ctx.stack) else ((), ())
+    parts = (cacert, *login[0], *pick, *_install_commands(ctx, final))
+    run = Run(parts, (cache, *locks, *scripts, FINISH_MOUNT, CACERT_MOUNT, *login[1]))
     return head + [Step(run, () if head else _install_comments(ctx), layer, order)]
 
 
@@ -292,16 +315,20 @@ def _install_commands(ctx: PlanContext, final: bool = False) -> list[Command]:
     prefix (child); ``final``: the venv is made here too."""
     target = STAGING if ctx.parent else VENV
     python, requirements = f"{VENV}/bin/python", REQUIREMENTS_AT
+    indexes = stack_index_urls(ctx.stack)
     if _uv(ctx):
         prefix = STAGING if ctx.parent else None
-        install = uv_install(UV, python, requirements, prefix, after=AND if final else THEN)
+        install = uv_install(UV, python, requirements, prefix, after=AND if final else THEN,
+                             indexes=indexes)
         commands = [make_venv(VENV, with_pip=False), install] if final else [install]
     elif ctx.parent:
         ensurepip = (python, "-m", "ensurepip", "--default-pip")
         ensure = Command(ensurepip, after=THEN, redirect=">/dev/null")
-        commands = [ensure, pip_install(f"{VENV}/bin/pip", requirements, f"--prefix={STAGING}")]
+        commands = [ensure, pip_install(f"{VENV}/bin/pip", requirements, f"--prefix={STAGING}",
+                                        *index_options(indexes) if indexes else ())]
     else:
-        commands = [pip_install(f"{VENV}/bin/pip", requirements, after=THEN)]
+        commands = [pip_install(f"{VENV}/bin/pip", requirements,
+                                *index_options(indexes) if indexes else (), after=THEN)]
     if slim_of(ctx.stack):
         commands.append(Command((python, "/tmp/bakegen/slim.py", requirements, "--prefix", target)))
     if not ctx.parent and not pip_of(ctx.stack) and not _uv(ctx):
@@ -349,12 +376,15 @@ def _vendor_install(ctx: PlanContext) -> Step:
     py = Shell(f'py={interpreter}; [ -n "$py" ] || {find}', after=THEN)
     epoch = str(ctx.lock.source_date_epoch or 0)
     env = (("SOURCE_DATE_EPOCH", epoch), ("PYTHONHASHSEED", "0"), PIP_CACHE_ENV)
-    argv = (Verbatim('"$py"'), "-m", "pip", "install", *PIP_OPTIONS[:4], "-r", REQUIREMENTS_AT)
+    indexes = stack_index_urls(ctx.stack)
+    argv = (Verbatim('"$py"'), "-m", "pip", "install", *PIP_OPTIONS[:4],
+            *(index_options(indexes) if indexes else ()), "-r", REQUIREMENTS_AT)
     lock = Mount("bind", source=f"{ctx.lock_dir}/{REQUIREMENTS}", target=REQUIREMENTS_AT)
     why = ("Hash-checked install into the base image's own Python (python.env = \"base\"), in one",
            "layer that holds only what changed; pip replaces the vendor's versions it must move.",
            "SOURCE_DATE_EPOCH (the lock's) makes pip write checked-hash .pyc files; with a fixed",
            "hash seed they are the same in every build.")
-    mounts = (PIP_CACHE_MOUNT, lock, CACERT_MOUNT)
-    run = Run((PIP_CACERT, py, Command(argv, env, after=THEN)), mounts)
+    login = ((NETRC,), (NETRC_MOUNT,)) if indexes else ((), ())
+    mounts = (PIP_CACHE_MOUNT, lock, CACERT_MOUNT, *login[1])
+    run = Run((PIP_CACERT, *login[0], py, Command(argv, env, after=THEN)), mounts)
     return Step(run, why, "Python packages into the base image's Python", ORDER + 2)

@@ -55,12 +55,15 @@ def pin_lines(pin: Pin) -> list[str]:
     elif pin.via:
         lines.append("    # via")
         lines.extend(f"    #   {v}" for v in pin.via)
+    if pin.index:
+        lines.append(f"    # from {pin.index}")
     return lines
 
 
 def pins_digest(by_platform: dict[str, list[Pin]]) -> str:
     text = "".join(
-        f"{platform} {p.key}=={p.version} {' '.join(p.hashes)}\n"
+        f"{platform} {p.key}=={p.version} {' '.join(p.hashes)}"
+        + (f" from {p.index}" if p.index else "") + "\n"
         for platform, pins in sorted(by_platform.items())
         for p in sorted(pins, key=lambda p: p.key)
     )

@@ -34,6 +34,7 @@ from bakegen.lock import (
     schema_obj,
 )
 from bakegen.plan import Facts, PlanContext, Stage, Step
+from bakegen.python_indexes import PACKAGE_NAME, PYPI, Indexes, index_url, indexes_of
 from bakegen.python_install import (
     BUILDER,
     FINISH_SCRIPT,
@@ -105,7 +106,15 @@ TABLE: dict[str, Any] = {
     "slim": schema.boolean,
     "pip": schema.boolean,
     "sdists": schema.boolean,
+    "index_url": index_url,
+    "extra_index_urls": schema.list_of(index_url),
+    "sources": schema.table_of(schema.matching(PACKAGE_NAME, "package name", "acme-tools"),
+                               index_url),
 }
+
+
+def stack_indexes(stack: EffectiveStack) -> Indexes:
+    return indexes_of([s.table("python") for s in stack.chain], canonicalize_name)
 
 
 def packages_of(stack: EffectiveStack) -> list[str]:
@@ -188,7 +197,8 @@ class Python(Ecosystem[PythonLock, PythonResolver]):
 
     def fingerprint(self, stack: EffectiveStack) -> Any:
         return {"version": stack.python_version,
-                "requirements": canonical_requirements(packages_of(stack)), **self._options(stack)}
+                "requirements": canonical_requirements(packages_of(stack)), **self._options(stack),
+                **stack_indexes(stack).fingerprint()}
 
     def parent_digest(self, lock: StackLock) -> tuple[str, str | None] | None:
         return "python_pins", pins_digest(lock.parts["python"].by_platform)
@@ -242,13 +252,18 @@ class Python(Ecosystem[PythonLock, PythonResolver]):
             upgrade=[f"{n}=={v}" if v else n for n, v in ctx.upgrade],
             allow_sdists=bool(ctx.stack.table("python").get("sdists")),
             exclude_newer=ctx.exclude_newer,
+            indexes=stack_indexes(ctx.stack),
             target=platform,
         )
 
     def tampered(self, stack: EffectiveStack, lock: StackLock) -> list[tuple[str, Any, Any]]:
         part = lock.parts["python"]
+        allowed = {*stack_indexes(stack).all(PYPI), PYPI}
+        foreign = sorted({p.index for pins in part.by_platform.values() for p in pins
+                          if p.index and p.index not in allowed})
         return [("python version", part.version, stack.python_version),
-                ("python parents", part.parents, [a.name for a in stack.ancestors])]
+                ("python parents", part.parents, [a.name for a in stack.ancestors]),
+                ("python indexes the stack does not name", foreign, [])]
 
     # --- lock files ---
     def files(self, lock: StackLock, part: PythonLock, command: str) -> dict[str, str]:
@@ -301,7 +316,7 @@ class Python(Ecosystem[PythonLock, PythonResolver]):
         return next((f"{where}: not what bakegen writes" for where, ok in checks if not ok), None)
 
     def entries(self, lock: StackLock, part: PythonLock) -> list[LockedEntry]:
-        return [LockedEntry(self.name, p.key, platform, p.version, p.hashes)
+        return [LockedEntry(self.name, p.key, platform, p.version, p.hashes, source=p.index)
                 for platform, pins in part.by_platform.items() for p in pins]
 
     def normalize(self, name: str) -> str:

@@ -26,6 +26,7 @@ class Pin:
     version: str
     hashes: tuple[str, ...] = ()
     via: tuple[str, ...] = ()
+    index: str = ""  # the index it came from, when the stack has indexes of its own ("# from URL")
 
     @property
     def key(self) -> str:
@@ -67,17 +68,31 @@ def parse_requirements(text: str, source: str = "requirements.txt",
             continue
         if line.startswith("--hash"):
             cur["hashes"].extend(_HASH_RE.findall(line))
+        elif line.startswith("# from "):
+            cur["index"] = _index_of(line[len("# from "):].strip(), source, lineno)
+            in_via = False
         elif line.startswith("# via"):
             rest = line[len("# via"):].strip()
             cur["via"].append(rest) if rest else None
             in_via = not rest
         elif line.startswith("#") and in_via:
             cur["via"].append(line.lstrip("#").strip())
-    out = [Pin(p["name"], p["version"], tuple(sorted(set(p["hashes"]))), tuple(p["via"]))
-           for p in pins]
+    out = [Pin(p["name"], p["version"], tuple(sorted(set(p["hashes"]))), tuple(p["via"]),
+               p.get("index", "")) for p in pins]
     if strict:
         _check_pins(out, source)
     return out
+
+
+def _index_of(url: str, source: str, lineno: int) -> str:
+    """An index URL as a lock may hold it: checked as a stack's (no credential)."""
+    from bakegen.python_indexes import INDEX_URL
+
+    if not INDEX_URL.fullmatch(url):
+        raise StaleError(f"'# from' names no index URL: {url[:80]!r}",
+                         location=Location(source, lineno),
+                         hint="an index URL holds no user:password@; run bakegen lock")
+    return url.rstrip("/")
 
 
 def _pin_start(line: str, source: str, lineno: int, error: type[BakegenError]) -> dict[str, Any]:
@@ -124,6 +139,8 @@ class PythonRequest:
     target: str = "linux/amd64"
     # The cool-down: no distribution uploaded after this time (RFC 3339, UTC)
     exclude_newer: str | None = None
+    # The stack's own indexes (bakegen.python_indexes.Indexes); None: index_url alone
+    indexes: Any = None
 
 
 class PythonResolver(Protocol):

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from bakegen import proc
 from bakegen.errors import BakegenError, CommandError, NetworkError, ResolutionError, ToolError
+from bakegen.python_indexes import sources_project, uv_index_args
 from bakegen.resolvers.pins import (
     Pin,
     PythonRequest,
@@ -61,7 +62,13 @@ def _write_inputs(tmp: Path,
     labels."""
     labels: dict[str, str] = {}
     ins, cons = [], []
-    for i, (label, reqs) in enumerate(request.inputs):
+    indexes = request.indexes
+    if indexes is not None and indexes.sources:  # one project: its sources pin packages to indexes
+        (tmp / "pyproject.toml").write_text(
+            sources_project(indexes, [r for _, reqs in request.inputs for r in reqs]))
+        labels["pyproject.toml"] = ", ".join(label for label, _ in request.inputs)
+        ins.append("pyproject.toml")
+    for i, (label, reqs) in enumerate(request.inputs if not ins else []):
         name = f"in{i}.in"
         (tmp / name).write_text("".join(f"{r}\n" for r in reqs))
         labels[name] = label
@@ -85,7 +92,7 @@ def _relabel(pins: list[Pin], labels: dict[str, str]) -> list[Pin]:
             if m and Path(m.group(2)).name in labels:
                 v = f"{m.group(1)} {labels[Path(m.group(2)).name]}"
             via.append(v)
-        out.append(Pin(pin.key, pin.version, pin.hashes, tuple(via)))
+        out.append(Pin(pin.key, pin.version, pin.hashes, tuple(via), pin.index))
     return out
 
 
@@ -243,7 +250,7 @@ class UvResolver:
                 # No interpreter of the target version is needed to resolve for it: never
                 # download one.
                 "--no-python-downloads",
-                "--index-url", request.index_url,
+                *_indexes(request),
                 "--output-file", output,
                 *([] if request.allow_sdists else ["--only-binary", ":all:"]),
                 *(["--exclude-newer", request.exclude_newer] if request.exclude_newer else []),
@@ -274,6 +281,10 @@ class PipToolsResolver:
         return f"pip-tools {out.stdout.strip()}"
 
     def resolve(self, request: PythonRequest) -> list[Pin]:
+        if request.indexes is not None and request.indexes.custom:
+            raise ToolError(
+                f"{request.stack}: python.index_url, extra_index_urls and sources need the uv "
+                "resolver", hint="use the default --resolver uv")
         have = self._interpreter_version()
         if have != request.python_version:
             raise ResolutionError(
@@ -295,6 +306,15 @@ class PipToolsResolver:
             ]
 
         return _compile(request, "pip-compile", command)
+
+
+def _indexes(request: PythonRequest) -> list[str]:
+    """The stack's indexes, each pin annotated with the one it came from; or --index-url alone
+    (no annotation: the locks of stacks without indexes of their own stay as they were)."""
+    indexes = request.indexes
+    if indexes is None or not indexes.custom:
+        return ["--index-url", request.index_url]
+    return [*uv_index_args(indexes, request.index_url), "--emit-index-annotation"]
 
 
 def _pip_args(request: PythonRequest) -> list[str]:

@@ -1,0 +1,110 @@
+"""A stack's Python indexes without a network: the stack keys, the resolver's options and inputs, the lock's record of
+each package's index, and the install step (tests/e2e/test_sources.py runs them against a private index)."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+from conftest import write_stacks
+from fakes import FakeResolver, lock_project
+
+from bakegen import registry as ordered
+from bakegen.cli import main
+from bakegen.plan import plan_dockerfile
+from bakegen.project import load_stacks, read_lock
+from bakegen.python_indexes import Indexes, sources_project, uv_index_args
+from bakegen.requirements import pin_lines
+from bakegen.resolvers.pins import Pin, PythonRequest, parse_requirements
+from bakegen.staleness import current_locks
+
+BASE = 'name = "base"\ndescription = "b"\nbase = "python:3.13-slim"\n[python]\nversion = "3.13"\npackages = ["six"]\n'
+PRIVATE = "https://pypi.example.com/simple"
+
+
+@pytest.mark.parametrize("value, message", [
+    ('index_url = "https://alice:s3cret@pypi.example.com/simple"', "is not an index URL"),
+    ('index_url = "ftp://pypi.example.com/simple"', "is not an index URL"),
+    ('index_url = "https://pypi.example.com/simple?token=x"', "is not an index URL"),
+    ('index_url = "https://pypi.example.com/simple\\n--extra-index-url http://evil"', "is not an index URL"),
+    ('extra_index_urls = ["https://ok.example.com/simple", "https://x@evil.example.com/"]', "is not an index URL"),
+    ('sources = { "six; rm -rf /" = "https://pypi.example.com/simple" }', "package name"),
+])
+def test_an_index_is_a_url_without_a_login(project, capsys, value, message):
+    root = project({"base": BASE + value + "\n"})
+    assert main(["-C", str(root), "check"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: stacks/base.toml:") and message in err, err
+
+
+def test_the_indexes_are_in_the_fingerprint_only_when_a_stack_names_some(tmp_path):
+    plain = write_stacks(tmp_path / "a", {"base": BASE})
+    named = write_stacks(tmp_path / "b", {"base": BASE + f'index_url = "{PRIVATE}"\n'})
+    lock_project(plain)
+    lock_project(named)
+    before = read_lock(plain / "locks" / "base").fingerprint
+    assert before != read_lock(named / "locks" / "base").fingerprint
+
+
+class Recording(FakeResolver):
+    def __init__(self):
+        super().__init__()
+        self.requests: list[PythonRequest] = []
+
+    def resolve(self, request):
+        self.requests.append(request)
+        return super().resolve(request)
+
+
+def test_a_child_adds_its_indexes_and_sources_to_its_parents(tmp_path):
+    root = write_stacks(tmp_path, {
+        "base": BASE + f'index_url = "{PRIVATE}"\n',
+        "kid": 'name = "kid"\ndescription = "k"\nextends = "base"\n[python]\npackages = ["packaging"]\n'
+               'extra_index_urls = ["https://download.pytorch.org/whl/cu130"]\n[python.sources]\nPackaging = "https://other.example.com/simple"\n',
+    })
+    recording = Recording()
+    lock_project(root, python=recording)
+    kid = next(r for r in recording.requests if r.stack == "kid" and r.inputs[0][0] != "bakegen's build tools")
+    assert kid.indexes == Indexes(PRIVATE, ("https://download.pytorch.org/whl/cu130",), {"packaging": "https://other.example.com/simple"})
+    assert uv_index_args(kid.indexes, "https://pypi.org/simple") == [
+        "--index-url", PRIVATE, "--extra-index-url", "https://download.pytorch.org/whl/cu130",
+        "--extra-index-url", "https://other.example.com/simple"]
+
+
+def test_the_sources_are_an_explicit_index_in_a_project_uv_reads():
+    indexes = Indexes(None, (), {"acme-tools": PRIVATE, "six": PRIVATE})
+    doc = tomllib.loads(sources_project(indexes, ['six>=1', 'acme-tools; python_version < "3.14"']))
+    assert doc["project"]["dependencies"] == ['six>=1', 'acme-tools; python_version < "3.14"']
+    assert doc["tool"]["uv"]["sources"] == {"acme-tools": {"index": "source-0"}, "six": {"index": "source-0"}}
+    assert doc["tool"]["uv"]["index"] == [{"name": "source-0", "url": PRIVATE, "explicit": True}]
+
+
+def test_each_pin_keeps_its_index_in_the_lock_file():
+    pin = Pin("six", "1.0.0+acme", ("sha256:" + "a" * 64,), ("stacks/base.toml",), PRIVATE)
+    (again,) = parse_requirements("\n".join(pin_lines(pin)) + "\n", strict=True)
+    assert again == pin
+    with pytest.raises(Exception, match="names no index URL"):
+        parse_requirements("six==1.0 \\\n    --hash=sha256:" + "a" * 64 + "\n    # from https://alice:pw@x.example.com/simple\n", strict=True)
+
+
+def test_the_install_names_the_stack_s_indexes_and_mounts_the_netrc_secret(tmp_path):
+    plain = write_stacks(tmp_path / "a", {"base": BASE})
+    named = write_stacks(tmp_path / "b", {"base": BASE + f'[python.sources]\nsix = "{PRIVATE}"\n'})
+    texts = {}
+    for root in (plain, named):
+        lock_project(root)
+        graph = load_stacks(root)
+        plan = plan_dockerfile(graph, "base", current_locks(graph), ordered.ECOSYSTEMS)
+        texts[root] = "\n".join(step.text for stage in plan.stages for step in stage.steps)
+    assert "netrc" not in texts[plain] and "--index-url" not in texts[plain]
+    assert "--mount=type=secret,id=netrc" in texts[named]
+    assert f"--index-url https://pypi.org/simple --extra-index-url {PRIVATE} --index-strategy unsafe-best-match" in texts[named]
+
+
+def test_pip_tools_refuses_a_stack_with_indexes():
+    from bakegen.errors import BakegenError
+    from bakegen.resolvers.python import PipToolsResolver
+
+    request = PythonRequest(stack="base", python_version="3.13", indexes=Indexes(PRIVATE))
+    with pytest.raises(BakegenError, match="need the uv resolver"):
+        PipToolsResolver().resolve(request)
