@@ -9,6 +9,8 @@
 #                 build as the BuildKit secret "cacert", never stored in a layer
 #   NETRC         path of a netrc file with the logins of private package indexes;
 #                 passed as the BuildKit secret "netrc", never stored in a layer
+#   NPMRC         path of an .npmrc with the tokens of private npm registries;
+#                 passed as the BuildKit secret "npmrc", never stored in a layer
 #   BASE_IMAGE_*  replace a root stack's base image, e.g. with a mirror
 #   SOURCE_URL, REVISION  the org.opencontainers.image.source / .revision labels
 #                 (e.g. REVISION=$(git rev-parse HEAD)); default: no label
@@ -32,6 +34,10 @@ variable "CA_BUNDLE" {
 }
 
 variable "NETRC" {
+  default = ""
+}
+
+variable "NPMRC" {
   default = ""
 }
 
@@ -74,7 +80,7 @@ group "default" {
 
 target "_bakegen" {
   context = "."
-  secret  = concat(CA_BUNDLE == "" ? [] : ["id=cacert,src=${CA_BUNDLE}"], NETRC == "" ? [] : ["id=netrc,src=${NETRC}"])
+  secret  = concat(CA_BUNDLE == "" ? [] : ["id=cacert,src=${CA_BUNDLE}"], NETRC == "" ? [] : ["id=netrc,src=${NETRC}"], NPMRC == "" ? [] : ["id=npmrc,src=${NPMRC}"])
   args = {
     HTTP_PROXY  = HTTP_PROXY
     HTTPS_PROXY = HTTPS_PROXY

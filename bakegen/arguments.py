@@ -112,6 +112,12 @@ def netrc(value: str | None) -> str | None:
                        "pass a netrc file: machine HOST login USER password TOKEN")
 
 
+def npmrc(value: str | None) -> str | None:
+    """--npmrc FILE: the tokens of private npm registries (the BuildKit secret "npmrc")."""
+    return secret_file(value, "--npmrc", ".npmrc file",
+                       "pass an .npmrc: //npm.example.com/:_authToken=TOKEN")
+
+
 def secret_file(value: str | None, flag: str, what: str, hint: str) -> str | None:
     """An existing regular file, whose path can go into BuildKit's secret attribute as it is."""
     if not value:

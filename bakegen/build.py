@@ -32,6 +32,7 @@ class BuildOptions:
     tag_prefix: str | None = None
     cache: str | None = None  # registry repository for the layer cache
     netrc: str | None = None  # the logins of private package indexes (the BuildKit secret "netrc")
+    npmrc: str | None = None  # the tokens of private npm registries (the BuildKit secret "npmrc")
     load: bool = False
     push: bool = False
     progress: str = "auto"
@@ -76,9 +77,10 @@ def bake_command(root: Path, opts: BuildOptions) -> tuple[list[str], dict[str, s
         variables["CA_BUNDLE"] = str(path)
         # buildx asks for an entitlement to read a secret outside the context.
         cmd.insert(cmd.index("bake") + 1, f"--allow=fs.read={path}")
-    if opts.netrc:
-        variables["NETRC"] = opts.netrc
-        cmd.insert(cmd.index("bake") + 1, f"--allow=fs.read={opts.netrc}")
+    for name, secret in (("NETRC", opts.netrc), ("NPMRC", opts.npmrc)):
+        if secret:  # a secret's file, read by buildx (the entitlement) and passed as the secret
+            variables[name] = secret
+            cmd.insert(cmd.index("bake") + 1, f"--allow=fs.read={secret}")
     if opts.registry is not None:
         variables["REGISTRY"] = opts.registry
     if opts.tag_prefix is not None:

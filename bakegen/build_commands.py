@@ -42,7 +42,9 @@ def cmd_verify_repro(args: argparse.Namespace) -> int:
     graph = load_stacks(args.root)
     graph.select([args.stack])
     netrc = arguments.netrc(args.netrc or os.environ.get("BAKEGEN_NETRC") or None)
+    npmrc = arguments.npmrc(args.npmrc or os.environ.get("BAKEGEN_NPMRC") or None)
     opts = BuildOptions(base_images=_base_images(args, graph), ca_bundle=ca_bundle, netrc=netrc,
+                        npmrc=npmrc,
                         progress=args.progress, compression=args.compression)
     locks = current_locks(graph)
     plan = plan_dockerfile(graph, args.stack, locks, ordered.ECOSYSTEMS)
@@ -104,6 +106,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     opts = BuildOptions(
         targets=args.targets, base_images=base_images, ca_bundle=ca_bundle,
         netrc=arguments.netrc(args.netrc or os.environ.get("BAKEGEN_NETRC") or None),
+        npmrc=arguments.npmrc(args.npmrc or os.environ.get("BAKEGEN_NPMRC") or None),
         registry=args.registry, tag_prefix=args.tag_prefix, cache=args.cache, load=args.load,
         push=args.push, progress=args.progress, provenance=args.provenance,
         compression=args.compression,

@@ -205,6 +205,8 @@ def _add_build_commands(sub: argparse._SubParsersAction) -> None:
                     help="CA bundle for a TLS-intercepting proxy (env: BAKEGEN_CA_BUNDLE)")
     vr.add_argument("--netrc", metavar="FILE", help="logins of private package indexes "
                     "(env: BAKEGEN_NETRC)")
+    vr.add_argument("--npmrc", metavar="FILE", help="tokens of private npm registries "
+                    "(env: BAKEGEN_NPMRC)")
     vr.add_argument("--progress", default="quiet", choices=["auto", "plain", "tty", "quiet"],
                     help="build output (default: quiet)")
     vr.add_argument("--against", metavar="REF", help="compare one clean build with the image a "
@@ -220,6 +222,8 @@ def _add_build_commands(sub: argparse._SubParsersAction) -> None:
                     "passed as a BuildKit secret (env: BAKEGEN_CA_BUNDLE)")
     bd.add_argument("--netrc", metavar="FILE", help="logins of private package indexes, passed as "
                     "a BuildKit secret, never in a layer (env: BAKEGEN_NETRC)")
+    bd.add_argument("--npmrc", metavar="FILE", help="tokens of private npm registries, passed as "
+                    "a BuildKit secret, never in a layer (env: BAKEGEN_NPMRC)")
     bd.add_argument("--registry", help="image name prefix, e.g. ghcr.io/acme")
     bd.add_argument("--tag-prefix", help="prepended to every tag")
     bd.add_argument("--cache", metavar="REPO", help="registry layer cache: read and write "

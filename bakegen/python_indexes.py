@@ -19,27 +19,17 @@ file or a layer. A child inherits its parents' indexes; its own are added.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from bakegen import schema
-from bakegen.schema import Invalid
 
-# http(s), a host, an optional port and path: no user:password@, no query, no space or quote
-INDEX_URL = re.compile(r"https?://[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})(?::[0-9]{1,5})?"
-                       r"(?:/[A-Za-z0-9._~%+-]+)*/?")
+INDEX_URL = schema.SOURCE_URL
 PYPI = "https://pypi.org/simple"
 PACKAGE_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9])?"
 
 
-def index_url(value: Any) -> str:
-    value = schema.string(value)
-    if not INDEX_URL.fullmatch(value):
-        raise Invalid(f"{schema.shown(value)} is not an index URL (http(s)://host[:port]/path, "
-                      "no user:password@)", "credentials go in a netrc file (README: \"Package "
-                      "sources and credentials\")", value)
-    return value.rstrip("/")
+index_url = schema.source_url
 
 
 @dataclass(frozen=True)

@@ -116,6 +116,21 @@ def number(lo: float, hi: float) -> Checker:
     return _ranged(lo, hi, (int, float), "a number", "write a number without quotes, e.g. 2 or 0.5")
 
 
+# http(s), a host, an optional port and path: no user:password@, no query, no space or quote
+SOURCE_URL = re.compile(r"https?://[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})(?::[0-9]{1,5})?"
+                        r"(?:/[A-Za-z0-9._~%+-]+)*/?")
+
+
+def source_url(value: Any) -> str:
+    """A package index's or registry's URL: never with a login in it."""
+    value = string(value)
+    if not SOURCE_URL.fullmatch(value):
+        raise Invalid(f"{shown(value)} is not an index URL (http(s)://host[:port]/path, "
+                      "no user:password@)", "logins go in a netrc or npmrc file (README: "
+                      "\"Package sources and credentials\")", value)
+    return value.rstrip("/")
+
+
 def boolean(value: Any) -> bool:
     if not isinstance(value, bool):
         raise Invalid(

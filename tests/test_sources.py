@@ -1,5 +1,6 @@
-"""A stack's Python indexes without a network: the stack keys, the resolver's options and inputs, the lock's record of
-each package's index, and the install step (tests/e2e/test_sources.py runs them against a private index)."""
+"""Package sources without a network: a stack's Python indexes (the stack keys, the resolver's options and inputs, the
+lock's record of each package's index, the install step) and npm registries (tests/e2e/test_sources.py runs both
+against real servers with logins)."""
 
 from __future__ import annotations
 
@@ -108,3 +109,54 @@ def test_pip_tools_refuses_a_stack_with_indexes():
     request = PythonRequest(stack="base", python_version="3.13", indexes=Indexes(PRIVATE))
     with pytest.raises(BakegenError, match="need the uv resolver"):
         PipToolsResolver().resolve(request)
+
+
+# --- npm registries ---------------------------------------------------------------------------
+
+NPM = ('name = "web"\ndescription = "w"\nbase = "python:3.13-slim"\n[python]\nversion = "3.13"\n'
+       '[apt]\nsuite = "trixie"\nbuild = ["nodejs", "npm"]\n[npm]\npackages = ["@acme/hello@1.0.0"]\n')
+
+
+@pytest.mark.parametrize("value, message", [
+    ('registry = "https://alice:tok@npm.example.com/"', "is not an index URL"),
+    ('[npm.scopes]\n"acme" = "https://npm.example.com/"', "npm scope"),
+    ('[npm.scopes]\n"@acme" = "https://npm.example.com/?_authToken=x"', "is not an index URL"),
+])
+def test_an_npm_registry_is_a_url_without_a_token(project, capsys, value, message):
+    root = project({"web": NPM + value + "\n"})
+    assert main(["-C", str(root), "check"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: stacks/web.toml:") and message in err, err
+
+
+def test_a_scoped_package_must_come_from_its_scope_s_registry():
+    from bakegen.errors import ResolutionError
+    from bakegen.resolvers.npm import check_registry_only
+
+    def lock(resolved):
+        return {"packages": {"": {}, "node_modules/@acme/hello": {
+            "version": "1.0.0", "resolved": resolved, "integrity": "sha512-" + "a" * 86 + "=="}}}
+
+    mine = "https://npm.example.com"
+    check_registry_only(lock(f"{mine}/@acme/hello/-/hello-1.0.0.tgz"), "web", "https://registry.npmjs.org/", {"@acme": mine})
+    with pytest.raises(ResolutionError, match="does not come from the registry"):
+        check_registry_only(lock("https://registry.npmjs.org/@acme/hello/-/hello-1.0.0.tgz"), "web",
+                            "https://registry.npmjs.org/", {"@acme": mine})
+
+
+def test_the_npm_install_mounts_the_npmrc_secret_only_for_a_stack_with_registries():
+    from bakegen.ecosystems.npm import Npm
+    from bakegen.resolvers.npm import NpmLock
+
+    class Ctx:
+        def __init__(self, registries):
+            self.lock = type("L", (), {"parts": {"npm": NpmLock("{}", "{}", "npm 11", registries=registries)}})()
+            self.lock_dir, self.name, self.tools = "locks/web", "web", "tools"
+
+    def text(registries):
+        (stage,) = Npm().builder_stages(Ctx(registries))
+        return "\n".join(step.text for step in stage.steps)
+
+    assert "npmrc" not in text(())
+    assert "--mount=type=secret,id=npmrc" in text((("@acme", "https://npm.example.com"),))
+    assert "NPM_CONFIG_USERCONFIG=/run/secrets/npmrc" in text((("@acme", "https://npm.example.com"),))
