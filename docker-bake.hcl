@@ -7,9 +7,9 @@
 #   TAG_PREFIX    prepended to every tag, e.g. pr-123-
 #   CA_BUNDLE     path of a CA bundle for a TLS-intercepting proxy; passed to the
 #                 build as the BuildKit secret "cacert", never stored in a layer
-#   NETRC         path of a netrc file with the logins of private package indexes;
+#   BAKEGEN_NETRC path of a netrc file with the logins of private package indexes;
 #                 passed as the BuildKit secret "netrc", never stored in a layer
-#   NPMRC         path of an .npmrc with the tokens of private npm registries;
+#   BAKEGEN_NPMRC path of a .npmrc file with the tokens of private npm registries;
 #                 passed as the BuildKit secret "npmrc", never stored in a layer
 #   BASE_IMAGE_*  replace a root stack's base image, e.g. with a mirror
 #   SOURCE_URL, REVISION  the org.opencontainers.image.source / .revision labels
@@ -33,11 +33,11 @@ variable "CA_BUNDLE" {
   default = ""
 }
 
-variable "NETRC" {
+variable "BAKEGEN_NETRC" {
   default = ""
 }
 
-variable "NPMRC" {
+variable "BAKEGEN_NPMRC" {
   default = ""
 }
 
@@ -80,7 +80,7 @@ group "default" {
 
 target "_bakegen" {
   context = "."
-  secret  = concat(CA_BUNDLE == "" ? [] : ["id=cacert,src=${CA_BUNDLE}"], NETRC == "" ? [] : ["id=netrc,src=${NETRC}"], NPMRC == "" ? [] : ["id=npmrc,src=${NPMRC}"])
+  secret  = concat(CA_BUNDLE == "" ? [] : ["id=cacert,src=${CA_BUNDLE}"], BAKEGEN_NETRC == "" ? [] : ["id=netrc,src=${BAKEGEN_NETRC}"], BAKEGEN_NPMRC == "" ? [] : ["id=npmrc,src=${BAKEGEN_NPMRC}"])
   args = {
     HTTP_PROXY  = HTTP_PROXY
     HTTPS_PROXY = HTTPS_PROXY

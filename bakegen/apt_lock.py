@@ -12,7 +12,7 @@ from bakegen import __version__
 from bakegen.errors import Location, StaleError, one_line
 from bakegen.files import GENERATED_MARKER
 from bakegen.lock import StackLock, arch_of
-from bakegen.resolvers.debian import AptSpec
+from bakegen.resolvers.debian import AptSpec, Repository
 
 APT_LOCK = "apt.lock"
 APT_SOURCES = "apt-sources.list"
@@ -39,10 +39,12 @@ class AptLock:
     mirror: str | None
     entries: list[AptEntry]
     resolver: str = "python-debian"
+    repositories: tuple[Repository, ...] = ()  # third-party ones, their keys pinned
 
     def sources(self, archs: list[str]) -> str:
         """The apt sources lines used to lock, and to install."""
-        return AptSpec(self.distro, self.suite, self.snapshot, self.mirror).sources_list(archs)
+        spec = AptSpec(self.distro, self.suite, self.snapshot, self.mirror, self.repositories)
+        return spec.sources_list(archs)
 
     def packages(self, arch: str, kinds: tuple[str, ...] = ("req", "dep")) -> dict[str, str]:
         return {e.name: e.version for e in self.entries if e.arch == arch and e.kind in kinds}

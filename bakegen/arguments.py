@@ -9,10 +9,12 @@ have its shape is one ``error:`` line, and nothing runs.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 from pathlib import Path
 
+from bakegen.ecosystem import BuildSecret
 from bakegen.errors import BakegenError, one_line
 from bakegen.oci import REFERENCE, ImageRef  # REFERENCE: host/repository:tag (--against)
 
@@ -106,16 +108,15 @@ def ca_bundle(value: str | None) -> str | None:
                        "pass the path of a PEM file, e.g. /etc/ssl/certs/ca-certificates.crt")
 
 
-def netrc(value: str | None) -> str | None:
-    """--netrc FILE: the logins of private package indexes (the BuildKit secret "netrc")."""
-    return secret_file(value, "--netrc", "netrc file",
-                       "pass a netrc file: machine HOST login USER password TOKEN")
-
-
-def npmrc(value: str | None) -> str | None:
-    """--npmrc FILE: the tokens of private npm registries (the BuildKit secret "npmrc")."""
-    return secret_file(value, "--npmrc", ".npmrc file",
-                       "pass an .npmrc: //npm.example.com/:_authToken=TOKEN")
+def build_secrets(args: argparse.Namespace, declared: list[BuildSecret]) -> dict[str, str]:
+    """--ID FILE of each ecosystem's build secret (or BAKEGEN_ID): its variable -> the file."""
+    found = {}
+    for secret in declared:
+        value = getattr(args, secret.id, None) or os.environ.get(secret.variable) or None
+        path = secret_file(value, f"--{secret.id}", secret.what, secret.hint)
+        if path:
+            found[secret.variable] = path
+    return found
 
 
 def secret_file(value: str | None, flag: str, what: str, hint: str) -> str | None:

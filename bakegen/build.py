@@ -31,8 +31,8 @@ class BuildOptions:
     registry: str | None = None
     tag_prefix: str | None = None
     cache: str | None = None  # registry repository for the layer cache
-    netrc: str | None = None  # the logins of private package indexes (the BuildKit secret "netrc")
-    npmrc: str | None = None  # the tokens of private npm registries (the BuildKit secret "npmrc")
+    # the ecosystems' build secrets (logins): the bake variable (BuildSecret.variable) -> the file
+    secrets: dict[str, str] = field(default_factory=dict)
     load: bool = False
     push: bool = False
     progress: str = "auto"
@@ -77,10 +77,10 @@ def bake_command(root: Path, opts: BuildOptions) -> tuple[list[str], dict[str, s
         variables["CA_BUNDLE"] = str(path)
         # buildx asks for an entitlement to read a secret outside the context.
         cmd.insert(cmd.index("bake") + 1, f"--allow=fs.read={path}")
-    for name, secret in (("NETRC", opts.netrc), ("NPMRC", opts.npmrc)):
-        if secret:  # a secret's file, read by buildx (the entitlement) and passed as the secret
-            variables[name] = secret
-            cmd.insert(cmd.index("bake") + 1, f"--allow=fs.read={secret}")
+    for variable, file in sorted(opts.secrets.items()):
+        # a secret's file, read by buildx (the entitlement) and passed as the secret
+        variables[variable] = file
+        cmd.insert(cmd.index("bake") + 1, f"--allow=fs.read={file}")
     if opts.registry is not None:
         variables["REGISTRY"] = opts.registry
     if opts.tag_prefix is not None:

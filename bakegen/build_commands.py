@@ -41,10 +41,8 @@ def cmd_verify_repro(args: argparse.Namespace) -> int:
     ca_bundle = arguments.ca_bundle(args.ca_bundle or os.environ.get("BAKEGEN_CA_BUNDLE") or None)
     graph = load_stacks(args.root)
     graph.select([args.stack])
-    netrc = arguments.netrc(args.netrc or os.environ.get("BAKEGEN_NETRC") or None)
-    npmrc = arguments.npmrc(args.npmrc or os.environ.get("BAKEGEN_NPMRC") or None)
-    opts = BuildOptions(base_images=_base_images(args, graph), ca_bundle=ca_bundle, netrc=netrc,
-                        npmrc=npmrc,
+    opts = BuildOptions(base_images=_base_images(args, graph), ca_bundle=ca_bundle,
+                        secrets=arguments.build_secrets(args, ordered.build_secrets()),
                         progress=args.progress, compression=args.compression)
     locks = current_locks(graph)
     plan = plan_dockerfile(graph, args.stack, locks, ordered.ECOSYSTEMS)
@@ -105,8 +103,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     only = _only(args, graph)
     opts = BuildOptions(
         targets=args.targets, base_images=base_images, ca_bundle=ca_bundle,
-        netrc=arguments.netrc(args.netrc or os.environ.get("BAKEGEN_NETRC") or None),
-        npmrc=arguments.npmrc(args.npmrc or os.environ.get("BAKEGEN_NPMRC") or None),
+        secrets=arguments.build_secrets(args, ordered.build_secrets()),
         registry=args.registry, tag_prefix=args.tag_prefix, cache=args.cache, load=args.load,
         push=args.push, progress=args.progress, provenance=args.provenance,
         compression=args.compression,

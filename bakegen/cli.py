@@ -194,6 +194,13 @@ def _add_review_commands(sub: argparse._SubParsersAction) -> None:
     au.set_defaults(func=cmd_audit)
 
 
+def _add_build_secrets(parser: argparse.ArgumentParser) -> None:
+    """--ID FILE for each ecosystem's build secret."""
+    for secret in ordered.build_secrets():
+        parser.add_argument(f"--{secret.id}", metavar="FILE", help=f"{secret.help}, passed as a "
+                            f"BuildKit secret, never in a layer (env: {secret.variable})")
+
+
 def _add_build_commands(sub: argparse._SubParsersAction) -> None:
     """verify-repro and build: docker buildx bake."""
     vr = sub.add_parser("verify-repro", help="build a stack twice from its locks (--no-cache) and "
@@ -203,10 +210,7 @@ def _add_build_commands(sub: argparse._SubParsersAction) -> None:
                     help="replace a root stack's base image")
     vr.add_argument("--ca-bundle", metavar="PEM",
                     help="CA bundle for a TLS-intercepting proxy (env: BAKEGEN_CA_BUNDLE)")
-    vr.add_argument("--netrc", metavar="FILE", help="logins of private package indexes "
-                    "(env: BAKEGEN_NETRC)")
-    vr.add_argument("--npmrc", metavar="FILE", help="tokens of private npm registries "
-                    "(env: BAKEGEN_NPMRC)")
+    _add_build_secrets(vr)
     vr.add_argument("--progress", default="quiet", choices=["auto", "plain", "tty", "quiet"],
                     help="build output (default: quiet)")
     vr.add_argument("--against", metavar="REF", help="compare one clean build with the image a "
@@ -220,10 +224,7 @@ def _add_build_commands(sub: argparse._SubParsersAction) -> None:
                     help="replace a root stack's base image")
     bd.add_argument("--ca-bundle", metavar="PEM", help="CA bundle for a TLS-intercepting proxy, "
                     "passed as a BuildKit secret (env: BAKEGEN_CA_BUNDLE)")
-    bd.add_argument("--netrc", metavar="FILE", help="logins of private package indexes, passed as "
-                    "a BuildKit secret, never in a layer (env: BAKEGEN_NETRC)")
-    bd.add_argument("--npmrc", metavar="FILE", help="tokens of private npm registries, passed as "
-                    "a BuildKit secret, never in a layer (env: BAKEGEN_NPMRC)")
+    _add_build_secrets(bd)
     bd.add_argument("--registry", help="image name prefix, e.g. ghcr.io/acme")
     bd.add_argument("--tag-prefix", help="prepended to every tag")
     bd.add_argument("--cache", metavar="REPO", help="registry layer cache: read and write "

@@ -82,6 +82,26 @@ HASHES = {
 }
 
 
+@dataclass(frozen=True)
+class BuildSecret:
+    """A file an ecosystem's build steps read as a BuildKit secret (a login), never in a layer.
+
+    ``bakegen build --ID FILE`` (or the environment variable ``BAKEGEN_ID``) passes it; the bake
+    file's variable of the same name does too, for ``docker buildx bake`` run by hand. The steps
+    mount it as ``/run/secrets/ID``.
+    """
+
+    id: str  # the secret's id, the option's name (--netrc): lower-case letters
+    what: str  # what the file is, for messages: "netrc file"
+    help: str  # what it holds, for --help: "logins of private package indexes"
+    hint: str  # its format, for an error's hint
+
+    @property
+    def variable(self) -> str:
+        """The environment variable and bake variable that name the file."""
+        return f"BAKEGEN_{self.id.upper()}"
+
+
 # A lock file's text, read and checked against the manifest: read_file(name, sha256) -> text
 ReadFile = Callable[[str, str], str]
 
@@ -143,6 +163,8 @@ class Ecosystem(Generic[PartT, ResolverT]):
     optional: bool = False
     # why bakegen audit does not check its packages (when it has no advisory source)
     audit_unchecked: str = "no advisory source"
+    # the logins its build steps read, as BuildKit secrets (bakegen build --ID FILE)
+    build_secrets: tuple[BuildSecret, ...] = ()
 
     def __init__(self) -> None:
         self.section = self.section or self.name

@@ -26,6 +26,7 @@ from bakegen import schema
 
 INDEX_URL = schema.SOURCE_URL
 PYPI = "https://pypi.org/simple"
+PROJECT = "bakegen-sources"  # the name of the project uv resolves a stack with sources as
 PACKAGE_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9])?"
 
 
@@ -42,9 +43,14 @@ class Indexes:
     def custom(self) -> bool:
         return bool(self.primary or self.extras or self.sources)
 
+    def searched(self, default: str) -> list[str]:
+        """The indexes any package may come from (the primary first); a source's index serves
+        only its own packages."""
+        return list(dict.fromkeys(u.rstrip("/") for u in [self.primary or default, *self.extras]))
+
     def all(self, default: str) -> list[str]:
         """Every index the stack's packages may come from, the primary first."""
-        urls = [self.primary or default, *self.extras, *sorted(set(self.sources.values()))]
+        urls = [*self.searched(default), *sorted(set(self.sources.values()))]
         return list(dict.fromkeys(u.rstrip("/") for u in urls))
 
     def fingerprint(self) -> dict[str, Any]:
@@ -65,8 +71,9 @@ def indexes_of(chain: list[dict[str, Any]], canonical: Any) -> Indexes:
 
 
 def uv_index_args(indexes: Indexes, default: str) -> list[str]:
-    """``--index-url`` and ``--extra-index-url`` options for uv or pip."""
-    urls = indexes.all(default)
+    """uv's ``--index-url`` and ``--extra-index-url`` options to resolve with (the sources come as
+    explicit indexes in :func:`sources_project`)."""
+    urls = indexes.searched(default)
     return ["--index-url", urls[0], *(a for u in urls[1:] for a in ("--extra-index-url", u))]
 
 
@@ -74,7 +81,7 @@ def sources_project(indexes: Indexes, requirements: list[str]) -> str:
     """A pyproject.toml that uv pip compile reads as an input: ``requirements`` as its
     dependencies, and each source as an explicit index that only its package may use."""
     names = {url: f"source-{i}" for i, url in enumerate(sorted(set(indexes.sources.values())))}
-    lines = ["[project]", 'name = "bakegen-sources"', 'version = "0"',
+    lines = ["[project]", f"name = {_toml(PROJECT)}", 'version = "0"',
              "dependencies = [" + ", ".join(_toml(r) for r in requirements) + "]", "",
              "[tool.uv.sources]"]
     lines += [f"{_toml(name)} = {{ index = {_toml(names[url])} }}"

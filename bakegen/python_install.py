@@ -14,6 +14,7 @@ import shlex
 from packaging.utils import canonicalize_name
 
 from bakegen import __version__
+from bakegen.ecosystem import BuildSecret
 from bakegen.files import GENERATED_MARKER
 from bakegen.instructions import (
     AND,
@@ -55,7 +56,9 @@ CACERT_MOUNT = Mount("secret", id="cacert")
 FINISH_MOUNT = Mount("bind", source=FINISH_SCRIPT, target="/tmp/bakegen/finish.py")
 # A private index's login: the BuildKit secret "netrc" (bakegen build --netrc), read by uv and pip
 # through NETRC while they install; never in a layer.
-NETRC_MOUNT = Mount("secret", id="netrc")
+NETRC_SECRET = BuildSecret("netrc", "netrc file", "logins of private package indexes",
+                           "pass a netrc file: machine HOST login USER password TOKEN")
+NETRC_MOUNT = Mount("secret", id=NETRC_SECRET.id)
 NETRC = Shell("if [ -s /run/secrets/netrc ]; then export NETRC=/run/secrets/netrc; fi")
 PIP_CACERT = Shell("if [ -s /run/secrets/cacert ]; then export PIP_CERT=/run/secrets/cacert; fi")
 UV_CACERT = Shell(

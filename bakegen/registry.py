@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bakegen.ecosystem import AnyEcosystem
+from bakegen.ecosystem import AnyEcosystem, BuildSecret
 from bakegen.ecosystems import apps, apt, custom, image, npm, python, tools
 
 ECOSYSTEMS: list[AnyEcosystem] = [
@@ -26,6 +26,11 @@ ECOSYSTEMS: list[AnyEcosystem] = [
 custom.ECOSYSTEM.bind(
     lambda: ECOSYSTEMS
 )  # read when called: a test may put an ecosystem in the list
+
+
+def build_secrets() -> list[BuildSecret]:
+    """Every ecosystem's build secrets (bakegen build --ID FILE), in the ecosystems' order."""
+    return [secret for eco in ECOSYSTEMS for secret in eco.build_secrets]
 
 
 class Resolvers:

@@ -117,17 +117,21 @@ def number(lo: float, hi: float) -> Checker:
 
 
 # http(s), a host, an optional port and path: no user:password@, no query, no space or quote
-SOURCE_URL = re.compile(r"https?://[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})(?::[0-9]{1,5})?"
-                        r"(?:/[A-Za-z0-9._~%+-]+)*/?")
+# In the form uv and npm write it back (a lock compares it as text): a lower-case host, no default
+# port, no "." or ".." segment.
+SOURCE_URL = re.compile(r"(?:http://[a-z0-9][a-z0-9.-]{0,252}(?::(?!80\b)[0-9]{1,5})?"
+                        r"|https://[a-z0-9][a-z0-9.-]{0,252}(?::(?!443\b)[0-9]{1,5})?)"
+                        r"(?:/(?!\.\.?(?:/|\Z))[A-Za-z0-9._~%+-]+)*/?")
 
 
 def source_url(value: Any) -> str:
     """A package index's or registry's URL: never with a login in it."""
     value = string(value)
     if not SOURCE_URL.fullmatch(value):
-        raise Invalid(f"{shown(value)} is not an index URL (http(s)://host[:port]/path, "
-                      "no user:password@)", "logins go in a netrc or npmrc file (README: "
-                      "\"Package sources and credentials\")", value)
+        raise Invalid(f"{shown(value)} is not an index URL (http(s)://host[:port]/path: a "
+                      "lower-case host, no user:password@, no default port, no . or ..)",
+                      "logins go in a netrc or npmrc file (README: \"Package sources and "
+                      "credentials\")", value)
     return value.rstrip("/")
 
 

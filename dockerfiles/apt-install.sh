@@ -50,14 +50,23 @@ if [ -n "$extra" ]; then
     exit 1
 fi
 
+# Where apt keeps the .deb of a lock line, and whether it is the locked file.
+deb_of() { pkgarch=${4##*_}; echo "/var/cache/apt/archives/${1}_$(echo "$2" | sed 's/:/%3a/')_${pkgarch%.deb}.deb"; }
+locked_file() { echo "${1#sha256:}  $2" | sha256sum -c --status -; }
+# A cached .deb of a locked name and version that is not the locked file (a repository rebuilt
+# it): apt would take it again; download it anew.
+while read -r name version sum file _kind; do
+    deb=$(deb_of "$name" "$version" "$sum" "$file")
+    if [ -f "$deb" ] && ! locked_file "$sum" "$deb"; then rm -f "$deb"; fi
+done < "$work/lock"
+
 # Download, check every .deb against the lock, then install from what was checked.
 # shellcheck disable=SC2086
 apt-get "$@" -qq install -y --download-only $want
 while read -r name version sum file _kind; do
-    pkgarch=${file##*_}; pkgarch=${pkgarch%.deb}
-    deb="/var/cache/apt/archives/${name}_$(echo "$version" | sed 's/:/%3a/')_${pkgarch}.deb"
+    deb=$(deb_of "$name" "$version" "$sum" "$file")
     [ -f "$deb" ] || continue  # already installed in the base image: nothing downloaded
-    if ! echo "${sum#sha256:}  $deb" | sha256sum -c --status -; then
+    if ! locked_file "$sum" "$deb"; then
         echo "bakegen: $deb does not match $sum from $lock/apt.lock" >&2
         exit 1
     fi

@@ -14,6 +14,8 @@
 #                                 containerd, data-root, socket and bridge; shares nothing with the
 #                                 first but the registry. Prints its DOCKER_HOST (unix://...)
 #   scripts/engine.sh graphviz    Debian's graphviz (dot), with which the tests check bakegen graph
+#   scripts/engine.sh aptrepo     Debian's reprepro, gnupg and gpgv: the signed apt repository of the
+#                                 e2e tests, and bakegen lock's check of a repository's signature
 #   scripts/engine.sh down        stop the dockerds (and registry) this script started
 #
 # Does nothing when a working engine with buildx is already running. Installs
@@ -330,7 +332,8 @@ case "${1:-up}" in
     arm64) cmd_arm64 ;;
     second) cmd_second ;;
     graphviz) command -v dot >/dev/null || { [ "$(id -u)" = 0 ] || die "installing graphviz needs root (or install it yourself)"; apt_install graphviz; } ;;
+    aptrepo) command -v reprepro >/dev/null && command -v gpg >/dev/null && command -v gpgv >/dev/null || { [ "$(id -u)" = 0 ] || die "installing reprepro needs root (or install reprepro, gnupg and gpgv yourself)"; apt_install reprepro gnupg gpgv; } ;;
     all) cmd_up; cmd_standin; cmd_registry; cmd_arm64_background ;;
     down) cmd_down ;;
-    *) die "usage: $0 up|standin|registry|arm64|second|graphviz|all|down" ;;
+    *) die "usage: $0 up|standin|registry|arm64|second|graphviz|aptrepo|all|down" ;;
 esac

@@ -11,7 +11,7 @@ from typing import Any
 from debian.debian_support import Version as DebVersion
 from packageurl import PackageURL
 
-from bakegen import schema
+from bakegen import apt_repositories, schema
 from bakegen.apt_lock import (
     APT_KINDS,
     APT_LOCK,
@@ -57,6 +57,7 @@ TABLE: dict[str, Any] = {
         r"https?://[A-Za-z0-9.-]+(?::\d{1,5})?(?:/[A-Za-z0-9._~%+-]+)*",
         "mirror URL", "http://deb.debian.org/debian",
     ),
+    "repositories": apt_repositories.TABLE,
 }
 
 
@@ -91,6 +92,9 @@ class Apt(Ecosystem[AptLock, AptResolver]):
                           "stack that has 'base'")
 
     def check_graph(self, stack: EffectiveStack, graph: StackGraph) -> list[StackError]:
+        return apt_repositories.problems(stack, graph) or self._suite_problems(stack, graph)
+
+    def _suite_problems(self, stack: EffectiveStack, graph: StackGraph) -> list[StackError]:
         packages, build = packages_of(stack)
         root, suite = stack.root, stack.root_table("apt").get("suite")
         key = "packages" if packages else "build"
@@ -125,7 +129,8 @@ class Apt(Ecosystem[AptLock, AptResolver]):
         packages, build = packages_of(stack)
         if not (packages or build):
             return None
-        return {"source": self._source(stack), "packages": sorted(packages), "build": sorted(build)}
+        return {"source": self._source(stack), "packages": sorted(packages), "build": sorted(build),
+                **apt_repositories.fingerprint_of(apt_repositories.repositories_of(stack))}
 
     def parent_digest(self, lock: StackLock) -> tuple[str, str | None] | None:
         apt = lock.parts.get("apt")
@@ -142,7 +147,8 @@ class Apt(Ecosystem[AptLock, AptResolver]):
                                 "current versions (apt.snapshot locks a date)")
         distro = distro_of(suite)
         assert distro is not None
-        spec = AptSpec(distro, suite, snapshot, mirror)
+        repositories = apt_repositories.repositories_of(ctx.stack)
+        spec = AptSpec(distro, suite, snapshot, mirror, repositories)
         archs = [arch_of(p) for p in ctx.stack.platforms]
         fixed: dict[str, dict[str, str]] = {a: {} for a in archs}
         for lock in ctx.parents:
@@ -158,7 +164,7 @@ class Apt(Ecosystem[AptLock, AptResolver]):
                 names = {p.partition("=")[0] for p in packages}
                 entries += self._entries(ctx.resolver.resolve(request), names, kinds, fixed)
         source = (spec.distro, spec.suite, spec.snapshot, spec.mirror)
-        return AptLock(*source, entries, resolver=ctx.resolver.name)
+        return AptLock(*source, entries, resolver=ctx.resolver.name, repositories=repositories)
 
     def _preferred(
         self, ctx: ResolveContext[AptResolver], archs: list[str]
@@ -194,7 +200,9 @@ class Apt(Ecosystem[AptLock, AptResolver]):
         suite, snapshot, mirror = self._source(stack)
         locked = [part.distro, part.suite, part.snapshot, part.mirror]
         facts: list[tuple[str, Any, Any]] = [
-            ("apt source", locked, [distro_of(suite), suite, snapshot, mirror])
+            ("apt source", locked, [distro_of(suite), suite, snapshot, mirror]),
+            ("apt repositories", [apt_repositories.section(r) for r in part.repositories],
+             [apt_repositories.section(r) for r in apt_repositories.repositories_of(stack)]),
         ]
         for asked, kinds in zip(packages_of(stack), KINDS):
             wanted = {p.partition("=")[0]: p.partition("=")[2] for p in asked}
@@ -212,6 +220,9 @@ class Apt(Ecosystem[AptLock, AptResolver]):
     def section_problem(self, section: dict[str, Any]) -> str | None:
         resolver = section.get("resolver", "python-debian")
         ok = section.get("distro") in ("debian", "ubuntu") and matches(resolver, TOOL_PATTERN)
+        repositories = section.get("repositories", [])
+        ok = ok and isinstance(repositories, list) and None not in (
+            apt_repositories.from_section(r) for r in repositories)
         return None if ok else "apt: not what bakegen writes"
 
     # --- lock files ---
@@ -226,6 +237,8 @@ class Apt(Ecosystem[AptLock, AptResolver]):
             "file": APT_LOCK, "sha256": sha256_text(files[APT_LOCK]),
             "sources_file": APT_SOURCES, "sources_sha256": sha256_text(files[APT_SOURCES]),
             "packages": {arch_of(p): summary(part, arch_of(p)) for p in lock.platforms},
+            **({"repositories": [apt_repositories.section(r) for r in part.repositories]}
+               if part.repositories else {}),
         }
 
     def read(
@@ -237,6 +250,8 @@ class Apt(Ecosystem[AptLock, AptResolver]):
             distro=section["distro"], suite=section["suite"], snapshot=section.get("snapshot"),
             mirror=section.get("mirror"), entries=parse_apt(text, f"{where}/{section['file']}"),
             resolver=section.get("resolver", "python-debian"),
+            repositories=tuple(r for r in map(apt_repositories.from_section,
+                                              section.get("repositories", [])) if r is not None),
         )
 
     def section_schema(self) -> dict[str, Any]:
@@ -253,7 +268,9 @@ class Apt(Ecosystem[AptLock, AptResolver]):
             "sources_file": {"const": APT_SOURCES},
             "sources_sha256": SCHEMA_SHA,
             "packages": {"type": "object", "additionalProperties": summary_schema},
-        })
+            "repositories": {"type": "array", "items": {"type": "object"}},
+        }, ["distro", "file", "mirror", "packages", "resolver", "sha256", "snapshot",
+            "sources_file", "sources_sha256", "suite"])
 
     def entries(self, lock: StackLock, part: AptLock) -> list[LockedEntry]:
         platforms = {arch_of(p): p for p in lock.platforms}
@@ -316,6 +333,9 @@ def _install(ctx: PlanContext, group: str) -> Run:
         *(Mount("bind", source=f"{ctx.lock_dir}/{f}", target=f"/tmp/bakegen/lock/{f}")
           for f in (APT_LOCK, APT_SOURCES)),
         Mount("bind", source=APT_SCRIPT, target="/tmp/bakegen/apt-install.sh"),
+        # the third-party repositories' keys, from the stacks' folders (apt-sources.list names them)
+        *(Mount("bind", source=key, target=at)
+          for key, at in apt_repositories.mounted_keys(ctx.stack)),
     )
     install = Command(("sh", "/tmp/bakegen/apt-install.sh", "/tmp/bakegen/lock", group))
     return Run((install,), mounts)

@@ -13,7 +13,15 @@ from packageurl import PackageURL
 
 from bakegen import schema
 from bakegen.advisories import AdvisorySource, NpmAdvisories
-from bakegen.ecosystem import HASHES, Ecosystem, LockedEntry, ReadFile, ResolveContext, SbomItem
+from bakegen.ecosystem import (
+    HASHES,
+    BuildSecret,
+    Ecosystem,
+    LockedEntry,
+    ReadFile,
+    ResolveContext,
+    SbomItem,
+)
 from bakegen.ecosystems.apt import installed_names
 from bakegen.ecosystems.python import version_newer
 from bakegen.errors import Location, ResolutionError, StackError, StaleError
@@ -59,7 +67,9 @@ TABLE: dict[str, Any] = {
 }
 # The BuildKit secret with the registries' logins (bakegen build --npmrc), npm's userconfig
 # while npm ci runs.
-NPMRC_MOUNT = Mount("secret", id="npmrc")
+NPMRC_SECRET = BuildSecret("npmrc", ".npmrc file", "tokens of private npm registries",
+                           "pass an .npmrc: //npm.example.com/:_authToken=TOKEN")
+NPMRC_MOUNT = Mount("secret", id=NPMRC_SECRET.id)
 NPMRC = "if [ -s /run/secrets/npmrc ]; then export NPM_CONFIG_USERCONFIG=/run/secrets/npmrc; fi"
 
 
@@ -160,6 +170,7 @@ def _registries_ok(registries: Any) -> bool:
 
 class Npm(Ecosystem[NpmLock, NpmResolver]):
     name = "npm"
+    build_secrets = (NPMRC_SECRET,)
     layer_order = ORDER_PACKAGES
     stages = (STAGE,)
     in_format_2 = True

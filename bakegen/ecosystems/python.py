@@ -133,6 +133,7 @@ def canonical_requirements(packages: list[str]) -> list[str]:
 
 class Python(Ecosystem[PythonLock, PythonResolver]):
     name = "python"
+    build_secrets = (python_install.NETRC_SECRET,)
     layer_order = ORDER + 2  # the vendor install; the venv and the constraints come before it
     in_format_2 = True
     always_locked = True  # every image has a Python: the section is never null
@@ -258,12 +259,16 @@ class Python(Ecosystem[PythonLock, PythonResolver]):
 
     def tampered(self, stack: EffectiveStack, lock: StackLock) -> list[tuple[str, Any, Any]]:
         part = lock.parts["python"]
-        allowed = {*stack_indexes(stack).all(PYPI), PYPI}
-        foreign = sorted({p.index for pins in part.by_platform.values() for p in pins
-                          if p.index and p.index not in allowed})
+        indexes = stack_indexes(stack)
+        pins = [p for by_platform in part.by_platform.values() for p in by_platform]
+        allowed = {*indexes.all(PYPI), PYPI}
+        foreign = sorted({p.index for p in pins if p.index and p.index.rstrip("/") not in allowed})
+        elsewhere = sorted({p.key for p in pins if p.key in indexes.sources
+                            and p.index.rstrip("/") != indexes.sources[p.key].rstrip("/")})
         return [("python version", part.version, stack.python_version),
                 ("python parents", part.parents, [a.name for a in stack.ancestors]),
-                ("python indexes the stack does not name", foreign, [])]
+                ("python indexes the stack does not name", foreign, []),
+                ("python sources not from their own index", elsewhere, [])]
 
     # --- lock files ---
     def files(self, lock: StackLock, part: PythonLock, command: str) -> dict[str, str]:

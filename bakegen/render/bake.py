@@ -26,6 +26,7 @@ def render_bake(env: Environment, graph: StackGraph, locks: dict[str, StackLock]
         header=f"{GENERATED_MARKER} {__version__}. Do not edit; to update, run: bakegen generate",
         targets=targets,
         group=sorted(graph.order),
+        secrets=ordered.build_secrets(),
     )
 
 

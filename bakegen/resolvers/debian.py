@@ -7,6 +7,7 @@ the Packages indexes, downloaded, checked against InRelease's SHA256 list and ca
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import lzma
@@ -16,13 +17,14 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from debian.deb822 import Packages, PkgRelation, Release
 from debian.debian_support import Version
 
 from bakegen.errors import BakegenError, NetworkError
+from bakegen.resolvers.signed import verify
 
 DEBIAN_SUITES = ("bullseye", "bookworm", "trixie", "forky", "sid", "unstable", "testing")
 UBUNTU_SUITES = ("focal", "jammy", "noble", "oracular", "plucky", "questing")
@@ -49,6 +51,30 @@ def distro_of(suite: str) -> str | None:
     return "debian" if suite in DEBIAN_SUITES else "ubuntu" if suite in UBUNTU_SUITES else None
 
 
+# where a build mounts the keys of a stack's third-party repositories
+KEYS_AT = "/tmp/bakegen/keys"
+
+
+@dataclass(frozen=True)
+class Repository:
+    """A third-party apt repository (``[[apt.repositories]]``), its signing key pinned by
+    fingerprint; the key file is in the folder of the stack that names it."""
+
+    name: str
+    url: str
+    suite: str
+    components: tuple[str, ...]
+    fingerprint: str
+    key: str  # the key file, relative to the project: stacks/<stack>/<file>.asc or .gpg
+    key_sha256: str
+    key_data: bytes = field(default=b"", compare=False, repr=False)  # read when locking
+
+    @property
+    def keyring(self) -> str:
+        """The key file where the build mounts it (apt reads .asc armored, .gpg binary)."""
+        return f"{KEYS_AT}/{self.name}{Path(self.key).suffix}"
+
+
 @dataclass(frozen=True)
 class Source:
     """One apt source line: ``deb [arch=.. signed-by=..] URL SUITE main``."""
@@ -57,13 +83,18 @@ class Source:
     suite: str
     arch: str | None = None  # restrict to one architecture (Ubuntu ports)
     snapshot: bool = False
+    repository: Repository | None = None  # a third-party one: its components and key
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        return self.repository.components if self.repository else ("main",)
 
     def line(self, keyring: str) -> str:
         opts = [f"arch={self.arch}"] if self.arch else []
-        opts.append(f"signed-by={keyring}")
+        opts.append(f"signed-by={self.repository.keyring if self.repository else keyring}")
         if self.snapshot:
             opts.append("check-valid-until=no")
-        return f"deb [{' '.join(opts)}] {self.url} {self.suite} main"
+        return f"deb [{' '.join(opts)}] {self.url} {self.suite} {' '.join(self.components)}"
 
 
 @dataclass(frozen=True)
@@ -74,8 +105,14 @@ class AptSpec:
     suite: str
     snapshot: str | None = None
     mirror: str | None = None
+    repositories: tuple[Repository, ...] = ()
 
     def sources(self, archs: Iterable[str]) -> list[Source]:
+        """The archive's sources, then the third-party repositories'."""
+        return self._archive(archs) + [Source(r.url, r.suite, repository=r)
+                                       for r in self.repositories]
+
+    def _archive(self, archs: Iterable[str]) -> list[Source]:
         suite, snap = self.suite, self.snapshot
         pockets = [suite] if suite in ("sid", "unstable") else [suite, f"{suite}-updates"]
         out: list[Source] = []
@@ -226,26 +263,37 @@ class ArchiveReader:
         return Index(entries)
 
     def _packages(self, source: Source, arch: str) -> list[dict[str, str]]:
-        release = Release(
-            self.fetch(f"{source.url}/dists/{source.suite}/InRelease").decode("utf-8", "replace")
-        )
-        wanted = f"main/binary-{arch}/Packages.xz"
-        entry = next((e for e in release.get("SHA256", []) if e["name"] == wanted), None)
-        if entry is None:
-            raise BakegenError(
-                f"{source.url} {source.suite} has no {wanted}",
-                hint=f"is {arch} built for this suite?",
-            )
+        """The Packages entries of ``source`` for ``arch``, in every component."""
+        inrelease = self.fetch(f"{source.url}/dists/{source.suite}/InRelease")
+        repo = source.repository
+        if repo is not None:  # only what the pinned key signed is read
+            inrelease = verify(inrelease, repo.key_data, repo.fingerprint,
+                               f"apt repository '{repo.name}' ({repo.url} {repo.suite})", repo.key)
+        release = Release(inrelease.decode("utf-8", "replace"))
+        entries: list[dict[str, str]] = []
+        for component in source.components:
+            entry = _indexed(release, f"{component}/binary-{arch}/Packages")
+            if entry is None and repo is None:
+                raise BakegenError(
+                    f"{source.url} {source.suite} has no {component}/binary-{arch}/Packages.xz",
+                    hint=f"is {arch} built for this suite?",
+                )
+            entries += self._entries(source, entry) if entry else []
+        return entries
+
+    def _entries(self, source: Source, entry: dict[str, str]) -> list[dict[str, str]]:
+        """One Packages file, checked against InRelease's sha256, parsed (cached by that hash)."""
         cached = self.cache_dir / f"{entry['sha256']}.json"
         if cached.exists():
             return json.loads(cached.read_text())
-        blob = self.fetch(f"{source.url}/dists/{source.suite}/{wanted}")
+        url = f"{source.url}/dists/{source.suite}/{entry['name']}"
+        blob = self.fetch(url)
         if hashlib.sha256(blob).hexdigest() != entry["sha256"]:
             raise BakegenError(
-                f"{source.url}/dists/{source.suite}/{wanted} does not match the hash in InRelease",
+                f"{url} does not match the hash in InRelease",
                 hint="a mirror or proxy is serving a stale or altered file; retry",
             )
-        text = lzma.decompress(blob).decode("utf-8", "replace")
+        text = _DECOMPRESS[Path(entry["name"]).suffix](blob).decode("utf-8", "replace")
         entries = [
             {k: v for k, v in p.items()}
             for p in Packages.iter_paragraphs(
@@ -259,3 +307,15 @@ class ArchiveReader:
         tmp.write_text(json.dumps(entries))
         tmp.replace(cached)
         return entries
+
+
+# a Packages file's compressions, the smallest first
+_DECOMPRESS: dict[str, Callable[[bytes], bytes]] = {
+    ".xz": lzma.decompress, ".gz": gzip.decompress, "": lambda blob: blob,
+}
+
+
+def _indexed(release: Release, packages: str) -> dict[str, str] | None:
+    """InRelease's SHA256 entry of a Packages file, in the first compression it lists."""
+    listed = {e["name"]: e for e in release.get("SHA256", [])}
+    return next((listed[packages + ext] for ext in _DECOMPRESS if packages + ext in listed), None)

@@ -142,17 +142,37 @@ class NpmResolver:
         mine = dict(registries)
         options += ["--registry", mine.get("", self.registry)]
         options += [f"--{scope}:registry={url}/" for scope, url in sorted(mine.items()) if scope]
-        (tmp / "user.npmrc").write_text("")
+        (tmp / "user.npmrc").write_text(_logins(os.environ.get("BAKEGEN_NPMRC")))
+        (tmp / "user.npmrc").chmod(0o600)
         (tmp / "global.npmrc").write_text("")
-        logins = os.environ.get("BAKEGEN_NPMRC")
         env = {
-            **os.environ,
-            "npm_config_userconfig": logins if logins else str(tmp / "user.npmrc"),
+            **{k: v for k, v in os.environ.items() if not _NPM_CONFIG.fullmatch(k.lower())},
+            "npm_config_userconfig": str(tmp / "user.npmrc"),
             "npm_config_globalconfig": str(tmp / "global.npmrc"),
         }
         proc.run([self.npm, "install", *options, "--no-update-notifier"], cwd=tmp, env=env)
         if upgrade:
             proc.run([self.npm, "update", *options, *upgrade], cwd=tmp, env=env)
+
+
+# npm's settings from the environment, which would make a lock depend on the machine (but its
+# proxy and CA settings, which only say how to reach a registry)
+_NPM_CONFIG = re.compile(r"npm_config_(?!(?:https_|http_|no)?proxy\Z|cafile\Z|strict_ssl\Z).*")
+# a login of an .npmrc (//host/path/:_authToken=...): the only lines of BAKEGEN_NPMRC npm reads
+_LOGIN = re.compile(r"//[^\s=]+/:(?:_authToken|_auth|username|_password|email)\s*=.*")
+
+
+def _logins(path: str | None) -> str:
+    """The login lines of the .npmrc at ``path`` (BAKEGEN_NPMRC): its other settings (a registry,
+    scripts) would make a lock depend on the machine."""
+    if not path:
+        return ""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise BakegenError(f"BAKEGEN_NPMRC: cannot read {path}: {exc.strerror}",
+                           hint="point it at an .npmrc of //HOST/:_authToken=TOKEN lines") from None
+    return "".join(f"{line.strip()}\n" for line in lines if _LOGIN.fullmatch(line.strip()))
 
 
 _NAME = (

@@ -14,6 +14,7 @@ constraints): a lock must not depend on the machine that made it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import ssl
@@ -28,7 +29,7 @@ from pathlib import Path
 
 from bakegen import proc
 from bakegen.errors import BakegenError, CommandError, NetworkError, ResolutionError, ToolError
-from bakegen.python_indexes import sources_project, uv_index_args
+from bakegen.python_indexes import PROJECT, sources_project, uv_index_args
 from bakegen.resolvers.pins import (
     Pin,
     PythonRequest,
@@ -81,20 +82,29 @@ def _write_inputs(tmp: Path,
     return ins, cons, labels
 
 
+# how uv names the project of a stack with sources (python_indexes.sources_project) in # via
+SOURCES_VIA = f"{PROJECT} (pyproject.toml)"
+
+
 def _relabel(pins: list[Pin], labels: dict[str, str]) -> list[Pin]:
-    """Turn ``-r in0.in`` / ``-c c0.txt`` in ``# via`` comments into stack and lock paths."""
+    """Turn ``-r in0.in`` / ``-c c0.txt`` (and uv's ``bakegen-sources (pyproject.toml)``) in
+    ``# via`` comments into stack and lock paths."""
     pattern = re.compile(r"^(-[rc])\s+(\S+)$")
     out = []
     for pin in pins:
         via = []
         for v in pin.via:
-            m = pattern.match(v)
+            m = pattern.match(v.replace(SOURCES_VIA, "-r pyproject.toml"))
             if m and Path(m.group(2)).name in labels:
                 v = f"{m.group(1)} {labels[Path(m.group(2)).name]}"
             via.append(v)
         out.append(Pin(pin.key, pin.version, pin.hashes, tuple(via), pin.index))
     return out
 
+
+# uv's hint when an index refuses it (no login in the netrc, or a wrong one)
+_NO_LOGIN = re.compile(r"index URL \((\S+)\) could not be queried due to a lack of valid "
+                       r"authentication credentials \((\d{3}[A-Za-z ]*)\)")
 
 _USAGE = ("unexpected argument", "Usage:", "unrecognized arguments", "No such option",
           "invalid value")
@@ -108,6 +118,12 @@ def _classify(exc: CommandError, request: PythonRequest, backend: str) -> Bakege
         usage = next((ln for ln in lines if any(u in ln for u in _USAGE)), first)
         return ToolError(f"{backend} refused bakegen's command: {usage[:200]}",
                          hint=f"this {backend} may be too old or too new for bakegen; {exc.hint}")
+    login = _NO_LOGIN.search(out)
+    if login:
+        return NetworkError(
+            f"{request.stack}: the package index {login.group(1)} asks for a login "
+            f"({login.group(2)})", hint="put 'machine HOST login USER password TOKEN' in a netrc "
+            "file and run NETRC=FILE bakegen lock (README: \"Package sources and credentials\")")
     if any(p in out for p in _NETWORK_PATTERNS):
         last = lines[-1] if lines else ""
         detail = next((ln for ln in lines if any(p in ln for p in _NETWORK_PATTERNS)), last)
@@ -201,10 +217,25 @@ def _compile(request: PythonRequest, backend: str,
         try:
             proc.run(cmd, cwd=tmp, env=_isolated_env())
         except CommandError as exc:
-            check_index(request.index_url)
+            check_index(_first_index(request))
             raise _classify(exc, request, backend) from None
         pins = parse_requirements((tmp / "out.txt").read_text(), f"{backend} output")
-    return _relabel(pins, labels)
+    return _unmark_default(_relabel(pins, labels), request)
+
+
+def _first_index(request: PythonRequest) -> str:
+    """The index a failed resolution asks first: the stack's own, or bakegen lock's --index-url."""
+    custom = request.indexes is not None and request.indexes.custom
+    return request.indexes.searched(request.index_url)[0] if custom else request.index_url
+
+
+def _unmark_default(pins: list[Pin], request: PythonRequest) -> list[Pin]:
+    """A pin from bakegen lock's --index-url (PyPI or a mirror of it), when the stack names no
+    primary index, records no index: a lock made through a mirror is the lock made from PyPI."""
+    if request.indexes is None or request.indexes.primary:
+        return pins
+    default = request.index_url.rstrip("/")
+    return [dataclasses.replace(p, index="") if p.index.rstrip("/") == default else p for p in pins]
 
 
 # --- uv ---------------------------------------------------------------------------
