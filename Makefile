@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install tools graphviz aptrepo example lock upgrade generate check diff schema engine build build-local push lint test unit e2e bench bench-lock bench-lock-speed bench-build bench-compression bench-size bench-bake bench-rebuild bench-repro bench-distributed clean
+.PHONY: help install tools graphviz aptrepo example lock upgrade generate check diff schema engine build build-local push lint test unit e2e bench bench-lock bench-lock-speed bench-build bench-compression bench-size bench-bake bench-rebuild bench-repro bench-distributed bench-gpu clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -114,6 +114,9 @@ bench-bake: install engine ## a parallel bake of the example graph against one b
 
 bench-rebuild: install engine ## rebuild time after one leaf pin bump against a full build
 	$(BIN)/python bench/rebuild_bench.py
+
+bench-gpu: install engine ## the CUDA stack (examples/gpu, several GB): build time, size, CUDA labels (BENCH_GPU_ANCHOR=1: against a single-stage pip install)
+	$(BIN)/python bench/gpu_bench.py
 
 bench-repro: install engine ## reproducible, yes or no, for each example stack
 	$(BIN)/python bench/repro_bench.py

@@ -228,6 +228,10 @@ class Ecosystem(Generic[PartT, ResolverT]):
         return None
 
     # --- what is locked -------------------------------------------------------
+    def labels(self, lock: StackLock, part: PartT) -> dict[str, str]:
+        """Labels of the image that its locked packages decide (the CUDA they need)."""
+        return {}
+
     def entries(self, lock: StackLock, part: PartT) -> list[LockedEntry]:
         return []
 

@@ -57,6 +57,12 @@ def _user_name(value: Any) -> str:
     return value
 
 
+# Kubernetes' label keys (an optional DNS-subdomain prefix, a name of 63 at most) and values
+K8S_LABEL_VALUE = r"(?:[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?"
+_DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+K8S_LABEL_KEY = (rf"(?:{_DNS_LABEL}(?:\.{_DNS_LABEL})*/)?"
+                 r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
+
 SCHEMA: dict[str, Any] = {
     "name": schema.matching(NAME, "stack name", "scipy"),
     "description": schema.text,
@@ -76,6 +82,12 @@ SCHEMA: dict[str, Any] = {
             "4G (K, M, G or T, as JupyterHub reads them: 4G is 4 GiB)",
         ),
         "default_url": schema.matching(r"/[A-Za-z0-9._~%/-]*", "default_url", "/lab"),
+        # NVIDIA GPUs per server: KubeSpawner's extra_resource_limits {"nvidia.com/gpu": N}
+        "gpu": schema.int_in(1, 64),
+        "node_selector": schema.table_of(
+            schema.matching(K8S_LABEL_KEY, "Kubernetes label key", "nvidia.com/gpu.present"),
+            schema.matching(K8S_LABEL_VALUE, "Kubernetes label value", "true"),
+        ),
     },
     "env": schema.table_of(
         schema.matching(ENV_NAME, "environment variable name", "MPLBACKEND"), schema.text

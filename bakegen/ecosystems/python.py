@@ -20,6 +20,7 @@ from packaging.version import InvalidVersion, Version
 
 from bakegen import python_install, schema
 from bakegen.advisories import AdvisorySource, PypiAdvisories
+from bakegen.cuda import cuda_labels, cuda_section
 from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext, SbomItem
 from bakegen.errors import ResolutionError, StackError
 from bakegen.files import sha256_text
@@ -280,14 +281,17 @@ class Python(Ecosystem[PythonLock, PythonResolver]):
         def file(p: str) -> str:
             return requirements_file(p, lock.platforms)
 
+        packages = {p: {pin.key: pin.version for pin in sorted(pins, key=lambda x: x.key)}
+                    for p, pins in part.by_platform.items()}
+        cuda = cuda_section(packages)
         return {
             "version": part.version,
             "resolver": part.resolver,
             "parents": part.parents,
             "files": {p: {"file": file(p), "sha256": sha256_text(files[file(p)])}
                       for p in lock.platforms},
-            "packages": {p: {pin.key: pin.version for pin in sorted(pins, key=lambda x: x.key)}
-                         for p, pins in part.by_platform.items()},
+            "packages": packages,
+            **({"cuda": cuda} if cuda else {}),  # derived from the packages, for reviewers
         }
 
     def read(self, section: dict[str, Any], read_file: ReadFile, doc: dict[str, Any],
@@ -307,7 +311,10 @@ class Python(Ecosystem[PythonLock, PythonResolver]):
                                                           "sha256": SCHEMA_SHA})},
             "packages": {"type": "object", "propertyNames": SCHEMA_PLATFORM,
                          "additionalProperties": SCHEMA_VERSIONS},
-        })
+            "cuda": {"type": "object", "propertyNames": SCHEMA_PLATFORM,
+                     "additionalProperties": schema_obj({k: {"type": "string"} for k in
+                                                         ("version", "variant", "min_driver")})},
+        }, ["files", "packages", "parents", "resolver", "version"])
 
     def section_problem(self, section: dict[str, Any]) -> str | None:
         parents = section.get("parents", [])
@@ -317,8 +324,14 @@ class Python(Ecosystem[PythonLock, PythonResolver]):
              or matches(section.get("resolver"), TOOL_PATTERN)),
             ("python/parents", isinstance(parents, list)
              and all(matches(p, NAME_PATTERN) for p in parents)),
+            ("python/cuda", section.get("cuda", {}) == cuda_section(section.get("packages", {}))),
         ]
         return next((f"{where}: not what bakegen writes" for where, ok in checks if not ok), None)
+
+    def labels(self, lock: StackLock, part: PythonLock) -> dict[str, str]:
+        """The CUDA the packages were built for, and the oldest driver that runs them."""
+        return cuda_labels(cuda_section({p: {pin.key: pin.version for pin in pins}
+                                         for p, pins in part.by_platform.items()}))
 
     def entries(self, lock: StackLock, part: PythonLock) -> list[LockedEntry]:
         return [LockedEntry(self.name, p.key, platform, p.version, p.hashes, source=p.index)

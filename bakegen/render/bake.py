@@ -51,6 +51,12 @@ def _targets(graph: StackGraph, locks: dict[str, StackLock]) -> list[dict[str, A
     return targets
 
 
+def _locked_labels(lock: StackLock) -> dict[str, str]:
+    """The labels each ecosystem's lock part decides."""
+    return {key: value for eco in ordered.ECOSYSTEMS if lock.parts.get(eco.name) is not None
+            for key, value in eco.labels(lock, lock.parts[eco.name]).items()}
+
+
 def image_names(
     graph: StackGraph, locks: dict[str, StackLock], registry: str, tag_prefix: str
 ) -> dict[str, list[str]]:
@@ -78,6 +84,7 @@ def _target(
         "io.bakegen.stack": name,
         "io.bakegen.fingerprint": lock.fingerprint,
         **({"org.opencontainers.image.created": created} if created else {}),
+        **_locked_labels(lock),
         **dict(stack.labels),
     }
     python_tag = f"python-{graph.effective(name).python_version}"

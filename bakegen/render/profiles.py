@@ -63,7 +63,9 @@ def read_digests(path: Path) -> dict[str, str]:
 
 # What a child's profile takes from its parent's, unless it sets its own: a hub admin
 # expects geo (on scipy) to get at least scipy's resources and landing page.
-INHERITED = ("cpu_limit", "mem_limit", "default_url")
+INHERITED = ("cpu_limit", "mem_limit", "default_url", "gpu", "node_selector")
+# Kubernetes' extended resource of NVIDIA's device plugin
+GPU_RESOURCE = "nvidia.com/gpu"
 # Zero to JupyterHub's defaults (singleuser.uid, singleuser.fsGid): a profile says
 # uid, gid and fs_gid only for images whose user differs.
 Z2JH_USER = (1000, 100)
@@ -90,6 +92,19 @@ def _user_ids(graph: StackGraph, name: str, locks: dict[str, StackLock]) -> tupl
     return int(found.group(1)), int(found.group(2) or found.group(1))
 
 
+def _placement(opts: dict[str, Any], platforms: list[str]) -> dict[str, Any]:
+    """The GPUs a server asks for, and the nodes it may run on: its one platform's architecture
+    and the stack's node_selector."""
+    out: dict[str, Any] = {}
+    if "gpu" in opts:
+        out["extra_resource_limits"] = {GPU_RESOURCE: opts["gpu"]}
+    selector = {"kubernetes.io/arch": platforms[0].split("/")[1]} if len(platforms) == 1 else {}
+    selector.update(dict(opts.get("node_selector", ())))
+    if selector:
+        out["node_selector"] = selector
+    return out
+
+
 def profile_list(
     graph: StackGraph,
     locks: dict[str, StackLock],
@@ -107,10 +122,9 @@ def profile_list(
             "image": image_ref(registry, name, tag, digest),
             "image_pull_policy": "IfNotPresent" if digest else "Always",
         }
-        override.update({key: opts[key] for key in INHERITED if key in opts})
-        platforms = graph.platforms(name)
-        if len(platforms) == 1:
-            override["node_selector"] = {"kubernetes.io/arch": platforms[0].split("/")[1]}
+        override.update({key: opts[key] for key in ("cpu_limit", "mem_limit", "default_url")
+                         if key in opts})
+        override.update(_placement(opts, graph.platforms(name)))
         ids = _user_ids(graph, name, locks)
         if ids is None:
             log.warning(
