@@ -6,13 +6,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from debian.debian_support import Version as DebVersion
-
 from bakegen import __version__
 from bakegen.errors import Location, StaleError, one_line
 from bakegen.files import GENERATED_MARKER
 from bakegen.lock import StackLock, arch_of
-from bakegen.resolvers.debian import AptSpec, Repository
+from bakegen.resolvers.debian import FILENAME, NAME, VERSION, AptSpec, Repository, debian_version
 
 APT_LOCK = "apt.lock"
 APT_SOURCES = "apt-sources.list"
@@ -79,10 +77,10 @@ def render_apt(lock: StackLock, command: str = "bakegen lock") -> tuple[str, str
 
 
 _APT_LINE = re.compile(
-    r"(?P<arch>amd64|arm64) (?P<kind>req|dep|build|build-dep) (?P<name>[a-z0-9][a-z0-9+.-]+) "
-    r"(?P<version>[A-Za-z0-9.+~:-]+) "
-    r"sha256:(?P<sha256>[0-9a-f]{64}) (?P<file>pool/[A-Za-z0-9._+~%/-]+\.deb)"
+    rf"(?P<arch>amd64|arm64) (?P<kind>req|dep|build|build-dep) (?P<name>{NAME}) "
+    rf"(?P<version>{VERSION}) sha256:(?P<sha256>[0-9a-f]{{64}}) (?P<file>{FILENAME})"
 )
+
 
 
 def parse_apt(text: str, source: str = APT_LOCK) -> list[AptEntry]:
@@ -91,20 +89,13 @@ def parse_apt(text: str, source: str = APT_LOCK) -> list[AptEntry]:
         if not line.strip() or line.startswith("#"):
             continue
         m = _APT_LINE.fullmatch(line)
-        if m is None or not _debian_version(m["version"]):
+        if m is None or not debian_version(m["version"]):
             where = Location(source, lineno)
             message = f"cannot read apt lock line: {one_line(line, 200)}"
             raise StaleError(message, location=where, hint="run bakegen lock")
         out.append(AptEntry(m["arch"], m["kind"], m["name"], m["version"], m["sha256"], m["file"]))
     return out
 
-
-def _debian_version(text: str) -> bool:
-    try:
-        DebVersion(text)
-    except ValueError:
-        return False
-    return True
 
 
 def summary(apt: AptLock, arch: str) -> dict[str, dict[str, str]]:

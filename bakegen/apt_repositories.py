@@ -25,9 +25,9 @@ from typing import Any
 
 from bakegen import schema
 from bakegen.errors import StackError
-from bakegen.paths import read_bounded
+from bakegen.paths import Unreadable, read_bounded
 from bakegen.resolvers.debian import Repository
-from bakegen.resolvers.signed import FINGERPRINT
+from bakegen.resolvers.signed import ARMOR, FINGERPRINT
 from bakegen.stack import NAME as STACK_NAME
 from bakegen.stack import EffectiveStack, StackGraph, stack_location
 from bakegen.stack_folder import file_problem
@@ -75,7 +75,7 @@ def problems(stack: EffectiveStack, graph: StackGraph) -> list[StackError]:
     seen = {t["name"] for s in stack.ancestors for t in s.table("apt").get("repositories", ())}
     for i, table in enumerate(stack.stack.table("apt").get("repositories", ())):
         where = stack_location(stack.stack, graph.root, ("apt", "repositories"))
-        problem = file_problem(stack, table["key"], graph.root)
+        problem = file_problem(stack, table["key"], graph.root) or _key_problem(stack, table["key"])
         if table["name"] in seen:
             problem = f"a repository named '{table['name']}' comes earlier in the stack's chain"
         seen.add(table["name"])
@@ -84,6 +84,19 @@ def problems(stack: EffectiveStack, graph: StackGraph) -> list[StackError]:
                                   hint=f"put the repository's public key in stacks/{stack.name}/ "
                                   "and give each repository its own name"))
     return out
+
+
+def _key_problem(stack: EffectiveStack, key: str) -> str | None:
+    """A key file apt would not read as its suffix says (.asc armored, .gpg binary), or too big."""
+    try:
+        data = read_bounded(stack.stack.path.parent / stack.name / key, MAX_KEY)
+    except Unreadable as exc:
+        return f"{key}: {exc.reason}"
+    armored = data.lstrip().startswith(ARMOR)
+    if armored != key.endswith(".asc"):
+        return (f"{key}: {'an armored' if armored else 'a binary'} key, which apt reads from a "
+                f"{'.asc' if armored else '.gpg'} file only")
+    return None
 
 
 def fingerprint_of(repos: tuple[Repository, ...]) -> dict[str, Any]:

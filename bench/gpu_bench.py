@@ -23,6 +23,7 @@ from _bench import (
     CA_BUNDLE,
     IMAGE_PREFIX,
     REPO,
+    bakegen,
     docker,
     image_size,
     mb,
@@ -67,6 +68,7 @@ def main() -> None:
     with workdir() as tmp:
         root = tmp / "gpu"
         shutil.copytree(EXAMPLE, root)
+        bakegen(root, "generate")
         took = build_bakegen(root)
         image = f"{IMAGE_PREFIX}gpu/{STACK}:latest"
         disk, download, layers = image_size(image)

@@ -50,27 +50,29 @@ if [ -n "$extra" ]; then
     exit 1
 fi
 
-# Where apt keeps the .deb of a lock line, and whether it is the locked file.
-deb_of() { pkgarch=${4##*_}; echo "/var/cache/apt/archives/${1}_$(echo "$2" | sed 's/:/%3a/')_${pkgarch%.deb}.deb"; }
+# Every .deb apt will install, by the name apt stores it under (name_version_arch.deb, from the
+# simulation's Inst lines), with the lock's sha256 of that package.
+awk '/^Inst /{v = $3; if (v ~ /^\[/) v = $4; gsub(/[()]/, "", v); match($0, /\[[a-z0-9-]+\]\)/); print $2, v, substr($0, RSTART + 1, RLENGTH - 3)}' "$work/sim" > "$work/inst"
+while read -r name version pkgarch; do
+    sum=$(awk -v n="$name" '$1 == n {print $3}' "$work/lock")
+    echo "$sum /var/cache/apt/archives/${name}_$(echo "$version" | sed 's/:/%3a/g')_${pkgarch}.deb"
+done < "$work/inst" > "$work/debs"
 locked_file() { echo "${1#sha256:}  $2" | sha256sum -c --status -; }
-# A cached .deb of a locked name and version that is not the locked file (a repository rebuilt
-# it): apt would take it again; download it anew.
-while read -r name version sum file _kind; do
-    deb=$(deb_of "$name" "$version" "$sum" "$file")
+# A cached .deb that is not the locked file (a repository rebuilt that version): download it anew.
+while read -r sum deb; do
     if [ -f "$deb" ] && ! locked_file "$sum" "$deb"; then rm -f "$deb"; fi
-done < "$work/lock"
+done < "$work/debs"
 
-# Download, check every .deb against the lock, then install from what was checked.
+# Download, check every .deb against the lock (one apt did not download fails), then install
+# from what was checked.
 # shellcheck disable=SC2086
 apt-get "$@" -qq install -y --download-only $want
-while read -r name version sum file _kind; do
-    deb=$(deb_of "$name" "$version" "$sum" "$file")
-    [ -f "$deb" ] || continue  # already installed in the base image: nothing downloaded
-    if ! locked_file "$sum" "$deb"; then
-        echo "bakegen: $deb does not match $sum from $lock/apt.lock" >&2
+while read -r sum deb; do
+    if [ ! -f "$deb" ] || ! locked_file "$sum" "$deb"; then
+        echo "bakegen: $deb is not the file of $sum in $lock/apt.lock" >&2
         exit 1
     fi
-done < "$work/lock"
+done < "$work/debs"
 # shellcheck disable=SC2086
 apt-get "$@" -qq install -y --no-download $want
 # what carries time or machine state, for reproducible layers

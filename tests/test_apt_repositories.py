@@ -127,3 +127,45 @@ def test_a_lock_crafted_with_recomputed_checksums_is_refused(acme, capsys, field
     assert main(["-C", str(root), "check"]) != 0
     shown = str(capsys.readouterr())
     assert says in shown, shown
+
+
+def test_a_key_file_apt_would_not_read_as_its_suffix_says_is_refused(acme, capsys):
+    root = acme()
+    (root / "stacks/acme/acme.asc").write_bytes(b"\x99\x01\x0dbinary")
+    assert main(["-C", str(root), "check"]) == 2
+    assert "acme.asc: a binary key, which apt reads from a .gpg file only" in capsys.readouterr().err
+
+
+def test_a_huge_key_file_is_one_error_line(acme, capsys):
+    root = acme()
+    (root / "stacks/acme/acme.asc").write_text(KEY + "x" * 1_000_001)
+    assert main(["-C", str(root), "check"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: stacks/acme.toml:") and "larger than" in err and "internal error" not in err, err
+
+
+def test_an_index_entry_no_lock_line_could_hold_is_one_error():
+    from bakegen.errors import ResolutionError
+    from bakegen.resolvers.apt import AptRequest, _pin
+    from bakegen.resolvers.debian import AptSpec
+
+    request = AptRequest("acme", AptSpec("debian", "trixie"), ["amd64"], ["xy"])
+    good = {"Version": "1.0", "SHA256": "a" * 64, "Filename": "dists/stable/pool/stable/amd64/xy_1.0_amd64.deb", "Size": "1"}
+    assert _pin(request, "amd64", "xy", good).filename == good["Filename"]
+    for field, value in (("Filename", "pool/../../x.deb"), ("SHA256", ""), ("Version", "1.0 beta"), ("Size", "")):
+        with pytest.raises(ResolutionError, match=f"acme: apt package xy on amd64 cannot be locked: its index gives {field}"):
+            _pin(request, "amd64", "xy", {**good, field: value})
+
+
+def test_a_release_of_another_suite_or_past_its_valid_until_is_refused():
+    from debian.deb822 import Release
+
+    from bakegen.errors import BakegenError
+    from bakegen.resolvers.debian import Repository, _check_release
+
+    repo = Repository("acme", "https://apt.example.com", "stable", ("main",), FPR, "stacks/acme/acme.asc", "0" * 64)
+    _check_release(Release("Codename: stable\nValid-Until: Sat, 01 Jan 2100 00:00:00 UTC\n"), repo)
+    with pytest.raises(BakegenError, match="serves the suite oldstable, not stable"):
+        _check_release(Release("Codename: oldstable\n"), repo)
+    with pytest.raises(BakegenError, match="its Release expired"):
+        _check_release(Release("Suite: stable\nValid-Until: Sat, 01 Jan 2000 00:00:00 UTC\n"), repo)

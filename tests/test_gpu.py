@@ -43,8 +43,10 @@ def test_the_minimum_driver_and_the_labels():
 
 @pytest.fixture
 def example(tmp_path):
+    """A copy of examples/gpu (its stack and lock), generated."""
     root = tmp_path / "gpu"
     shutil.copytree(EXAMPLE, root)
+    assert main(["-C", str(root), "generate"]) == 0
     return root
 
 

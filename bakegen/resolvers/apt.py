@@ -21,7 +21,7 @@ from typing import Any
 from debian.deb822 import PkgRelation
 
 from bakegen.errors import ResolutionError
-from bakegen.resolvers.debian import AptSpec, ArchiveReader, Index, satisfies
+from bakegen.resolvers.debian import AptSpec, ArchiveReader, Index, lockable, satisfies
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,20 @@ class AptRequest:
     preferred: dict[str, dict[str, str]] = field(
         default_factory=dict
     )  # arch -> name -> version of the previous lock
+
+
+def _pin(request: AptRequest, arch: str, name: str, entry: dict[str, str]) -> AptPin:
+    """An index's entry as a pin, each field checked as a lock line holds it."""
+    fields = (name, entry.get("Version", ""), entry.get("SHA256", ""), entry.get("Filename", ""))
+    problem = lockable(*fields)
+    if problem is not None or not entry.get("Size", "").isdigit():
+        raise ResolutionError(
+            f"{request.stack}: apt package {name} on {arch} cannot be locked: its index gives "
+            f"{problem or 'Size ' + repr(entry.get('Size'))}",
+            hint="the archive or a repository serves an index entry bakegen does not read (a "
+            "sha256 and a pool file are needed); drop the package or the repository")
+    return AptPin(name, fields[1], entry.get("Architecture", ""), fields[2], fields[3],
+                  int(entry["Size"]))
 
 
 # --- resolution -------------------------------------------------------------------------
@@ -89,12 +103,7 @@ class AptResolver:
                     todo += [
                         (dep, pick["Package"]) for dep in PkgRelation.parse_relations(pick[fld])
                     ]
-        return [
-            AptPin(
-                name, e["Version"], e["Architecture"], e["SHA256"], e["Filename"], int(e["Size"])
-            )
-            for name, e in sorted(chosen.items())
-        ]
+        return [_pin(request, arch, name, e) for name, e in sorted(chosen.items())]
 
     def _unresolvable(
         self, request: AptRequest, arch: str, index: Index, group: list[Any], why: str

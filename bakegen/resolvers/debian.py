@@ -12,18 +12,21 @@ import hashlib
 import json
 import lzma
 import os
+import re
 import ssl
 import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 from debian.deb822 import Packages, PkgRelation, Release
 from debian.debian_support import Version
 
-from bakegen.errors import BakegenError, NetworkError
+from bakegen.errors import BakegenError, NetworkError, one_line
 from bakegen.resolvers.signed import verify
 
 DEBIAN_SUITES = ("bullseye", "bookworm", "trixie", "forky", "sid", "unstable", "testing")
@@ -154,6 +157,30 @@ class AptSpec:
         return "".join(s.line(KEYRINGS[self.distro]) + "\n" for s in self.sources(archs))
 
 
+# What a lock line holds, as an index may give it: a package name, a Debian version, a pool file
+# (Debian's pool/..., or dists/<suite>/pool/... as Docker's repository has it; no . or ..)
+NAME = r"[a-z0-9][a-z0-9+.-]+"
+VERSION = r"[A-Za-z0-9.+~:-]+"
+_PART = r"(?!\.\.?/)[A-Za-z0-9._+~%-]+"
+FILENAME = rf"(?:dists/{_PART}/)?pool/(?:{_PART}/)*{_PART}\.deb"
+
+def lockable(name: str, version: str, sha256: str, filename: str) -> str | None:
+    """The first field of an index's entry that no lock line could hold (None: all can)."""
+    checks = (("Package", name, NAME), ("Version", version, VERSION),
+              ("SHA256", sha256, r"[0-9a-f]{64}"), ("Filename", filename, FILENAME))
+    bad = next(((f, v) for f, v, pattern in checks if not re.fullmatch(pattern, v)), None)
+    if bad is None and not debian_version(version):
+        bad = ("Version", version)
+    return None if bad is None else f"{bad[0]} {one_line(repr(bad[1]), 80)}"
+
+def debian_version(text: str) -> bool:
+    try:
+        Version(text)
+    except ValueError:
+        return False
+    return True
+
+
 # --- indexes ------------------------------------------------------------------------
 
 Fetch = Callable[[str], bytes]
@@ -270,6 +297,8 @@ class ArchiveReader:
             inrelease = verify(inrelease, repo.key_data, repo.fingerprint,
                                f"apt repository '{repo.name}' ({repo.url} {repo.suite})", repo.key)
         release = Release(inrelease.decode("utf-8", "replace"))
+        if repo is not None:
+            _check_release(release, repo)
         entries: list[dict[str, str]] = []
         for component in source.components:
             entry = _indexed(release, f"{component}/binary-{arch}/Packages")
@@ -279,6 +308,14 @@ class ArchiveReader:
                     hint=f"is {arch} built for this suite?",
                 )
             entries += self._entries(source, entry) if entry else []
+        bad = next((e for e in entries if "Package" not in e
+                    or not debian_version(e.get("Version", ""))), None) if repo else None
+        if repo is not None and bad is not None:
+            raise BakegenError(
+                f"apt repository '{repo.name}': its index has a package without a Debian name "
+                f"and version ({one_line(repr(bad.get('Package')), 60)} "
+                f"{one_line(repr(bad.get('Version')), 60)})",
+                hint="the repository serves an index apt cannot read; ask its vendor, or drop it")
         return entries
 
     def _entries(self, source: Source, entry: dict[str, str]) -> list[dict[str, str]]:
@@ -307,6 +344,32 @@ class ArchiveReader:
         tmp.write_text(json.dumps(entries))
         tmp.replace(cached)
         return entries
+
+
+def _check_release(release: Release, repo: Repository) -> None:
+    """The signed Release is the stack's suite, and not past its Valid-Until: a server cannot
+    replay another suite, or an old one, that the same key signed."""
+    names = {release.get("Suite"), release.get("Codename")}
+    if repo.suite not in names:
+        raise BakegenError(
+            f"apt repository '{repo.name}': {repo.url} serves the suite "
+            f"{one_line(str(release.get('Codename') or release.get('Suite')), 60)}, not "
+            f"{repo.suite}", hint="check apt.repositories' suite (Release's Suite or Codename)")
+    until = release.get("Valid-Until")
+    if until and _expired(until):
+        raise BakegenError(
+            f"apt repository '{repo.name}': its Release expired ({one_line(until, 60)})",
+            hint="the repository serves an old, signed Release (a stale mirror or a replay)")
+
+
+def _expired(when: str) -> bool:
+    """Is a Release date (RFC 2822, UTC) past? An unreadable one counts as past."""
+    try:
+        stamp = parsedate_to_datetime(when)
+    except (TypeError, ValueError):
+        return True
+    stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+    return stamp < datetime.now(UTC)
 
 
 # a Packages file's compressions, the smallest first

@@ -15,8 +15,11 @@ from pathlib import Path
 from bakegen import proc
 from bakegen.errors import BakegenError, CommandError, ResolutionError
 
-FINGERPRINT = r"[0-9A-F]{40}|[0-9A-F]{64}"  # OpenPGP v4 (SHA-1) or v6 (SHA-256)
+FINGERPRINT = r"[0-9A-F]{40}"  # OpenPGP v4 (GnuPG 2.2, Debian's, reads no v6 key)
 ARMOR = b"-----BEGIN PGP PUBLIC KEY BLOCK-----"
+# The packets of one public key: apt's verifier (sqv in trixie) trusts every key a keyring holds,
+# a secret one too, so nothing else may be in the file.
+PUBLIC_PACKETS = ("public key", "public sub key", "user ID", "attribute", "signature", "trust")
 
 
 def _tool(name: str) -> str:
@@ -25,6 +28,15 @@ def _tool(name: str) -> str:
         raise BakegenError(f"apt.repositories needs GnuPG's {name}, which is not installed",
                            hint="install Debian's gnupg and gpgv (make tools does)")
     return found
+
+
+def packets(key: bytes) -> list[str]:
+    """The kinds of the OpenPGP packets of a key file (``gpg --list-packets``), in order."""
+    with tempfile.TemporaryDirectory(prefix="bakegen-gpg-") as home:
+        (Path(home) / "key").write_bytes(key)
+        out = proc.run([_tool("gpg"), "--homedir", home, "--batch", "--list-packets",
+                        str(Path(home) / "key")], check=False).stdout
+    return re.findall(r"^:([^:]+) packet:", out, re.M)
 
 
 def fingerprints(key: bytes) -> list[str]:
@@ -51,6 +63,12 @@ def verify(inrelease: bytes, key: bytes, fingerprint: str, where: str, key_file:
     """The text ``inrelease`` signs, when ``key`` is exactly the key with ``fingerprint`` and it
     made a good signature; else one :class:`ResolutionError`. Only the signed text is returned:
     nothing around it."""
+    kinds = packets(key)
+    if kinds.count("public key") != 1 or not set(kinds) <= set(PUBLIC_PACKETS):
+        raise ResolutionError(
+            f"{where}: {key_file} is not one public key (its OpenPGP packets: "
+            f"{', '.join(dict.fromkeys(kinds)) or 'none'})",
+            hint="export only the vendor's key: gpg --armor --export FINGERPRINT > KEY.asc")
     found = fingerprints(key)
     if found != [fingerprint]:
         raise ResolutionError(

@@ -12,16 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from e2e.conftest import bakegen, docker
-from e2e.test_sources import free_port
+from e2e.test_sources import free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -69,13 +67,9 @@ def repository(engine, tmp_path_factory):
     port = free_port(host)
     server = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", host, "--directory", str(repo), str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(50):
-        try:
-            socket.create_connection((host, port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.2)
+    wait_for(host, port)
     keys = {fpr: gpg(root / f"gpg-{n}", "--armor", "--export", fpr) for n, fpr in (("a", a), ("b", b))}
+    keys["b-secret"] = gpg(root / "gpg-b", "--armor", "--export-secret-keys", b)
     yield f"http://{host}:{port}", a, b, keys, next(repo.glob("pool/main/b/bakegen-hello/*.deb"))
     server.terminate()
 
@@ -162,3 +156,13 @@ def test_a_key_file_without_the_pinned_fingerprint_is_refused(repository, tmp_pa
     out = run(root, "lock")
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert out.returncode != 0 and len(errors) == 1 and f"stacks/acme/acme.asc holds the keys ['{a}'], not just the pinned {b}" in errors[0], out.stderr
+
+
+def test_a_key_file_that_hides_a_second_key_is_refused(repository, tmp_path):
+    """The pinned public key and another key's secret key: apt's verifier (sqv) would trust both."""
+    url, a, _, keys, _ = repository
+    root = project(tmp_path, url, a, keys[a] + keys["b-secret"])
+    out = run(root, "lock")
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert out.returncode != 0 and len(errors) == 1 and "stacks/acme/acme.asc is not one public key" in errors[0], out.stderr
+    assert "secret key" in errors[0]

@@ -53,6 +53,16 @@ def free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
+def wait_for(host: str, port: int, tries: int = 50) -> None:
+    """Until a server listens on host:port (tries of 0.2 s, at most)."""
+    for _ in range(tries):
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def index(engine, tmp_path_factory):
     """pypiserver with basic auth for listing and downloading; its URL, user and password."""
@@ -70,12 +80,7 @@ def index(engine, tmp_path_factory):
     server = subprocess.Popen([str(Path(sys.executable).parent / "pypi-server"), "run", "-i", host, "-p", str(port),
                                "-a", "download,list,update", "-P", str(root / "htpasswd"), "--hash-algo", "sha256",
                                str(root / "packages")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(50):
-        try:
-            socket.create_connection((host, port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.2)
+    wait_for(host, port)
     netrc = root / "netrc"
     netrc.write_text(f"machine {host}\nlogin alice\npassword {password}\n")
     netrc.chmod(0o600)
@@ -210,12 +215,7 @@ def npm_registry(engine, tmp_path_factory):
                                "--listen", f"{host}:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               env={**os.environ, "PATH": NODE_PATH})
     url = f"http://{host}:{port}"
-    for _ in range(100):
-        try:
-            socket.create_connection((host, port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.2)
+    wait_for(host, port, tries=100)
     password = f"npm-secret-{uuid.uuid4().hex}"
     request = urllib.request.Request(f"{url}/-/user/org.couchdb.user:alice", method="PUT",
                                      data=json.dumps({"name": "alice", "password": password}).encode(),
