@@ -41,6 +41,10 @@ class Finding:
         return bool(self.advisory.fixed) and self.accepted is None
 
 
+# why a package from a stack's own index is not checked (by design: the exit code does not count it)
+PRIVATE = "from a stack's own index: its name is not sent to a public advisory source"
+
+
 @dataclass
 class Report:
     findings: list[Finding] = field(default_factory=list)
@@ -55,7 +59,7 @@ class Report:
 
     def unchecked_sources(self) -> list[tuple[str, str, str]]:
         """What a source failed to answer (not what no source covers)."""
-        return [u for u in self.unchecked if u[0] in self.checked]
+        return [u for u in self.unchecked if u[0] in self.checked and u[2] != PRIVATE]
 
     def unchecked_groups(self) -> list[str]:
         """The unchecked, one line per ecosystem and reason: "python: 3 packages (a 1, b 2, ...):
@@ -90,6 +94,26 @@ def locked_packages(
     return out
 
 
+def _private(graph: StackGraph, locks: dict[str, StackLock], stacks: list[str], eco_name: str,
+             index_url: str) -> set[Package]:
+    """The ecosystem's packages from an index of a stack's own (a private one): their names are
+    not sent to the public advisory source."""
+    owners = {o for s in stacks for o in [*(a.name for a in graph.ancestors(s)), s]}
+    eco = next(e for e in ordered.ECOSYSTEMS if e.name == eco_name)
+    return {(e.name, e.version) for o in sorted(owners)
+            if (part := locks[o].parts.get(eco_name)) is not None
+            for e in eco.entries(locks[o], part)
+            if e.source and e.source.rstrip("/") != index_url.rstrip("/")}
+
+
+def _public(report: Report, eco_name: str, packages: dict[Package, set[str]],
+            private: set[Package]) -> dict[Package, set[str]]:
+    """``packages`` without the private ones, which the report lists as not checked."""
+    for name, version in sorted(private & set(packages)):
+        report.unchecked.append((eco_name, f"{name} {version}", PRIVATE))
+    return {p: s for p, s in packages.items() if p not in private}
+
+
 def audit(
     graph: StackGraph,
     locks: dict[str, StackLock],
@@ -100,6 +124,8 @@ def audit(
     report = Report()
     for eco_name, packages in sorted(locked_packages(graph, locks, stacks).items()):
         eco = next(e for e in ordered.ECOSYSTEMS if e.name == eco_name)
+        packages = _public(report, eco_name, packages, _private(graph, locks, stacks, eco_name,
+                                                                 index_url))
         source = eco.advisory_source(index_url)
         if source is None:
             report.unchecked.append((eco_name, f"{len(packages)} packages", eco.audit_unchecked))

@@ -266,3 +266,19 @@ def test_a_poisoned_cache_entry_is_not_used(index):
         # asked again, or the entry as checked as an answer: ids full-matched, text on one line
         assert all(a.id in ("PYSEC-2019-217", "PYSEC-1-1") and isinstance(a.summary, str) and all(isinstance(x, str) for x in a.aliases)
                    for a in result), result
+
+
+def test_a_package_from_a_stack_s_own_index_is_not_sent_to_the_public_source(tmp_path, index, capsys):
+    """six comes from the stack's private index: its name never reaches PyPI's API, and the gate still passes."""
+    from fakes import INDEX
+    from test_sources import PRIVATE, FromIndexes
+
+    stacks = {**STACKS, "base": STACKS["base"] + f'[python.sources]\nsix = "{PRIVATE}"\n'}
+    root = write_stacks(tmp_path / "p", stacks)
+    lock_project(root, python=FromIndexes({"six": PRIVATE}))
+    Index.answers = {f"/pypi/{n}/{v}/json": {"vulnerabilities": []} for n in INDEX for v in INDEX[n]}
+    code = main(["-C", str(root), "audit", "--index-url", f"{index}/simple", "--format", "json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert not [r for r in Index.requests if "/six/" in r] and [r for r in Index.requests if "/packaging/" in r]
+    assert [u for u in doc["not_checked"] if u["ecosystem"] == "python"][0]["reason"].startswith("from a stack's own index")
+    assert code == 0 == doc["exit_code"]
