@@ -46,8 +46,8 @@ RECORD = {
     "components": schema.list_of(schema.matching(COMPONENT, "component", "main"), non_empty=True),
     "key": schema.matching(KEY_FILE, "key file in the stack's folder (.asc armored, .gpg binary)",
                            "nodesource.asc"),
-    "fingerprint": schema.matching(FINGERPRINT, "key fingerprint (40 or 64 upper-case hex "
-                                   "digits, no spaces)", "6F71F525282841EEDAF851B42F59B5F9"
+    "fingerprint": schema.matching(FINGERPRINT, "key fingerprint (40 upper-case hex digits, "
+                                   "no spaces)", "6F71F525282841EEDAF851B42F59B5F9"
                                    "9B1BE0B4"),
 }
 TABLE = schema.list_of(schema.record(RECORD, required=("name", "url", "suite", "key",

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from bakegen import __version__
 from bakegen import registry as ordered
 from bakegen.advisories import Advisory, Package, Unchecked
-from bakegen.diff import ImageDiff
+from bakegen.diff import FROM, Change, ImageDiff
 from bakegen.files import GENERATED_MARKER
 from bakegen.lock import StackLock
 from bakegen.stack import StackGraph
@@ -41,7 +41,8 @@ class Finding:
         return bool(self.advisory.fixed) and self.accepted is None
 
 
-# why a package from a stack's own index is not checked (by design: the exit code does not count it)
+# why a package from a stack's own index is not checked (its name must not leak; exit 3 all the
+# same: never a silent pass)
 PRIVATE = "from a stack's own index: its name is not sent to a public advisory source"
 
 
@@ -59,7 +60,7 @@ class Report:
 
     def unchecked_sources(self) -> list[tuple[str, str, str]]:
         """What a source failed to answer (not what no source covers)."""
-        return [u for u in self.unchecked if u[0] in self.checked and u[2] != PRIVATE]
+        return [u for u in self.unchecked if u[0] in self.checked]
 
     def unchecked_groups(self) -> list[str]:
         """The unchecked, one line per ecosystem and reason: "python: 3 packages (a 1, b 2, ...):
@@ -195,7 +196,8 @@ def mark_changes(diffs: list[ImageDiff], index_url: str) -> list[str]:
         changes = [c for d in diffs for c in d.changes.get(eco.section, []) if c.new]
         if source is None or not changes:
             continue
-        pairs = [(c, c.name.split(" ")[0], c.old, str(c.new)) for c in changes]
+        pairs = [(c, c.name.split(" ")[0], _version(c.old), _version(c.new) or "")
+                 for c in changes if not _from_own_index(c, index_url)]
         found = source.lookup(sorted({(n, v) for _, n, old, new in pairs for v in (old, new) if v}))
         for c, name, old_version, new_version in pairs:
             old, new = found[name, old_version] if old_version else [], found[name, new_version]
@@ -206,6 +208,21 @@ def mark_changes(diffs: list[ImageDiff], index_url: str) -> list[str]:
                 continue
             c.security = _security(old, new)
     return unchecked
+
+
+def _version(value: str | None) -> str | None:
+    """A diff's version without where it comes from ("1.0 from URL" -> "1.0")."""
+    return value.split(f" {FROM}")[0] if value else value
+
+
+def _from_own_index(change: Change, index_url: str) -> bool:
+    """A change to or from a package of a stack's own index: never named to the public source
+    (marked "not checked")."""
+    sources = {v.partition(f" {FROM}")[2].rstrip("/") for v in (change.old, change.new) if v}
+    if not sources - {"", index_url.rstrip("/")}:
+        return False
+    change.security = f"not checked ({PRIVATE})"
+    return True
 
 
 def _security(old: list[Advisory], new: list[Advisory]) -> str:

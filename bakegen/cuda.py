@@ -4,8 +4,11 @@ oldest NVIDIA driver that runs it.
 Two ways a lock says it:
 
 * a PyTorch index's local version: ``torch==2.11.0+cu130`` is CUDA 13.0 (``+cpu``: none);
-* PyPI's CUDA wheels, which torch (and JAX's and CuPy's CUDA builds) pull in:
-  ``nvidia-cuda-runtime==13.2.86`` (CUDA 13) or ``nvidia-cuda-runtime-cu12==12.8.90``.
+* PyPI's CUDA wheels, which torch pulls in: ``nvidia-cuda-runtime==13.2.86`` (CUDA 13.2) or
+  ``nvidia-cuda-runtime-cu12==12.8.90``;
+* a package built for one CUDA major version: ``cupy-cuda12x``, ``jax-cuda12-plugin`` (CUDA 12).
+
+When several say it, the newest counts: the image needs its driver.
 
 The driver is NVIDIA's minimum for CUDA minor-version compatibility of that major version
 (the CUDA Toolkit release notes, "CUDA Toolkit and Minimum Required Driver Version for CUDA
@@ -23,21 +26,28 @@ from typing import Any
 MIN_DRIVER = {11: "450.80.02", 12: "525.60.13", 13: "580"}
 _RUNTIME = re.compile(r"nvidia-cuda-runtime(?:-cu[0-9]{2})?")
 _LOCAL = re.compile(r"[^+]+\+cu([0-9]{2})([0-9])")  # torch 2.11.0+cu130: 13.0
+# CUDA builds named by major version only: cupy-cuda12x, jax-cuda12-plugin, jax-cuda12-pjrt
+_MAJOR_ONLY = re.compile(r"cupy-cuda([0-9]{2})x|jax-cuda([0-9]{2})-(?:plugin|pjrt)")
 
 
 @dataclass(frozen=True)
 class Cuda:
-    version: str  # major.minor: "13.0"
+    major: int
+    minor: int | None = None  # None: a package names only the major version (cupy-cuda12x)
+
+    @property
+    def version(self) -> str:
+        return f"{self.major}" if self.minor is None else f"{self.major}.{self.minor}"
 
     @property
     def variant(self) -> str:
-        """PyTorch's name for it: cu130."""
-        return "cu" + self.version.replace(".", "")
+        """PyTorch's name for it: cu130 (cu12 for a major version only)."""
+        return f"cu{self.major}{'' if self.minor is None else self.minor}"
 
     @property
     def min_driver(self) -> str:
         """The oldest NVIDIA driver that runs it ("unknown" for a CUDA newer than bakegen)."""
-        return MIN_DRIVER.get(int(self.version.split(".")[0]), "unknown")
+        return MIN_DRIVER.get(self.major, "unknown")
 
     def record(self) -> dict[str, str]:
         """In lock.json and the image's labels."""
@@ -45,13 +55,25 @@ class Cuda:
 
 
 def cuda_of(packages: dict[str, str]) -> Cuda | None:
-    """The CUDA of locked ``{name: version}`` (canonical names), or None."""
-    local = _LOCAL.fullmatch(packages.get("torch", ""))
-    if local:
-        return Cuda(f"{int(local.group(1))}.{local.group(2)}")
-    runtime = next((v for name, v in sorted(packages.items()) if _RUNTIME.fullmatch(name)), None)
-    found = re.match(r"([0-9]+)\.([0-9]+)", runtime or "")
-    return Cuda(f"{int(found.group(1))}.{int(found.group(2))}") if found else None
+    """The newest CUDA that locked ``{name: version}`` (canonical names) were built for, or None:
+    the image needs the driver of the newest."""
+    found = [_local(packages.get("torch", ""))]
+    for name, version in packages.items():
+        runtime = _RUNTIME.fullmatch(name) and re.match(r"([0-9]{1,3})\.([0-9]{1,3})", version)
+        found.append(Cuda(int(runtime.group(1)), int(runtime.group(2))) if runtime else None)
+        major = _MAJOR_ONLY.fullmatch(name)
+        found.append(Cuda(int(major.group(1) or major.group(2))) if major else None)
+    known = [c for c in found if c is not None]
+    return max(known, key=_newest) if known else None
+
+
+def _newest(cuda: Cuda) -> tuple[int, int]:
+    return cuda.major, cuda.minor if cuda.minor is not None else -1
+
+
+def _local(torch: str) -> Cuda | None:
+    local = _LOCAL.fullmatch(torch)
+    return Cuda(int(local.group(1)), int(local.group(2))) if local else None
 
 
 def cuda_section(packages: dict[str, Any]) -> dict[str, dict[str, str]]:
@@ -65,14 +87,18 @@ def cuda_section(packages: dict[str, Any]) -> dict[str, dict[str, str]]:
     return out
 
 
-def cuda_labels(section: dict[str, dict[str, str]]) -> dict[str, str]:
-    """The image's labels: io.bakegen.cuda (13.0), .cuda.variant (cu130), .cuda.min-driver (580);
-    each platform's, joined, when they differ."""
+def cuda_labels(packages: dict[str, dict[str, str]]) -> dict[str, str]:
+    """The image's labels from each platform's ``{name: version}``: io.bakegen.cuda (13.0),
+    .cuda.variant (cu130), .cuda.min-driver (580); when the platforms differ (one without CUDA
+    says "none"), each platform's, joined: linux/amd64=13.0,linux/arm64=none."""
+    records = {p: (c.record() if (c := cuda_of(v)) else None) for p, v in sorted(packages.items())}
+    if not any(records.values()):
+        return {}
     labels = {}
     for key, label in (("version", "io.bakegen.cuda"), ("variant", "io.bakegen.cuda.variant"),
                        ("min_driver", "io.bakegen.cuda.min-driver")):
-        values = {f"{platform}={record[key]}" for platform, record in section.items()}
-        plain = {record[key] for record in section.values()}
-        if plain:
-            labels[label] = plain.pop() if len(plain) == 1 else ",".join(sorted(values))
+        values = {p: (r[key] if r else "none") for p, r in records.items()}
+        same = set(values.values())
+        joined = ",".join(f"{p}={v}" for p, v in values.items())
+        labels[label] = same.pop() if len(same) == 1 else joined
     return labels

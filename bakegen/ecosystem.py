@@ -228,8 +228,9 @@ class Ecosystem(Generic[PartT, ResolverT]):
         return None
 
     # --- what is locked -------------------------------------------------------
-    def labels(self, lock: StackLock, part: PartT) -> dict[str, str]:
-        """Labels of the image that its locked packages decide (the CUDA they need)."""
+    def labels(self, locks: list[StackLock]) -> dict[str, str]:
+        """Labels of the image that its locked packages decide (the CUDA they need), from the
+        locks of its chain, root first."""
         return {}
 
     def entries(self, lock: StackLock, part: PartT) -> list[LockedEntry]:

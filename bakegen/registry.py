@@ -9,6 +9,7 @@ ecosystems; generic code imports it.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from bakegen.ecosystem import AnyEcosystem, BuildSecret
@@ -29,8 +30,15 @@ custom.ECOSYSTEM.bind(
 
 
 def build_secrets() -> list[BuildSecret]:
-    """Every ecosystem's build secrets (bakegen build --ID FILE), in the ecosystems' order."""
-    return [secret for eco in ECOSYSTEMS for secret in eco.build_secrets]
+    """Every ecosystem's build secrets (bakegen build --ID FILE), in the ecosystems' order: ids of
+    lower-case letters, each once, and never the proxy CA's (cacert)."""
+    secrets = [secret for eco in ECOSYSTEMS for secret in eco.build_secrets]
+    ids = [s.id for s in secrets]
+    bad = [i for i in ids
+           if not re.fullmatch(r"[a-z]{1,32}", i) or i == "cacert" or ids.count(i) > 1]
+    if bad:
+        raise ValueError(f"build secret ids must be unique lower-case words, not cacert: {bad}")
+    return secrets
 
 
 class Resolvers:

@@ -83,7 +83,7 @@ SCHEMA: dict[str, Any] = {
         ),
         "default_url": schema.matching(r"/[A-Za-z0-9._~%/-]*", "default_url", "/lab"),
         # NVIDIA GPUs per server: KubeSpawner's extra_resource_limits {"nvidia.com/gpu": N}
-        "gpu": schema.int_in(1, 64),
+        "gpu": schema.int_in(0, 64),  # 0: none (a child of a GPU stack)
         "node_selector": schema.table_of(
             schema.matching(K8S_LABEL_KEY, "Kubernetes label key", "nvidia.com/gpu.present"),
             schema.matching(K8S_LABEL_VALUE, "Kubernetes label value", "true"),

@@ -269,7 +269,8 @@ def test_a_poisoned_cache_entry_is_not_used(index):
 
 
 def test_a_package_from_a_stack_s_own_index_is_not_sent_to_the_public_source(tmp_path, index, capsys):
-    """six comes from the stack's private index: its name never reaches PyPI's API, and the gate still passes."""
+    """six comes from the stack's private index: its name never reaches PyPI's API; it is not checked (exit 3), and
+    neither is a change of it in bakegen diff --audit."""
     from fakes import INDEX
     from test_sources import PRIVATE, FromIndexes
 
@@ -281,4 +282,13 @@ def test_a_package_from_a_stack_s_own_index_is_not_sent_to_the_public_source(tmp
     doc = json.loads(capsys.readouterr().out)
     assert not [r for r in Index.requests if "/six/" in r] and [r for r in Index.requests if "/packaging/" in r]
     assert [u for u in doc["not_checked"] if u["ecosystem"] == "python"][0]["reason"].startswith("from a stack's own index")
-    assert code == 0 == doc["exit_code"]
+    assert code == 3 == doc["exit_code"]
+    from bakegen.audit import mark_changes
+    from bakegen.diff import Change, ImageDiff
+
+    Index.requests.clear()
+    private, public = Change("six", f"1.0 from {PRIVATE}", f"1.1 from {PRIVATE}"), Change("packaging", "23.2", "24.1")
+    diff = ImageDiff("base", "changed", changes={"python": [private, public]}, rebuild=True)
+    assert mark_changes([diff], f"{index}/simple") == []
+    assert not [r for r in Index.requests if "six" in r] and public.security == ""  # packaging: asked (or cached)
+    assert private.security.startswith("not checked (from a stack's own index")

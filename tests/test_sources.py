@@ -269,3 +269,13 @@ def test_bakegen_npmrc_gives_npm_its_logins_and_nothing_else(tmp_path):
     assert _logins(None) == ""
     assert _NPM_CONFIG.fullmatch("npm_config_registry") and _NPM_CONFIG.fullmatch("npm_config_@acme:registry")
     assert not _NPM_CONFIG.fullmatch("npm_config_https_proxy") and not _NPM_CONFIG.fullmatch("npm_config_cafile")
+
+
+def test_a_build_secret_id_is_one_lower_case_word_used_once(monkeypatch):
+    from bakegen.ecosystem import BuildSecret
+
+    python = next(e for e in ordered.ECOSYSTEMS if e.name == "python")
+    for bad in ("cacert", "netrc", "Bad-Id"):
+        monkeypatch.setattr(python, "build_secrets", (*python.build_secrets, BuildSecret(bad, "x", "y", "z")))
+        with pytest.raises(ValueError, match="build secret ids"):
+            ordered.build_secrets()

@@ -299,15 +299,15 @@ class Npm(Ecosystem[NpmLock, NpmResolver]):
         return schema_obj(props, required=sorted(set(props) - {"registries"}))
 
     def entries(self, lock: StackLock, part: NpmLock) -> list[LockedEntry]:
-        return [
-            LockedEntry(
-                self.name,
-                path.split("node_modules/", 1)[1] if path.startswith("node_modules/") else path,
-                "",
-                version,
-            )
-            for path, version in part.packages().items()
-        ]
+        """Each package; ``source``: the stack's own registry it comes from, if any."""
+        mine = dict(part.registries)
+        out = []
+        for path, version in part.packages().items():
+            name = path.split("node_modules/", 1)[1] if path.startswith("node_modules/") else path
+            scope = name.split("/", 1)[0] if name.startswith("@") else ""
+            source = mine.get(scope) or mine.get("", "")
+            out.append(LockedEntry(self.name, name, "", version, source=source))
+        return out
 
     def advisory_source(self, index_url: str) -> AdvisorySource:
         return NpmAdvisories(registry_url())

@@ -22,7 +22,7 @@ from bakegen import python_install, schema
 from bakegen.advisories import AdvisorySource, PypiAdvisories
 from bakegen.cuda import cuda_labels, cuda_section
 from bakegen.ecosystem import Ecosystem, LockedEntry, ReadFile, ResolveContext, SbomItem
-from bakegen.errors import ResolutionError, StackError
+from bakegen.errors import ResolutionError, StackError, StaleError
 from bakegen.files import sha256_text
 from bakegen.lock import (
     NAME_PATTERN,
@@ -296,10 +296,14 @@ class Python(Ecosystem[PythonLock, PythonResolver]):
 
     def read(self, section: dict[str, Any], read_file: ReadFile, doc: dict[str, Any],
              where: str) -> PythonLock:
+        by_platform = read_requirements(section["files"], list(doc["platforms"]), read_file, where,
+                                        requirements_file)
+        if section.get("packages") != {p: {pin.key: pin.version for pin in pins}
+                                       for p, pins in by_platform.items()}:
+            raise StaleError(f"{where}/lock.json: python/packages is not what the requirements "
+                             "files pin", hint="run bakegen lock")
         return PythonLock(version=section["version"], resolver=section["resolver"],
-                          parents=list(section.get("parents", [])),
-                          by_platform=read_requirements(section["files"], list(doc["platforms"]),
-                                                        read_file, where, requirements_file))
+                          parents=list(section.get("parents", [])), by_platform=by_platform)
 
     def section_schema(self) -> dict[str, Any]:
         return schema_obj({
@@ -328,10 +332,15 @@ class Python(Ecosystem[PythonLock, PythonResolver]):
         ]
         return next((f"{where}: not what bakegen writes" for where, ok in checks if not ok), None)
 
-    def labels(self, lock: StackLock, part: PythonLock) -> dict[str, str]:
-        """The CUDA the packages were built for, and the oldest driver that runs them."""
-        return cuda_labels(cuda_section({p: {pin.key: pin.version for pin in pins}
-                                         for p, pins in part.by_platform.items()}))
+    def labels(self, locks: list[StackLock]) -> dict[str, str]:
+        """The CUDA the image's packages (its chain's) were built for, and the oldest driver that
+        runs them."""
+        packages: dict[str, dict[str, str]] = {p: {} for p in locks[-1].platforms}
+        for lock in locks:
+            part = lock.parts.get("python")
+            for platform, pins in (part.by_platform.items() if part else ()):
+                packages.setdefault(platform, {}).update({pin.key: pin.version for pin in pins})
+        return cuda_labels(packages)
 
     def entries(self, lock: StackLock, part: PythonLock) -> list[LockedEntry]:
         return [LockedEntry(self.name, p.key, platform, p.version, p.hashes, source=p.index)

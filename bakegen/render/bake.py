@@ -51,10 +51,9 @@ def _targets(graph: StackGraph, locks: dict[str, StackLock]) -> list[dict[str, A
     return targets
 
 
-def _locked_labels(lock: StackLock) -> dict[str, str]:
-    """The labels each ecosystem's lock part decides."""
-    return {key: value for eco in ordered.ECOSYSTEMS if lock.parts.get(eco.name) is not None
-            for key, value in eco.labels(lock, lock.parts[eco.name]).items()}
+def _locked_labels(chain: list[StackLock]) -> dict[str, str]:
+    """The labels the ecosystems decide from the locks of an image's chain (root first)."""
+    return {key: value for eco in ordered.ECOSYSTEMS for key, value in eco.labels(chain).items()}
 
 
 def image_names(
@@ -84,7 +83,7 @@ def _target(
         "io.bakegen.stack": name,
         "io.bakegen.fingerprint": lock.fingerprint,
         **({"org.opencontainers.image.created": created} if created else {}),
-        **_locked_labels(lock),
+        **_locked_labels([locks[a.name] for a in graph.ancestors(name)] + [lock]),
         **dict(stack.labels),
     }
     python_tag = f"python-{graph.effective(name).python_version}"

@@ -75,10 +75,12 @@ def _options(graph: StackGraph, name: str) -> dict[str, Any]:
     """The stack's [profile], with cpu_limit, mem_limit and default_url inherited from its
     parents."""
     opts: dict[str, Any] = {}
-    for stack in graph.ancestors(name):
-        opts.update({k: v for k, v in stack.profile if k in INHERITED})
-    opts.update(dict(graph.stacks[name].profile))
-    return opts
+    selector: dict[str, str] = {}  # a node_selector adds to its parents' (a key of its own wins)
+    for stack in [*graph.ancestors(name), graph.stacks[name]]:
+        own = dict(stack.profile)
+        selector.update(dict(own.get("node_selector", ())))
+        opts.update(own if stack.name == name else {k: v for k, v in own.items() if k in INHERITED})
+    return {**opts, "node_selector": tuple(selector.items())} if selector else opts
 
 
 def _user_ids(graph: StackGraph, name: str, locks: dict[str, StackLock]) -> tuple[int, int] | None:
@@ -96,12 +98,12 @@ def _placement(opts: dict[str, Any], platforms: list[str]) -> dict[str, Any]:
     """The GPUs a server asks for, and the nodes it may run on: its one platform's architecture
     and the stack's node_selector."""
     out: dict[str, Any] = {}
-    if "gpu" in opts:
+    if opts.get("gpu"):  # gpu = 0: a child of a GPU stack that needs none
         out["extra_resource_limits"] = {GPU_RESOURCE: opts["gpu"]}
     selector = {"kubernetes.io/arch": platforms[0].split("/")[1]} if len(platforms) == 1 else {}
     selector.update(dict(opts.get("node_selector", ())))
-    if selector:
-        out["node_selector"] = selector
+    if selector:  # quoted: a value such as y or 1e3 is a string to Kubernetes, not to every YAML
+        out["node_selector"] = {_Quoted(k): _Quoted(v) for k, v in selector.items()}
     return out
 
 
@@ -189,7 +191,7 @@ def render_profiles(
     values = {"singleuser": {"profileList": profile_list(graph, locks, registry, tag, digests)}}
     header = f"# {GENERATED_MARKER} {__version__} from stacks/*.toml. Do not edit; "
     header += f"to update, run: {command}\n"
-    body = yaml.safe_dump(values, sort_keys=False, default_flow_style=False)
+    body = yaml.dump(values, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
     if fmt == "helm":
         return header + "# Zero to JupyterHub values: helm upgrade ... --values THIS_FILE\n" + body
     config_map = {
@@ -208,7 +210,20 @@ def render_profiles(
     )
 
 
-class _BlockDumper(yaml.SafeDumper):
+class _Quoted(str):
+    """A string written in double quotes, whatever it looks like."""
+
+
+class _Dumper(yaml.SafeDumper):
+    """PyYAML's safe dumper, with _Quoted strings in double quotes."""
+
+
+_Dumper.add_representer(
+    _Quoted, lambda dumper, value: dumper.represent_scalar("tag:yaml.org,2002:str", str(value),
+                                                           style='"'))
+
+
+class _BlockDumper(_Dumper):
     """Multi-line strings as literal blocks (|), so embedded YAML stays readable."""
 
 
