@@ -68,8 +68,12 @@ done < "$work/debs"
 # shellcheck disable=SC2086
 apt-get "$@" -qq install -y --download-only $want
 while read -r sum deb; do
-    if [ ! -f "$deb" ] || ! locked_file "$sum" "$deb"; then
-        echo "bakegen: $deb is not the file of $sum in $lock/apt.lock" >&2
+    if [ ! -f "$deb" ]; then
+        echo "bakegen: apt did not download $deb, the file of $sum in $lock/apt.lock" >&2
+        exit 1
+    fi
+    if ! locked_file "$sum" "$deb"; then
+        echo "bakegen: $deb does not match $sum from $lock/apt.lock" >&2
         exit 1
     fi
 done < "$work/debs"
