@@ -39,7 +39,9 @@ STACK = "pytorch"
 ANCHOR = """\
 FROM {base}
 COPY requirements.txt /tmp/requirements.txt
-RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir --require-hashes -r /tmp/requirements.txt
+RUN --mount=type=secret,id=cacert \\
+    if [ -s /run/secrets/cacert ]; then export PIP_CERT=/run/secrets/cacert; fi; \\
+    python3 -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir --require-hashes -r /tmp/requirements.txt
 ENV PATH=/opt/venv/bin:$PATH
 """
 
@@ -60,7 +62,8 @@ def build_anchor(root: Path, ctx: Path) -> float:
     shutil.copy(root / "locks" / STACK / "requirements.txt", ctx / "requirements.txt")
     (ctx / "Dockerfile").write_text(ANCHOR.format(base=BASE_IMAGE))
     start = time.perf_counter()
-    docker("buildx", "build", "--load", "--tag", f"{IMAGE_PREFIX}gpu-anchor/{STACK}:latest", str(ctx))
+    secret = ["--secret", f"id=cacert,src={CA_BUNDLE}"] if CA_BUNDLE else []
+    docker("buildx", "build", "--load", *secret, "--tag", f"{IMAGE_PREFIX}gpu-anchor/{STACK}:latest", str(ctx))
     return time.perf_counter() - start
 
 
