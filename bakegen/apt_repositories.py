@@ -35,7 +35,6 @@ from bakegen.stack_folder import file_problem
 NAME = r"[a-z0-9][a-z0-9-]{0,31}"
 SUITE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 COMPONENT = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
-NAME_OF_STACK = STACK_NAME
 KEY_FILE = r"[A-Za-z0-9_][A-Za-z0-9._+-]{0,95}\.(?:asc|gpg)"
 MAX_KEY = 1_000_000  # bytes: a public key (with its signatures) is a few kB
 
@@ -127,7 +126,7 @@ def from_section(item: Any) -> Repository | None:
 # a repository in lock.json: the stack's fields, the key where the project holds it, its sha256
 LOCKED_FIELDS = {
     **RECORD,
-    "key": schema.matching(rf"stacks/{NAME_OF_STACK}/{KEY_FILE}", "key file", "stacks/a/k.asc"),
+    "key": schema.matching(rf"stacks/{STACK_NAME}/{KEY_FILE}", "key file", "stacks/a/k.asc"),
     "key_sha256": schema.matching(r"[0-9a-f]{64}", "sha256", "0" * 64),
 }
 LOCKED = schema.record(LOCKED_FIELDS, required=tuple(LOCKED_FIELDS))

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from packageurl import PackageURL
 
+from bakegen.instructions import Mount, Shell
+
 if TYPE_CHECKING:
     from bakegen.advisories import AdvisorySource
     from bakegen.errors import StackError
@@ -95,11 +97,19 @@ class BuildSecret:
     what: str  # what the file is, for messages: "netrc file"
     help: str  # what it holds, for --help: "logins of private package indexes"
     hint: str  # its format, for an error's hint
+    env: str  # the variable the installing tool reads the file's path from: NETRC
 
     @property
     def variable(self) -> str:
         """The environment variable and bake variable that name the file."""
         return f"BAKEGEN_{self.id.upper()}"
+
+    def login(self) -> tuple[Shell, Mount]:
+        """What a build step adds to read it: the secret mounted, and ``env`` pointing at it when
+        the build was given one."""
+        at = f"/run/secrets/{self.id}"
+        export = Shell(f"if [ -s {at} ]; then export {self.env}={at}; fi")
+        return export, Mount("secret", id=self.id)
 
 
 # A lock file's text, read and checked against the manifest: read_file(name, sha256) -> text

@@ -14,7 +14,8 @@ acme-tools = "https://pypi.example.com/simple"
 A URL holds no credential (no ``user:password@``): credentials come from a netrc file, at lock
 time from the machine (``NETRC`` or ``~/.netrc``, as uv and pip read it) and at build time as the
 BuildKit secret ``netrc`` (``bakegen build --netrc FILE``), never from a stack, a lock, a generated
-file or a layer. A child inherits its parents' indexes; its own are added.
+file or a layer. A child inherits its parents' indexes: its own index_url replaces theirs, its
+extra indexes and sources are added.
 """
 
 from __future__ import annotations
@@ -22,15 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bakegen import schema
-
-INDEX_URL = schema.SOURCE_URL
 PYPI = "https://pypi.org/simple"
 PROJECT = "bakegen-sources"  # the name of the project uv resolves a stack with sources as
 PACKAGE_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9])?"
-
-
-index_url = schema.source_url
 
 
 @dataclass(frozen=True)
@@ -70,11 +65,15 @@ def indexes_of(chain: list[dict[str, Any]], canonical: Any) -> Indexes:
     return Indexes(primary, tuple(extras), sources)
 
 
+def index_options(urls: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """``--index-url`` (the first) and ``--extra-index-url`` options, as uv and pip take them."""
+    return ("--index-url", urls[0], *(a for u in urls[1:] for a in ("--extra-index-url", u)))
+
+
 def uv_index_args(indexes: Indexes, default: str) -> list[str]:
-    """uv's ``--index-url`` and ``--extra-index-url`` options to resolve with (the sources come as
-    explicit indexes in :func:`sources_project`)."""
-    urls = indexes.searched(default)
-    return ["--index-url", urls[0], *(a for u in urls[1:] for a in ("--extra-index-url", u))]
+    """uv's options to resolve with (the sources come as explicit indexes in
+    :func:`sources_project`)."""
+    return list(index_options(indexes.searched(default)))
 
 
 def sources_project(indexes: Indexes, requirements: list[str]) -> str:

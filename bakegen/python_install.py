@@ -32,7 +32,7 @@ from bakegen.instructions import (
 )
 from bakegen.lock import arch_of
 from bakegen.plan import DOCKERFILE_DIR, ORDER_PACKAGES, PlanContext, Stage, Step, heading
-from bakegen.python_indexes import PYPI, indexes_of
+from bakegen.python_indexes import PYPI, index_options, indexes_of
 from bakegen.stack import EffectiveStack
 
 REQUIREMENTS = "requirements.txt"
@@ -57,9 +57,7 @@ FINISH_MOUNT = Mount("bind", source=FINISH_SCRIPT, target="/tmp/bakegen/finish.p
 # A private index's login: the BuildKit secret "netrc" (bakegen build --netrc), read by uv and pip
 # through NETRC while they install; never in a layer.
 NETRC_SECRET = BuildSecret("netrc", "netrc file", "logins of private package indexes",
-                           "pass a netrc file: machine HOST login USER password TOKEN")
-NETRC_MOUNT = Mount("secret", id=NETRC_SECRET.id)
-NETRC = Shell("if [ -s /run/secrets/netrc ]; then export NETRC=/run/secrets/netrc; fi")
+                           "pass a netrc file: machine HOST login USER password TOKEN", "NETRC")
 PIP_CACERT = Shell("if [ -s /run/secrets/cacert ]; then export PIP_CERT=/run/secrets/cacert; fi")
 UV_CACERT = Shell(
     "if [ -s /run/secrets/cacert ]; then export SSL_CERT_FILE=/run/secrets/cacert; fi"
@@ -130,10 +128,6 @@ def uv_install(
     where = (*index_options(indexes), "--index-strategy", "unsafe-best-match") if indexes else ()
     return Command((uv, "pip", "install", *options, *where, *into, "-r", requirements),
                    after=after)
-
-
-def index_options(indexes: tuple[str, ...]) -> tuple[str, ...]:
-    return ("--index-url", indexes[0], *(a for u in indexes[1:] for a in ("--extra-index-url", u)))
 
 
 def stack_index_urls(stack: EffectiveStack) -> tuple[str, ...]:
@@ -297,9 +291,9 @@ def _install_steps(ctx: PlanContext, final: bool = False) -> list[Step]:
                       for f in files)
         pick = _platform_pick()
         head = [Step(arg("TARGETARCH"), _install_comments(ctx), order=order)]
-    login = ((NETRC,), (NETRC_MOUNT,)) if stack_index_urls(ctx.stack) else ((), ())
-    parts = (cacert, *login[0], *pick, *_install_commands(ctx, final))
-    run = Run(parts, (cache, *locks, *scripts, FINISH_MOUNT, CACERT_MOUNT, *login[1]))
+    login = NETRC_SECRET.login() if stack_index_urls(ctx.stack) else ()
+    parts = (cacert, *login[:1], *pick, *_install_commands(ctx, final))
+    run = Run(parts, (cache, *locks, *scripts, FINISH_MOUNT, CACERT_MOUNT, *login[1:]))
     return head + [Step(run, () if head else _install_comments(ctx), layer, order)]
 
 
@@ -387,7 +381,7 @@ def _vendor_install(ctx: PlanContext) -> Step:
            "layer that holds only what changed; pip replaces the vendor's versions it must move.",
            "SOURCE_DATE_EPOCH (the lock's) makes pip write checked-hash .pyc files; with a fixed",
            "hash seed they are the same in every build.")
-    login = ((NETRC,), (NETRC_MOUNT,)) if indexes else ((), ())
-    mounts = (PIP_CACHE_MOUNT, lock, CACERT_MOUNT, *login[1])
-    run = Run((PIP_CACERT, *login[0], py, Command(argv, env, after=THEN)), mounts)
+    login = NETRC_SECRET.login() if indexes else ()
+    mounts = (PIP_CACHE_MOUNT, lock, CACERT_MOUNT, *login[1:])
+    run = Run((PIP_CACERT, *login[:1], py, Command(argv, env, after=THEN)), mounts)
     return Step(run, why, "Python packages into the base image's Python", ORDER + 2)

@@ -276,6 +276,6 @@ def test_a_build_secret_id_is_one_lower_case_word_used_once(monkeypatch):
 
     python = next(e for e in ordered.ECOSYSTEMS if e.name == "python")
     for bad in ("cacert", "netrc", "Bad-Id"):
-        monkeypatch.setattr(python, "build_secrets", (*python.build_secrets, BuildSecret(bad, "x", "y", "z")))
+        monkeypatch.setattr(python, "build_secrets", (*python.build_secrets, BuildSecret(bad, "x", "y", "z", "ENV")))
         with pytest.raises(ValueError, match="build secret ids"):
             ordered.build_secrets()

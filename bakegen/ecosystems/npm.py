@@ -42,6 +42,7 @@ from bakegen.resolvers.npm import (
     NpmResolver,
     check_registry_only,
     package_manifest,
+    registry_of,
     registry_url,
 )
 from bakegen.stack import EffectiveStack, StackGraph, stack_location
@@ -68,9 +69,8 @@ TABLE: dict[str, Any] = {
 # The BuildKit secret with the registries' logins (bakegen build --npmrc), npm's userconfig
 # while npm ci runs.
 NPMRC_SECRET = BuildSecret("npmrc", ".npmrc file", "tokens of private npm registries",
-                           "pass an .npmrc: //npm.example.com/:_authToken=TOKEN")
-NPMRC_MOUNT = Mount("secret", id=NPMRC_SECRET.id)
-NPMRC = "if [ -s /run/secrets/npmrc ]; then export NPM_CONFIG_USERCONFIG=/run/secrets/npmrc; fi"
+                           "pass an .npmrc: //npm.example.com/:_authToken=TOKEN",
+                           "NPM_CONFIG_USERCONFIG")
 
 
 def registries_of(stack: EffectiveStack) -> tuple[tuple[str, str], ...]:
@@ -304,9 +304,7 @@ class Npm(Ecosystem[NpmLock, NpmResolver]):
         out = []
         for path, version in part.packages().items():
             name = path.split("node_modules/", 1)[1] if path.startswith("node_modules/") else path
-            scope = name.split("/", 1)[0] if name.startswith("@") else ""
-            source = mine.get(scope) or mine.get("", "")
-            out.append(LockedEntry(self.name, name, "", version, source=source))
+            out.append(LockedEntry(self.name, name, "", version, source=registry_of(name, mine)))
         return out
 
     def advisory_source(self, index_url: str) -> AdvisorySource:
@@ -354,12 +352,12 @@ class Npm(Ecosystem[NpmLock, NpmResolver]):
             Mount("bind", source=f"{ctx.lock_dir}/{f}", target=f"/tmp/bakegen/npm/{f}")
             for f in files
         )
-        login = ((Shell(NPMRC),), (NPMRC_MOUNT,)) if npm.registries else ((), ())
+        login = NPMRC_SECRET.login() if npm.registries else ()
         mounts = (
             Mount("cache", id="bakegen-npm", target="/root/.npm"),
             *locks,
             Mount("secret", id="cacert"),
-            *login[1],
+            *login[1:],
         )
         scripts = () if npm.allow_scripts else ("--ignore-scripts",)
         where = f"/opt/npm/{ctx.name}"
@@ -368,7 +366,7 @@ class Npm(Ecosystem[NpmLock, NpmResolver]):
         )
         parts = (
             Shell(cacert),
-            *login[0],
+            *login[:1],
             Command(("install", "-d", where), after=THEN),
             Command(("cp", *(f"/tmp/bakegen/npm/{f}" for f in files), f"{where}/")),
             Command(("cd", where)),

@@ -35,7 +35,7 @@ from bakegen.lock import (
     schema_obj,
 )
 from bakegen.plan import Facts, PlanContext, Stage, Step
-from bakegen.python_indexes import PACKAGE_NAME, PYPI, Indexes, index_url, indexes_of
+from bakegen.python_indexes import PACKAGE_NAME, PYPI, Indexes, indexes_of
 from bakegen.python_install import (
     BUILDER,
     FINISH_SCRIPT,
@@ -107,10 +107,10 @@ TABLE: dict[str, Any] = {
     "slim": schema.boolean,
     "pip": schema.boolean,
     "sdists": schema.boolean,
-    "index_url": index_url,
-    "extra_index_urls": schema.list_of(index_url),
+    "index_url": schema.source_url,
+    "extra_index_urls": schema.list_of(schema.source_url),
     "sources": schema.table_of(schema.matching(PACKAGE_NAME, "package name", "acme-tools"),
-                               index_url),
+                               schema.source_url),
 }
 
 

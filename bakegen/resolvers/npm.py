@@ -183,6 +183,12 @@ _SEMVER = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z
 _INTEGRITY = re.compile(r"sha512-[A-Za-z0-9+/]{86}==")
 
 
+def registry_of(name: str, registries: dict[str, str]) -> str:
+    """The stack's registry of a package: its scope's, else the stack's own; "" for npm's."""
+    scope = name.split("/", 1)[0] if name.startswith("@") else ""
+    return registries.get(scope) or registries.get("", "")
+
+
 def check_registry_only(
     lock: dict, stack: str, registry: str, registries: dict[str, str] | None = None
 ) -> None:
@@ -213,8 +219,7 @@ def check_registry_only(
             )
         # the tarball of this very name and version (npm ci checks the integrity, not which package
         # it is)
-        scope = name.split("/", 1)[0] if name.startswith("@") else ""
-        origin = mine.get(scope) or mine.get("") or registry
+        origin = registry_of(name, mine) or registry
         from_registry = (
             resolved == f"{origin.rstrip('/')}/{name}/-/{name.rsplit('/', 1)[-1]}-{version}.tgz"
         )

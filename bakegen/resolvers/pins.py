@@ -86,9 +86,9 @@ def parse_requirements(text: str, source: str = "requirements.txt",
 
 def _index_of(url: str, source: str, lineno: int) -> str:
     """An index URL as a lock may hold it: checked as a stack's (no credential)."""
-    from bakegen.python_indexes import INDEX_URL
+    from bakegen.schema import SOURCE_URL
 
-    if not INDEX_URL.fullmatch(url):
+    if not SOURCE_URL.fullmatch(url):
         raise StaleError(f"'# from' names no index URL: {url[:80]!r}",
                          location=Location(source, lineno),
                          hint="an index URL holds no user:password@; run bakegen lock")
