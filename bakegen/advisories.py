@@ -243,8 +243,11 @@ class NpmAdvisories:
 
     def lookup(self, packages: list[Package]) -> dict[Package, list[Advisory] | Unchecked]:
         out: dict[Package, list[Advisory] | Unchecked] = {}
-        for round_ in _rounds(packages):
-            out.update(self._round(round_))
+        start = time.monotonic()
+        for round_ in _rounds(packages):  # the rounds share the one deadline
+            late = time.monotonic() - start > DEADLINE_SECONDS
+            late_answer = Unchecked(f"no answer within {DEADLINE_SECONDS:.0f} s")
+            out.update({p: late_answer for p in round_} if late else self._round(round_))
         return out
 
     def _round(self, packages: list[Package]) -> dict[Package, list[Advisory] | Unchecked]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from bakegen import __version__
 from bakegen import registry as ordered
 from bakegen.advisories import Advisory, Package, Unchecked
-from bakegen.diff import FROM, Change, ImageDiff
+from bakegen.diff import Change, ImageDiff, split
 from bakegen.files import GENERATED_MARKER
 from bakegen.lock import StackLock
 from bakegen.stack import StackGraph
@@ -212,13 +212,13 @@ def mark_changes(diffs: list[ImageDiff], index_url: str) -> list[str]:
 
 def _version(value: str | None) -> str | None:
     """A diff's version without where it comes from ("1.0 from URL" -> "1.0")."""
-    return value.split(f" {FROM}")[0] if value else value
+    return split(value)[0] if value else value
 
 
 def _from_own_index(change: Change, index_url: str) -> bool:
     """A change to or from a package of a stack's own index: never named to the public source
     (marked "not checked")."""
-    sources = {v.partition(f" {FROM}")[2].rstrip("/") for v in (change.old, change.new) if v}
+    sources = {split(v)[1].rstrip("/") for v in (change.old, change.new) if v}
     if not sources - {"", index_url.rstrip("/")}:
         return False
     change.security = f"not checked ({PRIVATE})"

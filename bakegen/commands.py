@@ -19,6 +19,7 @@ from typing import Any
 
 from bakegen import arguments
 from bakegen import registry as ordered
+from bakegen.advisories import ADVISORY_ID
 from bakegen.errors import BakegenError, StaleError, one_line
 from bakegen.files import (
     check_output_file,
@@ -32,7 +33,7 @@ from bakegen.files import (
 from bakegen.lock import LOCK_VERSION, StackLock
 from bakegen.locker import Resolvers, Upgrades, lock_stacks, outcome_files
 from bakegen.project import load_stacks, lock_files
-from bakegen.settings import ADVISORY_ID, MAX_MIN_AGE, read_settings
+from bakegen.settings import MAX_MIN_AGE, read_settings
 from bakegen.stack import StackGraph
 from bakegen.staleness import (
     LOCK_DIR,

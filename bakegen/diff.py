@@ -46,10 +46,18 @@ class Change:
             return "added"
         if self.new is None:
             return "removed"
+        if split(self.old)[0] == split(self.new)[0]:
+            return "moved"  # the same version, from another index
         return "upgraded" if self.newer else "downgraded"
 
     newer: bool = True
     security: str = ""  # "fixes ID", "introduces ID" (bakegen diff --audit)
+
+
+def split(value: str) -> tuple[str, str]:
+    """A diff's version and where it comes from: "1.0 from URL" -> ("1.0", "URL")."""
+    version, _, source = value.partition(f" {FROM}")
+    return version, source
 
 
 @dataclass
@@ -72,7 +80,7 @@ def _compare(
             continue
         change = Change(name, o, n)
         if o is not None and n is not None:
-            change.newer = newer(o.split(f" {FROM}")[0], n.split(f" {FROM}")[0])
+            change.newer = newer(split(o)[0], split(n)[0])
         out.append(change)
     return out
 
@@ -272,7 +280,7 @@ def _line(c: Change) -> str:
         return f"+ {c.name} {c.new}"
     if c.kind == "removed":
         return f"- {c.name} {c.old}"
-    arrow = "↑" if c.kind == "upgraded" else "↓"
+    arrow = {"upgraded": "↑", "downgraded": "↓"}.get(c.kind, "→")
     return f"{arrow} {c.name} {c.old} -> {c.new}" + (f" ({c.security})" if c.security else "")
 
 
@@ -311,8 +319,8 @@ def to_markdown(
     counts = {k: 0 for k in ("added", "removed", "upgraded", "downgraded")}
     for d in diffs:
         for cs in d.changes.values():
-            for c in cs:
-                counts[c.kind] += 1
+            for c in cs:  # "moved" (to another index) is counted when there is one
+                counts[c.kind] = counts.get(c.kind, 0) + 1
     out = [
         f"<!-- {GENERATED_MARKER} {__version__} (bakegen diff) -->",
         "## Lock changes",

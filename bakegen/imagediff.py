@@ -218,7 +218,7 @@ def uncompressed(repository: str, digest: str, media_type: str) -> int:
 def _decompressor(blob: Any, media_type: str) -> Any:
     if media_type.endswith("+zstd") or media_type.endswith(".zstd"):
         return zstandard.ZstdDecompressor().stream_reader(blob)
-    if media_type.endswith("gzip") or media_type.endswith(".tar.gzip"):
+    if media_type.endswith("gzip"):
         import gzip
 
         return gzip.GzipFile(fileobj=blob)

@@ -300,7 +300,8 @@ class RegistryClient:
                     self._tokens[image.api_host + "/" + image.repository] = token
                     continue
                 if exc.code == 401 and attempt == 0 and challenge.lower().startswith("basic "):
-                    login = docker_login(image.api_host)
+                    # a login never crosses the network in the clear (an http registry)
+                    login = docker_login(image.api_host) if image.scheme == "https" else None
                     if login:
                         self._tokens[image.api_host + "/" + image.repository] = f"Basic {login}"
                         continue
@@ -335,7 +336,7 @@ class RegistryClient:
             realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(sorted(params.items()))
         )
         request = urllib.request.Request(url, headers={"User-Agent": "bakegen"})
-        login = docker_login(image.api_host)
+        login = docker_login(image.api_host) if scheme == "https" else None
         if login:  # a private repository: the token is issued for the login (docker login's)
             request.add_unredirected_header("Authorization", f"Basic {login}")
         try:

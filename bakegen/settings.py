@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bakegen.advisories import ADVISORY_ID
 from bakegen.errors import BakegenError, Location, one_line
 from bakegen.paths import Unreadable, outside, read_bounded
 from bakegen.stack import find_line
@@ -30,7 +31,6 @@ SETTINGS_FILE = "bakegen.toml"
 MAX_SETTINGS = 64 * 1024
 MAX_MIN_AGE = 3650  # days
 # GHSA-xxxx-xxxx-xxxx, PYSEC-2024-1, CVE-2024-1234, or npm's number
-ADVISORY_ID = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)+|[0-9]{1,12}")
 REASON = re.compile(r"[^\x00-\x1f\x7f]{1,500}")
 
 

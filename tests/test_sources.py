@@ -279,3 +279,12 @@ def test_a_build_secret_id_is_one_lower_case_word_used_once(monkeypatch):
         monkeypatch.setattr(python, "build_secrets", (*python.build_secrets, BuildSecret(bad, "x", "y", "z", "ENV")))
         with pytest.raises(ValueError, match="build secret ids"):
             ordered.build_secrets()
+
+
+def test_the_diff_says_a_package_moved_to_another_index():
+    from bakegen.diff import Change, _compare, _line
+    from bakegen.ecosystems.python import version_newer
+
+    (moved,) = _compare({"six": f"1.0 from {PRIVATE}"}, {"six": "1.0 from https://other.example.com/simple"}, version_newer)
+    assert moved.kind == "moved" and _line(moved) == f"→ six 1.0 from {PRIVATE} -> 1.0 from https://other.example.com/simple"
+    assert Change("six", "1.0", "1.1 from x").kind == "upgraded"
