@@ -22,7 +22,6 @@ import http.client
 import json
 import os
 import re
-import ssl
 import tempfile
 import time
 import urllib.error
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bakegen.errors import one_line
+from bakegen.net import tls_context
 
 ADVISORY_ID = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)+|[0-9]{1,12}")
 VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63}")
@@ -122,9 +122,7 @@ def fetch(url: str, data: bytes | None = None, timeout: float = REQUEST_SECONDS)
     headers = {"User-Agent": "bakegen", "Accept": "application/json"}
     if data is not None:
         headers["Content-Type"] = "application/json"
-    cafile = os.environ.get("SSL_CERT_FILE")
-    context = ssl.create_default_context(
-        cafile=cafile if cafile and os.path.isfile(cafile) else None)
+    context = tls_context()
     request = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout, context=context) as resp:

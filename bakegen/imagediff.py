@@ -20,7 +20,7 @@ import zstandard
 
 from bakegen.attest import is_attestation, platform_name
 from bakegen.errors import BakegenError, one_line
-from bakegen.lock import StackLock
+from bakegen.lock import StackLock, chain_epoch
 from bakegen.lock import content_tag as lock_content_tag
 from bakegen.oci import DIGEST, ImageRef, RegistryClient, read_manifest
 
@@ -54,13 +54,8 @@ class ImageFigures:
 def content_tag(locks: dict[str, StackLock], name: str) -> str | None:
     """``<YYYYMMDD>-<first 12 of the fingerprint>``: the newest lock date of the chain (as the bake
     file stamps it) and the lock's fingerprint; None for a lock without a date."""
-    epochs: list[int | None] = []
-    stack: str | None = name
-    while stack is not None and stack in locks:
-        epochs.append(locks[stack].source_date_epoch)
-        stack = locks[stack].parent
-    known = [e for e in epochs if e is not None]
-    return lock_content_tag(max(known), locks[name].fingerprint) if known else None
+    epoch = chain_epoch(locks, name)
+    return lock_content_tag(epoch, locks[name].fingerprint) if epoch is not None else None
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -209,6 +209,17 @@ def lock_identity(lock: StackLock, ecosystems: Sequence[AnyEcosystem]) -> str:
     doc = {"fingerprint": lock.fingerprint, "epoch": lock.source_date_epoch, "entries": entries}
     blob = json.dumps(doc, sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
+
+
+def chain_epoch(locks: Mapping[str, StackLock], name: str) -> int | None:
+    """An image's date: the newest lock date of its chain (the stack and the parents its locks
+    name); None when no lock of the chain has one."""
+    epochs: list[int | None] = []
+    stack: str | None = name
+    while stack is not None and stack in locks:
+        epochs.append(locks[stack].source_date_epoch)
+        stack = locks[stack].parent
+    return max((e for e in epochs if e is not None), default=None)
 
 
 def content_tag(epoch: int, fingerprint: str) -> str:

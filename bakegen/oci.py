@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import ssl
 import tarfile
 import tempfile
 import urllib.error
@@ -36,6 +35,7 @@ from typing import IO, Any
 
 from bakegen import proc
 from bakegen.errors import BakegenError, CommandError, NetworkError, one_line
+from bakegen.net import tls_context
 
 # --- references ----------------------------------------------------------------------
 
@@ -355,11 +355,7 @@ class RegistryClient:
         return token
 
     def _open(self, request: urllib.request.Request):  # type: ignore[no-untyped-def]
-        cafile = os.environ.get("SSL_CERT_FILE")
-        context = ssl.create_default_context(
-            cafile=cafile if cafile and os.path.isfile(cafile) else None
-        )
-        return urllib.request.urlopen(request, timeout=self.timeout, context=context)
+        return urllib.request.urlopen(request, timeout=self.timeout, context=tls_context())
 
 
 def docker_login(host: str) -> str | None:

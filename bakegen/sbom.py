@@ -66,7 +66,7 @@ from bakegen.ecosystem import HASHES
 from bakegen.ecosystem import SbomItem as Item
 from bakegen.errors import BakegenError
 from bakegen.files import GENERATED_MARKER
-from bakegen.lock import StackLock, arch_of
+from bakegen.lock import StackLock, arch_of, chain_epoch
 from bakegen.stack import StackGraph
 
 SBOM_DIR = "sbom"
@@ -110,7 +110,6 @@ def image_sbom(
     for lock in chain:
         for item in lock_items(lock, platform):
             items.setdefault(item.ref, item)  # a purl twice: the stack nearest the root installs it
-    epochs = [lock.source_date_epoch for lock in chain if lock.source_date_epoch is not None]
     stack = graph.stacks[name]
     return ImageSbom(
         stack=name,
@@ -118,7 +117,7 @@ def image_sbom(
         fingerprint=locks[name].fingerprint,
         description=stack.description,
         tags=tuple(stack.tags),
-        epoch=max(epochs, default=FALLBACK_EPOCH),
+        epoch=chain_epoch(locks, name) or FALLBACK_EPOCH,
         items=tuple(items[k] for k in sorted(items)),
     )
 

@@ -11,7 +11,7 @@ from bakegen import __version__
 from bakegen import registry as ordered
 from bakegen.escape import hcl_ident
 from bakegen.files import GENERATED_MARKER
-from bakegen.lock import StackLock, content_tag, lock_identity
+from bakegen.lock import StackLock, chain_epoch, content_tag, lock_identity
 from bakegen.plan import dockerfile_path
 from bakegen.stack import StackGraph
 
@@ -31,7 +31,6 @@ def render_bake(env: Environment, graph: StackGraph, locks: dict[str, StackLock]
 
 
 def _targets(graph: StackGraph, locks: dict[str, StackLock]) -> list[dict[str, Any]]:
-    epochs: dict[str, int | None] = {}
     seen_vars: dict[str, str] = {}
     targets = []
     for name in graph.order:
@@ -43,11 +42,7 @@ def _targets(graph: StackGraph, locks: dict[str, StackLock]) -> list[dict[str, A
         if var is not None:
             seen_vars[var] = name
         # an image is as new as the newest lock it is built from (its own or a parent's)
-        chain = [epochs.get(a.name) for a in graph.ancestors(name)] + [
-            locks[name].source_date_epoch
-        ]
-        epochs[name] = max((e for e in chain if e is not None), default=None)
-        targets.append(_target(graph, locks, name, var, epochs[name]))
+        targets.append(_target(graph, locks, name, var, chain_epoch(locks, name)))
     return targets
 
 

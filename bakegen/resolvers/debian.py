@@ -13,7 +13,6 @@ import json
 import lzma
 import os
 import re
-import ssl
 import threading
 import urllib.error
 import urllib.request
@@ -27,6 +26,7 @@ from debian.deb822 import Packages, PkgRelation, Release
 from debian.debian_support import Version
 
 from bakegen.errors import BakegenError, NetworkError, one_line
+from bakegen.net import tls_context
 from bakegen.resolvers.signed import verify
 
 DEBIAN_SUITES = ("bullseye", "bookworm", "trixie", "forky", "sid", "unstable", "testing")
@@ -187,10 +187,7 @@ Fetch = Callable[[str], bytes]
 
 
 def http_fetch(url: str, timeout: float = 60.0) -> bytes:
-    cafile = os.environ.get("SSL_CERT_FILE")
-    context = ssl.create_default_context(
-        cafile=cafile if cafile and os.path.isfile(cafile) else None
-    )
+    context = tls_context()
     try:
         with urllib.request.urlopen(
             urllib.request.Request(url, headers={"User-Agent": "bakegen"}),

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import ssl
 import sys
 import tempfile
 import threading
@@ -29,6 +28,7 @@ from pathlib import Path
 
 from bakegen import proc
 from bakegen.errors import BakegenError, CommandError, NetworkError, ResolutionError, ToolError
+from bakegen.net import tls_context
 from bakegen.python_indexes import PROJECT, sources_project, uv_index_args
 from bakegen.resolvers.pins import (
     Pin,
@@ -173,9 +173,7 @@ def check_index(index_url: str, timeout: float = 20.0) -> None:
     Any HTTP answer counts as reachable; only connection, DNS, TLS and proxy
     failures are network errors. Honours the proxy variables and SSL_CERT_FILE.
     """
-    cafile = os.environ.get("SSL_CERT_FILE") or os.environ.get("PIP_CERT")
-    usable = cafile if cafile and os.path.isfile(cafile) else None
-    context = ssl.create_default_context(cafile=usable)
+    context = tls_context("SSL_CERT_FILE", "PIP_CERT")
     req = urllib.request.Request(index_url.rstrip("/") + "/", method="HEAD",
                                  headers={"User-Agent": "bakegen"})
     try:
