@@ -22,7 +22,7 @@ from bakegen.attest import is_attestation, platform_name
 from bakegen.errors import BakegenError, one_line
 from bakegen.lock import StackLock, chain_epoch
 from bakegen.lock import content_tag as lock_content_tag
-from bakegen.oci import DIGEST, ImageRef, RegistryClient, read_manifest
+from bakegen.oci import DIGEST, ImageRef, RegistryClient
 
 SOURCE_BYTES = "registry manifests (compressed layer sizes)"
 SOURCE_SIZE = "registry layers, decompressed"
@@ -66,6 +66,15 @@ class Image:
     layers: list[tuple[str, int, str]]  # (digest, compressed size, media type)
     history: list[tuple[bool, str]]  # (makes a layer, created_by)
     config_size: int
+
+
+def read_manifest(reference: str) -> tuple[bytes, str] | None:
+    """The manifest or index the registry serves for ``repository:tag`` or ``repository@digest``,
+    and its sha256, read with the client that reads the configs and layers (one login for all);
+    None when the registry has no such manifest."""
+    image = ImageRef.parse(reference)
+    found = RegistryClient().find_manifest(image, image.digest or image.tag or "latest")
+    return (found[0], found[2]) if found else None
 
 
 def fetch_image(reference: str, platform: str) -> Image | None:

@@ -241,14 +241,22 @@ class RegistryClient:
     def manifest(self, image: ImageRef, reference: str) -> tuple[bytes, str, str]:
         """A manifest or index: its bytes, media type and digest (checked against the registry's
         header)."""
-        url = f"{image.scheme}://{image.api_host}/v2/{image.repository}/manifests/{reference}"
-        status, headers, body = self.request(url, image)
-        if status == 404:
+        found = self.find_manifest(image, reference)
+        if found is None:
             sep = "@" if reference.startswith("sha256:") else ":"
             raise BakegenError(
                 f"{image.registry}/{image.repository}{sep}{reference}: no such image",
                 hint="check the base image name, tag and digest",
             )
+        return found
+
+    def find_manifest(self, image: ImageRef, reference: str) -> tuple[bytes, str, str] | None:
+        """:meth:`manifest`, or None when the registry has none (HTTP 404). A manifest asked for by
+        digest must have that digest."""
+        url = f"{image.scheme}://{image.api_host}/v2/{image.repository}/manifests/{reference}"
+        status, headers, body = self.request(url, image)
+        if status == 404:
+            return None
         if status != 200:
             raise BakegenError(
                 f"{url}: the registry answered HTTP {status}",
@@ -261,6 +269,9 @@ class RegistryClient:
                 f"{url}: Docker-Content-Digest {header} does not match the content ({digest})",
                 hint="a proxy or registry altered the manifest",
             )
+        if reference.startswith("sha256:") and reference != digest:
+            raise BakegenError(f"{url}: the registry served a manifest of digest {digest}",
+                               hint="a proxy or registry altered the manifest")
         return body, (headers.get("Content-Type") or "").split(";")[0], digest
 
     def request(self, url: str, image: ImageRef) -> tuple[int, dict[str, str], bytes]:
